@@ -1,0 +1,37 @@
+# selfsup — one binary on libtorch 2.11 (tch 0.24). `make demo` and `make test` do everything on a
+# fresh Debian machine with Rust: project venv with torch==2.11.0 from PyPI, release build, run.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+TORCH   := torch==2.11.0
+# torchvision and safetensors are for the tests' independent references only (never at run time)
+TESTPY  := torchvision==0.26.0 safetensors
+export LIBTORCH_USE_PYTORCH := 1
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: setup build demo test docs clean
+
+setup: $(VENV)/.ready
+
+$(VENV)/.ready:
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH) $(TESTPY)
+	touch $@
+
+build: setup
+	cargo build --release
+	@echo "binary: target/release/selfsup"
+
+# The main job: BYOL on the embedded synthetic shapes, then kNN of the trained vs a random encoder.
+demo: build
+	rm -rf runs/demo
+	./target/release/selfsup train --config configs/demo.toml --out runs/demo
+
+test: build
+	cargo test --release -- --test-threads 2
+
+docs: build
+	./target/release/selfsup config docs > docs/config.md
+
+clean:
+	cargo clean

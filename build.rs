@@ -1,0 +1,49 @@
+//! Build script: compiles the C++ shim (what tch lacks) against the same libtorch that torch-sys
+//! found, and makes the binary find and keep libtorch's libraries at run time.
+//!
+//! * `-Wl,-rpath,<torch/lib>` so the binary runs with no `LD_LIBRARY_PATH`.
+//! * `-Wl,--no-as-needed -ltorch_cuda -lc10_cuda` when the CUDA libraries exist: nothing in Rust
+//!   references a CUDA symbol directly, so with rustc's default `--as-needed` the CUDA backend would
+//!   silently disappear and `--device cuda` would report no GPU (see ../shared/notes/tch.md).
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=shim/shim.cpp");
+    println!("cargo:rerun-if-changed=build.rs");
+    let lib_dir = PathBuf::from(
+        std::env::var("DEP_TCH_LIBTORCH_LIB")
+            .expect("torch-sys did not report DEP_TCH_LIBTORCH_LIB (is LIBTORCH_USE_PYTORCH=1 set?)"),
+    );
+    let torch_root = lib_dir.parent().expect("libtorch lib dir has a parent").to_path_buf();
+    let include = torch_root.join("include");
+
+    let mut build = cc::Build::new();
+    build
+        .cpp(true)
+        .file("shim/shim.cpp")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag("-w")
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        .define("GLOG_USE_GLOG_EXPORT", None)
+        .opt_level(2);
+    build.compile("selfsup_shim");
+
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
+    if lib_dir.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-L{}", lib_dir.display());
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-lc10_cuda");
+        println!("cargo:rustc-link-arg=-ltorch_cpu");
+        println!("cargo:rustc-link-arg=-lc10");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+        println!("cargo:rustc-cfg=selfsup_has_cuda_libs");
+    }
+    println!("cargo:rustc-check-cfg=cfg(selfsup_has_cuda_libs)");
+    println!("cargo:rustc-link-search=native={}", lib_dir.display());
+    println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=c10");
+    println!("cargo:rustc-link-lib=dylib=stdc++");
+}

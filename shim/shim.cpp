@@ -1,0 +1,122 @@
+// The small C++ shim for what tch 0.24 does not expose (see ../shared/notes/tch.md).
+// Every entry point catches all C++ exceptions and reports them through `selfsup_last_error`:
+// exceptions must never cross into Rust. Tensors cross as tch passes them: an `at::Tensor*`.
+#include <torch/torch.h>
+#include <ATen/autocast_mode.h>
+#include <c10/core/CachingDeviceAllocator.h>
+#include <string>
+
+static thread_local std::string last_error;
+
+#define SHIM_TRY try {
+#define SHIM_CATCH                                   \
+  return 0;                                          \
+  }                                                  \
+  catch (const std::exception &e) {                  \
+    last_error = e.what();                           \
+    return 1;                                        \
+  }                                                  \
+  catch (...) {                                      \
+    last_error = "unknown C++ exception";            \
+    return 1;                                        \
+  }
+
+extern "C" {
+
+const char *selfsup_last_error() { return last_error.c_str(); }
+
+// bf16 autocast on CUDA. enter: enable + nest; exit: un-nest, clear cache at depth 0, restore.
+int selfsup_autocast_enter(int *prev_enabled) {
+  SHIM_TRY
+  *prev_enabled = at::autocast::is_autocast_enabled(at::kCUDA) ? 1 : 0;
+  at::autocast::set_autocast_enabled(at::kCUDA, true);
+  at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+  at::autocast::increment_nesting();
+  SHIM_CATCH
+}
+
+int selfsup_autocast_exit(int prev_enabled) {
+  SHIM_TRY
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  at::autocast::set_autocast_enabled(at::kCUDA, prev_enabled != 0);
+  SHIM_CATCH
+}
+
+int selfsup_autocast_is_enabled(int *out) {
+  SHIM_TRY
+  *out = at::autocast::is_autocast_enabled(at::kCUDA) ? 1 : 0;
+  SHIM_CATCH
+}
+
+// TF32 for float32 matmuls and convolutions (Ampere and newer).
+int selfsup_set_tf32(int enabled) {
+  SHIM_TRY
+  at::globalContext().setAllowTF32CuBLAS(enabled != 0);
+  at::globalContext().setAllowTF32CuDNN(enabled != 0);
+  SHIM_CATCH
+}
+
+int selfsup_get_tf32(int *out) {
+  SHIM_TRY
+  *out = at::globalContext().allowTF32CuBLAS() ? 1 : 0;
+  SHIM_CATCH
+}
+
+// Seeds every device's default generator (CPU and all CUDA devices).
+int selfsup_manual_seed(uint64_t seed) {
+  SHIM_TRY
+  torch::manual_seed(seed);
+  SHIM_CATCH
+}
+
+// target <- target + w * (source - target) for all pairs, one multi-tensor launch per call.
+int selfsup_foreach_lerp(at::Tensor **targets, at::Tensor **sources, int64_t n, double weight) {
+  SHIM_TRY
+  at::NoGradGuard guard;
+  std::vector<at::Tensor> t, s;
+  t.reserve(n);
+  s.reserve(n);
+  for (int64_t i = 0; i < n; ++i) {
+    t.push_back(*targets[i]);
+    s.push_back(*sources[i]);
+  }
+  at::_foreach_lerp_(t, s, at::Scalar(weight));
+  SHIM_CATCH
+}
+
+// Peak bytes allocated on a CUDA device since start (0 if CUDA is absent).
+int selfsup_cuda_peak_bytes(int device, int64_t *out) {
+  SHIM_TRY
+  *out = 0;
+  if (torch::cuda::is_available()) {
+    auto *alloc = c10::getDeviceAllocator(at::kCUDA);
+    auto stats = alloc->getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    *out = stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
+  }
+  SHIM_CATCH
+}
+
+}  // extern "C"
+
+extern "C" {
+// Channels-last (NHWC) memory format. `in_place` re-lays a parameter's data under the same
+// tensor (so optimisers and variable stores keep seeing it); otherwise returns a new tensor.
+int selfsup_channels_last(at::Tensor *t, int in_place, at::Tensor **out) {
+  SHIM_TRY
+  *out = nullptr;
+  if (t->dim() != 4) return 0;
+  auto converted = t->contiguous(at::MemoryFormat::ChannelsLast);
+  if (in_place) {
+    t->set_data(converted);
+  } else {
+    *out = new at::Tensor(converted);
+  }
+  SHIM_CATCH
+}
+
+int selfsup_is_channels_last(at::Tensor *t, int *out) {
+  SHIM_TRY
+  *out = t->is_contiguous(at::MemoryFormat::ChannelsLast) ? 1 : 0;
+  SHIM_CATCH
+}
+}

@@ -1,0 +1,6 @@
+//! Devices and the C++ shim for what tch lacks (bf16 autocast, TF32, multi-tensor updates,
+//! seeding every device, GPU memory statistics).
+pub mod device;
+pub mod shim;
+
+pub use device::parse_device;

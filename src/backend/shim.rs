@@ -1,0 +1,109 @@
+//! Safe wrappers over `shim/shim.cpp`. Every call returns a `Result` carrying the C++ message.
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int};
+use tch::Tensor;
+
+extern "C" {
+    fn selfsup_last_error() -> *const c_char;
+    fn selfsup_autocast_enter(prev: *mut c_int) -> c_int;
+    fn selfsup_autocast_exit(prev: c_int) -> c_int;
+    fn selfsup_autocast_is_enabled(out: *mut c_int) -> c_int;
+    fn selfsup_set_tf32(enabled: c_int) -> c_int;
+    fn selfsup_get_tf32(out: *mut c_int) -> c_int;
+    fn selfsup_manual_seed(seed: u64) -> c_int;
+    fn selfsup_foreach_lerp(targets: *const *mut torch_sys::C_tensor, sources: *const *mut torch_sys::C_tensor, n: i64, weight: f64) -> c_int;
+    fn selfsup_cuda_peak_bytes(device: c_int, out: *mut i64) -> c_int;
+    fn selfsup_channels_last(t: *mut torch_sys::C_tensor, in_place: c_int, out: *mut *mut torch_sys::C_tensor) -> c_int;
+    fn selfsup_is_channels_last(t: *mut torch_sys::C_tensor, out: *mut c_int) -> c_int;
+}
+
+
+fn check(rc: c_int) -> anyhow::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        let msg = unsafe { CStr::from_ptr(selfsup_last_error()) }.to_string_lossy().into_owned();
+        Err(anyhow::anyhow!("libtorch: {msg}"))
+    }
+}
+
+/// bf16 autocast on CUDA for the lifetime of the guard (nests; restores the previous state).
+pub struct AutocastGuard {
+    prev: c_int,
+}
+
+impl AutocastGuard {
+    pub fn bf16() -> anyhow::Result<Self> {
+        let mut prev = 0;
+        check(unsafe { selfsup_autocast_enter(&mut prev) })?;
+        Ok(AutocastGuard { prev })
+    }
+}
+
+impl Drop for AutocastGuard {
+    fn drop(&mut self) {
+        let _ = check(unsafe { selfsup_autocast_exit(self.prev) });
+    }
+}
+
+pub fn autocast_enabled() -> anyhow::Result<bool> {
+    let mut out = 0;
+    check(unsafe { selfsup_autocast_is_enabled(&mut out) })?;
+    Ok(out != 0)
+}
+
+/// Allows TF32 tensor cores for float32 matmuls and convolutions.
+pub fn set_tf32(enabled: bool) -> anyhow::Result<()> {
+    check(unsafe { selfsup_set_tf32(enabled as c_int) })
+}
+
+pub fn tf32_enabled() -> anyhow::Result<bool> {
+    let mut out = 0;
+    check(unsafe { selfsup_get_tf32(&mut out) })?;
+    Ok(out != 0)
+}
+
+/// Seeds the default generators of every device.
+pub fn manual_seed(seed: u64) -> anyhow::Result<()> {
+    check(unsafe { selfsup_manual_seed(seed) })
+}
+
+/// `targets[i] += weight * (sources[i] - targets[i])` in one multi-tensor launch (no grad).
+pub fn foreach_lerp(targets: &[Tensor], sources: &[Tensor], weight: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(targets.len() == sources.len(), "foreach_lerp: {} targets vs {} sources", targets.len(), sources.len());
+    let t: Vec<*mut torch_sys::C_tensor> = targets.iter().map(|x| x.as_ptr() as *mut torch_sys::C_tensor).collect();
+    let s: Vec<*mut torch_sys::C_tensor> = sources.iter().map(|x| x.as_ptr() as *mut torch_sys::C_tensor).collect();
+    check(unsafe { selfsup_foreach_lerp(t.as_ptr(), s.as_ptr(), t.len() as i64, weight) })
+}
+
+/// Peak bytes allocated on CUDA device `device` (0 without CUDA).
+pub fn cuda_peak_bytes(device: usize) -> anyhow::Result<i64> {
+    let mut out = 0;
+    check(unsafe { selfsup_cuda_peak_bytes(device as c_int, &mut out) })?;
+    Ok(out)
+}
+
+/// A channels-last (NHWC) copy of a 4-D tensor (other ranks are returned unchanged).
+pub fn to_channels_last(t: &Tensor) -> anyhow::Result<Tensor> {
+    let mut out: *mut torch_sys::C_tensor = std::ptr::null_mut();
+    check(unsafe { selfsup_channels_last(t.as_ptr() as *mut _, 0, &mut out) })?;
+    if out.is_null() {
+        return Ok(t.shallow_clone());
+    }
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+/// Re-lays every 4-D parameter (conv weights) as channels-last in place.
+pub fn params_to_channels_last(params: &[Tensor]) -> anyhow::Result<()> {
+    for p in params {
+        let mut out: *mut torch_sys::C_tensor = std::ptr::null_mut();
+        check(unsafe { selfsup_channels_last(p.as_ptr() as *mut _, 1, &mut out) })?;
+    }
+    Ok(())
+}
+
+pub fn is_channels_last(t: &Tensor) -> anyhow::Result<bool> {
+    let mut out = 0;
+    check(unsafe { selfsup_is_channels_last(t.as_ptr() as *mut _, &mut out) })?;
+    Ok(out != 0)
+}

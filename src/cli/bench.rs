@@ -1,0 +1,226 @@
+//! `selfsup bench augment`: decode + all views per sample, samples/s, one `RESULT` line.
+use rayon::prelude::*;
+use selfsup::augment::recipe::{RecipeParams, IMAGENET_MEAN, IMAGENET_STD};
+use selfsup::augment::{MultiView, Recipe};
+use selfsup::data::dataset::Items;
+use selfsup::data::{DataSpec, Image};
+use std::time::Instant;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCmd {
+    /// Augmentation throughput: JPEG/PNG decode (for folders) + every view of the recipe.
+    Augment {
+        #[arg(long)]
+        data: String,
+        #[arg(long, default_value = "byol")]
+        recipe: String,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        /// Samples timed (after 50 warm-up samples).
+        #[arg(long, default_value_t = 2000)]
+        samples: usize,
+        #[arg(long, default_value_t = 32)]
+        size: usize,
+        /// Colour-jitter strength (lightly's default 1.0).
+        #[arg(long, default_value_t = 1.0)]
+        jitter_strength: f32,
+    },
+    /// One BYOL training step on fixed random views, timed: the same model and step as
+    /// ../shared/bench/byol_step.py (images/s counts both views, 2 x batch per step).
+    Step(StepArgs),
+}
+
+#[derive(clap::Args)]
+pub struct StepArgs {
+    #[arg(long, default_value = "byol")]
+    method: String,
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    #[arg(long, default_value_t = 64)]
+    width: i64,
+    #[arg(long, default_value_t = 4096)]
+    hidden: i64,
+    #[arg(long, default_value_t = 256)]
+    proj_dim: i64,
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// bf16 autocast (CUDA only).
+    #[arg(long)]
+    amp: bool,
+    #[arg(long)]
+    channels_last: bool,
+    /// sgd | lars
+    #[arg(long, default_value = "sgd")]
+    opt: String,
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.99)]
+    tau: f64,
+    /// torch CPU threads (0 = torch's default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn step(a: StepArgs) -> anyhow::Result<()> {
+    use selfsup::backend::shim;
+    let sets: Vec<String> = vec![
+        format!("method={}", toml::Value::String(a.method.clone())),
+        format!("model.width={}", a.width),
+        format!("projector.hidden={}", a.hidden),
+        format!("projector.out={}", a.proj_dim),
+        format!("predictor.hidden={}", a.hidden),
+        format!("predictor.out={}", a.proj_dim),
+        format!("byol.tau_base={}", a.tau),
+        "byol.tau_schedule=\"constant\"".into(),
+        format!("optim.name={}", toml::Value::String(a.opt.clone())),
+        format!("optim.weight_decay={}", if a.opt == "lars" { 1e-6 } else { 1e-4 }),
+        "optim.exclude_bias_norm=false".into(),
+        format!("train.batch={}", a.batch),
+        format!("train.device={}", toml::Value::String(a.device.clone())),
+    ];
+    let cfg = selfsup::config::load(None, &sets)?;
+    let device = selfsup::backend::parse_device(&a.device)?;
+    if a.threads > 0 {
+        tch::set_num_threads(a.threads as i32);
+    }
+    if device.is_cuda() {
+        shim::set_tf32(true)?;
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
+    let use_amp = a.amp && device.is_cuda();
+    if a.amp && !device.is_cuda() {
+        eprintln!("note: --amp only applies on cuda; ignored");
+    }
+    shim::manual_seed(a.seed)?;
+    let mut method = selfsup::methods::build(&cfg, device)?;
+    if a.channels_last {
+        for (_, vs) in method.stores() {
+            shim::params_to_channels_last(&vs.variables().into_values().collect::<Vec<_>>())?;
+        }
+    }
+    let mut opt = selfsup::optim::Optimizer::new(&cfg.optim, method.parameters());
+    // fixed random views: data loading is not part of this measurement
+    tch::manual_seed(a.seed as i64 + 1);
+    let mut views: Vec<tch::Tensor> = (0..2).map(|_| tch::Tensor::randn([a.batch as i64, 3, 32, 32], (tch::Kind::Float, device))).collect();
+    if a.channels_last {
+        views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
+    }
+    let labels = tch::Tensor::zeros([a.batch as i64], (tch::Kind::Int64, device));
+    let sync = || {
+        if let tch::Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
+    let mut one = |k: usize| -> anyhow::Result<tch::Tensor> {
+        let out = {
+            let _amp = if use_amp { Some(shim::AutocastGuard::bf16()?) } else { None };
+            method.forward(&views, &labels)?
+        };
+        selfsup::train::step::apply_update(method.as_mut(), &mut opt, &out.loss, a.lr, k, a.steps + a.warmup)?;
+        Ok(out.loss)
+    };
+    println!("selfsup {} device={} threads={} batch={} width={} hidden={} opt={} amp={} channels_last={}", env!("CARGO_PKG_VERSION"), a.device, tch::get_num_threads(), a.batch, a.width, a.hidden, a.opt, use_amp, a.channels_last);
+    for k in 0..a.warmup {
+        let _ = one(k)?;
+    }
+    sync();
+    let mut ms = Vec::with_capacity(a.steps);
+    let mut loss = tch::Tensor::zeros([1], (tch::Kind::Float, device));
+    for k in 0..a.steps {
+        sync();
+        let t = Instant::now();
+        loss = one(a.warmup + k)?;
+        sync();
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let lv = loss.double_value(&[]);
+    anyhow::ensure!(lv.is_finite(), "non-finite loss {lv}");
+    let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
+    let mut srt = ms.clone();
+    srt.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let imgs = 2 * a.batch;
+    println!(
+        "RESULT steps={} mean_ms_per_step={mean:.2} median_ms={:.2} min_ms={:.2} max_ms={:.2} images_per_s={:.1} (images = 2*B = {imgs} per step) final_loss={lv:.4}",
+        a.steps,
+        srt[srt.len() / 2],
+        srt[0],
+        srt[srt.len() - 1],
+        imgs as f64 * 1e3 / mean
+    );
+    if let tch::Device::Cuda(i) = device {
+        println!("peak_mem_GiB={:.2}", shim::cuda_peak_bytes(i)? as f64 / (1u64 << 30) as f64);
+    }
+    Ok(())
+}
+
+pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
+    match cmd {
+        BenchCmd::Augment { data, recipe, threads, samples, size, jitter_strength } => augment(data, recipe, threads, samples, size, jitter_strength),
+        BenchCmd::Step(a) => step(a),
+    }
+}
+
+fn augment(data: String, recipe: String, threads: usize, samples: usize, size: usize, jitter_strength: f32) -> anyhow::Result<()> {
+    anyhow::ensure!(threads >= 1, selfsup::Error::usage("--threads must be at least 1"));
+    let spec = DataSpec::parse(&data)?;
+    // folders are benchmarked from the files (decode included), like torchvision's ImageFolder
+    let files = match &spec.kind {
+        selfsup::data::spec::Kind::Folder(p) => {
+            let dir = match spec.split {
+                Some(s) => p.join(s.name()),
+                None => p.clone(),
+            };
+            Some(selfsup::data::folder::scan(&dir)?.0)
+        }
+        _ => None,
+    };
+    let ds = if files.is_none() { Some(spec.open()?) } else { None };
+    let n_items = files.as_ref().map(|f| f.len()).or(ds.as_ref().map(|d| d.len())).unwrap_or(0);
+    let recipe_v = Recipe::named(&recipe, &RecipeParams { crop_size: size, jitter_strength, mean: IMAGENET_MEAN, std: IMAGENET_STD, ..Default::default() })?;
+    let mv = MultiView::new(&recipe_v);
+    let lens: Vec<usize> = mv.views.iter().map(|v| v.output_len()).collect();
+    let order: Vec<usize> = {
+        let mut o: Vec<usize> = (0..n_items).collect();
+        use rand::seq::SliceRandom;
+        o.shuffle(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0));
+        o.into_iter().cycle().take(samples + 50).collect()
+    };
+    let one = |i: usize| -> anyhow::Result<()> {
+        let img: std::borrow::Cow<Image> = match (&files, &ds) {
+            (Some(f), _) => std::borrow::Cow::Owned(Image::decode_file(&f[i])?),
+            (None, Some(d)) => match &d.items {
+                Items::Memory(v) => std::borrow::Cow::Borrowed(&v[i]),
+                Items::Files(_) => d.image(i)?,
+            },
+            _ => unreachable!(),
+        };
+        let mut bufs: Vec<Vec<f32>> = lens.iter().map(|&l| vec![0.0; l]).collect();
+        let mut outs: Vec<&mut [f32]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        mv.apply(&img, 0, 0, i as u64, &mut outs);
+        std::hint::black_box(&bufs);
+        Ok(())
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
+    let (warm, timed) = order.split_at(50.min(order.len()));
+    pool.install(|| warm.par_iter().try_for_each(|&i| one(i)))?;
+    let t = Instant::now();
+    if threads == 1 {
+        timed.iter().try_for_each(|&i| one(i))?;
+    } else {
+        pool.install(|| timed.par_iter().try_for_each(|&i| one(i)))?;
+    }
+    let dt = t.elapsed().as_secs_f64();
+    let sps = timed.len() as f64 / dt;
+    println!(
+        "RESULT selfsup-augment recipe={recipe} size={size} threads={threads} samples={} samples_per_s={sps:.0} samples_per_s_per_core={:.0}",
+        timed.len(),
+        sps / threads as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! `selfsup eval knn|linear`.
+use super::ConfigArgs;
+use selfsup::eval::linear::LinearProbeConfig;
+use selfsup::eval::{extract_features, knn_accuracy, linear_probe};
+use selfsup::methods::Method;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(clap::Args)]
+pub struct Common {
+    /// A run folder, a checkpoint folder, or `random` for a random-init encoder (architecture
+    /// from --config/--set).
+    #[arg(long)]
+    checkpoint: String,
+    /// Labelled reference/training data spec.
+    #[arg(long)]
+    train: String,
+    /// Labelled test data spec.
+    #[arg(long)]
+    test: String,
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Seed of the random-init encoder (with --checkpoint random).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[command(flatten)]
+    cfg: ConfigArgs,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+pub enum EvalCmd {
+    /// Weighted kNN on L2-normalised features (cosine similarity, vote weight exp(s/T)).
+    Knn {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 200)]
+        k: usize,
+        #[arg(long, default_value_t = 0.1)]
+        temperature: f64,
+    },
+    /// Linear classifier on frozen features (computed once, no augmentation).
+    Linear {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value_t = 100)]
+        epochs: usize,
+        #[arg(long, default_value_t = 1e-2)]
+        lr: f64,
+    },
+}
+
+/// The encoder's method and config, from a checkpoint or freshly initialised.
+pub fn load(checkpoint: &str, cfg: &ConfigArgs, seed: u64, device: tch::Device) -> anyhow::Result<(selfsup::config::Config, Box<dyn Method>)> {
+    if checkpoint == "random" {
+        let cfg = cfg.load(&[])?;
+        let m = selfsup::train::trainer::random_method(&cfg, seed, device)?;
+        Ok((cfg, m))
+    } else {
+        if !cfg.set.is_empty() || cfg.config.is_some() {
+            eprintln!("note: the architecture comes from the checkpoint's config; --config/--set only apply with --checkpoint random");
+        }
+        selfsup::train::trainer::load_method(&PathBuf::from(checkpoint), device)
+    }
+}
+
+fn features(c: &Common) -> anyhow::Result<(tch::Tensor, tch::Tensor, tch::Tensor, tch::Tensor, usize)> {
+    let device = selfsup::backend::parse_device(&c.device)?;
+    let (cfg, method) = load(&c.checkpoint, &c.cfg, c.seed, device)?;
+    let train = Arc::new(selfsup::data::open(&c.train)?);
+    let test = Arc::new(selfsup::data::open(&c.test)?);
+    anyhow::ensure!(train.is_labelled(), "{}: evaluation needs labels", train.source);
+    anyhow::ensure!(test.is_labelled(), "{}: evaluation needs labels", test.source);
+    let (mean, std) = cfg.eval.normalization(&cfg.data)?;
+    let size = cfg.data.recipe()?.views[0].crop_size;
+    let (ftr, ytr) = extract_features(method.encoder(), train.clone(), size, mean, std, cfg.eval.batch, device)?;
+    let (fte, yte) = extract_features(method.encoder(), test.clone(), size, mean, std, cfg.eval.batch, device)?;
+    Ok((ftr, ytr, fte, yte, train.num_classes().max(test.num_classes())))
+}
+
+pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
+    match cmd {
+        EvalCmd::Knn { common, k, temperature } => {
+            if k == 0 {
+                return Err(selfsup::Error::usage("--k must be at least 1").into());
+            }
+            if !(temperature > 0.0) {
+                return Err(selfsup::Error::usage(format!("--temperature {temperature} must be > 0")).into());
+            }
+            let (ftr, ytr, fte, yte, classes) = features(&common)?;
+            let r = knn_accuracy(&ftr, &ytr, &fte, &yte, k, temperature, classes);
+            if common.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!("kNN (k={k}, T={temperature}) top-1 {:.4}  top-5 {:.4}", r.knn_top1, r.knn_top5);
+            }
+        }
+        EvalCmd::Linear { common, epochs, lr } => {
+            let (ftr, ytr, fte, yte, classes) = features(&common)?;
+            let cfg = LinearProbeConfig { epochs, lr, ..Default::default() };
+            let (train_acc, top1) = linear_probe(&ftr, &ytr, &fte, &yte, classes, &cfg)?;
+            if common.json {
+                println!("{}", serde_json::json!({"linear_top1": top1, "linear_train_top1": train_acc, "epochs": epochs}));
+            } else {
+                println!("linear probe (offline, {epochs} epochs) top-1 {top1:.4} (train {train_acc:.4})");
+            }
+        }
+    }
+    Ok(())
+}

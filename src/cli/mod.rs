@@ -1,0 +1,94 @@
+//! Command-line interface (clap derive). Each subcommand lives in its own file.
+mod bench;
+mod data;
+mod eval;
+mod export;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "selfsup", version, about = "Self-supervised visual representation learning: train, evaluate and take apart BYOL and its rivals")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect datasets and preview augmentations.
+    #[command(subcommand)]
+    Data(data::DataCmd),
+    /// Train a self-supervised method.
+    Train(train::TrainArgs),
+    /// Evaluate a frozen encoder (kNN, linear probe).
+    #[command(subcommand)]
+    Eval(eval::EvalCmd),
+    /// Write encoder features (and projector outputs) with labels to a safetensors file.
+    Embed(export::EmbedArgs),
+    /// Export the encoder with torchvision ResNet parameter names (safetensors).
+    Export(export::ExportArgs),
+    /// Benchmarks (augmentation pipeline throughput).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
+    /// Configuration: show the resolved config or the documentation of every key.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Print the Markdown table of every config key (docs/config.md).
+    Docs,
+    /// Print the resolved config for a file and overrides.
+    Show(ConfigArgs),
+}
+
+/// Config file and overrides, shared by every command that builds a model.
+#[derive(clap::Args, Clone, Default)]
+pub struct ConfigArgs {
+    /// TOML config file (keys as in docs/config.md).
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
+    /// Override any key: --set byol.tau_base=0.99 (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl ConfigArgs {
+    pub fn load(&self, extra: &[String]) -> anyhow::Result<selfsup::config::Config> {
+        let mut sets = extra.to_vec();
+        sets.extend(self.set.iter().cloned());
+        Ok(selfsup::config::load(self.config.as_deref(), &sets)?)
+    }
+}
+
+pub fn run() -> anyhow::Result<()> {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) {
+                e.exit();
+            }
+            let msg = e.render().to_string();
+            let first = msg.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
+            return Err(selfsup::Error::usage(format!("{first} (see --help)")).into());
+        }
+    };
+    match cli.command {
+        Command::Data(c) => data::run(c),
+        Command::Train(a) => train::run(a),
+        Command::Eval(c) => eval::run(c),
+        Command::Embed(a) => export::embed(a),
+        Command::Export(a) => export::export(a),
+        Command::Bench(c) => bench::run(c),
+        Command::Config(ConfigCmd::Docs) => {
+            print!("{}", selfsup::config::docs::render());
+            Ok(())
+        }
+        Command::Config(ConfigCmd::Show(a)) => {
+            print!("{}", a.load(&[])?.to_toml());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! Documentation of every config key, rendered to `docs/config.md` by `selfsup config docs`.
+//! Defaults are read from the schema itself, so the page cannot drift from the code; a test
+//! checks that every key is documented and that the committed page is current.
+use crate::config::overrides::leaf_keys;
+use crate::config::Config;
+use toml::Value;
+
+/// (key, allowed values or range, meaning)
+pub const FIELD_DOCS: &[(&str, &str, &str)] = &[
+    ("method", "byol", "Self-supervised method to train."),
+    ("model.arch", "resnet18 \\| resnet34 \\| resnet50", "Encoder architecture (He et al. 2016)."),
+    ("model.width", "1..=1024", "Base width (64 = standard ResNet); small values for CPU runs."),
+    ("model.stem", "cifar \\| imagenet", "cifar: 3×3 conv stride 1, no max-pool; imagenet: 7×7 stride 2 + max-pool."),
+    ("model.norm", "bn \\| splitbn \\| ln \\| gnws \\| none", "Normalisation layer of the encoder."),
+    ("model.norm_splits", "≥ 1", "Sub-batches with their own statistics for `splitbn` (per-device BN on one device)."),
+    ("projector.hidden", "≥ 1", "Hidden width of the projector MLP (BYOL: 4096)."),
+    ("projector.out", "≥ 1", "Output width of the projector (BYOL: 256)."),
+    ("projector.layers", "1..=8", "Linear layers in the projector (2 = Linear→Norm→ReLU→Linear)."),
+    ("projector.norm", "bn \\| splitbn \\| ln \\| gnws \\| none", "Norm after each hidden layer of the projector."),
+    ("predictor.hidden", "≥ 1", "Hidden width of the predictor MLP."),
+    ("predictor.out", "= projector.out", "Output width of the predictor; must equal projector.out."),
+    ("predictor.layers", "1..=8", "Linear layers in the predictor."),
+    ("predictor.norm", "bn \\| splitbn \\| ln \\| gnws \\| none", "Norm after each hidden layer of the predictor."),
+    ("byol.tau_base", "[0, 1]", "Target EMA decay at step 0 (0.996 ImageNet, 0.99 CIFAR; 1 = fixed random target)."),
+    ("byol.tau_schedule", "cosine \\| constant", "cosine: τ rises to 1 (BYOL); constant: τ = τ_base (τ_base 0 = no EMA)."),
+    ("byol.predictor", "mlp \\| linear \\| none", "Predictor head; none removes it (BYOL Table 5b collapse case)."),
+    ("byol.predictor_lr_scale", "> 0", "Learning-rate multiplier for the predictor."),
+    ("train.epochs", "≥ 1", "Training epochs."),
+    ("train.batch", "≥ 2", "Batch size (images per view)."),
+    ("train.seed", "any u64", "Seed for weights, data order and augmentation."),
+    ("train.amp", "bool", "bf16 autocast on CUDA."),
+    ("train.channels_last", "bool", "NHWC memory format on CUDA."),
+    ("train.tf32", "bool", "Allow TF32 tensor cores for float32 matmuls/convolutions on CUDA."),
+    ("train.device", "cpu \\| cuda \\| cuda:N", "Device to train on."),
+    ("train.threads", "≥ 0", "Torch CPU threads (0 = torch default)."),
+    ("train.checkpoint_every", "≥ 0 epochs", "Checkpoint every N epochs (always at the end; 0 = only at the end)."),
+    ("train.keep_checkpoints", "≥ 1", "Newest checkpoints kept on disk."),
+    ("train.log_every", "≥ 1 steps", "Steps between metrics lines in metrics.jsonl."),
+    ("train.on_nonfinite", "stop \\| skip", "On a non-finite loss: stop with an error, or skip the step and count it."),
+    ("optim.name", "lars \\| sgd \\| adamw", "Optimiser."),
+    ("optim.lr", "> 0", "Base learning rate; the used peak is lr × batch / 256."),
+    ("optim.weight_decay", "≥ 0", "Weight decay."),
+    ("optim.momentum", "[0, 1)", "Momentum (LARS, SGD)."),
+    ("optim.warmup_epochs", "≥ 0", "Linear warmup epochs before the cosine decay."),
+    ("optim.trust_coefficient", "> 0", "LARS trust coefficient η."),
+    ("optim.beta1", "[0, 1)", "AdamW β₁."),
+    ("optim.beta2", "[0, 1)", "AdamW β₂."),
+    ("optim.eps", "> 0", "AdamW ε."),
+    ("optim.exclude_bias_norm", "bool", "SGD/AdamW: no weight decay on biases and norm parameters (LARS always excludes them)."),
+    ("data.train", "data spec", "Training data (`--data`): folder:PATH, cifar10:PATH, cifar100:PATH, idx:PATH, fashion-mnist, synthetic[:N]."),
+    ("data.recipe", "byol \\| byol-cifar \\| simclr \\| simclr-cifar \\| mocov2 \\| mocov2-cifar \\| none", "Augmentation recipe; none = both views the plain normalised image."),
+    ("data.crop_size", "≥ 0", "View side in pixels (0 = recipe default: 32 for -cifar, 224 otherwise)."),
+    ("data.jitter_strength", "[0, 5]", "Colour-jitter strength multiplier (lightly's cj_strength)."),
+    ("data.min_scale", "[0, 1]", "Smallest crop area fraction (0 = recipe default)."),
+    ("data.normalize", "imagenet \\| cifar10 \\| none", "Channel normalisation of training views."),
+    ("data.workers", "≥ 0", "Loader threads (0 = one per core)."),
+    ("data.prefetch", "≥ 1", "Batches prepared ahead of the step."),
+    ("data.small_crops", "≥ 0", "Extra small views (multi-crop)."),
+    ("data.small_crop_size", "≥ 1", "Side of the small views."),
+    ("eval.knn_every", "≥ 0 epochs", "kNN on the held-out split every N epochs during training (0 = off)."),
+    ("eval.test", "data spec or empty", "Held-out evaluation data (empty = the training spec with @test)."),
+    ("eval.knn_train", "data spec or empty", "kNN reference set (empty = the training data, un-augmented)."),
+    ("eval.knn_k", "≥ 1", "Neighbours in the kNN vote (200 lightly, 20 solo-learn)."),
+    ("eval.knn_temperature", "> 0", "kNN vote temperature (0.1 lightly, 0.07 solo-learn)."),
+    ("eval.normalize", "imagenet \\| cifar10 \\| none \\| empty", "Normalisation of evaluation images (empty = data.normalize)."),
+    ("eval.compare_random", "bool", "After training, also report kNN of a random-init encoder."),
+    ("eval.batch", "≥ 1", "Batch size for feature extraction."),
+];
+
+fn default_value(key: &str) -> String {
+    let mut v = Value::try_from(Config::default()).expect("serialises");
+    for p in key.split('.') {
+        v = v.get(p).cloned().unwrap_or(Value::String("?".into()));
+    }
+    match v {
+        Value::String(s) => format!("\"{s}\""),
+        other => other.to_string(),
+    }
+}
+
+/// The Markdown page listing every key with its default, range and meaning.
+pub fn render() -> String {
+    let mut s = String::from(
+        "# Configuration keys\n\n\
+         Generated by `selfsup config docs` from the schema (do not edit by hand). Set keys in a TOML\n\
+         file (`--config FILE`) or on the command line (`--set section.key=value`). Unknown keys are\n\
+         errors. The resolved config is written to `OUT/config.toml` and into every checkpoint.\n\n\
+         | key | default | allowed | meaning |\n|---|---|---|---|\n",
+    );
+    for (key, range, doc) in FIELD_DOCS {
+        s.push_str(&format!("| `{key}` | `{}` | {range} | {doc} |\n", default_value(key)));
+    }
+    s
+}
+
+/// Keys present in the schema but missing from [`FIELD_DOCS`] (and vice versa).
+pub fn undocumented() -> (Vec<String>, Vec<String>) {
+    let keys = leaf_keys();
+    let documented: Vec<&str> = FIELD_DOCS.iter().map(|(k, _, _)| *k).collect();
+    let missing = keys.iter().filter(|k| !documented.contains(&k.as_str())).cloned().collect();
+    let stale = documented.iter().filter(|d| !keys.iter().any(|k| k == *d)).map(|s| s.to_string()).collect();
+    (missing, stale)
+}

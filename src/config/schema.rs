@@ -1,0 +1,231 @@
+//! The configuration schema. Every key is documented in [`super::docs::FIELD_DOCS`] and rendered
+//! to `docs/config.md` by `selfsup config docs` (a test keeps the file current).
+use crate::augment::recipe::{normalization, Recipe, RecipeParams};
+use crate::error::Error;
+use crate::methods::byol::ByolConfig;
+use crate::models::{MlpConfig, ResNetConfig};
+use crate::optim::OptimConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub method: String,
+    pub model: ResNetConfig,
+    pub projector: MlpConfig,
+    pub predictor: MlpConfig,
+    pub byol: ByolConfig,
+    pub train: TrainConfig,
+    pub optim: OptimConfig,
+    pub data: DataConfig,
+    pub eval: EvalConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            method: "byol".into(),
+            model: ResNetConfig::default(),
+            projector: MlpConfig::default(),
+            predictor: MlpConfig::default(),
+            byol: ByolConfig::default(),
+            train: TrainConfig::default(),
+            optim: OptimConfig::default(),
+            data: DataConfig::default(),
+            eval: EvalConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch: usize,
+    pub seed: u64,
+    /// bf16 autocast on CUDA.
+    pub amp: bool,
+    pub channels_last: bool,
+    pub tf32: bool,
+    /// cpu | cuda | cuda:N
+    pub device: String,
+    /// Torch intra-op threads on the CPU (0 = torch's default).
+    pub threads: usize,
+    /// Write a checkpoint every N epochs (and always at the end); 0 = only at the end.
+    pub checkpoint_every: usize,
+    /// Checkpoints kept on disk (the newest ones).
+    pub keep_checkpoints: usize,
+    /// Log a metrics line every N steps.
+    pub log_every: usize,
+    /// stop | skip: what to do when the loss or a gradient is not finite.
+    pub on_nonfinite: String,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 100,
+            batch: 256,
+            seed: 0,
+            amp: false,
+            channels_last: false,
+            tf32: true,
+            device: "cpu".into(),
+            threads: 0,
+            checkpoint_every: 10,
+            keep_checkpoints: 3,
+            log_every: 10,
+            on_nonfinite: "stop".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataConfig {
+    /// Training data spec (`--data`).
+    pub train: String,
+    /// Augmentation recipe: byol | byol-cifar | simclr | simclr-cifar | mocov2 | mocov2-cifar | none.
+    pub recipe: String,
+    /// Output side in pixels (0 = the recipe's default: 32 for -cifar recipes, 224 otherwise).
+    pub crop_size: usize,
+    pub jitter_strength: f32,
+    /// Smallest crop area fraction (0 = the recipe's default).
+    pub min_scale: f32,
+    /// imagenet | cifar10 | none
+    pub normalize: String,
+    /// Loader worker threads (0 = one per core).
+    pub workers: usize,
+    pub prefetch: usize,
+    /// Extra small multi-crop views.
+    pub small_crops: usize,
+    pub small_crop_size: usize,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            train: "synthetic".into(),
+            recipe: "byol-cifar".into(),
+            crop_size: 0,
+            jitter_strength: 1.0,
+            min_scale: 0.0,
+            normalize: "imagenet".into(),
+            workers: 0,
+            prefetch: 4,
+            small_crops: 0,
+            small_crop_size: 96,
+        }
+    }
+}
+
+impl DataConfig {
+    pub fn recipe(&self) -> Result<Recipe, Error> {
+        if !(self.jitter_strength >= 0.0 && self.jitter_strength <= 5.0) {
+            return Err(Error::config("data.jitter_strength", self.jitter_strength, "must lie in [0, 5]"));
+        }
+        if !(0.0..=1.0).contains(&self.min_scale) {
+            return Err(Error::config("data.min_scale", self.min_scale, "must lie in [0, 1] (0 = recipe default)"));
+        }
+        let (mean, std) = normalization(&self.normalize)?;
+        Recipe::named(
+            &self.recipe,
+            &RecipeParams {
+                crop_size: self.crop_size,
+                jitter_strength: self.jitter_strength,
+                min_scale: self.min_scale,
+                mean,
+                std,
+                small_crops: self.small_crops,
+                small_crop_size: self.small_crop_size,
+            },
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalConfig {
+    /// kNN on a held-out split every N epochs during training (0 = off).
+    pub knn_every: usize,
+    /// Held-out data spec for evaluation during/after training ("" = the training spec's @test).
+    pub test: String,
+    /// Labelled reference set for kNN ("" = the training spec, un-augmented).
+    pub knn_train: String,
+    pub knn_k: usize,
+    pub knn_temperature: f64,
+    /// Normalisation for evaluation images ("" = data.normalize).
+    pub normalize: String,
+    /// After training, also evaluate a random-init encoder of the same architecture.
+    pub compare_random: bool,
+    /// Feature-extraction batch size.
+    pub batch: usize,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        EvalConfig { knn_every: 0, test: String::new(), knn_train: String::new(), knn_k: 200, knn_temperature: 0.1, normalize: String::new(), compare_random: false, batch: 256 }
+    }
+}
+
+impl EvalConfig {
+    pub fn normalization(&self, data: &DataConfig) -> Result<([f32; 3], [f32; 3]), Error> {
+        normalization(if self.normalize.is_empty() { &data.normalize } else { &self.normalize })
+            .map_err(|_| Error::config("eval.normalize", &self.normalize, "expected imagenet, cifar10, none or empty"))
+    }
+}
+
+impl Config {
+    /// Checks every section; the first problem is returned, naming the field.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !crate::methods::METHODS.contains(&self.method.as_str()) {
+            return Err(Error::config("method", &self.method, format!("expected one of: {}", crate::methods::METHODS.join(", "))));
+        }
+        self.model.validate()?;
+        self.projector.validate("projector")?;
+        self.predictor.validate("predictor")?;
+        if self.predictor.out != self.projector.out {
+            return Err(Error::config("predictor.out", self.predictor.out, format!("must equal projector.out ({}) so predictions and targets compare", self.projector.out)));
+        }
+        self.byol.validate()?;
+        self.optim.validate()?;
+        let t = &self.train;
+        if t.epochs == 0 {
+            return Err(Error::config("train.epochs", 0, "must be at least 1"));
+        }
+        if t.batch < 2 {
+            return Err(Error::config("train.batch", t.batch, "must be at least 2 (batch statistics)"));
+        }
+        if t.log_every == 0 {
+            return Err(Error::config("train.log_every", 0, "must be at least 1"));
+        }
+        if t.keep_checkpoints == 0 {
+            return Err(Error::config("train.keep_checkpoints", 0, "must be at least 1"));
+        }
+        if !matches!(t.on_nonfinite.as_str(), "stop" | "skip") {
+            return Err(Error::config("train.on_nonfinite", &t.on_nonfinite, "expected stop or skip"));
+        }
+        crate::backend::device::parse_device(&t.device)?;
+        self.data.recipe()?;
+        if self.data.prefetch == 0 {
+            return Err(Error::config("data.prefetch", 0, "must be at least 1"));
+        }
+        let e = &self.eval;
+        if e.knn_k == 0 {
+            return Err(Error::config("eval.knn_k", 0, "must be at least 1"));
+        }
+        if !(e.knn_temperature > 0.0) {
+            return Err(Error::config("eval.knn_temperature", e.knn_temperature, "must be > 0"));
+        }
+        if e.batch == 0 {
+            return Err(Error::config("eval.batch", 0, "must be at least 1"));
+        }
+        e.normalization(&self.data)?;
+        Ok(())
+    }
+
+    /// The resolved config as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serialises")
+    }
+}

@@ -1,0 +1,176 @@
+//! The batch loader: rayon worker threads build each batch (decode + every view) in parallel,
+//! a producer thread keeps a bounded queue of ready batches ahead of the training step.
+//!
+//! Order and randomness are functions of (seed, epoch, position): the epoch permutation comes
+//! from (seed, epoch) and each sample's views from (seed, epoch, dataset index, view), so a run
+//! resumed at (epoch, batch) sees exactly the batches an uninterrupted run would.
+use crate::augment::rng::mix;
+use crate::augment::MultiView;
+use crate::data::Dataset;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use tch::Tensor;
+
+#[derive(Clone, Debug)]
+pub struct LoaderConfig {
+    pub batch: usize,
+    pub shuffle: bool,
+    pub drop_last: bool,
+    pub seed: u64,
+    /// Worker threads (0 = one per core).
+    pub threads: usize,
+    /// Batches prepared ahead of the consumer.
+    pub prefetch: usize,
+    /// Put batches in page-locked memory (for fast asynchronous copies to a GPU).
+    pub pin_memory: bool,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        LoaderConfig { batch: 256, shuffle: true, drop_last: true, seed: 0, threads: 0, prefetch: 4, pin_memory: false }
+    }
+}
+
+/// One batch: a `[B, 3, S, S]` float tensor per view, labels `[B]` (-1 when unlabelled).
+pub struct Batch {
+    pub views: Vec<Tensor>,
+    pub labels: Tensor,
+    pub indices: Vec<usize>,
+    pub epoch: usize,
+    /// Position of this batch within its epoch.
+    pub position: usize,
+}
+
+pub struct Loader {
+    dataset: Arc<Dataset>,
+    views: Arc<MultiView>,
+    cfg: LoaderConfig,
+    pool: Arc<rayon::ThreadPool>,
+}
+
+impl Loader {
+    pub fn new(dataset: Arc<Dataset>, views: MultiView, cfg: LoaderConfig) -> anyhow::Result<Self> {
+        if cfg.batch == 0 {
+            return Err(crate::error::Error::config("train.batch", 0, "must be at least 1").into());
+        }
+        if cfg.drop_last && dataset.len() < cfg.batch {
+            return Err(crate::error::Error::config(
+                "train.batch",
+                cfg.batch,
+                format!("larger than the dataset ({} images from {}); no full batch can be formed", dataset.len(), dataset.source),
+            )
+            .into());
+        }
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(cfg.threads).thread_name(|i| format!("loader-{i}")).build()?;
+        Ok(Loader { dataset, views: Arc::new(views), cfg, pool: Arc::new(pool) })
+    }
+
+    pub fn dataset(&self) -> &Arc<Dataset> {
+        &self.dataset
+    }
+
+    pub fn config(&self) -> &LoaderConfig {
+        &self.cfg
+    }
+
+    pub fn batches_per_epoch(&self) -> usize {
+        let n = self.dataset.len();
+        if self.cfg.drop_last {
+            n / self.cfg.batch
+        } else {
+            n.div_ceil(self.cfg.batch)
+        }
+    }
+
+    /// The sample order of an epoch.
+    pub fn epoch_order(&self, epoch: usize) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
+        if self.cfg.shuffle {
+            let mut rng = ChaCha8Rng::seed_from_u64(mix(mix(self.cfg.seed ^ 0x0DDB_A11) ^ epoch as u64));
+            order.shuffle(&mut rng);
+        }
+        order
+    }
+
+    /// Builds one batch of the given samples (in parallel on the loader's pool).
+    pub fn make_batch(&self, epoch: usize, position: usize, indices: &[usize]) -> anyhow::Result<Batch> {
+        build_batch(&self.dataset, &self.views, &self.cfg, &self.pool, epoch, position, indices)
+    }
+
+    /// Iterates the batches of `epoch` from batch `start`, prepared ahead on a producer thread.
+    pub fn epoch(&self, epoch: usize, start: usize) -> EpochIter {
+        let order = self.epoch_order(epoch);
+        let nb = self.batches_per_epoch();
+        let (tx, rx) = sync_channel(self.cfg.prefetch.max(1));
+        let (ds, views, cfg, pool) = (self.dataset.clone(), self.views.clone(), self.cfg.clone(), self.pool.clone());
+        let handle = std::thread::Builder::new()
+            .name("loader-producer".into())
+            .spawn(move || {
+                for b in start..nb {
+                    let end = ((b + 1) * cfg.batch).min(order.len());
+                    let batch = build_batch(&ds, &views, &cfg, &pool, epoch, b, &order[b * cfg.batch..end]);
+                    let failed = batch.is_err();
+                    if tx.send(batch).is_err() || failed {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn loader thread");
+        EpochIter { rx: Some(rx), handle: Some(handle) }
+    }
+}
+
+fn build_batch(ds: &Dataset, views: &MultiView, cfg: &LoaderConfig, pool: &rayon::ThreadPool, epoch: usize, position: usize, indices: &[usize]) -> anyhow::Result<Batch> {
+    let b = indices.len();
+    let sizes: Vec<usize> = views.views.iter().map(|v| v.output_len()).collect();
+    let mut bufs: Vec<Vec<f32>> = sizes.iter().map(|s| vec![0.0f32; s * b]).collect();
+    pool.install(|| -> anyhow::Result<()> {
+        // split every view buffer into per-sample chunks, then zip them per sample
+        let mut per_sample: Vec<Vec<&mut [f32]>> = (0..b).map(|_| Vec::with_capacity(sizes.len())).collect();
+        for (buf, &s) in bufs.iter_mut().zip(&sizes) {
+            for (slot, chunk) in per_sample.iter_mut().zip(buf.chunks_mut(s)) {
+                slot.push(chunk);
+            }
+        }
+        per_sample.into_par_iter().zip(indices.par_iter()).try_for_each(|(mut outs, &idx)| {
+            let img = ds.image(idx)?;
+            views.apply(&img, cfg.seed, epoch as u64, idx as u64, &mut outs);
+            Ok(())
+        })
+    })?;
+    let mut tensors = Vec::with_capacity(bufs.len());
+    for (buf, view) in bufs.iter().zip(&views.views) {
+        let s = view.cfg.crop_size as i64;
+        let t = Tensor::from_slice(buf).view([b as i64, 3, s, s]);
+        tensors.push(if cfg.pin_memory { t.pin_memory(tch::Device::Cuda(0)) } else { t });
+    }
+    let labels: Vec<i64> = indices.iter().map(|&i| ds.label(i).map(|l| l as i64).unwrap_or(-1)).collect();
+    Ok(Batch { views: tensors, labels: Tensor::from_slice(&labels), indices: indices.to_vec(), epoch, position })
+}
+
+/// Batches of one epoch in order; dropping it stops the producer.
+pub struct EpochIter {
+    rx: Option<Receiver<anyhow::Result<Batch>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Iterator for EpochIter {
+    type Item = anyhow::Result<Batch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.as_ref()?.recv().ok()
+    }
+}
+
+impl Drop for EpochIter {
+    fn drop(&mut self) {
+        self.rx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

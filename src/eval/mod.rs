@@ -1,0 +1,8 @@
+//! Evaluation of frozen encoders on L2-normalised features: weighted kNN and a linear probe.
+pub mod features;
+pub mod knn;
+pub mod linear;
+
+pub use features::extract_features;
+pub use knn::{knn_accuracy, KnnResult};
+pub use linear::linear_probe;

@@ -1,0 +1,50 @@
+//! Self-supervised methods. Each declares only what is its own (heads, the loss call, the
+//! momentum pairs); the shared loop in [`crate::train`] does the rest in a fixed order:
+//! forward → loss → backward → optimiser → [`Method::after_step`] (EMA) → logs.
+pub mod byol;
+
+use crate::config::Config;
+use crate::models::ResNet;
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+/// What a method's forward pass returns.
+pub struct StepOutput {
+    /// Scalar loss to minimise.
+    pub loss: Tensor,
+    /// Online projector outputs of the first view `[N, D]`, detached (for collapse metrics).
+    pub embeddings: Tensor,
+}
+
+pub trait Method {
+    fn name(&self) -> &'static str;
+    /// Forward pass on the views of one batch; returns the loss (the trainer runs backward).
+    fn forward(&mut self, views: &[Tensor], labels: &Tensor) -> anyhow::Result<StepOutput>;
+    /// Parameters the optimiser updates: (name, tensor, learning-rate multiplier).
+    fn parameters(&self) -> Vec<(String, Tensor, f64)>;
+    /// Work after the optimiser step (EMA of the target); `step` counts from 0 of `total`.
+    /// Returns scalars to log (e.g. `tau`).
+    fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>>;
+    /// The encoder evaluated by kNN / linear probes (the online one).
+    fn encoder(&self) -> &ResNet;
+    /// Every variable store to checkpoint, by prefix.
+    fn stores(&self) -> Vec<(&'static str, &VarStore)>;
+}
+
+pub const METHODS: &[&str] = &["byol"];
+
+/// Builds the method named in `cfg.method`. Initial weights come from torch's generator, seeded
+/// by the caller.
+pub fn build(cfg: &Config, device: Device) -> anyhow::Result<Box<dyn Method>> {
+    match cfg.method.as_str() {
+        "byol" => Ok(Box::new(byol::Byol::new(cfg, device)?)),
+        other => Err(crate::error::Error::config("method", other, format!("unknown method (expected one of: {})", METHODS.join(", "))).into()),
+    }
+}
+
+/// Named trainable tensors of a store, sorted by name (a stable order for optimisers and EMA).
+pub fn named_trainable(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().filter(|(_, t)| t.requires_grad()).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}

@@ -1,0 +1,69 @@
+//! MLP heads. BYOL (arXiv:2006.07733, §3.3): "a multi-layer perceptron (MLP) with a hidden layer
+//! of size 4096 followed by batch normalization, rectified linear units (ReLU), and a final linear
+//! layer with output dimension 256" — the defaults here. Used for projectors and predictors.
+use crate::error::Error;
+use crate::models::layers::Linear;
+use crate::models::norm::{Norm, NormKind};
+use serde::{Deserialize, Serialize};
+use tch::{nn, Tensor};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MlpConfig {
+    pub hidden: i64,
+    pub out: i64,
+    /// Number of linear layers (1 = a single linear map).
+    pub layers: usize,
+    /// Norm after each hidden linear layer.
+    pub norm: NormKind,
+}
+
+impl Default for MlpConfig {
+    fn default() -> Self {
+        MlpConfig { hidden: 4096, out: 256, layers: 2, norm: NormKind::Bn }
+    }
+}
+
+impl MlpConfig {
+    pub fn validate(&self, section: &str) -> Result<(), Error> {
+        if self.hidden < 1 {
+            return Err(Error::config(format!("{section}.hidden"), self.hidden, "must be at least 1"));
+        }
+        if self.out < 1 {
+            return Err(Error::config(format!("{section}.out"), self.out, "must be at least 1"));
+        }
+        if !(1..=8).contains(&self.layers) {
+            return Err(Error::config(format!("{section}.layers"), self.layers, "must lie in 1..=8"));
+        }
+        Ok(())
+    }
+}
+
+/// Linear → Norm → ReLU, repeated `layers - 1` times, then Linear.
+#[derive(Debug)]
+pub struct Mlp {
+    hidden: Vec<(Linear, Norm)>,
+    last: Linear,
+}
+
+impl Mlp {
+    pub fn new(vs: nn::Path, din: i64, cfg: &MlpConfig) -> Mlp {
+        let mut d = din;
+        let mut hidden = Vec::new();
+        for i in 0..cfg.layers - 1 {
+            let lp = &vs / format!("layers{i}");
+            hidden.push((Linear::new(&lp / "linear", d, cfg.hidden, true), Norm::new(&lp / "norm", cfg.norm, cfg.hidden, 8)));
+            d = cfg.hidden;
+        }
+        Mlp { hidden, last: Linear::new(&vs / "out", d, cfg.out, true) }
+    }
+
+    /// `x: [N, din]` → `[N, out]`.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut h = x.shallow_clone();
+        for (lin, norm) in &self.hidden {
+            h = norm.forward(&lin.forward(&h), train).relu();
+        }
+        self.last.forward(&h)
+    }
+}

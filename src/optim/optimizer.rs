@@ -1,0 +1,203 @@
+//! LARS, SGD with momentum and AdamW over named parameters, with state that can be saved and
+//! restored exactly (for bit-identical resume).
+//!
+//! * LARS (You et al., 2017, arXiv:1708.03888; as used by BYOL/SimCLR): for each weight matrix,
+//!   `d = g + wd·θ`, trust ratio `q = η‖θ‖/‖d‖` (1 if either norm is 0), `μ ← m·μ + q·d`,
+//!   `θ ← θ − lr·μ`. Biases and normalisation parameters (1-D tensors) get neither weight decay
+//!   nor adaptation (BYOL, arXiv:2006.07733, Appendix C).
+//! * SGD: PyTorch's `torch.optim.SGD` with momentum (dampening 0): `d = g + wd·θ`,
+//!   `μ ← m·μ + d`, `θ ← θ − lr·μ`.
+//! * AdamW (Loshchilov & Hutter, arXiv:1711.05101): decoupled decay `θ ← θ(1 − lr·wd)`, then the
+//!   bias-corrected Adam step.
+use crate::error::Error;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use tch::Tensor;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// lars | sgd | adamw
+    pub name: String,
+    /// Base learning rate before the linear scaling rule `lr × batch / 256`.
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub momentum: f64,
+    pub warmup_epochs: f64,
+    /// LARS trust coefficient η.
+    pub trust_coefficient: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Exclude biases and norm parameters (1-D tensors) from weight decay for sgd/adamw
+    /// (LARS always excludes them).
+    pub exclude_bias_norm: bool,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            name: "lars".into(),
+            lr: 1.0,
+            weight_decay: 1.5e-6,
+            momentum: 0.9,
+            warmup_epochs: 10.0,
+            trust_coefficient: 0.001,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            exclude_bias_norm: true,
+        }
+    }
+}
+
+impl OptimConfig {
+    pub fn validate(&self) -> Result<(), Error> {
+        if !matches!(self.name.as_str(), "lars" | "sgd" | "adamw") {
+            return Err(Error::config("optim.name", &self.name, "expected lars, sgd or adamw"));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::config("optim.lr", self.lr, "must be a positive finite number"));
+        }
+        if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
+            return Err(Error::config("optim.weight_decay", self.weight_decay, "must be >= 0"));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(Error::config("optim.momentum", self.momentum, "must lie in [0, 1)"));
+        }
+        if !(self.warmup_epochs >= 0.0) {
+            return Err(Error::config("optim.warmup_epochs", self.warmup_epochs, "must be >= 0"));
+        }
+        if !(self.trust_coefficient > 0.0) {
+            return Err(Error::config("optim.trust_coefficient", self.trust_coefficient, "must be > 0"));
+        }
+        for (f, v) in [("optim.beta1", self.beta1), ("optim.beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return Err(Error::config(f, v, "must lie in [0, 1)"));
+            }
+        }
+        if !(self.eps > 0.0) {
+            return Err(Error::config("optim.eps", self.eps, "must be > 0"));
+        }
+        Ok(())
+    }
+}
+
+/// One optimised tensor.
+pub struct Param {
+    pub name: String,
+    pub tensor: Tensor,
+    /// Multiplies the learning rate (e.g. a faster predictor).
+    pub lr_scale: f64,
+    /// Weight decay (and, for LARS, trust-ratio adaptation) applies.
+    pub decay: bool,
+    state: Vec<Tensor>,
+}
+
+pub struct Optimizer {
+    pub cfg: OptimConfig,
+    pub params: Vec<Param>,
+    /// Number of steps taken (AdamW bias correction).
+    pub steps: i64,
+}
+
+impl Optimizer {
+    /// `params`: (name, tensor, lr multiplier). 1-D tensors are "bias/norm" parameters.
+    pub fn new(cfg: &OptimConfig, params: Vec<(String, Tensor, f64)>) -> Self {
+        let exclude = cfg.name == "lars" || cfg.exclude_bias_norm;
+        let params = params
+            .into_iter()
+            .map(|(name, tensor, lr_scale)| {
+                let decay = !(exclude && tensor.dim() <= 1);
+                let slots = if cfg.name == "adamw" { 2 } else { 1 };
+                let state = (0..slots).map(|_| tensor.zeros_like().detach()).collect();
+                Param { name, tensor, lr_scale, decay, state }
+            })
+            .collect();
+        Optimizer { cfg: cfg.clone(), params, steps: 0 }
+    }
+
+    pub fn zero_grad(&mut self) {
+        for p in &mut self.params {
+            p.tensor.zero_grad();
+        }
+    }
+
+    /// One update with learning rate `lr` (already scheduled and batch-scaled).
+    pub fn step(&mut self, lr: f64) {
+        let _guard = tch::no_grad_guard();
+        self.steps += 1;
+        let c = &self.cfg;
+        for p in &mut self.params {
+            let g = p.tensor.grad();
+            if !g.defined() {
+                continue;
+            }
+            let lr = lr * p.lr_scale;
+            let mut theta = p.tensor.shallow_clone();
+            match c.name.as_str() {
+                "lars" | "sgd" => {
+                    let mut d = if p.decay && c.weight_decay > 0.0 { &g + &theta * c.weight_decay } else { g.shallow_clone() };
+                    if c.name == "lars" && p.decay {
+                        let pn = theta.norm();
+                        let dn = d.norm();
+                        let ok = pn.gt(0.0).logical_and(&dn.gt(0.0));
+                        let q = (&pn * c.trust_coefficient / &dn).where_self(&ok, &pn.ones_like());
+                        d = d * q;
+                    }
+                    let mu = &mut p.state[0];
+                    *mu *= c.momentum;
+                    *mu += &d;
+                    theta -= &*mu * lr;
+                }
+                "adamw" => {
+                    if p.decay && c.weight_decay > 0.0 {
+                        theta *= 1.0 - lr * c.weight_decay;
+                    }
+                    let t = self.steps as i32;
+                    {
+                        let m = &mut p.state[0];
+                        *m *= c.beta1;
+                        *m += &g * (1.0 - c.beta1);
+                    }
+                    {
+                        let v = &mut p.state[1];
+                        *v *= c.beta2;
+                        *v += &g * &g * (1.0 - c.beta2);
+                    }
+                    let mhat = &p.state[0] / (1.0 - c.beta1.powi(t));
+                    let vhat = &p.state[1] / (1.0 - c.beta2.powi(t));
+                    theta -= mhat / (vhat.sqrt() + c.eps) * lr;
+                }
+                _ => unreachable!("validated optimiser name"),
+            }
+        }
+    }
+
+    /// Named state tensors (`<param>#<slot>`) plus the step count, for checkpoints.
+    pub fn state(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("__steps".to_string(), Tensor::from_slice(&[self.steps]))];
+        for p in &self.params {
+            for (i, s) in p.state.iter().enumerate() {
+                out.push((format!("{}#{i}", p.name), s.shallow_clone()));
+            }
+        }
+        out
+    }
+
+    /// Restores what [`Optimizer::state`] saved; every slot must be present with the same shape.
+    pub fn load_state(&mut self, saved: &HashMap<String, Tensor>) -> anyhow::Result<()> {
+        let _guard = tch::no_grad_guard();
+        let steps = saved.get("__steps").ok_or_else(|| anyhow::anyhow!("optimiser state lacks its step count"))?;
+        self.steps = steps.int64_value(&[0]);
+        for p in &mut self.params {
+            for (i, s) in p.state.iter_mut().enumerate() {
+                let key = format!("{}#{i}", p.name);
+                let v = saved.get(&key).ok_or_else(|| anyhow::anyhow!("optimiser state lacks `{key}`"))?;
+                anyhow::ensure!(v.size() == s.size(), "optimiser state `{key}` has shape {:?}, expected {:?}", v.size(), s.size());
+                s.copy_(v);
+            }
+        }
+        Ok(())
+    }
+}

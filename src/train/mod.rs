@@ -1,0 +1,9 @@
+//! The training loop, checkpoints, metrics logs and signal handling.
+pub mod checkpoint;
+pub mod lock;
+pub mod metrics;
+pub mod signals;
+pub mod step;
+pub mod trainer;
+
+pub use trainer::{train, TrainOptions, TrainSummary};

@@ -1,0 +1,319 @@
+//! The shared training loop. Each step, in this order: forward → loss → backward → optimiser →
+//! method hook (EMA) → logs. Checkpoints at epoch ends (every `train.checkpoint_every`), at the
+//! end, and on Ctrl-C/SIGTERM; `--resume` restores weights, optimiser, step and loader position
+//! so the resumed run ends with the same weights as an uninterrupted one (bit-identical on CPU).
+use crate::analysis::z_std;
+use crate::augment::MultiView;
+use crate::backend::{parse_device, shim};
+use crate::config::Config;
+use crate::data::{DataSpec, Dataset, Loader, LoaderConfig, Split};
+use crate::error::Error;
+use crate::eval::{extract_features, knn_accuracy};
+use crate::methods::{self, Method};
+use crate::models::ResNet;
+use crate::optim::schedule::{scaled_lr, warmup_cosine};
+use crate::optim::Optimizer;
+use crate::train::checkpoint::{self, TrainState};
+use crate::train::lock::RunLock;
+use crate::train::metrics::MetricsLog;
+use crate::train::signals;
+use crate::train::step::apply_update;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use serde_json::json;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+use tch::{Device, Kind};
+
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    pub out: PathBuf,
+    pub resume: bool,
+    /// Show a progress bar (when stderr is a terminal); otherwise plain log lines.
+    pub quiet: bool,
+    /// Stop (with a checkpoint) after this many steps in total — simulates an interruption.
+    pub stop_after_steps: Option<usize>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainSummary {
+    pub method: String,
+    pub final_loss: f64,
+    pub epochs: usize,
+    pub steps: usize,
+    pub images_per_s: f64,
+    pub minutes: f64,
+    pub checkpoint: String,
+    pub skipped_steps: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub knn_top1: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub knn_top5: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub knn_random_top1: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_gpu_bytes: Option<i64>,
+    pub stopped_early: bool,
+}
+
+/// Labelled reference and held-out sets for kNN during/after training.
+pub struct EvalSets {
+    pub train: Arc<Dataset>,
+    pub test: Arc<Dataset>,
+}
+
+/// Opens the kNN reference set (`eval.knn_train`, default the training data) and the held-out
+/// set (`eval.test`, default the training spec with `@test`).
+pub fn eval_sets(cfg: &Config) -> anyhow::Result<EvalSets> {
+    let train = if cfg.eval.knn_train.is_empty() { crate::data::open(&cfg.data.train)? } else { crate::data::open(&cfg.eval.knn_train)? };
+    let test = if cfg.eval.test.is_empty() {
+        let mut spec = DataSpec::parse(&cfg.data.train)?;
+        spec.split = Some(Split::Test);
+        if let crate::data::spec::Kind::Synthetic(n) = spec.kind {
+            spec.kind = crate::data::spec::Kind::Synthetic((n / 4).max(100));
+        }
+        spec.open().map_err(|e| e.context("eval.test is empty and the training spec has no @test split; set eval.test"))?
+    } else {
+        crate::data::open(&cfg.eval.test)?
+    };
+    anyhow::ensure!(train.is_labelled() && test.is_labelled(), "kNN needs labelled data: {} / {}", train.source, test.source);
+    Ok(EvalSets { train: Arc::new(train), test: Arc::new(test) })
+}
+
+/// kNN accuracy (top-1, top-5) of an encoder with the config's protocol.
+pub fn knn_eval(encoder: &ResNet, cfg: &Config, sets: &EvalSets, device: Device) -> anyhow::Result<(f64, f64)> {
+    let (mean, std) = cfg.eval.normalization(&cfg.data)?;
+    let size = cfg.data.recipe()?.views[0].crop_size;
+    let (ftr, ytr) = extract_features(encoder, sets.train.clone(), size, mean, std, cfg.eval.batch, device)?;
+    let (fte, yte) = extract_features(encoder, sets.test.clone(), size, mean, std, cfg.eval.batch, device)?;
+    let classes = sets.train.num_classes().max(sets.test.num_classes());
+    let r = knn_accuracy(&ftr, &ytr, &fte, &yte, cfg.eval.knn_k, cfg.eval.knn_temperature, classes);
+    Ok((r.knn_top1, r.knn_top5))
+}
+
+/// A randomly initialised method of the same config (seeded with `seed`), for baselines.
+pub fn random_method(cfg: &Config, seed: u64, device: Device) -> anyhow::Result<Box<dyn Method>> {
+    shim::manual_seed(seed)?;
+    methods::build(cfg, device)
+}
+
+fn progress_bar(total: usize, start: usize, quiet: bool) -> Option<ProgressBar> {
+    if quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let pb = ProgressBar::new(total as u64);
+    pb.set_style(ProgressStyle::with_template("{spinner} epoch {prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}").unwrap().progress_chars("=> "));
+    pb.set_position(start as u64);
+    Some(pb)
+}
+
+pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
+    let t0 = Instant::now();
+    let device = parse_device(&cfg.train.device)?;
+    if cfg.train.threads > 0 {
+        tch::set_num_threads(cfg.train.threads as i32);
+    }
+    if device.is_cuda() {
+        shim::set_tf32(cfg.train.tf32)?;
+    }
+    let out = &opts.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::data(out, format!("cannot create output folder: {e}")))?;
+    let _lock = RunLock::acquire(out)?;
+    let config_toml = cfg.to_toml();
+
+    // Resume point (or refuse to mix a new run into an old folder).
+    let loaded = if opts.resume {
+        let l = checkpoint::load_latest_good(out)?;
+        if l.is_none() {
+            eprintln!("note: --resume found no checkpoint in {}; starting from scratch", out.display());
+        }
+        l
+    } else {
+        if !checkpoint::candidates(out).is_empty() {
+            return Err(Error::usage(format!("{} already holds a run's checkpoints; pass --resume to continue it, or choose another --out", out.display())).into());
+        }
+        None
+    };
+    if let Some(l) = &loaded {
+        if l.config_toml != config_toml {
+            eprintln!("warning: resuming with a config that differs from the checkpoint's ({})", l.dir.join(checkpoint::CONFIG).display());
+        }
+    }
+    checkpoint::write_atomic(&out.join("config.toml"), config_toml.as_bytes())?;
+
+    let dataset = Arc::new(crate::data::open(&cfg.data.train)?);
+    let recipe = cfg.data.recipe()?;
+    let loader = Loader::new(
+        dataset.clone(),
+        MultiView::new(&recipe),
+        LoaderConfig { batch: cfg.train.batch, shuffle: true, drop_last: true, seed: cfg.train.seed, threads: cfg.data.workers, prefetch: cfg.data.prefetch, pin_memory: device.is_cuda() },
+    )?;
+    let nb = loader.batches_per_epoch();
+    let total = nb * cfg.train.epochs;
+    let warmup = (cfg.optim.warmup_epochs * nb as f64).round() as usize;
+    let peak_lr = scaled_lr(cfg.optim.lr, cfg.train.batch);
+
+    shim::manual_seed(cfg.train.seed)?;
+    let mut method = methods::build(cfg, device)?;
+    let channels_last = cfg.train.channels_last && device.is_cuda();
+    if channels_last {
+        for (_, vs) in method.stores() {
+            shim::params_to_channels_last(&vs.variables().into_values().collect::<Vec<_>>())?;
+        }
+    }
+    let mut opt = Optimizer::new(&cfg.optim, method.parameters());
+    let mut state = TrainState { step: 0, total_steps: total, epochs: cfg.train.epochs, batches_per_epoch: nb, skipped_steps: 0, last_loss: f64::NAN, method: cfg.method.clone() };
+    if let Some(l) = &loaded {
+        for (prefix, vs) in method.stores() {
+            checkpoint::restore_store(vs, prefix, &l.tensors).map_err(|e| e.context(format!("restoring {}", l.dir.display())))?;
+        }
+        opt.load_state(&checkpoint::optimizer_state(&l.tensors))?;
+        anyhow::ensure!(l.state.batches_per_epoch == nb, "checkpoint was made with {} batches per epoch, this config gives {nb} (batch size or data changed)", l.state.batches_per_epoch);
+        state.step = l.state.step;
+        state.skipped_steps = l.state.skipped_steps;
+        state.last_loss = l.state.last_loss;
+        eprintln!("resuming from {} at step {}", l.dir.display(), state.step);
+    }
+    let log = MetricsLog::open(out, loaded.as_ref().map(|l| l.state.step))?;
+    let eval = if cfg.eval.knn_every > 0 || cfg.eval.compare_random { Some(eval_sets(cfg)?) } else { None };
+
+    signals::install();
+    let stores_save = |method: &dyn Method, opt: &Optimizer, state: &TrainState| -> anyhow::Result<PathBuf> {
+        checkpoint::save(out, &method.stores(), opt, state, &config_toml, cfg.train.keep_checkpoints)
+    };
+    let mut last_ckpt: Option<PathBuf> = loaded.as_ref().map(|l| l.dir.clone());
+    let pb = progress_bar(total, state.step, opts.quiet);
+    let images_per_step = cfg.train.batch * recipe.views.len();
+    let mut images_done = 0usize;
+    let loop_start = Instant::now();
+    let mut window = (Instant::now(), 0usize);
+    let mut stopped_early = false;
+
+    'epochs: for epoch in state.step / nb.max(1)..cfg.train.epochs {
+        if let Some(pb) = &pb {
+            pb.set_prefix(format!("{}/{}", epoch + 1, cfg.train.epochs));
+        }
+        let start = state.step - epoch * nb;
+        for batch in loader.epoch(epoch, start) {
+            let batch = batch?;
+            let mut views: Vec<tch::Tensor> = batch.views.iter().map(|v| v.to_device_(device, Kind::Float, true, false)).collect();
+            if channels_last {
+                views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
+            }
+            let labels = batch.labels.to_device(device);
+            let lr = warmup_cosine(peak_lr, state.step, warmup, total);
+            let out_step = {
+                let _amp = if cfg.train.amp && device.is_cuda() { Some(shim::AutocastGuard::bf16()?) } else { None };
+                method.forward(&views, &labels)?
+            };
+            let loss_value = out_step.loss.double_value(&[]);
+            if !loss_value.is_finite() {
+                if cfg.train.on_nonfinite == "skip" {
+                    state.skipped_steps += 1;
+                    log.write(&json!({"step": state.step, "epoch": epoch, "skipped": "non-finite loss", "loss": loss_value.to_string()}))?;
+                    state.step += 1;
+                    continue;
+                }
+                let ck = last_ckpt.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into());
+                anyhow::bail!("non-finite loss ({loss_value}) at step {} (epoch {}); stopping. The last good checkpoint is {ck}; lower optim.lr or set train.on_nonfinite=skip", state.step, epoch + 1);
+            }
+            let extra = apply_update(method.as_mut(), &mut opt, &out_step.loss, lr, state.step, total)?;
+            state.step += 1;
+            state.last_loss = loss_value;
+            images_done += images_per_step;
+            window.1 += images_per_step;
+
+            if state.step % cfg.train.log_every == 0 || state.step == total {
+                let ips = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
+                window = (Instant::now(), 0);
+                let mut rec = json!({"step": state.step, "epoch": epoch, "loss": loss_value, "lr": lr, "z_std": z_std(&out_step.embeddings), "images_per_s": ips});
+                for (k, v) in extra {
+                    rec[k] = json!(v);
+                }
+                log.write(&rec)?;
+                if let Some(pb) = &pb {
+                    pb.set_message(format!("loss {loss_value:.4} {ips:.0} img/s"));
+                }
+            }
+            if let Some(pb) = &pb {
+                pb.set_position(state.step as u64);
+            }
+            if let Some((name, code)) = signals::pending() {
+                let ck = stores_save(method.as_ref(), &opt, &state)?;
+                if let Some(pb) = &pb {
+                    pb.abandon();
+                }
+                return Err(Error::Interrupted { signal: name, code, checkpoint: ck }.into());
+            }
+            if opts.stop_after_steps.map(|n| state.step >= n).unwrap_or(false) {
+                last_ckpt = Some(stores_save(method.as_ref(), &opt, &state)?);
+                stopped_early = true;
+                break 'epochs;
+            }
+        }
+        let finished = epoch + 1;
+        if pb.is_none() && !opts.quiet {
+            eprintln!("epoch {finished}/{} step {} loss {:.4} {:.0}s", cfg.train.epochs, state.step, state.last_loss, t0.elapsed().as_secs_f64());
+        }
+        if let (Some(sets), true) = (&eval, cfg.eval.knn_every > 0 && finished % cfg.eval.knn_every.max(1) == 0) {
+            let (top1, top5) = knn_eval(method.encoder(), cfg, sets, device)?;
+            log.write(&json!({"step": state.step, "epoch": finished, "knn_top1": top1, "knn_top5": top5}))?;
+            if pb.is_none() && !opts.quiet {
+                eprintln!("epoch {finished} kNN top-1 {top1:.4}");
+            }
+        }
+        if finished == cfg.train.epochs || (cfg.train.checkpoint_every > 0 && finished % cfg.train.checkpoint_every == 0) {
+            last_ckpt = Some(stores_save(method.as_ref(), &opt, &state)?);
+        }
+    }
+    if let Some(pb) = &pb {
+        pb.finish_and_clear();
+    }
+    let train_secs = loop_start.elapsed().as_secs_f64();
+    let mut summary = TrainSummary {
+        method: cfg.method.clone(),
+        final_loss: state.last_loss,
+        epochs: cfg.train.epochs,
+        steps: state.step,
+        images_per_s: images_done as f64 / train_secs.max(1e-9),
+        minutes: 0.0,
+        checkpoint: last_ckpt.map(|p| p.display().to_string()).unwrap_or_default(),
+        skipped_steps: state.skipped_steps,
+        knn_top1: None,
+        knn_top5: None,
+        knn_random_top1: None,
+        peak_gpu_bytes: None,
+        stopped_early,
+    };
+    if !stopped_early {
+        if let Some(sets) = &eval {
+            let (top1, top5) = knn_eval(method.encoder(), cfg, sets, device)?;
+            summary.knn_top1 = Some(top1);
+            summary.knn_top5 = Some(top5);
+            if cfg.eval.compare_random {
+                let random = random_method(cfg, cfg.train.seed.wrapping_add(1), device)?;
+                summary.knn_random_top1 = Some(knn_eval(random.encoder(), cfg, sets, device)?.0);
+            }
+            log.write(&json!({"step": state.step, "epoch": cfg.train.epochs, "final": true, "knn_top1": top1, "knn_top5": top5, "knn_random_top1": summary.knn_random_top1}))?;
+        }
+    }
+    if let Device::Cuda(i) = device {
+        summary.peak_gpu_bytes = Some(shim::cuda_peak_bytes(i)?);
+    }
+    summary.minutes = t0.elapsed().as_secs_f64() / 60.0;
+    checkpoint::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    Ok(summary)
+}
+
+/// Loads a method (and its config) from a checkpoint or run folder for evaluation.
+pub fn load_method(path: &Path, device: Device) -> anyhow::Result<(Config, Box<dyn Method>)> {
+    let l = checkpoint::open(path)?;
+    let cfg = crate::config::overrides::from_table(crate::config::overrides::parse_overrides(&l.config_toml, &l.dir.join(checkpoint::CONFIG).display().to_string())?)?;
+    let method = methods::build(&cfg, device)?;
+    for (prefix, vs) in method.stores() {
+        checkpoint::restore_store(vs, prefix, &l.tensors)?;
+    }
+    Ok((cfg, method))
+}

@@ -1,0 +1,183 @@
+//! The binary end to end: bad input gives one clear `error:` line and the right exit code; a
+//! tiny BYOL run on real images goes pretrain → checkpoint → kNN/linear/embed/export; resume
+//! equals an uninterrupted run bit for bit; the same seed gives the same loss curve; the export
+//! loads into torchvision with identical features.
+mod common;
+
+use common::*;
+use std::path::Path;
+
+fn assert_clean_error(o: &std::process::Output, code: i32, needles: &[&str]) {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(code), "exit code; stderr: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "missing `{n}` in: {err}");
+    }
+}
+
+#[test]
+fn bad_input_gives_one_clear_error_line() {
+    let o = selfsup(&["data", "inspect", "folder:/no/such/dir"]);
+    assert_clean_error(&o, 1, &["/no/such/dir", "no such folder"]);
+    let o = selfsup(&["data", "inspect", "bogus:/x"]);
+    assert_clean_error(&o, 2, &["unknown kind `bogus`"]);
+    let out = tempfile::tempdir().unwrap();
+    let o = selfsup(&["train", "--out", out.path().to_str().unwrap(), "--set", "optim.lr=-1"]);
+    assert_clean_error(&o, 2, &["optim.lr", "-1"]);
+    let o = selfsup(&["train", "--out", out.path().to_str().unwrap(), "--set", "data.min_scale=2"]);
+    assert_clean_error(&o, 2, &["data.min_scale"]);
+    let o = selfsup(&["train", "--out", out.path().to_str().unwrap(), "--set", "train.epoch=3"]);
+    assert_clean_error(&o, 2, &["unknown config key `train.epoch`", "train.epochs"]);
+    let o = selfsup(&["data", "preview", "synthetic:20", "--recipe", "nope", "--out", out.path().join("p.png").to_str().unwrap()]);
+    assert_clean_error(&o, 2, &["data.recipe", "nope"]);
+    assert!(!out.path().join("p.png").exists());
+    let o = selfsup(&["eval", "knn", "--checkpoint", out.path().to_str().unwrap(), "--train", "synthetic:50", "--test", "synthetic:50@test"]);
+    assert_clean_error(&o, 1, &["holds no loadable checkpoint"]);
+}
+
+#[test]
+fn inspect_json_is_one_object_and_preview_writes_a_png() {
+    let o = selfsup(&["data", "inspect", &cifar_spec("test", 20), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert_eq!(text.trim().lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!((v["count"].as_u64(), v["classes"].as_u64(), v["height"].as_u64(), v["channels"].as_u64(), v["labelled"].as_bool()), (Some(200), Some(10), Some(32), Some(3), Some(true)));
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("grid.png");
+    let o = selfsup(&["data", "preview", &cifar_spec("train", 5), "--recipe", "byol", "--samples", "4", "--out", png.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = selfsup::data::Image::decode_file(&png).unwrap();
+    assert_eq!(img.width, 3 * 100 + 4);
+    let o = selfsup(&["bench", "augment", "--data", &cifar_spec("test", 10), "--recipe", "byol", "--threads", "1", "--samples", "100"]);
+    assert!(stdout(&o).starts_with("RESULT selfsup-augment"), "{}", stdout(&o));
+}
+
+fn train_args(out: &Path, data: &str, epochs: usize, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = ["train", "--method", "byol", "--data", data, "--out", out.to_str().unwrap(), "--epochs", &epochs.to_string(), "--batch", "16", "--seed", "3", "--quiet"].iter().map(|s| s.to_string()).collect();
+    with_sets(&mut a, &tiny_model_sets());
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn losses(run: &Path) -> Vec<f64> {
+    selfsup::train::metrics::read(&run.join("metrics.jsonl")).unwrap().iter().filter_map(|r| r.get("loss").and_then(|l| l.as_f64())).collect()
+}
+
+fn final_weights(run: &Path) -> Vec<u8> {
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    std::fs::read(run.join("checkpoints").join(latest.trim()).join("weights.safetensors")).unwrap()
+}
+
+#[test]
+fn tiny_byol_run_pretrain_checkpoint_evaluate() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let data = cifar_spec("train", 20);
+    let o = run_owned(&train_args(&run, &data, 2, &["--json"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(summary["steps"].as_u64(), Some(2 * (200 / 16)));
+    assert!(summary["final_loss"].as_f64().unwrap().is_finite());
+    assert!(Path::new(summary["checkpoint"].as_str().unwrap()).join("weights.safetensors").exists());
+    assert!(run.join("config.toml").exists());
+    let l = losses(&run);
+    assert_eq!(l.len(), 24);
+    // BYOL's symmetric loss lies in [0, 8]
+    assert!(l.iter().all(|v| (0.0..=8.0).contains(v)), "{l:?}");
+
+    let test = cifar_spec("test", 10);
+    let o = selfsup(&["eval", "knn", "--checkpoint", run.to_str().unwrap(), "--train", &data, "--test", &test, "--k", "20", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let top1 = v["knn_top1"].as_f64().unwrap();
+    assert!(v["knn_top5"].as_f64().unwrap() >= top1);
+    assert_eq!(v["k"].as_u64(), Some(20));
+    let o = selfsup(&["eval", "linear", "--checkpoint", run.to_str().unwrap(), "--train", &data, "--test", &test, "--epochs", "300", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    // a linear probe fits its own 200 training features far better than chance (10%)
+    assert!(v["linear_train_top1"].as_f64().unwrap() > 0.35, "{v}");
+    let emb = dir.path().join("emb.safetensors");
+    let o = selfsup(&["embed", "--checkpoint", run.to_str().unwrap(), "--data", &test, "--out", emb.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = tch::Tensor::read_safetensors(&emb).unwrap();
+    let feats = &t.iter().find(|(n, _)| n == "features").unwrap().1;
+    assert_eq!(feats.size(), vec![100, 32]);
+    // the random-init baseline runs from config alone
+    let mut args: Vec<String> = ["eval", "knn", "--checkpoint", "random", "--train", &data, "--test", &test, "--json"].iter().map(|s| s.to_string()).collect();
+    with_sets(&mut args, &tiny_model_sets());
+    let o = run_owned(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // a second run into the same folder without --resume is refused
+    let o = run_owned(&train_args(&run, &data, 2, &[]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--resume"));
+}
+
+#[test]
+fn resume_equals_uninterrupted_and_seeds_repeat() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = cifar_spec("train", 12); // 120 images, batch 16 -> 7 steps per epoch
+    let full = dir.path().join("full");
+    let o = run_owned(&train_args(&full, &data, 2, &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again = dir.path().join("again");
+    let o = run_owned(&train_args(&again, &data, 2, &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(losses(&full), losses(&again), "same config and seed, same loss curve");
+    assert_eq!(final_weights(&full), final_weights(&again));
+
+    // interrupted mid-epoch after 5 of 14 steps, then resumed
+    let parts = dir.path().join("parts");
+    let mut first = train_args(&parts, &data, 2, &[]);
+    first.extend(["--stop-after-steps".to_string(), "5".to_string()]);
+    let o = run_owned(&first);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(losses(&parts).len(), 5);
+    let o = run_owned(&train_args(&parts, &data, 2, &["--resume"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(losses(&parts), losses(&full));
+    assert!(final_weights(&parts) == final_weights(&full), "resumed weights differ from the uninterrupted run");
+
+    // a different seed gives a different curve (the comparison above can fail)
+    let other = dir.path().join("other");
+    let mut a = train_args(&other, &data, 1, &[]);
+    a.extend(["--set".into(), "train.seed=4".into()]);
+    assert!(run_owned(&a).status.success());
+    assert_ne!(losses(&other)[..7], losses(&full)[..7]);
+}
+
+#[test]
+fn export_loads_into_torchvision_with_identical_features() {
+    let dir = tempfile::tempdir().unwrap();
+    // lossless PNGs so both sides see the same pixels
+    let images = dir.path().join("png");
+    let ds = selfsup::data::open("synthetic:24@test").unwrap();
+    for i in 0..ds.len() {
+        let class = dir.path().join("png").join(&ds.classes[ds.label(i).unwrap() as usize]);
+        std::fs::create_dir_all(&class).unwrap();
+        ds.image(i).unwrap().save_png(&class.join(format!("{i:03}.png"))).unwrap();
+    }
+    let run = dir.path().join("run");
+    let spec = format!("folder:{}", images.display());
+    let mut a: Vec<String> = ["train", "--data", &spec, "--out", run.to_str().unwrap(), "--epochs", "1", "--batch", "8", "--quiet"].iter().map(|s| s.to_string()).collect();
+    with_sets(&mut a, &["model.width=64".into(), "projector.hidden=64".into(), "predictor.hidden=64".into(), "optim.name=sgd".into(), "optim.warmup_epochs=0".into()]);
+    let o = run_owned(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let export = dir.path().join("encoder.safetensors");
+    let emb = dir.path().join("emb.safetensors");
+    assert!(selfsup(&["export", "--checkpoint", run.to_str().unwrap(), "--out", export.to_str().unwrap()]).status.success());
+    assert!(selfsup(&["embed", "--checkpoint", run.to_str().unwrap(), "--data", &spec, "--out", emb.to_str().unwrap()]).status.success());
+    let o = std::process::Command::new(python())
+        .arg(root().join("tests/reference/torchvision_features.py"))
+        .args([export.to_str().unwrap(), emb.to_str().unwrap(), images.to_str().unwrap(), "resnet18", "cifar"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = stdout(&o);
+    let diff: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    assert!(diff < 1e-5, "{line}");
+}

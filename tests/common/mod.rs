@@ -1,0 +1,81 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The project venv's python (created by `make setup`).
+pub fn python() -> PathBuf {
+    let p = root().join(".venv/bin/python");
+    assert!(p.exists(), "{} missing: run `make setup` first", p.display());
+    p
+}
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_selfsup"))
+}
+
+pub fn selfsup(args: &[&str]) -> Output {
+    Command::new(bin()).args(args).output().expect("run selfsup")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The CIFAR-10 JPEG tree from ../shared/data, extracted once per test binary.
+pub fn cifar_tree() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let tar = root().join("../shared/data/cifar10-jpeg.tar.gz");
+        assert!(tar.exists(), "{} missing", tar.display());
+        let dir = std::env::temp_dir().join(format!("selfsup-cifar-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let st = Command::new("tar").arg("-xzf").arg(&tar).arg("-C").arg(&dir).status().expect("tar");
+        assert!(st.success(), "extracting {}", tar.display());
+        dir
+    })
+}
+
+/// A small labelled CIFAR subset spec: the first `per_class` images of each class.
+pub fn cifar_spec(split: &str, per_class: usize) -> String {
+    format!("folder:{}@{split}?per_class={per_class}", cifar_tree().display())
+}
+
+pub fn tiny_model_sets() -> Vec<String> {
+    [
+        "model.width=4",
+        "projector.hidden=32",
+        "projector.out=16",
+        "predictor.hidden=32",
+        "predictor.out=16",
+        "optim.name=sgd",
+        "optim.lr=0.2",
+        "optim.warmup_epochs=0",
+        "train.threads=1",
+        "data.workers=1",
+        "train.log_every=1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+pub fn with_sets<'a>(args: &mut Vec<String>, sets: &[String]) {
+    for s in sets {
+        args.push("--set".into());
+        args.push(s.clone());
+    }
+}
+
+pub fn run_owned(args: &[String]) -> Output {
+    Command::new(bin()).args(args).output().expect("run selfsup")
+}

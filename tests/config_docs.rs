@@ -1,0 +1,19 @@
+//! docs/config.md is generated from the schema: every key documented, the committed page current.
+mod common;
+
+#[test]
+fn every_config_key_is_documented_and_the_page_is_current() {
+    let (missing, stale) = selfsup::config::docs::undocumented();
+    assert!(missing.is_empty(), "keys without documentation: {missing:?}");
+    assert!(stale.is_empty(), "documented keys not in the schema: {stale:?}");
+    let page = std::fs::read_to_string(common::root().join("docs/config.md")).expect("docs/config.md");
+    assert!(page == selfsup::config::docs::render(), "docs/config.md is stale: run `make docs`");
+}
+
+#[test]
+fn shipped_configs_load_and_validate() {
+    for entry in std::fs::read_dir(common::root().join("configs")).unwrap() {
+        let path = entry.unwrap().path();
+        selfsup::config::load(Some(&path), &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}

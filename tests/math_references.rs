@@ -1,0 +1,204 @@
+//! Losses, optimisers, EMA and kNN against independently written references (plain loops over
+//! f64 from the papers' equations), analytic values and invariants.
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use selfsup::eval::knn_accuracy;
+use selfsup::losses::regression_loss;
+use selfsup::optim::ema::ema_update;
+use selfsup::optim::{OptimConfig, Optimizer};
+use tch::{Kind, Tensor};
+
+fn rand_matrix(rng: &mut ChaCha8Rng, n: usize, d: usize) -> Vec<Vec<f64>> {
+    (0..n).map(|_| (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect()
+}
+
+fn to_tensor(m: &[Vec<f64>]) -> Tensor {
+    let flat: Vec<f64> = m.iter().flatten().copied().collect();
+    Tensor::from_slice(&flat).view([m.len() as i64, m[0].len() as i64]).to_kind(Kind::Float)
+}
+
+/// BYOL Eq. 2 by hand: mean over i of ‖p_i/‖p_i‖ − z_i/‖z_i‖‖².
+fn byol_reference(p: &[Vec<f64>], z: &[Vec<f64>]) -> f64 {
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let mut total = 0.0;
+    for (pi, zi) in p.iter().zip(z) {
+        let (np, nz) = (norm(pi), norm(zi));
+        total += pi.iter().zip(zi).map(|(a, b)| (a / np - b / nz).powi(2)).sum::<f64>();
+    }
+    total / p.len() as f64
+}
+
+#[test]
+fn byol_loss_matches_the_reference_for_several_shapes() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for &(n, d) in &[(1, 3), (4, 8), (33, 17), (64, 256)] {
+        let p = rand_matrix(&mut rng, n, d);
+        let z = rand_matrix(&mut rng, n, d);
+        let ours = regression_loss(&to_tensor(&p), &to_tensor(&z)).double_value(&[]);
+        let reference = byol_reference(&p, &z);
+        assert!((ours - reference).abs() < 1e-5, "n={n} d={d}: {ours} vs {reference}");
+        // the symmetric (summed) objective is symmetric in the two views
+        let (pt, zt) = (to_tensor(&p), to_tensor(&z));
+        let s1 = (regression_loss(&pt, &zt) + regression_loss(&zt, &pt)).double_value(&[]);
+        assert!((s1 - 2.0 * reference).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn byol_loss_analytic_values() {
+    let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, -1.0, 0.5, 2.0]).view([2, 3]);
+    assert!(regression_loss(&x, &(&x * 3.0)).double_value(&[]).abs() < 1e-6, "scaled copies: 0");
+    assert!((regression_loss(&x, &(-&x)).double_value(&[]) - 4.0).abs() < 1e-6, "opposite: 4");
+    let a = Tensor::from_slice(&[1.0f32, 0.0]).view([1, 2]);
+    let b = Tensor::from_slice(&[0.0f32, 5.0]).view([1, 2]);
+    assert!((regression_loss(&a, &b).double_value(&[]) - 2.0).abs() < 1e-6, "orthogonal: 2");
+}
+
+/// One LARS step by hand (BYOL/SimCLR LARS; 1-D tensors: no decay, no adaptation).
+fn lars_reference(theta: &[f64], grad: &[f64], mu: &[f64], lr: f64, m: f64, wd: f64, eta: f64, adapt: bool) -> (Vec<f64>, Vec<f64>) {
+    let d: Vec<f64> = if adapt { theta.iter().zip(grad).map(|(t, g)| g + wd * t).collect() } else { grad.to_vec() };
+    let q = if adapt {
+        let pn = theta.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let dn = d.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if pn > 0.0 && dn > 0.0 { eta * pn / dn } else { 1.0 }
+    } else {
+        1.0
+    };
+    let new_mu: Vec<f64> = mu.iter().zip(&d).map(|(u, di)| m * u + q * di).collect();
+    let new_theta = theta.iter().zip(&new_mu).map(|(t, u)| t - lr * u).collect();
+    (new_theta, new_mu)
+}
+
+fn flat(t: &Tensor) -> Vec<f64> {
+    let t = t.to_kind(Kind::Double).flatten(0, -1);
+    let n = t.size()[0] as usize;
+    let mut v = vec![0.0; n];
+    t.copy_data(&mut v, n);
+    v
+}
+
+#[test]
+fn lars_matches_a_reference_update_on_fixed_gradients() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let w0: Vec<f64> = (0..12).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let b0: Vec<f64> = (0..4).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let w = Tensor::from_slice(&w0).view([4, 3]).set_requires_grad(true);
+    let b = Tensor::from_slice(&b0).set_requires_grad(true);
+    let cfg = OptimConfig { name: "lars".into(), weight_decay: 1e-2, momentum: 0.9, trust_coefficient: 0.001, ..Default::default() };
+    let mut opt = Optimizer::new(&cfg, vec![("w".into(), w.shallow_clone(), 1.0), ("b".into(), b.shallow_clone(), 1.0)]);
+    let (mut rw, mut rb) = (w0.clone(), b0.clone());
+    let (mut mw, mut mb) = (vec![0.0; 12], vec![0.0; 4]);
+    for step in 0..3 {
+        let gw: Vec<f64> = (0..12).map(|i| ((i + step) as f64 * 0.37).sin()).collect();
+        let gb: Vec<f64> = (0..4).map(|i| ((i * 3 + step) as f64 * 0.11).cos()).collect();
+        opt.zero_grad();
+        // loss = <w, gw> + <b, gb> has exactly these gradients
+        let loss = (&w * Tensor::from_slice(&gw).view([4, 3])).sum(Kind::Double) + (&b * Tensor::from_slice(&gb)).sum(Kind::Double);
+        loss.backward();
+        opt.step(0.5);
+        (rw, mw) = lars_reference(&rw, &gw, &mw, 0.5, 0.9, 1e-2, 0.001, true);
+        (rb, mb) = lars_reference(&rb, &gb, &mb, 0.5, 0.9, 1e-2, 0.001, false);
+    }
+    for (a, e) in flat(&w).iter().zip(&rw).chain(flat(&b).iter().zip(&rb)) {
+        assert!((a - e).abs() < 1e-12, "{a} vs {e}");
+    }
+}
+
+#[test]
+fn sgd_and_adamw_match_their_reference_updates() {
+    let w0 = [0.5f64, -1.5, 2.0];
+    let g = [0.1f64, -0.2, 0.3];
+    for name in ["sgd", "adamw"] {
+        let w = Tensor::from_slice(&w0).set_requires_grad(true);
+        let cfg = OptimConfig { name: name.into(), weight_decay: 0.1, momentum: 0.9, exclude_bias_norm: false, ..Default::default() };
+        let mut opt = Optimizer::new(&cfg, vec![("w".into(), w.shallow_clone(), 2.0)]);
+        let (mut r, mut m1, mut m2) = (w0.to_vec(), vec![0.0; 3], vec![0.0; 3]);
+        let lr = 0.05 * 2.0; // lr_scale 2
+        for t in 1..=3 {
+            opt.zero_grad();
+            (&w * Tensor::from_slice(&g)).sum(Kind::Double).backward();
+            opt.step(0.05);
+            for i in 0..3 {
+                if name == "sgd" {
+                    let d = g[i] + 0.1 * r[i];
+                    m1[i] = 0.9 * m1[i] + d;
+                    r[i] -= lr * m1[i];
+                } else {
+                    r[i] *= 1.0 - lr * 0.1;
+                    m1[i] = 0.9 * m1[i] + 0.1 * g[i];
+                    m2[i] = 0.999 * m2[i] + 0.001 * g[i] * g[i];
+                    let mh = m1[i] / (1.0 - 0.9f64.powi(t));
+                    let vh = m2[i] / (1.0 - 0.999f64.powi(t));
+                    r[i] -= lr * mh / (vh.sqrt() + 1e-8);
+                }
+            }
+        }
+        for (a, e) in flat(&w).iter().zip(&r) {
+            assert!((a - e).abs() < 1e-12, "{name}: {a} vs {e}");
+        }
+    }
+}
+
+#[test]
+fn ema_matches_a_hand_computed_update() {
+    let target = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
+    let online = Tensor::from_slice(&[3.0f32, 2.0, -1.0]);
+    let t2 = Tensor::from_slice(&[10.0f32]);
+    let o2 = Tensor::from_slice(&[0.0f32]);
+    ema_update(&[target.shallow_clone(), t2.shallow_clone()], &[online.shallow_clone(), o2], 0.9).unwrap();
+    // 0.9 * target + 0.1 * online
+    let expect = [0.9 * 1.0 + 0.1 * 3.0, 0.9 * 2.0 + 0.1 * 2.0, 0.9 * 3.0 - 0.1];
+    for (a, e) in flat(&target).iter().zip(expect) {
+        assert!((a - e).abs() < 1e-6, "{a} vs {e}");
+    }
+    assert!((flat(&t2)[0] - 9.0).abs() < 1e-6);
+    // tau = 1 keeps the target fixed
+    ema_update(&[target.shallow_clone()], &[online.shallow_clone()], 1.0).unwrap();
+    assert!((flat(&target)[0] - 1.2).abs() < 1e-6);
+}
+
+#[test]
+fn knn_on_a_constructed_case_with_a_known_answer() {
+    // two tight clusters on the unit circle, labelled 0 and 1, plus a mislabelled far point
+    let train = Tensor::from_slice(&[1.0f32, 0.0, 0.995, 0.0998, 0.995, -0.0998, 0.0, 1.0, 0.0998, 0.995, -0.0998, 0.995]).view([6, 2]);
+    let train_y = Tensor::from_slice(&[0i64, 0, 0, 1, 1, 1]);
+    let test = Tensor::from_slice(&[0.98f32, 0.199, 0.199, 0.98, 0.6, 0.8]).view([3, 2]);
+    // the third point leans to class 1 but every neighbour votes: its label is 0, so the
+    // weighted vote must get exactly that one wrong
+    let test_y = Tensor::from_slice(&[0i64, 1, 0]);
+    let l2 = |t: &Tensor| selfsup::losses::l2_normalize(t);
+    // weighted vote by hand for the first test point with k = 6 (all points)
+    let reference = |x: [f64; 2]| -> usize {
+        let pts: [[f64; 2]; 6] = [[1.0, 0.0], [0.995, 0.0998], [0.995, -0.0998], [0.0, 1.0], [0.0998, 0.995], [-0.0998, 0.995]];
+        let labels = [0, 0, 0, 1, 1, 1];
+        let nx = (x[0] * x[0] + x[1] * x[1]).sqrt();
+        let mut votes = [0.0f64; 2];
+        for (p, l) in pts.iter().zip(labels) {
+            let np = (p[0] * p[0] + p[1] * p[1]).sqrt();
+            let s = (x[0] * p[0] + x[1] * p[1]) / (nx * np);
+            votes[l] += (s / 0.1).exp();
+        }
+        if votes[0] > votes[1] { 0 } else { 1 }
+    };
+    let preds: Vec<usize> = [[0.98, 0.199], [0.199, 0.98], [0.6, 0.8]].iter().map(|x| reference(*x)).collect();
+    assert_eq!(preds, vec![0, 1, 1]);
+    let expect = preds.iter().zip([0, 1, 0]).filter(|(p, y)| **p == *y).count() as f64 / 3.0;
+    let r = knn_accuracy(&l2(&train), &train_y, &l2(&test), &test_y, 6, 0.1, 2);
+    assert!((r.knn_top1 - expect).abs() < 1e-9, "{} vs {expect}", r.knn_top1);
+    assert_eq!(r.knn_top5, 1.0, "two classes: top-5 always hits");
+    // perfectly separated one-hot features: 100%
+    let onehot = Tensor::eye(4, (Kind::Float, tch::Device::Cpu)).repeat([3, 1]);
+    let y = Tensor::from_slice(&[0i64, 1, 2, 3]).repeat([3]);
+    let r = knn_accuracy(&onehot, &y, &onehot, &y, 3, 0.07, 4);
+    assert_eq!(r.knn_top1, 1.0);
+}
+
+#[test]
+fn z_std_is_zero_when_collapsed_and_near_one_over_sqrt_d_when_spread() {
+    let collapsed = Tensor::ones([64, 16], (Kind::Float, tch::Device::Cpu)) * 0.3;
+    assert!(selfsup::analysis::z_std(&collapsed) < 1e-6);
+    tch::manual_seed(0);
+    let spread = Tensor::randn([20000, 64], (Kind::Float, tch::Device::Cpu));
+    let s = selfsup::analysis::z_std(&spread);
+    assert!((s - 1.0 / 8.0).abs() < 0.003, "{s}");
+}
