@@ -85,9 +85,9 @@ fn preview(spec: &str, recipe: &str, out: &std::path::Path, samples: usize, size
     let cols = 1 + views.len();
     let (w, h) = (cols * (cell + gap) + gap, rows * (cell + gap) + gap);
     let mut canvas = vec![255u8; w * h * 3];
-    let stride = (ds.len() / rows).max(1);
-    for r in 0..rows {
-        let idx = r * stride;
+    // a seeded random choice of samples, so a sorted folder does not show one class only
+    let picks = rand::seq::index::sample(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed), ds.len(), rows).into_vec();
+    for (r, &idx) in picks.iter().enumerate() {
         let img = ds.image(idx)?;
         let top = gap + r * (cell + gap);
         paste(&mut canvas, w, &Planar::from_image(&img), top, gap, cell);
