@@ -1,7 +1,7 @@
 //! `selfsup eval knn|linear`.
 use super::ConfigArgs;
 use selfsup::eval::linear::LinearProbeConfig;
-use selfsup::eval::{extract_features, knn_accuracy, linear_probe};
+use selfsup::eval::{knn_accuracy, linear_probe, train_test_features};
 use selfsup::methods::Method;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -70,13 +70,7 @@ fn features(c: &Common) -> anyhow::Result<(tch::Tensor, tch::Tensor, tch::Tensor
     let (cfg, method) = load(&c.checkpoint, &c.cfg, c.seed, device)?;
     let train = Arc::new(selfsup::data::open(&c.train)?);
     let test = Arc::new(selfsup::data::open(&c.test)?);
-    anyhow::ensure!(train.is_labelled(), "{}: evaluation needs labels", train.source);
-    anyhow::ensure!(test.is_labelled(), "{}: evaluation needs labels", test.source);
-    let (mean, std) = cfg.eval.normalization(&cfg.data)?;
-    let size = cfg.data.recipe()?.views[0].crop_size;
-    let (ftr, ytr) = extract_features(method.encoder(), train.clone(), size, mean, std, cfg.eval.batch, device)?;
-    let (fte, yte) = extract_features(method.encoder(), test.clone(), size, mean, std, cfg.eval.batch, device)?;
-    Ok((ftr, ytr, fte, yte, train.num_classes().max(test.num_classes())))
+    train_test_features(method.encoder(), &cfg, train, test, device)
 }
 
 pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {

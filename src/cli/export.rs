@@ -1,5 +1,4 @@
 //! `selfsup embed` and `selfsup export`.
-use selfsup::train::checkpoint::write_atomic;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tch::Tensor;
@@ -41,7 +40,6 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<()> {
     let tensors = vec![("features".to_string(), feats), ("labels".to_string(), labels)];
     write_safetensors(&a.out, &tensors)?;
     eprintln!("wrote {} ({} samples; L2-normalised encoder features)", a.out.display(), ds.len());
-    let _ = write_atomic;
     Ok(())
 }
 

@@ -24,3 +24,17 @@ pub fn extract_features(encoder: &ResNet, ds: Arc<Dataset>, size: usize, mean: [
     }
     Ok((Tensor::cat(&feats, 0), Tensor::cat(&labels, 0)))
 }
+
+/// Features of a labelled reference set and a test set with a config's evaluation protocol
+/// (view size from the recipe, `eval.normalize`, `eval.batch`):
+/// `(train feats, train labels, test feats, test labels, classes)`.
+pub fn train_test_features(encoder: &ResNet, cfg: &crate::config::Config, train: Arc<Dataset>, test: Arc<Dataset>, device: Device) -> anyhow::Result<(Tensor, Tensor, Tensor, Tensor, usize)> {
+    anyhow::ensure!(train.is_labelled(), "{}: evaluation needs labels", train.source);
+    anyhow::ensure!(test.is_labelled(), "{}: evaluation needs labels", test.source);
+    let (mean, std) = cfg.eval.normalization(&cfg.data)?;
+    let size = cfg.data.recipe()?.views[0].crop_size;
+    let classes = train.num_classes().max(test.num_classes());
+    let (ftr, ytr) = extract_features(encoder, train, size, mean, std, cfg.eval.batch, device)?;
+    let (fte, yte) = extract_features(encoder, test, size, mean, std, cfg.eval.batch, device)?;
+    Ok((ftr, ytr, fte, yte, classes))
+}

@@ -3,6 +3,6 @@ pub mod features;
 pub mod knn;
 pub mod linear;
 
-pub use features::extract_features;
+pub use features::{extract_features, train_test_features};
 pub use knn::{knn_accuracy, KnnResult};
 pub use linear::linear_probe;

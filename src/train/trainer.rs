@@ -8,7 +8,7 @@ use crate::backend::{parse_device, shim};
 use crate::config::Config;
 use crate::data::{DataSpec, Dataset, Loader, LoaderConfig, Split};
 use crate::error::Error;
-use crate::eval::{extract_features, knn_accuracy};
+use crate::eval::{knn_accuracy, train_test_features};
 use crate::methods::{self, Method};
 use crate::models::ResNet;
 use crate::optim::schedule::{scaled_lr, warmup_cosine};
@@ -78,17 +78,12 @@ pub fn eval_sets(cfg: &Config) -> anyhow::Result<EvalSets> {
     } else {
         crate::data::open(&cfg.eval.test)?
     };
-    anyhow::ensure!(train.is_labelled() && test.is_labelled(), "kNN needs labelled data: {} / {}", train.source, test.source);
     Ok(EvalSets { train: Arc::new(train), test: Arc::new(test) })
 }
 
 /// kNN accuracy (top-1, top-5) of an encoder with the config's protocol.
 pub fn knn_eval(encoder: &ResNet, cfg: &Config, sets: &EvalSets, device: Device) -> anyhow::Result<(f64, f64)> {
-    let (mean, std) = cfg.eval.normalization(&cfg.data)?;
-    let size = cfg.data.recipe()?.views[0].crop_size;
-    let (ftr, ytr) = extract_features(encoder, sets.train.clone(), size, mean, std, cfg.eval.batch, device)?;
-    let (fte, yte) = extract_features(encoder, sets.test.clone(), size, mean, std, cfg.eval.batch, device)?;
-    let classes = sets.train.num_classes().max(sets.test.num_classes());
+    let (ftr, ytr, fte, yte, classes) = train_test_features(encoder, cfg, sets.train.clone(), sets.test.clone(), device)?;
     let r = knn_accuracy(&ftr, &ytr, &fte, &yte, cfg.eval.knn_k, cfg.eval.knn_temperature, classes);
     Ok((r.knn_top1, r.knn_top5))
 }
