@@ -202,3 +202,15 @@ fn z_std_is_zero_when_collapsed_and_near_one_over_sqrt_d_when_spread() {
     let s = selfsup::analysis::z_std(&spread);
     assert!((s - 1.0 / 8.0).abs() < 0.003, "{s}");
 }
+
+#[test]
+fn non_finite_gradients_are_detected() {
+    let w = Tensor::from_slice(&[1.0f64, 2.0]).set_requires_grad(true);
+    let mut opt = Optimizer::new(&OptimConfig { name: "sgd".into(), ..Default::default() }, vec![("w".into(), w.shallow_clone(), 1.0)]);
+    (&w * 3.0).sum(Kind::Double).backward();
+    assert!(opt.grads_finite());
+    opt.zero_grad();
+    // d/dw sqrt(w - 1) at w = 1 is +inf
+    (&w - 1.0).sqrt().sum(Kind::Double).backward();
+    assert!(!opt.grads_finite());
+}

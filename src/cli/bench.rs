@@ -122,7 +122,7 @@ fn step(a: StepArgs) -> anyhow::Result<()> {
             let _amp = if use_amp { Some(shim::AutocastGuard::bf16()?) } else { None };
             method.forward(&views, &labels)?
         };
-        selfsup::train::step::apply_update(method.as_mut(), &mut opt, &out.loss, a.lr, k, a.steps + a.warmup)?;
+        selfsup::train::step::apply_update(method.as_mut(), &mut opt, &out.loss, a.lr, k, a.steps + a.warmup, false)?;
         Ok(out.loss)
     };
     println!("selfsup {} device={} threads={} batch={} width={} hidden={} opt={} amp={} channels_last={}", env!("CARGO_PKG_VERSION"), a.device, tch::get_num_threads(), a.batch, a.width, a.hidden, a.opt, use_amp, a.channels_last);

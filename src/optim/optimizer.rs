@@ -123,6 +123,23 @@ impl Optimizer {
         }
     }
 
+    /// Whether every gradient is finite (one reduction over all of them; reads one number back).
+    pub fn grads_finite(&self) -> bool {
+        let _guard = tch::no_grad_guard();
+        let mut total: Option<Tensor> = None;
+        for p in &self.params {
+            let g = p.tensor.grad();
+            if g.defined() {
+                let s = g.abs().sum(tch::Kind::Double);
+                total = Some(match total {
+                    Some(t) => t + s,
+                    None => s,
+                });
+            }
+        }
+        total.map(|t| t.double_value(&[]).is_finite()).unwrap_or(true)
+    }
+
     /// One update with learning rate `lr` (already scheduled and batch-scaled).
     pub fn step(&mut self, lr: f64) {
         let _guard = tch::no_grad_guard();

@@ -1,14 +1,26 @@
 //! The update half of a training step, shared by the trainer and `selfsup bench step`:
-//! backward → optimiser → method hook (EMA), in that fixed order.
+//! backward → (optional gradient check) → optimiser → method hook (EMA), in that fixed order.
 use crate::methods::Method;
 use crate::optim::Optimizer;
 use tch::Tensor;
 
-/// Backpropagates `loss`, applies the optimiser with `lr`, then the method's post-step work for
-/// step `step` of `total`. Returns the scalars the hook logs (e.g. `tau`).
-pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, loss: &Tensor, lr: f64, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
+/// What the update did.
+pub enum Update {
+    /// Applied; the scalars the method hook logs (e.g. `tau`).
+    Applied(Vec<(&'static str, f64)>),
+    /// A gradient was not finite: nothing was changed (no optimiser step, no EMA).
+    NonFiniteGradient,
+}
+
+/// Backpropagates `loss`, then (unless `check_grads` finds a non-finite gradient) applies the
+/// optimiser with `lr` and the method's post-step work for step `step` of `total`.
+pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, loss: &Tensor, lr: f64, step: usize, total: usize, check_grads: bool) -> anyhow::Result<Update> {
     opt.zero_grad();
     loss.backward();
+    if check_grads && !opt.grads_finite() {
+        opt.zero_grad();
+        return Ok(Update::NonFiniteGradient);
+    }
     opt.step(lr);
-    method.after_step(step, total)
+    Ok(Update::Applied(method.after_step(step, total)?))
 }

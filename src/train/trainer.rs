@@ -17,7 +17,7 @@ use crate::train::checkpoint::{self, TrainState};
 use crate::train::lock::RunLock;
 use crate::train::metrics::MetricsLog;
 use crate::train::signals;
-use crate::train::step::apply_update;
+use crate::train::step::{apply_update, Update};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
@@ -204,17 +204,21 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
                 method.forward(&views, &labels)?
             };
             let loss_value = out_step.loss.double_value(&[]);
-            if !loss_value.is_finite() {
-                if cfg.train.on_nonfinite == "skip" {
-                    state.skipped_steps += 1;
-                    log.write(&json!({"step": state.step, "epoch": epoch, "skipped": "non-finite loss", "loss": loss_value.to_string()}))?;
-                    state.step += 1;
-                    continue;
+            let update = if loss_value.is_finite() { apply_update(method.as_mut(), &mut opt, &out_step.loss, lr, state.step, total, true)? } else { Update::NonFiniteGradient };
+            let extra = match update {
+                Update::Applied(extra) => extra,
+                Update::NonFiniteGradient => {
+                    let what = if loss_value.is_finite() { "non-finite gradient".to_string() } else { format!("non-finite loss ({loss_value})") };
+                    if cfg.train.on_nonfinite == "skip" {
+                        state.skipped_steps += 1;
+                        log.write(&json!({"step": state.step, "epoch": epoch, "skipped": what}))?;
+                        state.step += 1;
+                        continue;
+                    }
+                    let ck = last_ckpt.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into());
+                    anyhow::bail!("{what} at step {} (epoch {}); stopping. The last good checkpoint is {ck}; lower optim.lr or set train.on_nonfinite=skip", state.step, epoch + 1);
                 }
-                let ck = last_ckpt.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into());
-                anyhow::bail!("non-finite loss ({loss_value}) at step {} (epoch {}); stopping. The last good checkpoint is {ck}; lower optim.lr or set train.on_nonfinite=skip", state.step, epoch + 1);
-            }
-            let extra = apply_update(method.as_mut(), &mut opt, &out_step.loss, lr, state.step, total)?;
+            };
             state.step += 1;
             state.last_loss = loss_value;
             images_done += images_per_step;
