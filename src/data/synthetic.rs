@@ -94,10 +94,12 @@ pub fn render(split: Split, index: usize) -> (Image, u32) {
     };
     let blobs = (0..rng.gen_range(2..5)).map(|_| (rng.gen_range(0.0..32.0), rng.gen_range(0.0..32.0), rng.gen_range(3.0..6.0))).collect();
     let p = Pattern { class, angle: rng.gen_range(0.0..PI), phase: rng.gen_range(0.0..2.0 * PI), period, cx: rng.gen_range(0.0..32.0), cy: rng.gen_range(0.0..32.0), blobs };
+    // rings and blobs place their own centres in image coordinates; the rest rotate about the middle
+    let origin = if class == 4 || class == 5 { 0.0 } else { SIZE as f32 / 2.0 };
     let mut data = vec![0u8; SIZE * SIZE * 3];
     for y in 0..SIZE {
         for x in 0..SIZE {
-            let m = pattern_value(&p, x as f32 + 0.5 - 16.0 * (class != 4 && class != 5) as u8 as f32, y as f32 + 0.5 - 16.0 * (class != 4 && class != 5) as u8 as f32, &mut rng);
+            let m = pattern_value(&p, x as f32 + 0.5 - origin, y as f32 + 0.5 - origin, &mut rng);
             let noise: f32 = rng.gen_range(-0.05..0.05);
             for ch in 0..3 {
                 let val = (m * c1[ch] + (1.0 - m) * c2[ch] + noise).clamp(0.0, 1.0);
@@ -149,5 +151,4 @@ mod tests {
             assert!((80..=944).contains(&above), "class {class}: {above}/1024 pixels above the mean");
         }
     }
-
 }

@@ -8,8 +8,8 @@ use tch::Tensor;
 pub enum Update {
     /// Applied; the scalars the method hook logs (e.g. `tau`).
     Applied(Vec<(&'static str, f64)>),
-    /// A gradient was not finite: nothing was changed (no optimiser step, no EMA).
-    NonFiniteGradient,
+    /// A value (loss or gradient) was not finite: nothing was changed (no optimiser step, no EMA).
+    NonFinite,
 }
 
 /// Backpropagates `loss`, then (unless `check_grads` finds a non-finite gradient) applies the
@@ -19,7 +19,7 @@ pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, loss: &Tensor,
     loss.backward();
     if check_grads && !opt.grads_finite() {
         opt.zero_grad();
-        return Ok(Update::NonFiniteGradient);
+        return Ok(Update::NonFinite);
     }
     opt.step(lr);
     Ok(Update::Applied(method.after_step(step, total)?))

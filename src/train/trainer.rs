@@ -78,6 +78,8 @@ pub fn eval_sets(cfg: &Config) -> anyhow::Result<EvalSets> {
     } else {
         crate::data::open(&cfg.eval.test)?
     };
+    // fail before training, not at the first evaluation an epoch later
+    anyhow::ensure!(train.is_labelled() && test.is_labelled(), "kNN needs labelled data: {} / {}", train.source, test.source);
     Ok(EvalSets { train: Arc::new(train), test: Arc::new(test) })
 }
 
@@ -204,10 +206,10 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
                 method.forward(&views, &labels)?
             };
             let loss_value = out_step.loss.double_value(&[]);
-            let update = if loss_value.is_finite() { apply_update(method.as_mut(), &mut opt, &out_step.loss, lr, state.step, total, true)? } else { Update::NonFiniteGradient };
+            let update = if loss_value.is_finite() { apply_update(method.as_mut(), &mut opt, &out_step.loss, lr, state.step, total, true)? } else { Update::NonFinite };
             let extra = match update {
                 Update::Applied(extra) => extra,
-                Update::NonFiniteGradient => {
+                Update::NonFinite => {
                     let what = if loss_value.is_finite() { "non-finite gradient".to_string() } else { format!("non-finite loss ({loss_value})") };
                     if cfg.train.on_nonfinite == "skip" {
                         state.skipped_steps += 1;
