@@ -12,8 +12,16 @@ fn every_config_key_is_documented_and_the_page_is_current() {
 
 #[test]
 fn shipped_configs_load_and_validate() {
-    for entry in std::fs::read_dir(common::root().join("configs")).unwrap() {
-        let path = entry.unwrap().path();
-        selfsup::config::load(Some(&path), &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut n = 0;
+    for dir in ["configs", "configs/presets"] {
+        for entry in std::fs::read_dir(common::root().join(dir)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().map(|e| e == "toml").unwrap_or(false) {
+                selfsup::config::load(Some(&path), &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
     }
+    // two CPU references per method family plus a CIFAR and an ImageNet preset per method
+    assert!(n >= 6 + 12, "only {n} shipped configs");
 }

@@ -1,5 +1,7 @@
 //! Losses, optimisers, EMA and kNN against independently written references (plain loops over
 //! f64 from the papers' equations), analytic values and invariants.
+mod common;
+use common::plain::{rand_matrix, to_tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use selfsup::eval::knn_accuracy;
@@ -7,15 +9,6 @@ use selfsup::losses::regression_loss;
 use selfsup::optim::ema::ema_update;
 use selfsup::optim::{OptimConfig, Optimizer};
 use tch::{Kind, Tensor};
-
-fn rand_matrix(rng: &mut ChaCha8Rng, n: usize, d: usize) -> Vec<Vec<f64>> {
-    (0..n).map(|_| (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect()
-}
-
-fn to_tensor(m: &[Vec<f64>]) -> Tensor {
-    let flat: Vec<f64> = m.iter().flatten().copied().collect();
-    Tensor::from_slice(&flat).view([m.len() as i64, m[0].len() as i64]).to_kind(Kind::Float)
-}
 
 /// BYOL Eq. 2 by hand: mean over i of ‖p_i/‖p_i‖ − z_i/‖z_i‖‖².
 fn byol_reference(p: &[Vec<f64>], z: &[Vec<f64>]) -> f64 {

@@ -1,4 +1,6 @@
 //! Representation metrics (collapse, alignment, uniformity) as pure functions.
 pub mod collapse;
+pub mod representation;
 
-pub use collapse::z_std;
+pub use collapse::{batch_mean_cos, effective_rank, z_std};
+pub use representation::RepresentationMetrics;

@@ -2,7 +2,12 @@
 //! to `docs/config.md` by `selfsup config docs` (a test keeps the file current).
 use crate::augment::recipe::{normalization, Recipe, RecipeParams};
 use crate::error::Error;
+use crate::methods::adco::AdcoConfig;
 use crate::methods::byol::ByolConfig;
+use crate::methods::mocov2::Mocov2Config;
+use crate::methods::simclr::SimclrConfig;
+use crate::methods::simsiam::SimsiamConfig;
+use crate::methods::supcon::SupconConfig;
 use crate::models::{MlpConfig, ResNetConfig};
 use crate::optim::OptimConfig;
 use serde::{Deserialize, Serialize};
@@ -15,6 +20,11 @@ pub struct Config {
     pub projector: MlpConfig,
     pub predictor: MlpConfig,
     pub byol: ByolConfig,
+    pub simclr: SimclrConfig,
+    pub mocov2: Mocov2Config,
+    pub adco: AdcoConfig,
+    pub simsiam: SimsiamConfig,
+    pub supcon: SupconConfig,
     pub train: TrainConfig,
     pub optim: OptimConfig,
     pub data: DataConfig,
@@ -29,6 +39,11 @@ impl Default for Config {
             projector: MlpConfig::default(),
             predictor: MlpConfig::default(),
             byol: ByolConfig::default(),
+            simclr: SimclrConfig::default(),
+            mocov2: Mocov2Config::default(),
+            adco: AdcoConfig::default(),
+            simsiam: SimsiamConfig::default(),
+            supcon: SupconConfig::default(),
             train: TrainConfig::default(),
             optim: OptimConfig::default(),
             data: DataConfig::default(),
@@ -184,10 +199,16 @@ impl Config {
         self.model.validate()?;
         self.projector.validate("projector")?;
         self.predictor.validate("predictor")?;
-        if self.predictor.out != self.projector.out {
+        let has_predictor = (self.method == "byol" && self.byol.predictor == "mlp") || (self.method == "simsiam" && self.simsiam.predictor == "mlp");
+        if has_predictor && self.predictor.out != self.projector.out {
             return Err(Error::config("predictor.out", self.predictor.out, format!("must equal projector.out ({}) so predictions and targets compare", self.projector.out)));
         }
         self.byol.validate()?;
+        self.simclr.validate()?;
+        self.mocov2.validate()?;
+        self.adco.validate()?;
+        self.simsiam.validate()?;
+        self.supcon.validate()?;
         self.optim.validate()?;
         let t = &self.train;
         if t.epochs == 0 {

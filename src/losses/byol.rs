@@ -16,3 +16,21 @@ pub fn regression_loss(p: &Tensor, z: &Tensor) -> Tensor {
     let per_sample: Tensor = 2.0 - cos * 2.0;
     per_sample.mean(tch::Kind::Float)
 }
+
+/// BYOL's "adding negatives" term (arXiv:2006.07733, Appendix F.4, the generalised
+/// InfoNCE_{α,β}, whose β = 0 case is BYOL): the part to *add* to the loss, before the weight β,
+/// `2α · (1/B) Σ_i log( Σ_{j≠i} exp(S(v_i, v_j)/α) + Σ_j exp(S(v_i, v'_j)/α) )`
+/// with `S(u, w) = cos(online prediction of u, target projection of w)`.
+/// `p: [B, D]` online predictions of view v, `t_same: [B, D]` target projections of the same
+/// view (v_j, j ≠ i are negatives), `t_other: [B, D]` target projections of the other view v'
+/// (v'_i is the positive, kept in the sum as in the paper). Targets are detached by the caller.
+pub fn byol_negatives_term(p: &Tensor, t_same: &Tensor, t_other: &Tensor, alpha: f64) -> Tensor {
+    let b = p.size()[0];
+    let p = l2_normalize(&p.to_kind(tch::Kind::Float));
+    let same = p.matmul(&l2_normalize(&t_same.to_kind(tch::Kind::Float)).tr()) / alpha;
+    let other = p.matmul(&l2_normalize(&t_other.to_kind(tch::Kind::Float)).tr()) / alpha;
+    let eye = Tensor::eye(b, (tch::Kind::Bool, p.device()));
+    let same = same.masked_fill(&eye, f64::NEG_INFINITY);
+    let lse = Tensor::cat(&[same, other], 1).logsumexp([1i64].as_slice(), false);
+    lse.mean(tch::Kind::Float) * (2.0 * alpha)
+}

@@ -1,7 +1,13 @@
 //! Losses as pure functions over tensors. Stop-gradients are applied at the call site, never here.
+pub mod alignment_uniformity;
 pub mod byol;
+pub mod contrastive;
+pub mod simsiam;
 
-pub use byol::regression_loss;
+pub use alignment_uniformity::{alignment, uniformity};
+pub use byol::{byol_negatives_term, regression_loss};
+pub use contrastive::{info_nce, info_nce_logits, nt_xent, sup_con, sup_con_views};
+pub use simsiam::negative_cosine;
 
 /// L2-normalises rows: `x / max(‖x‖₂, 1e-12)` (as `torch.nn.functional.normalize`).
 pub fn l2_normalize(x: &tch::Tensor) -> tch::Tensor {

@@ -11,11 +11,16 @@
 //! state); only trainable parameters (weights, biases, BN scale/shift) follow the EMA. The
 //! running statistics matter only when a target is evaluated, which never happens here: kNN and
 //! linear probes use the online encoder.
+//!
+//! Ablation terms (both off by default): an explicit uniformity term on the online projections,
+//! `λ·(U(z₁) + U(z₂))/2` (Wang & Isola 2020, see [`crate::losses::uniformity`]), and the paper's
+//! negatives term `β·(N(p₁; t₁, t₂) + N(p₂; t₂, t₁))` (Appendix F.4, see
+//! [`crate::losses::byol_negatives_term`]).
 use crate::config::Config;
-use crate::losses::regression_loss;
+use crate::losses::{byol_negatives_term, regression_loss, uniformity};
+use crate::methods::branch::{Branch, MomentumBranch};
 use crate::methods::{named_trainable, Method, StepOutput};
 use crate::models::{Mlp, MlpConfig, ResNet};
-use crate::optim::ema::ema_update;
 use crate::optim::schedule::target_tau;
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
@@ -32,11 +37,17 @@ pub struct ByolConfig {
     pub predictor: String,
     /// Learning-rate multiplier of the predictor.
     pub predictor_lr_scale: f64,
+    /// λ of an explicit uniformity term on the online projections (0 = off).
+    pub uniformity_weight: f64,
+    /// β of the negatives term (Appendix F.4; 0 = off, plain BYOL).
+    pub negatives_weight: f64,
+    /// α, the temperature of the negatives term.
+    pub negatives_temperature: f64,
 }
 
 impl Default for ByolConfig {
     fn default() -> Self {
-        ByolConfig { tau_base: 0.99, tau_schedule: "cosine".into(), predictor: "mlp".into(), predictor_lr_scale: 1.0 }
+        ByolConfig { tau_base: 0.99, tau_schedule: "cosine".into(), predictor: "mlp".into(), predictor_lr_scale: 1.0, uniformity_weight: 0.0, negatives_weight: 0.0, negatives_temperature: 0.1 }
     }
 }
 
@@ -55,6 +66,15 @@ impl ByolConfig {
         if !(self.predictor_lr_scale > 0.0) {
             return Err(Error::config("byol.predictor_lr_scale", self.predictor_lr_scale, "must be > 0"));
         }
+        if !(self.uniformity_weight >= 0.0 && self.uniformity_weight.is_finite()) {
+            return Err(Error::config("byol.uniformity_weight", self.uniformity_weight, "must be ≥ 0"));
+        }
+        if !(self.negatives_weight >= 0.0 && self.negatives_weight.is_finite()) {
+            return Err(Error::config("byol.negatives_weight", self.negatives_weight, "must be ≥ 0"));
+        }
+        if !(self.negatives_temperature > 0.0) {
+            return Err(Error::config("byol.negatives_temperature", self.negatives_temperature, "must be > 0"));
+        }
         Ok(())
     }
 }
@@ -62,55 +82,40 @@ impl ByolConfig {
 pub struct Byol {
     cfg: ByolConfig,
     online_vs: VarStore,
-    target_vs: VarStore,
-    encoder: ResNet,
-    projector: Mlp,
+    online: Branch,
     predictor: Option<Mlp>,
-    target_encoder: ResNet,
-    target_projector: Mlp,
-    /// (target, online) parameter pairs averaged by the EMA, sorted by name.
-    ema_targets: Vec<Tensor>,
-    ema_sources: Vec<Tensor>,
+    target: MomentumBranch,
+}
+
+/// The predictor head a config asks for (shared with SimSiam): `mlp` per the predictor section,
+/// `linear` a single linear map, `none` no predictor.
+pub fn build_predictor(root: &tch::nn::Path, kind: &str, cfg: &Config) -> Option<Mlp> {
+    match kind {
+        "mlp" => Some(Mlp::new(root / "predictor", cfg.projector.out, &cfg.predictor)),
+        "linear" => Some(Mlp::new(root / "predictor", cfg.projector.out, &MlpConfig { layers: 1, out: cfg.projector.out, ..cfg.predictor.clone() })),
+        _ => None,
+    }
 }
 
 impl Byol {
     pub fn new(cfg: &Config, device: Device) -> anyhow::Result<Byol> {
         let online_vs = VarStore::new(device);
         let root = online_vs.root();
-        let encoder = ResNet::new(&root / "encoder", &cfg.model)?;
-        let projector = Mlp::new(&root / "projector", encoder.out_dim(), &cfg.projector);
-        let predictor = match cfg.byol.predictor.as_str() {
-            "mlp" => Some(Mlp::new(&root / "predictor", cfg.projector.out, &cfg.predictor)),
-            "linear" => Some(Mlp::new(&root / "predictor", cfg.projector.out, &MlpConfig { layers: 1, out: cfg.projector.out, ..cfg.predictor.clone() })),
-            _ => None,
-        };
-        let mut target_vs = VarStore::new(device);
-        let troot = target_vs.root();
-        let target_encoder = ResNet::new(&troot / "encoder", &cfg.model)?;
-        let target_projector = Mlp::new(&troot / "projector", encoder.out_dim(), &cfg.projector);
+        let online = Branch::new(&root, cfg)?;
+        let predictor = build_predictor(&root, &cfg.byol.predictor, cfg);
         // the target starts as an exact copy of the online encoder + projector
-        copy_matching(&target_vs, &online_vs)?;
-        target_vs.freeze();
-        let online = online_vs.variables();
-        let mut names: Vec<String> = target_vs.variables().into_keys().filter(|n| online.get(n).map(|t| t.requires_grad()).unwrap_or(false)).collect();
-        names.sort();
-        let target = target_vs.variables();
-        let ema_targets = names.iter().map(|n| target[n].shallow_clone()).collect();
-        let ema_sources = names.iter().map(|n| online[n].shallow_clone()).collect();
-        Ok(Byol { cfg: cfg.byol.clone(), online_vs, target_vs, encoder, projector, predictor, target_encoder, target_projector, ema_targets, ema_sources })
+        let target = MomentumBranch::copy_of(&online_vs, cfg, device)?;
+        Ok(Byol { cfg: cfg.byol.clone(), online_vs, online, predictor, target })
     }
 
+    /// Online projection and prediction of one view.
     fn online(&self, x: &Tensor) -> (Tensor, Tensor) {
-        let z = self.projector.forward(&self.encoder.forward(x, true), true);
+        let z = self.online.forward(x);
         let p = match &self.predictor {
             Some(pred) => pred.forward(&z, true),
             None => z.shallow_clone(),
         };
         (z, p)
-    }
-
-    fn target(&self, x: &Tensor) -> Tensor {
-        self.target_projector.forward(&self.target_encoder.forward(x, true), true)
     }
 
     pub fn tau(&self, step: usize, total: usize) -> f64 {
@@ -119,18 +124,6 @@ impl Byol {
             _ => target_tau(self.cfg.tau_base, step, total),
         }
     }
-}
-
-/// Copies every variable of `src` into the same-named variable of `dst` (names present in both).
-fn copy_matching(dst: &VarStore, src: &VarStore) -> anyhow::Result<()> {
-    let _g = tch::no_grad_guard();
-    let s = src.variables();
-    for (name, mut t) in dst.variables() {
-        if let Some(v) = s.get(&name) {
-            t.copy_(v);
-        }
-    }
-    Ok(())
 }
 
 impl Method for Byol {
@@ -142,13 +135,21 @@ impl Method for Byol {
         anyhow::ensure!(views.len() >= 2, "BYOL needs two views, the recipe gives {}", views.len());
         // Each view passes separately, so BatchNorm statistics are per view (as the reference).
         let (z1, p1) = self.online(&views[0]);
-        let (_z2, p2) = self.online(&views[1]);
+        let (z2, p2) = self.online(&views[1]);
         // Stop-gradient: the target only provides regression targets; no gradient may reach it
         // (it is updated by the EMA alone, BYOL Eq. 1).
-        let (t1, t2) = tch::no_grad(|| (self.target(&views[0]), self.target(&views[1])));
+        let t1 = self.target.forward(&views[0]);
+        let t2 = self.target.forward(&views[1]);
         // Eq. 3: the symmetrised loss is the sum over both view orders, not the mean.
-        let loss = regression_loss(&p1, &t2.detach()) + regression_loss(&p2, &t1.detach());
-        Ok(StepOutput { loss, embeddings: z1.detach() })
+        let mut loss = regression_loss(&p1, &t2) + regression_loss(&p2, &t1);
+        if self.cfg.uniformity_weight > 0.0 {
+            loss = loss + (uniformity(&z1, 2.0) + uniformity(&z2, 2.0)) * (self.cfg.uniformity_weight / 2.0);
+        }
+        if self.cfg.negatives_weight > 0.0 {
+            let a = self.cfg.negatives_temperature;
+            loss = loss + (byol_negatives_term(&p1, &t1, &t2, a) + byol_negatives_term(&p2, &t2, &t1, a)) * self.cfg.negatives_weight;
+        }
+        Ok(StepOutput { loss, embeddings: vec![z1.detach(), z2.detach()] })
     }
 
     fn parameters(&self) -> Vec<(String, Tensor, f64)> {
@@ -163,15 +164,15 @@ impl Method for Byol {
 
     fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
         let tau = self.tau(step, total);
-        ema_update(&self.ema_targets, &self.ema_sources, tau)?;
+        self.target.update(tau)?;
         Ok(vec![("tau", tau)])
     }
 
     fn encoder(&self) -> &ResNet {
-        &self.encoder
+        &self.online.encoder
     }
 
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {
-        vec![("online", &self.online_vs), ("target", &self.target_vs)]
+        vec![("online", &self.online_vs), ("target", &self.target.vs)]
     }
 }

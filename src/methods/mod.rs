@@ -1,7 +1,14 @@
 //! Self-supervised methods. Each declares only what is its own (heads, the loss call, the
 //! momentum pairs); the shared loop in [`crate::train`] does the rest in a fixed order:
 //! forward → loss → backward → optimiser → [`Method::after_step`] (EMA) → logs.
+pub mod adco;
+pub mod branch;
 pub mod byol;
+pub mod mocov2;
+pub mod momentum_contrast;
+pub mod simclr;
+pub mod simsiam;
+pub mod supcon;
 
 use crate::config::Config;
 use crate::models::ResNet;
@@ -12,8 +19,9 @@ use tch::{Device, Tensor};
 pub struct StepOutput {
     /// Scalar loss to minimise.
     pub loss: Tensor,
-    /// Online projector outputs of the first view `[N, D]`, detached (for collapse metrics).
-    pub embeddings: Tensor,
+    /// Online projector outputs `[N, D]` of the first two views, detached (for the collapse and
+    /// alignment/uniformity metrics).
+    pub embeddings: Vec<Tensor>,
 }
 
 pub trait Method {
@@ -31,13 +39,18 @@ pub trait Method {
     fn stores(&self) -> Vec<(&'static str, &VarStore)>;
 }
 
-pub const METHODS: &[&str] = &["byol"];
+pub const METHODS: &[&str] = &["byol", "simclr", "mocov2", "adco", "simsiam", "supcon"];
 
 /// Builds the method named in `cfg.method`. Initial weights come from torch's generator, seeded
 /// by the caller.
 pub fn build(cfg: &Config, device: Device) -> anyhow::Result<Box<dyn Method>> {
     match cfg.method.as_str() {
         "byol" => Ok(Box::new(byol::Byol::new(cfg, device)?)),
+        "simclr" => Ok(Box::new(simclr::InBatchContrastive::simclr(cfg, device)?)),
+        "supcon" => Ok(Box::new(supcon::build(cfg, device)?)),
+        "mocov2" => Ok(Box::new(mocov2::MocoV2::new(cfg, device)?)),
+        "adco" => Ok(Box::new(adco::AdCo::new(cfg, device)?)),
+        "simsiam" => Ok(Box::new(simsiam::SimSiam::new(cfg, device)?)),
         other => Err(crate::error::Error::config("method", other, format!("unknown method (expected one of: {})", METHODS.join(", "))).into()),
     }
 }

@@ -18,8 +18,14 @@ pub fn warmup_cosine(peak: f64, step: usize, warmup: usize, total: usize) -> f64
 
 /// BYOL's target decay: `τ_k = 1 − (1 − τ_base)·(cos(πk/K) + 1)/2`, from τ_base at k = 0 to 1 at K.
 pub fn target_tau(tau_base: f64, step: usize, total: usize) -> f64 {
+    momentum_schedule(tau_base, 1.0, step, total)
+}
+
+/// The same cosine rise to a final value other than 1 (solo-learn's MoCo v2+ goes 0.99 → 0.999):
+/// `τ_k = τ_end − (τ_end − τ_base)·(cos(πk/K) + 1)/2`.
+pub fn momentum_schedule(tau_base: f64, tau_end: f64, step: usize, total: usize) -> f64 {
     let progress = step as f64 / total.max(1) as f64;
-    1.0 - (1.0 - tau_base) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
+    tau_end - (tau_end - tau_base) * ((std::f64::consts::PI * progress).cos() + 1.0) / 2.0
 }
 
 #[cfg(test)]

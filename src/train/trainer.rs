@@ -2,7 +2,7 @@
 //! method hook (EMA) → logs. Checkpoints at epoch ends (every `train.checkpoint_every`), at the
 //! end, and on Ctrl-C/SIGTERM; `--resume` restores weights, optimiser, step and loader position
 //! so the resumed run ends with the same weights as an uninterrupted one (bit-identical on CPU).
-use crate::analysis::z_std;
+use crate::analysis::{z_std, RepresentationMetrics};
 use crate::augment::MultiView;
 use crate::backend::{parse_device, shim};
 use crate::config::Config;
@@ -229,7 +229,12 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
             if state.step % cfg.train.log_every == 0 || state.step == total {
                 let ips = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
                 window = (Instant::now(), 0);
-                let mut rec = json!({"step": state.step, "epoch": epoch, "loss": loss_value, "lr": lr, "z_std": z_std(&out_step.embeddings), "images_per_s": ips});
+                let mut rec = json!({"step": state.step, "epoch": epoch, "loss": loss_value, "lr": lr, "images_per_s": ips});
+                let e = &out_step.embeddings;
+                let metrics = if e.len() >= 2 { RepresentationMetrics::of_pair(&e[0], &e[1]) } else { RepresentationMetrics { z_std: z_std(&e[0]), ..Default::default() } };
+                for (k, v) in metrics.fields() {
+                    rec[k] = json!(v);
+                }
                 for (k, v) in extra {
                     rec[k] = json!(v);
                 }

@@ -79,3 +79,45 @@ pub fn with_sets<'a>(args: &mut Vec<String>, sets: &[String]) {
 pub fn run_owned(args: &[String]) -> Output {
     Command::new(bin()).args(args).output().expect("run selfsup")
 }
+
+/// Plain `f64` matrices for the hand-written references.
+pub mod plain {
+    use rand::Rng;
+    use rand_chacha::ChaCha8Rng;
+    use tch::{Kind, Tensor};
+
+    pub type Matrix = Vec<Vec<f64>>;
+
+    pub fn rand_matrix(rng: &mut ChaCha8Rng, n: usize, d: usize) -> Matrix {
+        (0..n).map(|_| (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect()
+    }
+
+    pub fn to_tensor(m: &[Vec<f64>]) -> Tensor {
+        let flat: Vec<f64> = m.iter().flatten().copied().collect();
+        Tensor::from_slice(&flat).view([m.len() as i64, m[0].len() as i64]).to_kind(Kind::Float)
+    }
+
+    pub fn from_tensor(t: &Tensor) -> Matrix {
+        let t = t.to_kind(Kind::Double).contiguous();
+        let (n, d) = (t.size()[0] as usize, t.size()[1] as usize);
+        let flat: Vec<f64> = Vec::<f64>::try_from(t.view([-1])).unwrap();
+        (0..n).map(|i| flat[i * d..(i + 1) * d].to_vec()).collect()
+    }
+
+    pub fn dot(a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    pub fn unit(v: &[f64]) -> Vec<f64> {
+        let n = dot(v, v).sqrt().max(1e-12);
+        v.iter().map(|x| x / n).collect()
+    }
+
+    pub fn units(m: &[Vec<f64>]) -> Matrix {
+        m.iter().map(|v| unit(v)).collect()
+    }
+
+    pub fn max_abs_diff(a: &[Vec<f64>], b: &[Vec<f64>]) -> f64 {
+        a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    }
+}

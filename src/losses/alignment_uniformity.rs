@@ -1,0 +1,27 @@
+//! Alignment and uniformity: Wang & Isola, "Understanding Contrastive Representation Learning
+//! through Alignment and Uniformity on the Hypersphere", ICML 2020, arXiv:2005.10242, Eq. 4–5,
+//! on L2-normalised features:
+//! `align = E_{(x,y) positive} ‖f(x) − f(y)‖₂^α` (α = 2) and
+//! `uniform = log E_{x≠y} exp(−t‖f(x) − f(y)‖²)` (t = 2), the expectation over distinct pairs.
+//! Both are differentiable, so the uniformity term doubles as a loss (BYOL + λ·uniformity).
+use super::l2_normalize;
+use tch::{Kind, Tensor};
+
+/// `E‖x̄_i − ȳ_i‖^α` over the rows of two `[N, D]` views.
+pub fn alignment(x: &Tensor, y: &Tensor, alpha: f64) -> Tensor {
+    let x = l2_normalize(&x.to_kind(Kind::Float));
+    let y = l2_normalize(&y.to_kind(Kind::Float));
+    (x - y).norm_scalaropt_dim(2, [1i64].as_slice(), false).pow_tensor_scalar(alpha).mean(Kind::Float)
+}
+
+/// `log E_{i<j} exp(−t‖x̄_i − x̄_j‖²)` over the rows of `[N, D]` (N ≥ 2).
+pub fn uniformity(x: &Tensor, t: f64) -> Tensor {
+    let x = l2_normalize(&x.to_kind(Kind::Float));
+    // ‖a − b‖² = 2 − 2 a·b on the unit sphere (exact, and differentiable everywhere, unlike pdist at 0)
+    let sq: Tensor = (x.matmul(&x.tr()) * -2.0 + 2.0).clamp_min(0.0);
+    let n = x.size()[0];
+    let upper = Tensor::ones([n, n], (Kind::Bool, x.device())).triu(1);
+    let pairs = sq.masked_select(&upper);
+    // log mean exp, stably
+    (pairs * -t).logsumexp([0i64].as_slice(), false) - ((n * (n - 1) / 2) as f64).ln()
+}

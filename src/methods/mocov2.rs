@@ -1,0 +1,149 @@
+//! MoCo v2 — Chen, Fan, Girshick & He, "Improved Baselines with Momentum Contrastive Learning",
+//! 2020, arXiv:2003.04297 (MoCo: He et al., arXiv:1911.05722, Algorithm 1). Queries from the
+//! online encoder + MLP head, keys from its momentum copy, negatives from a FIFO queue of the last
+//! K keys. The keys of a step are enqueued after the step, so with the symmetric loss both terms
+//! see the same queue.
+use crate::config::Config;
+use crate::error::Error;
+use crate::losses::l2_normalize;
+use crate::methods::momentum_contrast::{key_momentum, validate_momentum, Pending, QueryKey};
+use crate::methods::simclr::check_temperature;
+use crate::methods::{named_trainable, Method, StepOutput};
+use crate::models::ResNet;
+use serde::{Deserialize, Serialize};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mocov2Config {
+    /// τ of InfoNCE (MoCo v2: 0.2).
+    pub temperature: f64,
+    /// K, keys in the queue (65536 ImageNet; 4096–32768 CIFAR).
+    pub queue_size: usize,
+    /// Key-encoder momentum at step 0 (MoCo: 0.999).
+    pub momentum_base: f64,
+    /// Momentum at the last step (cosine from momentum_base; equal = constant).
+    pub momentum_end: f64,
+    /// Symmetric loss (both view orders, averaged; solo-learn's MoCo v2+).
+    pub symmetric: bool,
+}
+
+impl Default for Mocov2Config {
+    fn default() -> Self {
+        Mocov2Config { temperature: 0.2, queue_size: 65536, momentum_base: 0.999, momentum_end: 0.999, symmetric: false }
+    }
+}
+
+impl Mocov2Config {
+    pub fn validate(&self) -> Result<(), Error> {
+        check_temperature("mocov2.temperature", self.temperature)?;
+        if self.queue_size == 0 {
+            return Err(Error::config("mocov2.queue_size", 0, "must be at least 1"));
+        }
+        validate_momentum("mocov2", self.momentum_base, self.momentum_end)
+    }
+}
+
+/// A FIFO ring of the last K keys, `[K, D]`, L2-normalised; starts as random unit vectors
+/// (as MoCo's `randn` + normalise). Kept in its own store so checkpoints carry it.
+pub struct KeyQueue {
+    pub vs: VarStore,
+    keys: Tensor,
+    /// Next row to write, as a one-element float tensor (exact up to 2²⁴ rows).
+    ptr: Tensor,
+}
+
+impl KeyQueue {
+    pub fn new(size: usize, dim: i64, device: Device) -> KeyQueue {
+        let vs = VarStore::new(device);
+        let root = vs.root();
+        let keys = root.zeros_no_train("keys", &[size as i64, dim]);
+        let ptr = root.zeros_no_train("ptr", &[1]);
+        tch::no_grad(|| keys.shallow_clone().copy_(&l2_normalize(&Tensor::randn([size as i64, dim], (Kind::Float, device)))));
+        KeyQueue { vs, keys, ptr }
+    }
+
+    /// The keys as stored (ring order).
+    pub fn keys(&self) -> Tensor {
+        self.keys.detach()
+    }
+
+    pub fn len(&self) -> i64 {
+        self.keys.size()[0]
+    }
+
+    /// The keys oldest first (the ring rotated to start at the write pointer).
+    pub fn ordered(&self) -> Tensor {
+        let ptr = self.ptr.double_value(&[0]) as i64;
+        self.keys.detach().roll([-ptr].as_slice(), [0i64].as_slice())
+    }
+
+    /// Writes `k: [n, D]` (normalised here) after the newest key, overwriting the oldest; with
+    /// n > K only the last K rows land. No host synchronisation.
+    pub fn enqueue(&self, k: &Tensor) {
+        tch::no_grad(|| {
+            let size = self.len();
+            let n = k.size()[0];
+            let take = n.min(size);
+            let k = l2_normalize(&k.narrow(0, n - take, take).to_kind(Kind::Float));
+            let start = self.ptr.to_kind(Kind::Int64) + (n - take);
+            let rows = (Tensor::arange(take, (Kind::Int64, k.device())) + start).remainder(size);
+            let _ = self.keys.shallow_clone().index_copy_(0, &rows, &k);
+            let next = (self.ptr.shallow_clone() + n as f64).remainder(size as f64);
+            self.ptr.shallow_clone().copy_(&next);
+        });
+    }
+}
+
+pub struct MocoV2 {
+    cfg: Mocov2Config,
+    net: QueryKey,
+    queue: KeyQueue,
+    pending: Option<Pending>,
+}
+
+impl MocoV2 {
+    pub fn new(cfg: &Config, device: Device) -> anyhow::Result<MocoV2> {
+        let net = QueryKey::new(cfg, device)?;
+        let queue = KeyQueue::new(cfg.mocov2.queue_size, cfg.projector.out, device);
+        Ok(MocoV2 { cfg: cfg.mocov2.clone(), net, queue, pending: None })
+    }
+
+    pub fn queue(&self) -> &KeyQueue {
+        &self.queue
+    }
+}
+
+impl Method for MocoV2 {
+    fn name(&self) -> &'static str {
+        "mocov2"
+    }
+
+    fn forward(&mut self, views: &[Tensor], _labels: &Tensor) -> anyhow::Result<StepOutput> {
+        let (loss, embeddings, pending) = self.net.loss(views, &self.queue.keys(), self.cfg.temperature, self.cfg.symmetric)?;
+        self.pending = Some(pending);
+        Ok(StepOutput { loss, embeddings })
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor, f64)> {
+        named_trainable(&self.net.vs).into_iter().map(|(n, t)| (n, t, 1.0)).collect()
+    }
+
+    fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
+        let m = key_momentum(self.cfg.momentum_base, self.cfg.momentum_end, step, total);
+        self.net.key.update(m)?;
+        if let Some(p) = self.pending.take() {
+            self.queue.enqueue(&p.keys);
+        }
+        Ok(vec![("tau", m)])
+    }
+
+    fn encoder(&self) -> &ResNet {
+        &self.net.query.encoder
+    }
+
+    fn stores(&self) -> Vec<(&'static str, &VarStore)> {
+        vec![("online", &self.net.vs), ("target", &self.net.key.vs), ("queue", &self.queue.vs)]
+    }
+}

@@ -1,0 +1,73 @@
+//! What MoCo v2 and AdCo share: a query branch trained by the optimiser, a key branch that is an
+//! EMA of it ("momentum encoder", MoCo arXiv:1911.05722 Eq. 2: `θ_k ← m·θ_k + (1 − m)·θ_q`), the
+//! momentum schedule, and the InfoNCE of queries against keys and external negatives, optionally
+//! symmetrised over the two views.
+use crate::config::Config;
+use crate::error::Error;
+use crate::losses::info_nce;
+use crate::methods::branch::{Branch, MomentumBranch};
+use crate::optim::schedule::momentum_schedule;
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+/// Query branch + momentum key branch.
+pub struct QueryKey {
+    pub vs: VarStore,
+    pub query: Branch,
+    pub key: MomentumBranch,
+}
+
+/// Queries and keys of one step, detached, kept for the work after the optimiser step
+/// (enqueueing keys, the AdCo bank's ascent) so that the loss's graph is never modified in place.
+pub struct Pending {
+    /// `[M, D]` queries (both views when symmetric).
+    pub queries: Tensor,
+    /// `[M, D]` the matching positive keys.
+    pub keys: Tensor,
+}
+
+impl QueryKey {
+    pub fn new(cfg: &Config, device: Device) -> anyhow::Result<QueryKey> {
+        let vs = VarStore::new(device);
+        let query = Branch::new(&vs.root(), cfg)?;
+        let key = MomentumBranch::copy_of(&vs, cfg, device)?;
+        Ok(QueryKey { vs, query, key })
+    }
+
+    /// InfoNCE of view-1 queries against view-2 keys (and, if `symmetric`, the mean with the swapped
+    /// term — both computed before anything is enqueued) with `negatives` `[K, D]` (detached).
+    /// Returns the loss, the online projections of the first two views (for metrics) and the
+    /// pending queries/keys.
+    pub fn loss(&self, views: &[Tensor], negatives: &Tensor, temperature: f64, symmetric: bool) -> anyhow::Result<(Tensor, Vec<Tensor>, Pending)> {
+        anyhow::ensure!(views.len() >= 2, "momentum contrast needs two views, the recipe gives {}", views.len());
+        let q1 = self.query.forward(&views[0]);
+        let k2 = self.key.forward(&views[1]);
+        if symmetric {
+            let q2 = self.query.forward(&views[1]);
+            let k1 = self.key.forward(&views[0]);
+            let loss = (info_nce(&q1, &k2, negatives, temperature) + info_nce(&q2, &k1, negatives, temperature)) * 0.5;
+            let pending = Pending { queries: Tensor::cat(&[q1.detach(), q2.detach()], 0), keys: Tensor::cat(&[&k2, &k1], 0) };
+            Ok((loss, vec![q1.detach(), q2.detach()], pending))
+        } else {
+            let loss = info_nce(&q1, &k2, negatives, temperature);
+            // the second view's projection is only needed for the metrics: no graph
+            let z2 = tch::no_grad(|| self.query.forward(&views[1]));
+            Ok((loss, vec![q1.detach(), z2], Pending { queries: q1.detach(), keys: k2 }))
+        }
+    }
+}
+
+/// Momentum `m_k` at step k of K: cosine from `base` to `end` (constant when equal).
+pub fn key_momentum(base: f64, end: f64, step: usize, total: usize) -> f64 {
+    momentum_schedule(base, end, step, total)
+}
+
+pub fn validate_momentum(section: &str, base: f64, end: f64) -> Result<(), Error> {
+    if !(0.0..=1.0).contains(&base) {
+        return Err(Error::config(format!("{section}.momentum_base"), base, "must lie in [0, 1]"));
+    }
+    if !(base..=1.0).contains(&end) {
+        return Err(Error::config(format!("{section}.momentum_end"), end, format!("must lie in [momentum_base = {base}, 1]")));
+    }
+    Ok(())
+}

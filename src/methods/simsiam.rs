@@ -1,0 +1,98 @@
+//! SimSiam — Chen & He, "Exploring Simple Siamese Representation Learning", 2020,
+//! arXiv:2011.10566. BYOL without the EMA: one network (encoder → projector → predictor), the
+//! other branch is the same network under a stop-gradient (Algorithm 1):
+//! `L = D(p₁, stopgrad(z₂))/2 + D(p₂, stopgrad(z₁))/2`, D the negative cosine.
+use crate::config::Config;
+use crate::error::Error;
+use crate::losses::negative_cosine;
+use crate::methods::branch::Branch;
+use crate::methods::byol::build_predictor;
+use crate::methods::{named_trainable, Method, StepOutput};
+use crate::models::{Mlp, ResNet};
+use serde::{Deserialize, Serialize};
+use tch::nn::VarStore;
+use tch::{Device, Tensor};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimsiamConfig {
+    /// mlp | linear: the predictor (SimSiam's bottleneck MLP, `predictor.hidden` = out/4).
+    pub predictor: String,
+    /// Learning-rate multiplier of the predictor.
+    pub predictor_lr_scale: f64,
+}
+
+impl Default for SimsiamConfig {
+    fn default() -> Self {
+        SimsiamConfig { predictor: "mlp".into(), predictor_lr_scale: 1.0 }
+    }
+}
+
+impl SimsiamConfig {
+    pub fn validate(&self) -> Result<(), Error> {
+        if !matches!(self.predictor.as_str(), "mlp" | "linear" | "none") {
+            return Err(Error::config("simsiam.predictor", &self.predictor, "expected mlp, linear or none"));
+        }
+        if !(self.predictor_lr_scale > 0.0) {
+            return Err(Error::config("simsiam.predictor_lr_scale", self.predictor_lr_scale, "must be > 0"));
+        }
+        Ok(())
+    }
+}
+
+pub struct SimSiam {
+    cfg: SimsiamConfig,
+    vs: VarStore,
+    branch: Branch,
+    predictor: Option<Mlp>,
+}
+
+impl SimSiam {
+    pub fn new(cfg: &Config, device: Device) -> anyhow::Result<SimSiam> {
+        let vs = VarStore::new(device);
+        let root = vs.root();
+        let branch = Branch::new(&root, cfg)?;
+        let predictor = build_predictor(&root, &cfg.simsiam.predictor, cfg);
+        Ok(SimSiam { cfg: cfg.simsiam.clone(), vs, branch, predictor })
+    }
+}
+
+impl Method for SimSiam {
+    fn name(&self) -> &'static str {
+        "simsiam"
+    }
+
+    fn forward(&mut self, views: &[Tensor], _labels: &Tensor) -> anyhow::Result<StepOutput> {
+        anyhow::ensure!(views.len() >= 2, "SimSiam needs two views, the recipe gives {}", views.len());
+        let z1 = self.branch.forward(&views[0]);
+        let z2 = self.branch.forward(&views[1]);
+        let (p1, p2) = match &self.predictor {
+            Some(h) => (h.forward(&z1, true), h.forward(&z2, true)),
+            None => (z1.shallow_clone(), z2.shallow_clone()),
+        };
+        let loss = (negative_cosine(&p1, &z2.detach()) + negative_cosine(&p2, &z1.detach())) * 0.5;
+        Ok(StepOutput { loss, embeddings: vec![z1.detach(), z2.detach()] })
+    }
+
+    fn parameters(&self) -> Vec<(String, Tensor, f64)> {
+        named_trainable(&self.vs)
+            .into_iter()
+            .map(|(n, t)| {
+                let scale = if n.starts_with("predictor.") { self.cfg.predictor_lr_scale } else { 1.0 };
+                (n, t, scale)
+            })
+            .collect()
+    }
+
+    fn after_step(&mut self, _step: usize, _total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
+        Ok(vec![])
+    }
+
+    fn encoder(&self) -> &ResNet {
+        &self.branch.encoder
+    }
+
+    fn stores(&self) -> Vec<(&'static str, &VarStore)> {
+        vec![("online", &self.vs)]
+    }
+}

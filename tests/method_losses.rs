@@ -1,0 +1,292 @@
+//! The contrastive methods' losses, AdCo's bank gradient, MoCo's queue and key encoder, and the
+//! representation metrics against plain loops written from the papers' equations, and analytic cases.
+mod common;
+use common::plain::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use selfsup::analysis::{batch_mean_cos, effective_rank, z_std};
+use selfsup::losses::{alignment, byol_negatives_term, info_nce, negative_cosine, nt_xent, sup_con, sup_con_views, uniformity};
+use selfsup::methods::adco::{AscentConfig, NegativeBank};
+use selfsup::methods::mocov2::KeyQueue;
+use tch::{Device, Kind, Tensor};
+
+/// SimCLR (arXiv:2002.05709) Algorithm 1 by hand: rows 2k and 2k+1 of `z` are the two views of
+/// image k; ℓ(i,j) = −log exp(s_ij/τ) / Σ_{m≠i} exp(s_im/τ); L = mean over all 2N ordered pairs.
+fn nt_xent_reference(v1: &Matrix, v2: &Matrix, t: f64) -> f64 {
+    let mut z = Vec::new();
+    for (a, b) in v1.iter().zip(v2) {
+        z.push(unit(a));
+        z.push(unit(b));
+    }
+    let s = |i: usize, j: usize| dot(&z[i], &z[j]);
+    let l = |i: usize, j: usize| {
+        let denom: f64 = (0..z.len()).filter(|&m| m != i).map(|m| (s(i, m) / t).exp()).sum();
+        -((s(i, j) / t).exp() / denom).ln()
+    };
+    let n = v1.len();
+    (0..n).map(|k| l(2 * k, 2 * k + 1) + l(2 * k + 1, 2 * k)).sum::<f64>() / (2 * n) as f64
+}
+
+/// SupCon (arXiv:2004.11362) Eq. 2 by hand.
+fn sup_con_reference(z: &Matrix, ids: &[i64], t: f64) -> f64 {
+    let z = units(z);
+    let (mut total, mut anchors) = (0.0, 0usize);
+    for i in 0..z.len() {
+        let pos: Vec<usize> = (0..z.len()).filter(|&p| p != i && ids[p] == ids[i]).collect();
+        if pos.is_empty() {
+            continue;
+        }
+        let denom: f64 = (0..z.len()).filter(|&a| a != i).map(|a| (dot(&z[i], &z[a]) / t).exp()).sum();
+        let s: f64 = pos.iter().map(|&p| -((dot(&z[i], &z[p]) / t).exp() / denom).ln()).sum();
+        total += s / pos.len() as f64;
+        anchors += 1;
+    }
+    total / anchors as f64
+}
+
+/// MoCo (arXiv:1911.05722) Eq. 1 by hand, averaged over queries.
+fn info_nce_reference(q: &Matrix, k: &Matrix, neg: &Matrix, t: f64) -> f64 {
+    let (q, k, neg) = (units(q), units(k), units(neg));
+    let mut total = 0.0;
+    for i in 0..q.len() {
+        let pos = (dot(&q[i], &k[i]) / t).exp();
+        let negs: f64 = neg.iter().map(|n| (dot(&q[i], n) / t).exp()).sum();
+        total += -(pos / (pos + negs)).ln();
+    }
+    total / q.len() as f64
+}
+
+#[test]
+fn nt_xent_matches_simclr_algorithm_1() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for &(n, d) in &[(2, 3), (5, 8), (16, 32)] {
+        for &t in &[0.07, 0.2, 0.5, 1.0] {
+            let (a, b) = (rand_matrix(&mut rng, n, d), rand_matrix(&mut rng, n, d));
+            let ours = nt_xent(&[to_tensor(&a), to_tensor(&b)], t).double_value(&[]);
+            let reference = nt_xent_reference(&a, &b, t);
+            assert!((ours - reference).abs() < 1e-4 * reference.abs().max(1.0), "n={n} d={d} t={t}: {ours} vs {reference}");
+        }
+    }
+}
+
+#[test]
+fn nt_xent_closed_form_for_identical_views_and_orthogonal_negatives() {
+    // z_i = e_i for both views: positive similarity 1, all 2N−2 negatives 0:
+    // L = −log( e^{1/τ} / (e^{1/τ} + 2N − 2) ) = log(1 + (2N − 2)·e^{−1/τ}).
+    for &(n, t) in &[(4i64, 0.5), (8, 0.1), (3, 1.0)] {
+        let e = Tensor::eye(n, (Kind::Float, Device::Cpu)) * 3.0; // norms do not matter
+        let ours = nt_xent(&[e.shallow_clone(), e], t).double_value(&[]);
+        let expect = (1.0 + (2 * n - 2) as f64 * (-1.0 / t).exp()).ln();
+        assert!((ours - expect).abs() < 1e-5, "n={n} t={t}: {ours} vs {expect}");
+    }
+}
+
+#[test]
+fn sup_con_matches_the_reference_with_labels() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for &(n, d, classes) in &[(6usize, 4usize, 2i64), (12, 16, 3), (20, 8, 7)] {
+        for &t in &[0.1, 0.5] {
+            let (a, b) = (rand_matrix(&mut rng, n, d), rand_matrix(&mut rng, n, d));
+            let labels: Vec<i64> = (0..n as i64).map(|i| (i * 7 + 3) % classes).collect();
+            let ours = sup_con_views(&[to_tensor(&a), to_tensor(&b)], &Tensor::from_slice(&labels), t).double_value(&[]);
+            let mut z = a.clone();
+            z.extend(b.clone());
+            let ids: Vec<i64> = labels.iter().chain(labels.iter()).copied().collect();
+            let reference = sup_con_reference(&z, &ids, t);
+            assert!((ours - reference).abs() < 1e-4 * reference.abs().max(1.0), "n={n} t={t}: {ours} vs {reference}");
+        }
+    }
+    // with every label distinct, SupCon is exactly NT-Xent
+    let (a, b) = (rand_matrix(&mut rng, 9, 5), rand_matrix(&mut rng, 9, 5));
+    let distinct = Tensor::arange(9, (Kind::Int64, Device::Cpu));
+    let s = sup_con_views(&[to_tensor(&a), to_tensor(&b)], &distinct, 0.3).double_value(&[]);
+    let x = nt_xent(&[to_tensor(&a), to_tensor(&b)], 0.3).double_value(&[]);
+    assert!((s - x).abs() < 1e-6);
+    // an anchor without positives is left out (a single sample of its class in one view)
+    let z = rand_matrix(&mut rng, 5, 3);
+    let ids = [0i64, 0, 1, 1, 2];
+    let ours = sup_con(&to_tensor(&z), &Tensor::from_slice(&ids), 0.5).double_value(&[]);
+    assert!((ours - sup_con_reference(&z, &ids, 0.5)).abs() < 1e-5);
+}
+
+#[test]
+fn info_nce_matches_moco_eq_1_and_its_closed_form() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    for &(n, k, d) in &[(1usize, 1usize, 3usize), (4, 10, 8), (32, 64, 16)] {
+        for &t in &[0.07, 0.2, 1.0] {
+            let (q, kk, neg) = (rand_matrix(&mut rng, n, d), rand_matrix(&mut rng, n, d), rand_matrix(&mut rng, k, d));
+            let ours = info_nce(&to_tensor(&q), &to_tensor(&kk), &to_tensor(&neg), t).double_value(&[]);
+            let reference = info_nce_reference(&q, &kk, &neg, t);
+            assert!((ours - reference).abs() < 1e-4 * reference.abs().max(1.0), "n={n} k={k} t={t}: {ours} vs {reference}");
+        }
+    }
+    // q = k = e_0, K negatives orthogonal to it: log(1 + K·e^{−1/τ})
+    let q = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 0.0]).view([1, 4]);
+    let neg = Tensor::from_slice(&[0.0f32, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0]).view([3, 4]);
+    let ours = info_nce(&q, &q, &neg, 0.2).double_value(&[]);
+    assert!((ours - (1.0 + 3.0 * (-5.0f64).exp()).ln()).abs() < 1e-6);
+}
+
+/// AdCo (arXiv:2011.08435) Eq. 5: for a unit negative n̂_k, ∂L/∂n̂_k = (1/τ)(1/N) Σᵢ p(n_k|qᵢ) q̂ᵢ with
+/// p(n_k|qᵢ) = exp(q̂ᵢ·n̂_k/τ) / (exp(q̂ᵢ·k̂ᵢ/τ) + Σ_j exp(q̂ᵢ·n̂_j/τ)); the (1/N) is our mean over
+/// queries. The bank stores raw rows W_k and normalises on use, so the chain rule gives
+/// ∂L/∂W_k = (I − n̂_k n̂_kᵀ)·(∂L/∂n̂_k)/‖W_k‖.
+fn adco_gradient_reference(q: &Matrix, k: &Matrix, w: &Matrix, t: f64) -> Matrix {
+    let (q, k, n) = (units(q), units(k), units(w));
+    let big_n = q.len() as f64;
+    let d = q[0].len();
+    let mut grad = vec![vec![0.0; d]; w.len()];
+    for i in 0..q.len() {
+        let z = (dot(&q[i], &k[i]) / t).exp() + n.iter().map(|nj| (dot(&q[i], nj) / t).exp()).sum::<f64>();
+        for (kk, nk) in n.iter().enumerate() {
+            let p = (dot(&q[i], nk) / t).exp() / z;
+            for c in 0..d {
+                grad[kk][c] += p * q[i][c] / (t * big_n);
+            }
+        }
+    }
+    for (kk, g) in grad.iter_mut().enumerate() {
+        let norm = dot(&w[kk], &w[kk]).sqrt();
+        let along = dot(g, &n[kk]);
+        for c in 0..d {
+            g[c] = (g[c] - along * n[kk][c]) / norm;
+        }
+    }
+    grad
+}
+
+fn bank_with(w: &Matrix) -> NegativeBank {
+    let mut bank = NegativeBank::new(w.len(), w[0].len() as i64, true, Device::Cpu);
+    tch::no_grad(|| bank.active().copy_(&to_tensor(w)));
+    bank
+}
+
+#[test]
+fn adco_bank_gradient_is_the_papers_formula_and_ascent_raises_the_loss() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    for &(n, k, d, t) in &[(4usize, 6usize, 5usize, 0.02), (16, 32, 8, 0.12), (8, 5, 3, 1.0)] {
+        let (q, kk) = (rand_matrix(&mut rng, n, d), rand_matrix(&mut rng, n, d));
+        let w = rand_matrix(&mut rng, k, d); // raw rows, not unit: the projection and 1/‖W‖ matter
+        let mut bank = bank_with(&w);
+        let ours = from_tensor(&bank.gradient(&to_tensor(&q), &to_tensor(&kk), t));
+        let reference = adco_gradient_reference(&q, &kk, &w, t);
+        let scale = reference.iter().flatten().map(|x| x.abs()).fold(0.0, f64::max);
+        assert!(max_abs_diff(&ours, &reference) < 1e-5 * scale.max(1.0), "n={n} k={k} t={t}: {}", max_abs_diff(&ours, &reference));
+
+        let before = bank.loss(&to_tensor(&q), &to_tensor(&kk), t).double_value(&[]);
+        bank.ascend(&to_tensor(&q), &to_tensor(&kk), &AscentConfig { temperature: t, lr: 0.05 * t, momentum: 0.9, weight_decay: 1e-4 });
+        let after = bank.loss(&to_tensor(&q), &to_tensor(&kk), t).double_value(&[]);
+        assert!(after > before, "one ascent step must raise the bank's loss: {before} -> {after}");
+    }
+}
+
+#[test]
+fn adco_bank_fills_from_keys_in_order() {
+    let mut bank = NegativeBank::new(5, 2, false, Device::Cpu);
+    assert_eq!(bank.filled(), 0);
+    let keys: Matrix = (0..3).map(|i| vec![1.0 + i as f64, 1.0]).collect();
+    bank.fill(&to_tensor(&keys));
+    bank.fill(&to_tensor(&keys));
+    assert_eq!(bank.filled(), 5);
+    let rows = from_tensor(&bank.weights());
+    let expect: Matrix = [0, 1, 2, 0, 1].iter().map(|&i| unit(&keys[i])).collect();
+    assert!(max_abs_diff(&rows, &expect) < 1e-6);
+}
+
+#[test]
+fn moco_queue_holds_the_last_k_keys_in_order() {
+    for &(size, batch, steps) in &[(10usize, 4usize, 5usize), (8, 4, 3), (8, 12, 2), (7, 3, 1)] {
+        let queue = KeyQueue::new(size, 3, Device::Cpu);
+        let mut all: Matrix = Vec::new();
+        for s in 0..steps {
+            let keys: Matrix = (0..batch).map(|j| vec![1.0, (s * batch + j) as f64, 0.5]).collect();
+            queue.enqueue(&to_tensor(&keys));
+            all.extend(keys.iter().map(|k| unit(k)));
+        }
+        let ordered = from_tensor(&queue.ordered());
+        let m = all.len().min(size);
+        // the newest m keys, oldest first, occupy the last m slots of the ordered queue
+        assert!(max_abs_diff(&ordered[size - m..], &all[all.len() - m..]) < 1e-6, "K={size} B={batch} steps={steps}");
+        if all.len() < size {
+            // the untouched initial keys are still unit random vectors
+            for r in &ordered[..size - m] {
+                assert!((dot(r, r) - 1.0).abs() < 1e-5);
+            }
+        }
+    }
+}
+
+/// BYOL Appendix F.4 by hand: 2α·mean_i log(Σ_{j≠i} exp(S(v_i,v_j)/α) + Σ_j exp(S(v_i,v'_j)/α)).
+fn negatives_reference(p: &Matrix, t_same: &Matrix, t_other: &Matrix, a: f64) -> f64 {
+    let (p, ts, to) = (units(p), units(t_same), units(t_other));
+    let mut total = 0.0;
+    for i in 0..p.len() {
+        let s: f64 = (0..p.len()).filter(|&j| j != i).map(|j| (dot(&p[i], &ts[j]) / a).exp()).sum::<f64>() + (0..p.len()).map(|j| (dot(&p[i], &to[j]) / a).exp()).sum::<f64>();
+        total += s.ln();
+    }
+    2.0 * a * total / p.len() as f64
+}
+
+#[test]
+fn byol_negatives_term_and_simsiam_loss_match_references() {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    for &(n, d, a) in &[(3usize, 4usize, 0.1), (16, 8, 0.5), (8, 32, 1.0)] {
+        let (p, t1, t2) = (rand_matrix(&mut rng, n, d), rand_matrix(&mut rng, n, d), rand_matrix(&mut rng, n, d));
+        let ours = byol_negatives_term(&to_tensor(&p), &to_tensor(&t1), &to_tensor(&t2), a).double_value(&[]);
+        let reference = negatives_reference(&p, &t1, &t2, a);
+        assert!((ours - reference).abs() < 1e-4 * reference.abs().max(1.0), "{ours} vs {reference}");
+        // SimSiam D(p, z) = −mean cos
+        let sim = negative_cosine(&to_tensor(&p), &to_tensor(&t1)).double_value(&[]);
+        let expect = -(0..n).map(|i| dot(&unit(&p[i]), &unit(&t1[i]))).sum::<f64>() / n as f64;
+        assert!((sim - expect).abs() < 1e-5);
+    }
+    let x = Tensor::from_slice(&[1.0f32, 2.0, -3.0, 0.5]).view([2, 2]);
+    assert!((negative_cosine(&x, &(&x * 2.0)).double_value(&[]) + 1.0).abs() < 1e-6, "aligned: −1");
+}
+
+#[test]
+fn alignment_and_uniformity_match_wang_and_isola() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (x, y) = (rand_matrix(&mut rng, 12, 5), rand_matrix(&mut rng, 12, 5));
+    let (xu, yu) = (units(&x), units(&y));
+    let sq = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| (p - q).powi(2)).sum::<f64>();
+    let align_ref = (0..12).map(|i| sq(&xu[i], &yu[i])).sum::<f64>() / 12.0;
+    assert!((alignment(&to_tensor(&x), &to_tensor(&y), 2.0).double_value(&[]) - align_ref).abs() < 1e-5);
+    let mut pairs = Vec::new();
+    for i in 0..12 {
+        for j in i + 1..12 {
+            pairs.push((-2.0 * sq(&xu[i], &xu[j])).exp());
+        }
+    }
+    let unif_ref = (pairs.iter().sum::<f64>() / pairs.len() as f64).ln();
+    assert!((uniformity(&to_tensor(&x), 2.0).double_value(&[]) - unif_ref).abs() < 1e-5);
+
+    // analytic: a collapsed set has uniformity 0 (every distance 0) and alignment 0 with itself
+    let c = Tensor::ones([6, 4], (Kind::Float, Device::Cpu));
+    assert!(uniformity(&c, 2.0).double_value(&[]).abs() < 1e-6);
+    assert!(alignment(&c, &c, 2.0).double_value(&[]).abs() < 1e-6);
+    // the corners of a square on the unit circle: 4 sides with ‖·‖² = 2, 2 diagonals with 4
+    let sqr = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, -1.0, 0.0, 0.0, -1.0]).view([4, 2]);
+    let expect = ((4.0 * (-4.0f64).exp() + 2.0 * (-8.0f64).exp()) / 6.0).ln();
+    assert!((uniformity(&sqr, 2.0).double_value(&[]) - expect).abs() < 1e-5);
+    // antipodal positives: alignment 4
+    assert!((alignment(&sqr, &(-&sqr), 2.0).double_value(&[]) - 4.0).abs() < 1e-5);
+}
+
+#[test]
+fn collapse_metrics_analytic_cases() {
+    let collapsed = Tensor::from_slice(&[0.3f32, -1.0, 2.0]).view([1, 3]).repeat([10, 1]);
+    assert!(z_std(&collapsed).abs() < 1e-6);
+    assert!((effective_rank(&collapsed) - 1.0).abs() < 1e-6);
+    assert!((batch_mean_cos(&collapsed) - 1.0).abs() < 1e-6);
+    // orthogonal rows of equal norm: all singular values equal, effective rank = number of rows
+    let eye = Tensor::eye(5, (Kind::Float, Device::Cpu)) * 2.0;
+    assert!((effective_rank(&eye) - 5.0).abs() < 1e-6);
+    // ±e pairs: the batch mean is 0, so no sample points along it
+    let pm = Tensor::cat(&[&eye, &(-&eye)], 0);
+    assert!(batch_mean_cos(&pm).abs() < 1e-6);
+    // singular values (2, 1): p = (2/3, 1/3), exp(entropy) by hand
+    let m = Tensor::from_slice(&[2.0f32, 0.0, 0.0, 1.0]).view([2, 2]);
+    let h: f64 = -(2.0 / 3.0f64) * (2.0 / 3.0f64).ln() - (1.0 / 3.0f64) * (1.0 / 3.0f64).ln();
+    assert!((effective_rank(&m) - h.exp()).abs() < 1e-9);
+}
