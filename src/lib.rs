@@ -17,6 +17,7 @@ pub mod losses;
 pub mod methods;
 pub mod models;
 pub mod optim;
+pub mod study;
 pub mod train;
 
 pub use error::{Error, Result};

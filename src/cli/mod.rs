@@ -1,8 +1,10 @@
 //! Command-line interface (clap derive). Each subcommand lives in its own file.
+mod analyze;
 mod bench;
 mod data;
 mod eval;
 mod export;
+mod study;
 mod train;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +26,10 @@ enum Command {
     /// Evaluate a frozen encoder (kNN, linear probe).
     #[command(subcommand)]
     Eval(eval::EvalCmd),
+    /// Representation metrics: alignment, uniformity, z-std, effective rank, batch-mean cosine.
+    Analyze(analyze::AnalyzeArgs),
+    /// Run a study (a base config, a grid or list of overrides, seeds) and report it as a table and plots.
+    Study(study::StudyArgs),
     /// Write encoder features (and projector outputs) with labels to a safetensors file.
     Embed(export::EmbedArgs),
     /// Export the encoder with torchvision ResNet parameter names (safetensors).
@@ -79,6 +85,8 @@ pub fn run() -> anyhow::Result<()> {
         Command::Data(c) => data::run(c),
         Command::Train(a) => train::run(a),
         Command::Eval(c) => eval::run(c),
+        Command::Analyze(a) => analyze::run(a),
+        Command::Study(a) => study::run(a),
         Command::Embed(a) => export::embed(a),
         Command::Export(a) => export::export(a),
         Command::Bench(c) => bench::run(c),

@@ -5,4 +5,4 @@ pub mod linear;
 
 pub use features::{extract_features, train_test_features};
 pub use knn::{knn_accuracy, KnnResult};
-pub use linear::linear_probe;
+pub use linear::{linear_probe, LinearProbeConfig};

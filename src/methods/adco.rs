@@ -244,6 +244,10 @@ impl Method for AdCo {
         &self.net.query.encoder
     }
 
+    fn projector(&self) -> &crate::models::Mlp {
+        &self.net.query.projector
+    }
+
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {
         vec![("online", &self.net.vs), ("target", &self.net.key.vs), ("bank", &self.bank.vs)]
     }

@@ -172,6 +172,10 @@ impl Method for Byol {
         &self.online.encoder
     }
 
+    fn projector(&self) -> &crate::models::Mlp {
+        &self.online.projector
+    }
+
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {
         vec![("online", &self.online_vs), ("target", &self.target.vs)]
     }

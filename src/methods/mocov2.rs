@@ -143,6 +143,10 @@ impl Method for MocoV2 {
         &self.net.query.encoder
     }
 
+    fn projector(&self) -> &crate::models::Mlp {
+        &self.net.query.projector
+    }
+
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {
         vec![("online", &self.net.vs), ("target", &self.net.key.vs), ("queue", &self.queue.vs)]
     }

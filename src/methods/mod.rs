@@ -11,7 +11,7 @@ pub mod simsiam;
 pub mod supcon;
 
 use crate::config::Config;
-use crate::models::ResNet;
+use crate::models::{Mlp, ResNet};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
@@ -35,6 +35,8 @@ pub trait Method {
     fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>>;
     /// The encoder evaluated by kNN / linear probes (the online one).
     fn encoder(&self) -> &ResNet;
+    /// The online projector (the space the loss sees; `selfsup analyze --space projector`).
+    fn projector(&self) -> &Mlp;
     /// Every variable store to checkpoint, by prefix.
     fn stores(&self) -> Vec<(&'static str, &VarStore)>;
 }

@@ -100,6 +100,10 @@ impl Method for InBatchContrastive {
         &self.branch.encoder
     }
 
+    fn projector(&self) -> &crate::models::Mlp {
+        &self.branch.projector
+    }
+
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {
         vec![("online", &self.vs)]
     }

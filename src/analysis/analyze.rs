@@ -1,0 +1,65 @@
+//! `selfsup analyze`: the representation metrics of a trained (or random) network on a dataset,
+//! with the training recipe's two augmented views of each image as the positive pairs.
+//! Networks run in evaluation mode (BatchNorm running statistics).
+use crate::analysis::collapse::{batch_mean_cos, effective_rank, z_std};
+use crate::analysis::RepresentationMetrics;
+use crate::augment::MultiView;
+use crate::config::Config;
+use crate::data::{Dataset, Loader, LoaderConfig};
+use crate::losses::{alignment, uniformity};
+use crate::methods::Method;
+use std::sync::Arc;
+use tch::{Device, Kind, Tensor};
+
+/// Which output is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Space {
+    /// Encoder features (what kNN and linear probes see).
+    Encoder,
+    /// Projector outputs (what the loss sees; the training logs use this space).
+    Projector,
+}
+
+#[derive(Clone, Debug)]
+pub struct AnalyzeOptions {
+    pub space: Space,
+    /// Uniformity is averaged over the pairs within chunks of this many images (N² memory).
+    pub batch: usize,
+    /// Seed of the augmentations.
+    pub seed: u64,
+}
+
+/// Metrics over the whole dataset: alignment, z-std, effective rank and batch-mean cosine over all
+/// images; uniformity as the mean over chunks of `opts.batch` images.
+pub fn analyze(method: &dyn Method, cfg: &Config, data: Arc<Dataset>, device: Device, opts: &AnalyzeOptions) -> anyhow::Result<(RepresentationMetrics, usize)> {
+    let recipe = cfg.data.recipe()?;
+    anyhow::ensure!(recipe.views.len() >= 2, "recipe {} gives {} view(s); the metrics need two", recipe.name, recipe.views.len());
+    let loader = Loader::new(data, MultiView::new(&recipe), LoaderConfig { batch: opts.batch, shuffle: false, drop_last: false, seed: opts.seed, threads: cfg.data.workers, prefetch: 2, pin_memory: device.is_cuda() })?;
+    let embed = |x: &Tensor| -> Tensor {
+        tch::no_grad(|| {
+            let h = method.encoder().forward(&x.to_device(device), false);
+            let z = if opts.space == Space::Projector { method.projector().forward(&h, false) } else { h };
+            z.to_kind(Kind::Float).to_device(Device::Cpu)
+        })
+    };
+    let (mut z1s, mut z2s, mut unif) = (Vec::new(), Vec::new(), Vec::new());
+    for b in loader.epoch(0, 0) {
+        let b = b?;
+        let (z1, z2) = (embed(&b.views[0]), embed(&b.views[1]));
+        if z1.size()[0] >= 2 {
+            unif.push(uniformity(&z1, 2.0).double_value(&[]));
+        }
+        z1s.push(z1);
+        z2s.push(z2);
+    }
+    anyhow::ensure!(!unif.is_empty(), "the dataset needs at least 2 images");
+    let (z1, z2) = (Tensor::cat(&z1s, 0), Tensor::cat(&z2s, 0));
+    let m = RepresentationMetrics {
+        alignment: alignment(&z1, &z2, 2.0).double_value(&[]),
+        uniformity: unif.iter().sum::<f64>() / unif.len() as f64,
+        z_std: z_std(&z1),
+        effective_rank: effective_rank(&z1),
+        batch_mean_cos: batch_mean_cos(&z1),
+    };
+    Ok((m, z1.size()[0] as usize))
+}

@@ -1,0 +1,46 @@
+//! `selfsup study FILE --out DIR` and `selfsup study report DIR`.
+use selfsup::study::runner::StudyOptions;
+use selfsup::study::{run_study, write_report};
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct StudyArgs {
+    #[command(subcommand)]
+    cmd: Option<StudyCmd>,
+    /// Study file (TOML: base config, runs and/or grid, seeds); see studies/.
+    file: Option<PathBuf>,
+    /// Study folder: one sub-folder per run, results.csv, results.md and the plots.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override a key in every run (applied last), e.g. --set data.train=folder:…
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// No progress bars or per-epoch lines.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum StudyCmd {
+    /// Rebuild results.csv, results.md and the plots from a study folder's finished runs.
+    Report { dir: PathBuf },
+}
+
+pub fn run(a: StudyArgs) -> anyhow::Result<()> {
+    match (a.cmd, a.file, a.out) {
+        (Some(StudyCmd::Report { dir }), _, _) => {
+            let rows = write_report(&dir)?;
+            println!("{} run(s); wrote {}", rows.len(), dir.join("results.md").display());
+            Ok(())
+        }
+        (None, Some(file), Some(out)) => {
+            let command = std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ");
+            run_study(&file, &out, &StudyOptions { sets: a.set, quiet: a.quiet, command })?;
+            println!("wrote {}", out.join("results.md").display());
+            Ok(())
+        }
+        (None, Some(_), None) => Err(selfsup::Error::usage("selfsup study FILE needs --out DIR").into()),
+        _ => Err(selfsup::Error::usage("usage: selfsup study FILE --out DIR [--set K=V], or selfsup study report DIR").into()),
+    }
+}

@@ -1,0 +1,10 @@
+//! Studies: one base config, a list and/or grid of overrides and seeds, run one after another;
+//! a table (CSV + Markdown) and PNG plots built from the finished runs' logs.
+pub mod plots;
+pub mod report;
+pub mod runner;
+pub mod spec;
+
+pub use report::write_report;
+pub use runner::run_study;
+pub use spec::{plan, PlannedRun, StudySpec};

@@ -1,0 +1,206 @@
+//! The study report, rebuilt from the run folders alone (`selfsup study report DIR`):
+//! `results.csv`, `results.md` (the table) and PNG plots — kNN vs epoch, loss vs step,
+//! z-std vs epoch, and the runs on the alignment–uniformity plane.
+//!
+//! Final representation metrics are the mean of the metrics lines of each run's last epoch
+//! (projector outputs on training batches, as logged). A run counts as collapsed when its z-std is
+//! under a tenth of 1/√d (d = projector.out), the healthy value for outputs spread on the sphere.
+use crate::study::plots::{line_plot, scatter_plot, Series};
+use crate::train::checkpoint::write_atomic;
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+/// One row of the table.
+#[derive(Clone, Debug, Default)]
+pub struct RunRow {
+    pub name: String,
+    pub overrides: String,
+    pub finished: bool,
+    pub epochs_done: f64,
+    pub knn_top1: Option<f64>,
+    pub knn_random_top1: Option<f64>,
+    pub linear_top1: Option<f64>,
+    pub z_std: Option<f64>,
+    pub alignment: Option<f64>,
+    pub uniformity: Option<f64>,
+    pub effective_rank: Option<f64>,
+    pub batch_mean_cos: Option<f64>,
+    pub dim: i64,
+    pub minutes: Option<f64>,
+    pub lines: Vec<Value>,
+    pub steps_per_epoch: f64,
+}
+
+impl RunRow {
+    pub fn collapsed(&self) -> Option<bool> {
+        self.z_std.map(|z| z < 0.1 / (self.dim.max(1) as f64).sqrt())
+    }
+}
+
+fn read_json(p: &Path) -> Option<Value> {
+    serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
+}
+
+fn metrics_lines(dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+fn projector_dim(dir: &Path) -> i64 {
+    std::fs::read_to_string(dir.join("config.toml"))
+        .ok()
+        .and_then(|t| t.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("projector")?.get("out")?.as_integer())
+        .unwrap_or(0)
+}
+
+/// Reads one run folder.
+pub fn read_run(dir: &Path, name: &str, overrides: &str) -> RunRow {
+    let summary = read_json(&dir.join("summary.json"));
+    let linear = read_json(&dir.join("linear.json"));
+    let lines = metrics_lines(dir);
+    let training: Vec<&Value> = lines.iter().filter(|l| l.get("loss").is_some()).collect();
+    let last_epoch = training.iter().filter_map(|l| l["epoch"].as_f64()).fold(f64::NAN, f64::max);
+    let last: Vec<&&Value> = training.iter().filter(|l| l["epoch"].as_f64() == Some(last_epoch)).collect();
+    let mean = |key: &str| -> Option<f64> {
+        let v: Vec<f64> = last.iter().filter_map(|l| l[key].as_f64()).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let max_step = training.iter().filter_map(|l| l["step"].as_f64()).fold(0.0, f64::max);
+    let steps_per_epoch = match &summary {
+        Some(s) => s["steps"].as_f64().unwrap_or(0.0) / s["epochs"].as_f64().unwrap_or(1.0).max(1.0),
+        None => max_step / (last_epoch + 1.0).max(1.0),
+    }
+    .max(1.0);
+    let f = |v: &Option<Value>, k: &str| v.as_ref().and_then(|s| s[k].as_f64());
+    RunRow {
+        name: name.to_string(),
+        overrides: overrides.to_string(),
+        finished: summary.is_some(),
+        epochs_done: max_step / steps_per_epoch,
+        knn_top1: f(&summary, "knn_top1"),
+        knn_random_top1: f(&summary, "knn_random_top1"),
+        linear_top1: f(&linear, "linear_top1"),
+        z_std: mean("z_std"),
+        alignment: mean("alignment"),
+        uniformity: mean("uniformity"),
+        effective_rank: mean("effective_rank"),
+        batch_mean_cos: mean("batch_mean_cos"),
+        dim: projector_dim(dir),
+        minutes: f(&summary, "minutes"),
+        steps_per_epoch,
+        lines,
+    }
+}
+
+/// The runs of a study folder: in `study.json` order when present, else every sub-folder with a
+/// `config.toml`, sorted.
+pub fn read_runs(out: &Path) -> anyhow::Result<(Value, Vec<RunRow>)> {
+    let study = read_json(&out.join("study.json")).unwrap_or(Value::Null);
+    let mut rows = Vec::new();
+    if let Some(runs) = study["runs"].as_array() {
+        for r in runs {
+            let name = r["name"].as_str().unwrap_or_default();
+            let ov: Vec<String> = r["overrides"].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect()).unwrap_or_default();
+            rows.push(read_run(&out.join(name), name, &ov.join(" ")));
+        }
+    } else {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(out).map_err(|e| crate::Error::data(out, format!("cannot read study folder: {e}")))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("config.toml").exists()).collect();
+        dirs.sort();
+        for d in dirs {
+            let name = d.file_name().unwrap().to_string_lossy().to_string();
+            rows.push(read_run(&d, &name, ""));
+        }
+    }
+    anyhow::ensure!(!rows.is_empty(), "{}: no runs found (expected study.json or run folders with config.toml)", out.display());
+    Ok((study, rows))
+}
+
+fn opt(v: Option<f64>, digits: usize) -> String {
+    v.map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "–".into())
+}
+
+const PLOTS: [(&str, &str); 4] = [("knn_vs_epoch.png", "kNN top-1 vs epoch"), ("loss_vs_step.png", "loss vs step"), ("z_std_vs_epoch.png", "z-std vs epoch"), ("alignment_uniformity.png", "runs on the alignment–uniformity plane")];
+
+/// Writes `results.csv`, `results.md` and the plots into the study folder.
+pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
+    let (study, rows) = read_runs(out)?;
+    let mut csv = String::from("run,overrides,finished,epochs,knn_top1,knn_random_top1,linear_top1,z_std,alignment,uniformity,effective_rank,batch_mean_cos,collapsed,minutes\n");
+    for r in &rows {
+        let c = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
+        let _ = writeln!(
+            csv,
+            "{},\"{}\",{},{:.2},{},{},{},{},{},{},{},{},{},{}",
+            r.name,
+            r.overrides.replace('"', "\"\""),
+            r.finished,
+            r.epochs_done,
+            c(r.knn_top1),
+            c(r.knn_random_top1),
+            c(r.linear_top1),
+            c(r.z_std),
+            c(r.alignment),
+            c(r.uniformity),
+            c(r.effective_rank),
+            c(r.batch_mean_cos),
+            r.collapsed().map(|b| b.to_string()).unwrap_or_default(),
+            c(r.minutes)
+        );
+    }
+    write_atomic(&out.join("results.csv"), csv.as_bytes())?;
+
+    let mut md = format!("# Study: {}\n\n", study["name"].as_str().unwrap_or("(unnamed)"));
+    if let Some(d) = study["description"].as_str().filter(|d| !d.is_empty()) {
+        let _ = writeln!(md, "{d}\n");
+    }
+    if let Some(c) = study["command"].as_str().filter(|c| !c.is_empty()) {
+        let _ = writeln!(md, "Command: `{c}`\n");
+    }
+    md.push_str("kNN: the config's protocol on the held-out set; z-std, alignment, uniformity, effective rank and batch-mean cosine: mean over the last epoch's logged training batches (projector outputs, L2-normalised). Collapsed: z-std < 0.1/√d.\n\n");
+    md.push_str("| run | overrides | epochs | kNN top-1 | random-init kNN | linear top-1 | z-std (1/√d) | alignment | uniformity | eff. rank | batch-mean cos | collapsed | minutes |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in &rows {
+        let healthy = if r.dim > 0 { format!(" ({:.3})", 1.0 / (r.dim as f64).sqrt()) } else { String::new() };
+        let _ = writeln!(
+            md,
+            "| {} | `{}` | {:.1}{} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {} |",
+            r.name,
+            if r.overrides.is_empty() { "–" } else { &r.overrides },
+            r.epochs_done,
+            if r.finished { "" } else { " (unfinished)" },
+            opt(r.knn_top1, 4),
+            opt(r.knn_random_top1, 4),
+            opt(r.linear_top1, 4),
+            opt(r.z_std, 4),
+            healthy,
+            opt(r.alignment, 3),
+            opt(r.uniformity, 3),
+            opt(r.effective_rank, 1),
+            opt(r.batch_mean_cos, 3),
+            r.collapsed().map(|b| if b { "**yes**" } else { "no" }).unwrap_or("–"),
+            opt(r.minutes, 1)
+        );
+    }
+    md.push('\n');
+    for (file, title) in PLOTS {
+        let _ = writeln!(md, "![{title}]({file})\n");
+    }
+    write_atomic(&out.join("results.md"), md.as_bytes())?;
+
+    let series = |f: &dyn Fn(&RunRow) -> Vec<(f64, f64)>| -> Vec<Series> { rows.iter().map(|r| (r.name.clone(), f(r))).collect() };
+    let knn = series(&|r| {
+        let mut pts: Vec<(f64, f64)> = r.lines.iter().filter(|l| l.get("knn_top1").is_some()).filter_map(|l| Some((l["epoch"].as_f64()?, l["knn_top1"].as_f64()?))).collect();
+        pts.dedup_by(|a, b| a.0 == b.0);
+        if let Some(rand) = r.knn_random_top1 {
+            pts.insert(0, (0.0, rand)); // epoch 0 = the random-init encoder
+        }
+        pts
+    });
+    line_plot(&out.join(PLOTS[0].0), "kNN top-1 vs epoch (epoch 0: random init)", "epoch", "kNN top-1", &knn)?;
+    let loss = series(&|r| r.lines.iter().filter_map(|l| Some((l["step"].as_f64()?, l["loss"].as_f64()?))).collect());
+    line_plot(&out.join(PLOTS[1].0), "training loss vs step", "step", "loss", &loss)?;
+    let zstd = series(&|r| r.lines.iter().filter_map(|l| Some((l["step"].as_f64()? / r.steps_per_epoch, l["z_std"].as_f64()?))).collect());
+    line_plot(&out.join(PLOTS[2].0), "z-std of projector outputs vs epoch", "epoch", "z-std", &zstd)?;
+    let plane: Vec<(String, f64, f64)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.uniformity?, r.alignment?))).collect();
+    scatter_plot(&out.join(PLOTS[3].0), "alignment vs uniformity (lower-left is better)", "uniformity  log E exp(-2‖z_i − z_j‖²)", "alignment  E‖z − z'‖²", &plane)?;
+    Ok(rows)
+}

@@ -1,0 +1,58 @@
+//! Runs a study's runs one after another, each in `OUT/<run>/`. A run whose `summary.json` exists
+//! is finished and skipped; one with checkpoints but no summary was interrupted and is resumed.
+//! The report is rewritten after every run, so a long study shows partial results.
+use crate::eval::{linear_probe, train_test_features, LinearProbeConfig};
+use crate::study::{plan, write_report};
+use crate::train::checkpoint::{candidates, write_atomic};
+use crate::train::trainer::{eval_sets, load_method};
+use crate::train::{train, TrainOptions};
+use serde_json::json;
+use std::path::Path;
+
+/// Options of `selfsup study`.
+#[derive(Clone, Debug, Default)]
+pub struct StudyOptions {
+    /// Overrides applied to every run, last.
+    pub sets: Vec<String>,
+    pub quiet: bool,
+    /// The command line, recorded in the report.
+    pub command: String,
+}
+
+pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result<()> {
+    let (spec, runs) = plan(file, &opts.sets)?;
+    std::fs::create_dir_all(out).map_err(|e| crate::Error::data(out, format!("cannot create study folder: {e}")))?;
+    let plan_json = json!({
+        "name": spec.name,
+        "description": spec.description,
+        "file": file.display().to_string(),
+        "command": opts.command,
+        "sets": opts.sets,
+        "runs": runs.iter().map(|r| json!({"name": r.name, "overrides": r.overrides})).collect::<Vec<_>>(),
+    });
+    write_atomic(&out.join("study.json"), serde_json::to_string_pretty(&plan_json)?.as_bytes())?;
+    for (i, run) in runs.iter().enumerate() {
+        let dir = out.join(&run.name);
+        if dir.join("summary.json").exists() && (!spec.linear || dir.join("linear.json").exists()) {
+            eprintln!("[{}/{}] {}: finished, skipped", i + 1, runs.len(), run.name);
+            continue;
+        }
+        if !dir.join("summary.json").exists() {
+            let resume = !candidates(&dir).is_empty();
+            eprintln!("[{}/{}] {}{}: {}", i + 1, runs.len(), run.name, if resume { " (resuming)" } else { "" }, run.overrides.join(" "));
+            let s = train(&run.config, &TrainOptions { out: dir.clone(), resume, quiet: opts.quiet, stop_after_steps: None })?;
+            eprintln!("[{}/{}] {}: loss {:.4}, kNN {}, {:.1} min", i + 1, runs.len(), run.name, s.final_loss, s.knn_top1.map(|k| format!("{k:.4}")).unwrap_or("-".into()), s.minutes);
+        }
+        if spec.linear {
+            let device = crate::backend::parse_device(&run.config.train.device)?;
+            let (cfg, method) = load_method(&dir, device)?;
+            let sets = eval_sets(&cfg)?;
+            let (ftr, ytr, fte, yte, classes) = train_test_features(method.encoder(), &cfg, sets.train.clone(), sets.test.clone(), device)?;
+            let (train_acc, top1) = linear_probe(&ftr, &ytr, &fte, &yte, classes, &LinearProbeConfig::default())?;
+            write_atomic(&dir.join("linear.json"), json!({"linear_top1": top1, "linear_train_top1": train_acc}).to_string().as_bytes())?;
+        }
+        write_report(out)?;
+    }
+    write_report(out)?;
+    Ok(())
+}
