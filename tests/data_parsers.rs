@@ -110,6 +110,10 @@ fn idx_plain_and_gzip_and_truncated() {
     write(&dir.path().join("train-images-idx3-ubyte"), b"\x12\x34\x08\x03");
     let e = format!("{:#}", data::open(&format!("idx:{}", dir.path().display())).unwrap_err());
     assert!(e.contains("bad magic"), "{e}");
+    // zero-sized images parse as IDX but cannot train: a clear error, not a crash later
+    write(&dir.path().join("train-images-idx3-ubyte"), &idx_bytes(&[2, 0, 3], &[]));
+    let e = format!("{:#}", data::open(&format!("idx:{}", dir.path().display())).unwrap_err());
+    assert!(e.contains("train-images-idx3-ubyte") && e.contains("empty images"), "{e}");
 }
 
 #[test]

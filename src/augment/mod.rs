@@ -6,4 +6,4 @@ pub mod recipe;
 pub mod rng;
 
 pub use pipeline::{MultiView, ViewPipeline};
-pub use recipe::{Recipe, ViewConfig};
+pub use recipe::{Recipe, RecipeParams, ViewConfig};

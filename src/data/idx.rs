@@ -82,6 +82,9 @@ pub fn open(dir: &Path, split: Split) -> anyhow::Result<Dataset> {
         return Err(Error::data(&lab_path, format!("label count {:?} does not match image count {}", labs.dims, imgs.dims[0])).into());
     }
     let (n, h, w) = (imgs.dims[0], imgs.dims[1], imgs.dims[2]);
+    if n == 0 || h == 0 || w == 0 {
+        return Err(Error::data(&img_path, format!("empty images: dimensions {:?} (count, rows, cols must all be at least 1)", imgs.dims)).into());
+    }
     let images = (0..n).map(|i| Image::new(w, h, 1, imgs.data[i * h * w..(i + 1) * h * w].to_vec())).collect();
     let labels: Vec<u32> = labs.data.iter().map(|&b| b as u32).collect();
     let num_classes = 1 + *labels.iter().max().unwrap_or(&0) as usize;
