@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=shim/shim.cpp");
+    println!("cargo:rerun-if-changed=shim/dist.cpp");
     println!("cargo:rerun-if-changed=build.rs");
     let lib_dir = PathBuf::from(
         std::env::var("DEP_TCH_LIBTORCH_LIB")
@@ -21,6 +22,7 @@ fn main() {
     build
         .cpp(true)
         .file("shim/shim.cpp")
+        .file("shim/dist.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
@@ -28,6 +30,21 @@ fn main() {
         .define("_GLIBCXX_USE_CXX11_ABI", "1")
         .define("GLOG_USE_GLOG_EXPORT", None)
         .opt_level(2);
+    // c10d's Gloo process group needs gloo's headers, which the torch wheel lacks: Debian's
+    // libgloo-dev provides them (only headers are used; the gloo code is libtorch_cpu's own).
+    // Without them the distributed entry points report what to install.
+    let gloo = std::env::var("SELFSUP_GLOO_INCLUDE").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/usr/include"));
+    println!("cargo:rerun-if-env-changed=SELFSUP_GLOO_INCLUDE");
+    if gloo.join("gloo/config.h").exists() {
+        build.define("SELFSUP_HAVE_GLOO", None).define("USE_C10D_GLOO", None).define("USE_DISTRIBUTED", None);
+        if gloo != PathBuf::from("/usr/include") {
+            build.include(&gloo);
+        }
+        println!("cargo:rustc-cfg=selfsup_has_gloo");
+    } else {
+        println!("cargo:warning=gloo headers not found (apt-get install libgloo-dev): building without distributed training");
+    }
+    println!("cargo:rustc-check-cfg=cfg(selfsup_has_gloo)");
     build.compile("selfsup_shim");
 
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());

@@ -8,6 +8,9 @@
 
 static thread_local std::string last_error;
 
+// Shared with dist.cpp.
+void selfsup_set_error(const std::string &msg) { last_error = msg; }
+
 #define SHIM_TRY try {
 #define SHIM_CATCH                                   \
   return 0;                                          \

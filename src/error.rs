@@ -16,6 +16,9 @@ pub enum Error {
     /// The run was interrupted by a signal after a checkpoint was written.
     #[error("interrupted by {signal}; checkpoint written to {}", checkpoint.display())]
     Interrupted { signal: &'static str, code: i32, checkpoint: PathBuf },
+    /// A child process failed with this exit code (`selfsup launch`).
+    #[error("{message}")]
+    Exit { code: i32, message: String },
 }
 
 impl Error {
@@ -38,7 +41,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
         if let Some(e) = cause.downcast_ref::<Error>() {
             return match e {
                 Error::Usage(_) | Error::Config { .. } => 2,
-                Error::Interrupted { code, .. } => *code,
+                Error::Interrupted { code, .. } | Error::Exit { code, .. } => *code,
                 Error::Data { .. } => 1,
             };
         }

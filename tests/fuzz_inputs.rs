@@ -217,3 +217,13 @@ fn fuzz_config_and_data_spec_parsers() {
         let _ = selfsup::data::spec::DataSpec::parse(&format!("synthetic:{spec}"));
     });
 }
+
+/// Found by the config target (a 10-minute campaign): `data.small_crops` = 5349211447460218312 made
+/// the recipe allocate that many views and abort. Sizes that allocate are now bounded.
+#[test]
+fn regression_huge_sizes_are_config_errors_not_aborts() {
+    for (key, value) in [("data.small_crops", "5349211447460218312"), ("projector.hidden", "4000000000000"), ("mocov2.queue_size", "99999999999"), ("train.batch", "9223372036854775807"), ("data.crop_size", "100000")] {
+        let e = selfsup::config::load(None, &[format!("{key}={value}")]).expect_err(key).to_string();
+        assert!(e.contains(key), "{e}");
+    }
+}

@@ -34,10 +34,10 @@ pub struct AnalyzeOptions {
 pub fn analyze(method: &dyn Method, cfg: &Config, data: Arc<Dataset>, device: Device, opts: &AnalyzeOptions) -> anyhow::Result<(RepresentationMetrics, usize)> {
     let recipe = cfg.data.recipe()?;
     anyhow::ensure!(recipe.views.len() >= 2, "recipe {} gives {} view(s); the metrics need two", recipe.name, recipe.views.len());
-    let loader = Loader::new(data, MultiView::new(&recipe), LoaderConfig { batch: opts.batch, shuffle: false, drop_last: false, seed: opts.seed, threads: cfg.data.workers, prefetch: 2, pin_memory: device.is_cuda() })?;
+    let loader = Loader::new(data, MultiView::new(&recipe), LoaderConfig { batch: opts.batch, shuffle: false, drop_last: false, seed: opts.seed, threads: cfg.data.workers, prefetch: 2, pin_memory: device.is_cuda(), shard: (0, 1) })?;
     let embed = |x: &Tensor| -> Tensor {
         tch::no_grad(|| {
-            let h = method.encoder().forward(&x.to_device(device), false);
+            let h = method.encoder().forward(&x.to_device(device).to_kind(method.encoder().kind()), false);
             let z = if opts.space == Space::Projector { method.projector().forward(&h, false) } else { h };
             z.to_kind(Kind::Float).to_device(Device::Cpu)
         })

@@ -18,7 +18,7 @@ extern "C" {
 }
 
 
-fn check(rc: c_int) -> anyhow::Result<()> {
+pub(crate) fn check(rc: c_int) -> anyhow::Result<()> {
     if rc == 0 {
         Ok(())
     } else {

@@ -4,6 +4,7 @@ mod bench;
 mod data;
 mod eval;
 mod export;
+mod launch;
 mod study;
 mod train;
 
@@ -23,6 +24,8 @@ enum Command {
     Data(data::DataCmd),
     /// Train a self-supervised method.
     Train(train::TrainArgs),
+    /// Start a data-parallel job: N processes of `selfsup …` (c10d, Gloo) on this machine.
+    Launch(launch::LaunchArgs),
     /// Evaluate a frozen encoder (kNN, linear probe).
     #[command(subcommand)]
     Eval(eval::EvalCmd),
@@ -84,6 +87,7 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Data(c) => data::run(c),
         Command::Train(a) => train::run(a),
+        Command::Launch(a) => launch::run(a),
         Command::Eval(c) => eval::run(c),
         Command::Analyze(a) => analyze::run(a),
         Command::Study(a) => study::run(a),

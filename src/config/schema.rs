@@ -74,6 +74,10 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// stop | skip: what to do when the loss or a gradient is not finite.
     pub on_nonfinite: String,
+    /// f32 | f64: the precision of weights and activations (f64 for numerical checks).
+    pub precision: String,
+    /// Data parallel: compare a checksum of the weights across ranks every N steps (0 = off).
+    pub check_replicas_every: usize,
 }
 
 impl Default for TrainConfig {
@@ -91,6 +95,8 @@ impl Default for TrainConfig {
             keep_checkpoints: 3,
             log_every: 10,
             on_nonfinite: "stop".into(),
+            precision: "f32".into(),
+            check_replicas_every: 0,
         }
     }
 }
@@ -136,6 +142,16 @@ impl Default for DataConfig {
 
 impl DataConfig {
     pub fn recipe(&self) -> Result<Recipe, Error> {
+        // bounds first: the recipe allocates one view per small crop
+        if self.small_crops > 16 {
+            return Err(Error::config("data.small_crops", self.small_crops, "must lie in 0..=16"));
+        }
+        if !(1..=4096).contains(&self.small_crop_size) {
+            return Err(Error::config("data.small_crop_size", self.small_crop_size, "must lie in 1..=4096"));
+        }
+        if self.crop_size > 4096 {
+            return Err(Error::config("data.crop_size", self.crop_size, "must lie in 0..=4096 (0 = recipe default)"));
+        }
         if !(self.jitter_strength >= 0.0 && self.jitter_strength <= 5.0) {
             return Err(Error::config("data.jitter_strength", self.jitter_strength, "must lie in [0, 5]"));
         }
@@ -211,11 +227,14 @@ impl Config {
         self.supcon.validate()?;
         self.optim.validate()?;
         let t = &self.train;
-        if t.epochs == 0 {
-            return Err(Error::config("train.epochs", 0, "must be at least 1"));
+        if !(1..=1_000_000).contains(&t.epochs) {
+            return Err(Error::config("train.epochs", t.epochs, "must lie in 1..=1000000"));
         }
-        if t.batch < 2 {
-            return Err(Error::config("train.batch", t.batch, "must be at least 2 (batch statistics)"));
+        if !(2..=1 << 20).contains(&t.batch) {
+            return Err(Error::config("train.batch", t.batch, "must lie in 2..=1048576 (at least 2 for batch statistics)"));
+        }
+        if t.threads > 4096 {
+            return Err(Error::config("train.threads", t.threads, "must lie in 0..=4096"));
         }
         if t.log_every == 0 {
             return Err(Error::config("train.log_every", 0, "must be at least 1"));
@@ -226,10 +245,16 @@ impl Config {
         if !matches!(t.on_nonfinite.as_str(), "stop" | "skip") {
             return Err(Error::config("train.on_nonfinite", &t.on_nonfinite, "expected stop or skip"));
         }
+        if !matches!(t.precision.as_str(), "f32" | "f64") {
+            return Err(Error::config("train.precision", &t.precision, "expected f32 or f64"));
+        }
         crate::backend::device::parse_device(&t.device)?;
         self.data.recipe()?;
-        if self.data.prefetch == 0 {
-            return Err(Error::config("data.prefetch", 0, "must be at least 1"));
+        if !(1..=1024).contains(&self.data.prefetch) {
+            return Err(Error::config("data.prefetch", self.data.prefetch, "must lie in 1..=1024"));
+        }
+        if self.data.workers > 4096 {
+            return Err(Error::config("data.workers", self.data.workers, "must lie in 0..=4096"));
         }
         let e = &self.eval;
         if e.knn_k == 0 {
@@ -238,8 +263,11 @@ impl Config {
         if !(e.knn_temperature > 0.0) {
             return Err(Error::config("eval.knn_temperature", e.knn_temperature, "must be > 0"));
         }
-        if e.batch == 0 {
-            return Err(Error::config("eval.batch", 0, "must be at least 1"));
+        if !(1..=1 << 20).contains(&e.batch) {
+            return Err(Error::config("eval.batch", e.batch, "must lie in 1..=1048576"));
+        }
+        if e.knn_k > 1 << 20 {
+            return Err(Error::config("eval.knn_k", e.knn_k, "must lie in 1..=1048576"));
         }
         e.normalization(&self.data)?;
         Ok(())

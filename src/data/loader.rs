@@ -28,11 +28,14 @@ pub struct LoaderConfig {
     pub prefetch: usize,
     /// Put batches in page-locked memory (for fast asynchronous copies to a GPU).
     pub pin_memory: bool,
+    /// (rank, world size) of a data-parallel job: every rank draws the same epoch order, cut into
+    /// global batches of `batch × world`, and keeps rows `[rank·batch, (rank+1)·batch)` of each.
+    pub shard: (usize, usize),
 }
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        LoaderConfig { batch: 256, shuffle: true, drop_last: true, seed: 0, threads: 0, prefetch: 4, pin_memory: false }
+        LoaderConfig { batch: 256, shuffle: true, drop_last: true, seed: 0, threads: 0, prefetch: 4, pin_memory: false, shard: (0, 1) }
     }
 }
 
@@ -58,11 +61,14 @@ impl Loader {
         if cfg.batch == 0 {
             return Err(crate::error::Error::config("train.batch", 0, "must be at least 1").into());
         }
-        if cfg.drop_last && dataset.len() < cfg.batch {
+        if cfg.shard.1 == 0 || cfg.shard.0 >= cfg.shard.1 {
+            anyhow::bail!("loader shard {:?}: rank must be below the world size", cfg.shard);
+        }
+        if cfg.drop_last && dataset.len() < cfg.batch * cfg.shard.1 {
             return Err(crate::error::Error::config(
                 "train.batch",
                 cfg.batch,
-                format!("larger than the dataset ({} images from {}); no full batch can be formed", dataset.len(), dataset.source),
+                format!("× {} processes is larger than the dataset ({} images from {}); no full batch can be formed", cfg.shard.1, dataset.len(), dataset.source),
             )
             .into());
         }
@@ -78,12 +84,17 @@ impl Loader {
         &self.cfg
     }
 
+    /// Rows of one step over all ranks.
+    pub fn global_batch(&self) -> usize {
+        self.cfg.batch * self.cfg.shard.1
+    }
+
     pub fn batches_per_epoch(&self) -> usize {
         let n = self.dataset.len();
         if self.cfg.drop_last {
-            n / self.cfg.batch
+            n / self.global_batch()
         } else {
-            n.div_ceil(self.cfg.batch)
+            n.div_ceil(self.global_batch())
         }
     }
 
@@ -111,9 +122,11 @@ impl Loader {
         let handle = std::thread::Builder::new()
             .name("loader-producer".into())
             .spawn(move || {
+                let (rank, world) = cfg.shard;
                 for b in start..nb {
-                    let end = ((b + 1) * cfg.batch).min(order.len());
-                    let batch = build_batch(&ds, &views, &cfg, &pool, epoch, b, &order[b * cfg.batch..end]);
+                    let first = (b * cfg.batch * world + rank * cfg.batch).min(order.len());
+                    let end = (first + cfg.batch).min(order.len()).min((b + 1) * cfg.batch * world);
+                    let batch = build_batch(&ds, &views, &cfg, &pool, epoch, b, &order[first..end]);
                     let failed = batch.is_err();
                     if tx.send(batch).is_err() || failed {
                         return;

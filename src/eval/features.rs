@@ -11,13 +11,13 @@ use tch::{Device, Kind, Tensor};
 /// in dataset order.
 pub fn extract_features(encoder: &ResNet, ds: Arc<Dataset>, size: usize, mean: [f32; 3], std: [f32; 3], batch: usize, device: Device) -> anyhow::Result<(Tensor, Tensor)> {
     let recipe = Recipe { name: "eval".into(), views: vec![ViewConfig::plain(size, mean, std)] };
-    let cfg = LoaderConfig { batch, shuffle: false, drop_last: false, seed: 0, threads: 0, prefetch: 2, pin_memory: device.is_cuda() };
+    let cfg = LoaderConfig { batch, shuffle: false, drop_last: false, seed: 0, threads: 0, prefetch: 2, pin_memory: device.is_cuda(), shard: (0, 1) };
     let loader = Loader::new(ds, MultiView::new(&recipe), cfg)?;
     let mut feats = Vec::new();
     let mut labels = Vec::new();
     for b in loader.epoch(0, 0) {
         let b = b?;
-        let x = b.views[0].to_device(device);
+        let x = b.views[0].to_device(device).to_kind(encoder.kind());
         let f = tch::no_grad(|| l2_normalize(&encoder.forward(&x, false).to_kind(Kind::Float)));
         feats.push(f.to_device(Device::Cpu));
         labels.push(b.labels);

@@ -9,14 +9,16 @@ use tch::{Kind, Tensor};
 
 /// `E‖x̄_i − ȳ_i‖^α` over the rows of two `[N, D]` views.
 pub fn alignment(x: &Tensor, y: &Tensor, alpha: f64) -> Tensor {
-    let x = l2_normalize(&x.to_kind(Kind::Float));
-    let y = l2_normalize(&y.to_kind(Kind::Float));
-    (x - y).norm_scalaropt_dim(2, [1i64].as_slice(), false).pow_tensor_scalar(alpha).mean(Kind::Float)
+    let kd = super::compute_kind(x.kind());
+    let x = l2_normalize(&x.to_kind(kd));
+    let y = l2_normalize(&y.to_kind(kd));
+    (x - y).norm_scalaropt_dim(2, [1i64].as_slice(), false).pow_tensor_scalar(alpha).mean(kd)
 }
 
 /// `log E_{i<j} exp(−t‖x̄_i − x̄_j‖²)` over the rows of `[N, D]` (N ≥ 2).
 pub fn uniformity(x: &Tensor, t: f64) -> Tensor {
-    let x = l2_normalize(&x.to_kind(Kind::Float));
+    let kd = super::compute_kind(x.kind());
+    let x = l2_normalize(&x.to_kind(kd));
     // ‖a − b‖² = 2 − 2 a·b on the unit sphere (exact, and differentiable everywhere, unlike pdist at 0)
     let sq: Tensor = (x.matmul(&x.tr()) * -2.0 + 2.0).clamp_min(0.0);
     let n = x.size()[0];

@@ -16,22 +16,23 @@ use tch::{Kind, Tensor};
 /// Supervised contrastive loss (L_out). `z: [M, D]` (normalised here), `ids: [M]` int64: rows with
 /// equal ids are positives of each other. Anchors without any positive are left out of the mean.
 pub fn sup_con(z: &Tensor, ids: &Tensor, temperature: f64) -> Tensor {
+    let kd = super::compute_kind(z.kind());
     let m = z.size()[0];
-    let z = l2_normalize(&z.to_kind(Kind::Float));
+    let z = l2_normalize(&z.to_kind(kd));
     let device = z.device();
     let logits = z.matmul(&z.tr()) / temperature; // [M, M]
     let eye = Tensor::eye(m, (Kind::Bool, device));
     // exclude the anchor itself from the denominator: log-softmax over a ≠ i
     let masked = logits.masked_fill(&eye, f64::NEG_INFINITY);
-    let log_prob = masked.log_softmax(1, Kind::Float);
+    let log_prob = masked.log_softmax(1, kd);
     let ids = ids.to_device(device);
-    let positives = ids.unsqueeze(0).eq_tensor(&ids.unsqueeze(1)).logical_and(&eye.logical_not()).to_kind(Kind::Float);
-    let n_pos = positives.sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+    let positives = ids.unsqueeze(0).eq_tensor(&ids.unsqueeze(1)).logical_and(&eye.logical_not()).to_kind(kd);
+    let n_pos = positives.sum_dim_intlist([1i64].as_slice(), false, kd);
     // log_prob is −inf on the diagonal only, where positives is 0: zero it before multiplying
     let log_prob = log_prob.masked_fill(&eye, 0.0);
-    let per_anchor = -(positives * log_prob).sum_dim_intlist([1i64].as_slice(), false, Kind::Float) / n_pos.clamp_min(1.0);
-    let has_pos = n_pos.gt(0.0).to_kind(Kind::Float);
-    (per_anchor * &has_pos).sum(Kind::Float) / has_pos.sum(Kind::Float).clamp_min(1.0)
+    let per_anchor = -(positives * log_prob).sum_dim_intlist([1i64].as_slice(), false, kd) / n_pos.clamp_min(1.0);
+    let has_pos = n_pos.gt(0.0).to_kind(kd);
+    (per_anchor * &has_pos).sum(kd) / has_pos.sum(kd).clamp_min(1.0)
 }
 
 /// NT-Xent over n views of the same N images (`views[v]: [N, D]`): every view of image i is a
@@ -53,17 +54,19 @@ pub fn sup_con_views(views: &[Tensor], labels: &Tensor, temperature: f64) -> Ten
 /// Logits `[N, 1 + K]` of the MoCo form: column 0 is q·k⁺/τ, columns 1.. are q·n_j/τ.
 /// Every input is L2-normalised here.
 pub fn info_nce_logits(q: &Tensor, k: &Tensor, negatives: &Tensor, temperature: f64) -> Tensor {
-    let q = l2_normalize(&q.to_kind(Kind::Float));
-    let k = l2_normalize(&k.to_kind(Kind::Float));
-    let n = l2_normalize(&negatives.to_kind(Kind::Float));
-    let pos = (&q * k).sum_dim_intlist([1i64].as_slice(), true, Kind::Float);
+    let kd = super::compute_kind(q.kind());
+    let q = l2_normalize(&q.to_kind(kd));
+    let k = l2_normalize(&k.to_kind(kd));
+    let n = l2_normalize(&negatives.to_kind(kd));
+    let pos = (&q * k).sum_dim_intlist([1i64].as_slice(), true, kd);
     let neg = q.matmul(&n.tr());
     Tensor::cat(&[pos, neg], 1) / temperature
 }
 
 /// InfoNCE with one positive key per query and shared negatives `[K, D]`; mean over queries.
 pub fn info_nce(q: &Tensor, k: &Tensor, negatives: &Tensor, temperature: f64) -> Tensor {
+    let kd = super::compute_kind(q.kind());
     let logits = info_nce_logits(q, k, negatives, temperature);
     // −log softmax of column 0
-    -logits.log_softmax(1, Kind::Float).select(1, 0).mean(Kind::Float)
+    -logits.log_softmax(1, kd).select(1, 0).mean(kd)
 }

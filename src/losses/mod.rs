@@ -14,3 +14,13 @@ pub fn l2_normalize(x: &tch::Tensor) -> tch::Tensor {
     let norm = x.norm_scalaropt_dim(2, [-1i64].as_slice(), true).clamp_min(1e-12);
     x / norm
 }
+
+/// The kind losses and metrics compute in: float64 for float64 inputs (numerical checks with
+/// `train.precision = "f64"`), float32 otherwise (also under bf16 autocast).
+pub fn compute_kind(k: tch::Kind) -> tch::Kind {
+    if k == tch::Kind::Double {
+        tch::Kind::Double
+    } else {
+        tch::Kind::Float
+    }
+}

@@ -13,6 +13,7 @@
 //! ⌈K/B⌉ batches (the paper initialises from features of the first batches); while it fills, the
 //! loss uses only the rows already filled by earlier batches. `random` starts from random unit
 //! vectors.
+use crate::backend::dist::all_gather_detached;
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::{info_nce, l2_normalize};
@@ -70,8 +71,8 @@ impl AdcoConfig {
     pub fn validate(&self) -> Result<(), Error> {
         check_temperature("adco.temperature", self.temperature)?;
         check_temperature("adco.bank_temperature", self.bank_temperature)?;
-        if self.bank_size == 0 {
-            return Err(Error::config("adco.bank_size", 0, "must be at least 1"));
+        if !(1..=1 << 24).contains(&self.bank_size) {
+            return Err(Error::config("adco.bank_size", self.bank_size, "must lie in 1..=16777216"));
         }
         if !(self.bank_lr >= 0.0 && self.bank_lr.is_finite()) {
             return Err(Error::config("adco.bank_lr", self.bank_lr, "must be ≥ 0"));
@@ -233,9 +234,11 @@ impl Method for AdCo {
         self.net.key.update(m)?;
         if let Some(p) = self.pending.take() {
             // the same queries and keys the encoder's loss used (AdCo Algorithm 1)
+            // with every rank's queries and keys, so the banks stay equal across ranks
+            let (queries, keys) = (all_gather_detached(&p.queries)?, all_gather_detached(&p.keys)?);
             let a = self.ascent();
-            self.bank.ascend(&p.queries, &p.keys, &a);
-            self.bank.fill(&p.keys);
+            self.bank.ascend(&queries, &keys, &a);
+            self.bank.fill(&keys);
         }
         Ok(vec![("tau", m)])
     }

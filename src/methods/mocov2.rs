@@ -3,6 +3,7 @@
 //! online encoder + MLP head, keys from its momentum copy, negatives from a FIFO queue of the last
 //! K keys. The keys of a step are enqueued after the step, so with the symmetric loss both terms
 //! see the same queue.
+use crate::backend::dist::all_gather_detached;
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::l2_normalize;
@@ -38,8 +39,8 @@ impl Default for Mocov2Config {
 impl Mocov2Config {
     pub fn validate(&self) -> Result<(), Error> {
         check_temperature("mocov2.temperature", self.temperature)?;
-        if self.queue_size == 0 {
-            return Err(Error::config("mocov2.queue_size", 0, "must be at least 1"));
+        if !(1..=1 << 24).contains(&self.queue_size) {
+            return Err(Error::config("mocov2.queue_size", self.queue_size, "must lie in 1..=16777216"));
         }
         validate_momentum("mocov2", self.momentum_base, self.momentum_end)
     }
@@ -134,7 +135,8 @@ impl Method for MocoV2 {
         let m = key_momentum(self.cfg.momentum_base, self.cfg.momentum_end, step, total);
         self.net.key.update(m)?;
         if let Some(p) = self.pending.take() {
-            self.queue.enqueue(&p.keys);
+            // every rank enqueues the keys of the global batch (rank order), so queues stay equal
+            self.queue.enqueue(&all_gather_detached(&p.keys)?);
         }
         Ok(vec![("tau", m)])
     }

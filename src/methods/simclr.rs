@@ -4,6 +4,7 @@
 //!
 //! The same module serves SupCon ([`super::supcon`]): only the positives differ (labels instead
 //! of "views of the same image").
+use crate::backend::dist::{all_gather, all_gather_detached};
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::{nt_xent, sup_con_views};
@@ -77,12 +78,18 @@ impl Method for InBatchContrastive {
     fn forward(&mut self, views: &[Tensor], labels: &Tensor) -> anyhow::Result<StepOutput> {
         anyhow::ensure!(views.len() >= 2, "{} needs at least two views, the recipe gives {}", self.name, views.len());
         let z: Vec<Tensor> = views.iter().map(|v| self.branch.forward(v)).collect();
+        // Data parallel: negatives (and positives) from every rank. Every rank computes the loss of
+        // the global batch; the gather's backward sums gradients over ranks, so after gradient
+        // averaging each rank holds the gradient of the global loss.
+        let all: Vec<Tensor> = z.iter().map(all_gather).collect::<anyhow::Result<_>>()?;
+        let labels = all_gather_detached(labels)?;
         let loss = match self.positives {
-            Positives::Views => nt_xent(&z, self.temperature),
+            Positives::Views => nt_xent(&all, self.temperature),
             Positives::Labels => {
                 let min = labels.min().int64_value(&[]);
+                let labels = &labels;
                 anyhow::ensure!(min >= 0, "{} needs labelled training data (labels from subfolders, CIFAR or IDX files); this batch has unlabelled samples", self.name);
-                sup_con_views(&z, labels, self.temperature)
+                sup_con_views(&all, &labels, self.temperature)
             }
         };
         Ok(StepOutput { loss, embeddings: z[..2].iter().map(|t| t.detach()).collect() })

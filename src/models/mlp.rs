@@ -26,11 +26,11 @@ impl Default for MlpConfig {
 
 impl MlpConfig {
     pub fn validate(&self, section: &str) -> Result<(), Error> {
-        if self.hidden < 1 {
-            return Err(Error::config(format!("{section}.hidden"), self.hidden, "must be at least 1"));
+        if !(1..=1 << 16).contains(&self.hidden) {
+            return Err(Error::config(format!("{section}.hidden"), self.hidden, "must lie in 1..=65536"));
         }
-        if self.out < 1 {
-            return Err(Error::config(format!("{section}.out"), self.out, "must be at least 1"));
+        if !(1..=1 << 16).contains(&self.out) {
+            return Err(Error::config(format!("{section}.out"), self.out, "must lie in 1..=65536"));
         }
         if !(1..=8).contains(&self.layers) {
             return Err(Error::config(format!("{section}.layers"), self.layers, "must lie in 1..=8"));

@@ -1,6 +1,8 @@
 //! Normalisation layers, chosen by config so ablations can swap them:
 //! `bn` BatchNorm (Ioffe & Szegedy 2015); `splitbn` "ghost"/per-device BatchNorm: statistics per
-//! group of `splits` sub-batches (as BN on `splits` devices without synchronisation);
+//! group of `splits` sub-batches (as BN on `splits` devices without synchronisation); `syncbn`
+//! BatchNorm whose batch statistics are all-reduced over every process of a data-parallel job
+//! (forward and backward; BYOL's "global" BN, `nn.SyncBatchNorm`), plain BN in a single process;
 //! `ln` LayerNorm (over C,H,W for maps, over features for vectors); `gnws` GroupNorm with
 //! weight-standardised convolutions (Qiao et al., arXiv:1903.10520; used for BYOL without batch
 //! statistics in arXiv:2010.10241); `none` identity.
@@ -13,6 +15,7 @@ use tch::{nn, Tensor};
 pub enum NormKind {
     Bn,
     Splitbn,
+    Syncbn,
     Ln,
     Gnws,
     None,
@@ -23,10 +26,11 @@ impl NormKind {
         Ok(match s {
             "bn" => NormKind::Bn,
             "splitbn" => NormKind::Splitbn,
+            "syncbn" => NormKind::Syncbn,
             "ln" => NormKind::Ln,
             "gnws" => NormKind::Gnws,
             "none" => NormKind::None,
-            other => return Err(Error::config(field, other, "expected bn, splitbn, ln, gnws or none")),
+            other => return Err(Error::config(field, other, "expected bn, splitbn, syncbn, ln, gnws or none")),
         })
     }
     /// Whether convolutions feeding this norm standardise their weights.
@@ -53,7 +57,7 @@ pub const EPS: f64 = 1e-5;
 impl Norm {
     pub fn new(vs: nn::Path, kind: NormKind, channels: i64, splits: i64) -> Norm {
         let affine = kind != NormKind::None;
-        let stats = matches!(kind, NormKind::Bn | NormKind::Splitbn);
+        let stats = matches!(kind, NormKind::Bn | NormKind::Splitbn | NormKind::Syncbn);
         Norm {
             kind,
             channels,
@@ -73,6 +77,13 @@ impl Norm {
         match self.kind {
             NormKind::None => x.shallow_clone(),
             NormKind::Bn => self.batch_norm(x, train),
+            NormKind::Syncbn => {
+                if train && crate::backend::dist::place().distributed() {
+                    self.sync_batch_norm(x).expect("synchronised BatchNorm: a peer process failed")
+                } else {
+                    self.batch_norm(x, train)
+                }
+            }
             NormKind::Splitbn => {
                 let n = x.size()[0];
                 if !train || self.splits == 1 || n % self.splits != 0 {
@@ -100,6 +111,40 @@ impl Norm {
                 }
             }
         }
+    }
+
+    /// BatchNorm with the statistics of the global batch (every rank's rows): two autograd-aware
+    /// all-reduces, `[Σx, n]` for the mean, then `Σ(x − μ)²` for the (biased) variance, so the
+    /// gradient flows through the statistics to every rank as in one process on the whole batch.
+    /// The running statistics are updated with the global mean and the unbiased variance.
+    fn sync_batch_norm(&self, x: &Tensor) -> anyhow::Result<Tensor> {
+        use crate::backend::dist::all_reduce_sum;
+        let c = self.channels;
+        let dims: Vec<i64> = if x.dim() == 4 { vec![0, 2, 3] } else { vec![0] };
+        let shape: Vec<i64> = if x.dim() == 4 { vec![1, c, 1, 1] } else { vec![1, c] };
+        let kd = crate::losses::compute_kind(x.kind());
+        let xf = x.to_kind(kd);
+        let count = (xf.numel() as i64 / c) as f64;
+        let local = Tensor::cat(&[xf.sum_dim_intlist(dims.as_slice(), false, kd), Tensor::full([1], count, (kd, x.device()))], 0);
+        let global = all_reduce_sum(&local)?;
+        let n = global.narrow(0, c, 1);
+        let mean = global.narrow(0, 0, c) / &n;
+        let centred = &xf - mean.view(shape.as_slice());
+        let sq = all_reduce_sum(&centred.square().sum_dim_intlist(dims.as_slice(), false, kd))?;
+        let var = &sq / &n;
+        let mut y = centred * (&var + EPS).rsqrt().view(shape.as_slice());
+        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
+            y = y * w.view(shape.as_slice()) + b.view(shape.as_slice());
+        }
+        tch::no_grad(|| {
+            let total = n.double_value(&[0]);
+            if let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) {
+                let unbiased = &var * (total / (total - 1.0).max(1.0));
+                rm.shallow_clone().copy_(&(rm * (1.0 - BN_MOMENTUM) + mean.detach() * BN_MOMENTUM));
+                rv.shallow_clone().copy_(&(rv * (1.0 - BN_MOMENTUM) + unbiased.detach() * BN_MOMENTUM));
+            }
+        });
+        Ok(y.to_kind(x.kind()))
     }
 
     fn batch_norm(&self, x: &Tensor, train: bool) -> Tensor {

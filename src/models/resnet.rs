@@ -48,8 +48,8 @@ impl ResNetConfig {
         if !(1..=1024).contains(&self.width) {
             return Err(Error::config("model.width", self.width, "must lie in 1..=1024"));
         }
-        if self.norm_splits < 1 {
-            return Err(Error::config("model.norm_splits", self.norm_splits, "must be at least 1"));
+        if !(1..=1024).contains(&self.norm_splits) {
+            return Err(Error::config("model.norm_splits", self.norm_splits, "must lie in 1..=1024"));
         }
         Ok(())
     }
@@ -143,6 +143,11 @@ impl ResNet {
             }
         }
         Ok(ResNet { cfg: cfg.clone(), conv1, bn1, max_pool, blocks })
+    }
+
+    /// The kind of the weights (float32, or float64 with `train.precision = "f64"`).
+    pub fn kind(&self) -> tch::Kind {
+        self.conv1.weight.kind()
     }
 
     pub fn out_dim(&self) -> i64 {

@@ -68,12 +68,17 @@ pub fn collect_tensors(stores: &[(&str, &VarStore)], opt: Option<&Optimizer>) ->
     out
 }
 
+/// The folder of the checkpoint for `step` in a run folder.
+pub fn checkpoint_dir(run_dir: &Path, step: usize) -> PathBuf {
+    run_dir.join("checkpoints").join(format!("ckpt-{step:08}"))
+}
+
 /// Saves a checkpoint for `state.step` and prunes all but the newest `keep`.
 pub fn save(run_dir: &Path, stores: &[(&str, &VarStore)], opt: &Optimizer, state: &TrainState, config_toml: &str, keep: usize) -> anyhow::Result<PathBuf> {
     let ckdir = run_dir.join("checkpoints");
     std::fs::create_dir_all(&ckdir).map_err(|e| Error::data(&ckdir, format!("cannot create: {e}")))?;
-    let name = format!("ckpt-{:08}", state.step);
-    let final_dir = ckdir.join(&name);
+    let final_dir = checkpoint_dir(run_dir, state.step);
+    let name = final_dir.file_name().unwrap().to_string_lossy().to_string();
     let tmp_dir = ckdir.join(format!(".{name}.tmp{}", std::process::id()));
     let result = (|| -> anyhow::Result<()> {
         if tmp_dir.exists() {

@@ -1,5 +1,5 @@
 //! The update half of a training step, shared by the trainer and `selfsup bench step`:
-//! backward → (optional gradient check) → optimiser → method hook (EMA), in that fixed order.
+//! backward → gradient all-reduce (data parallel) → (optional gradient check) → optimiser → method hook (EMA), in that fixed order.
 use crate::methods::Method;
 use crate::optim::Optimizer;
 use tch::Tensor;
@@ -17,6 +17,9 @@ pub enum Update {
 pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, loss: &Tensor, lr: f64, step: usize, total: usize, check_grads: bool) -> anyhow::Result<Update> {
     opt.zero_grad();
     loss.backward();
+    // data parallel: every rank continues with the gradient averaged over ranks (a no-op alone)
+    let params: Vec<Tensor> = opt.params.iter().map(|p| p.tensor.shallow_clone()).collect();
+    crate::backend::dist::average_gradients(&params, 25 << 20)?;
     if check_grads && !opt.grads_finite() {
         opt.zero_grad();
         return Ok(Update::NonFinite);

@@ -4,7 +4,7 @@
 //! so the resumed run ends with the same weights as an uninterrupted one (bit-identical on CPU).
 use crate::analysis::{z_std, RepresentationMetrics};
 use crate::augment::MultiView;
-use crate::backend::{parse_device, shim};
+use crate::backend::{dist, parse_device, shim};
 use crate::config::Config;
 use crate::data::{DataSpec, Dataset, Loader, LoaderConfig, Split};
 use crate::error::Error;
@@ -25,7 +25,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-use tch::{Device, Kind};
+use tch::{Device, Kind, Tensor};
 
 #[derive(Clone, Debug, Default)]
 pub struct TrainOptions {
@@ -107,8 +107,31 @@ fn progress_bar(total: usize, start: usize, quiet: bool) -> Option<ProgressBar> 
 }
 
 pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
+    let place = dist::init_from_env()?;
+    let result = train_on(cfg, opts, place);
+    if result.is_err() && place.distributed() {
+        eprintln!("rank {}/{}: stopping ({})", place.rank, place.world, result.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_default());
+    }
+    result
+}
+
+/// The device a rank trains on: `cuda` without an index means this machine's `SELFSUP_LOCAL_RANK`-th GPU.
+fn rank_device(spec: &str) -> anyhow::Result<Device> {
+    let device = parse_device(spec)?;
+    if spec == "cuda" {
+        if let Ok(local) = std::env::var("SELFSUP_LOCAL_RANK") {
+            return Ok(parse_device(&format!("cuda:{local}"))?);
+        }
+    }
+    Ok(device)
+}
+
+fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Result<TrainSummary> {
     let t0 = Instant::now();
-    let device = parse_device(&cfg.train.device)?;
+    let main = place.is_main();
+    // only rank 0 prints progress, writes logs and checkpoints
+    let quiet = opts.quiet || !main;
+    let device = rank_device(&cfg.train.device)?;
     if cfg.train.threads > 0 {
         tch::set_num_threads(cfg.train.threads as i32);
     }
@@ -116,41 +139,46 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
         shim::set_tf32(cfg.train.tf32)?;
     }
     let out = &opts.out;
-    std::fs::create_dir_all(out).map_err(|e| Error::data(out, format!("cannot create output folder: {e}")))?;
-    let _lock = RunLock::acquire(out)?;
+    if main {
+        std::fs::create_dir_all(out).map_err(|e| Error::data(out, format!("cannot create output folder: {e}")))?;
+    }
+    let _lock = if main { Some(RunLock::acquire(out)?) } else { None };
     let config_toml = cfg.to_toml();
 
     // Resume point (or refuse to mix a new run into an old folder).
     let loaded = if opts.resume {
         let l = checkpoint::load_latest_good(out)?;
-        if l.is_none() {
+        if l.is_none() && main {
             eprintln!("note: --resume found no checkpoint in {}; starting from scratch", out.display());
         }
         l
     } else {
-        if !checkpoint::candidates(out).is_empty() {
+        if main && !checkpoint::candidates(out).is_empty() {
             return Err(Error::usage(format!("{} already holds a run's checkpoints; pass --resume to continue it, or choose another --out", out.display())).into());
         }
         None
     };
-    if let Some(l) = &loaded {
+    if let (Some(l), true) = (&loaded, main) {
         if l.config_toml != config_toml {
             eprintln!("warning: resuming with a config that differs from the checkpoint's ({})", l.dir.join(checkpoint::CONFIG).display());
         }
     }
-    checkpoint::write_atomic(&out.join("config.toml"), config_toml.as_bytes())?;
+    if main {
+        checkpoint::write_atomic(&out.join("config.toml"), config_toml.as_bytes())?;
+    }
 
     let dataset = Arc::new(crate::data::open(&cfg.data.train)?);
     let recipe = cfg.data.recipe()?;
     let loader = Loader::new(
         dataset.clone(),
         MultiView::new(&recipe),
-        LoaderConfig { batch: cfg.train.batch, shuffle: true, drop_last: true, seed: cfg.train.seed, threads: cfg.data.workers, prefetch: cfg.data.prefetch, pin_memory: device.is_cuda() },
+        LoaderConfig { batch: cfg.train.batch, shuffle: true, drop_last: true, seed: cfg.train.seed, threads: cfg.data.workers, prefetch: cfg.data.prefetch, pin_memory: device.is_cuda(), shard: (place.rank, place.world) },
     )?;
     let nb = loader.batches_per_epoch();
     let total = nb * cfg.train.epochs;
     let warmup = (cfg.optim.warmup_epochs * nb as f64).round() as usize;
-    let peak_lr = scaled_lr(cfg.optim.lr, cfg.train.batch);
+    // the linear scaling rule uses the global batch (all ranks)
+    let peak_lr = scaled_lr(cfg.optim.lr, cfg.train.batch * place.world);
 
     shim::manual_seed(cfg.train.seed)?;
     let mut method = methods::build(cfg, device)?;
@@ -159,6 +187,25 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
         for (_, vs) in method.stores() {
             shim::params_to_channels_last(&vs.variables().into_values().collect::<Vec<_>>())?;
         }
+    }
+    let compute_kind = if cfg.train.precision == "f64" { Kind::Double } else { Kind::Float };
+    if compute_kind == Kind::Double {
+        tch::no_grad(|| {
+            for (_, vs) in method.stores() {
+                for (_, mut t) in vs.variables() {
+                    if t.is_floating_point() {
+                        let d = t.to_kind(Kind::Double);
+                        t.set_data(&d);
+                    }
+                }
+            }
+        });
+    }
+    // every rank starts from rank 0's weights and buffers
+    for (_, vs) in method.stores() {
+        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        vars.sort_by(|x, y| x.0.cmp(&y.0)); // the same order on every rank
+        dist::broadcast_all(&vars.into_iter().map(|(_, t)| t).collect::<Vec<_>>())?;
     }
     let mut opt = Optimizer::new(&cfg.optim, method.parameters());
     let mut state = TrainState { step: 0, total_steps: total, epochs: cfg.train.epochs, batches_per_epoch: nb, skipped_steps: 0, last_loss: f64::NAN, method: cfg.method.clone() };
@@ -171,18 +218,29 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
         state.step = l.state.step;
         state.skipped_steps = l.state.skipped_steps;
         state.last_loss = l.state.last_loss;
-        eprintln!("resuming from {} at step {}", l.dir.display(), state.step);
+        if main {
+            eprintln!("resuming from {} at step {}", l.dir.display(), state.step);
+        }
     }
-    let log = MetricsLog::open(out, loaded.as_ref().map(|l| l.state.step))?;
-    let eval = if cfg.eval.knn_every > 0 || cfg.eval.compare_random { Some(eval_sets(cfg)?) } else { None };
+    let log = if main { Some(MetricsLog::open(out, loaded.as_ref().map(|l| l.state.step))?) } else { None };
+    let write_log = |rec: &serde_json::Value| -> anyhow::Result<()> {
+        match &log {
+            Some(l) => l.write(rec),
+            None => Ok(()),
+        }
+    };
+    let eval = if main && (cfg.eval.knn_every > 0 || cfg.eval.compare_random) { Some(eval_sets(cfg)?) } else { None };
 
     signals::install();
     let stores_save = |method: &dyn Method, opt: &Optimizer, state: &TrainState| -> anyhow::Result<PathBuf> {
+        if !main {
+            return Ok(checkpoint::checkpoint_dir(out, state.step));
+        }
         checkpoint::save(out, &method.stores(), opt, state, &config_toml, cfg.train.keep_checkpoints)
     };
     let mut last_ckpt: Option<PathBuf> = loaded.as_ref().map(|l| l.dir.clone());
-    let pb = progress_bar(total, state.step, opts.quiet);
-    let images_per_step = cfg.train.batch * recipe.views.len();
+    let pb = progress_bar(total, state.step, quiet);
+    let images_per_step = cfg.train.batch * place.world * recipe.views.len();
     let mut images_done = 0usize;
     let loop_start = Instant::now();
     let mut window = (Instant::now(), 0usize);
@@ -195,7 +253,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
         let start = state.step - epoch * nb;
         for batch in loader.epoch(epoch, start) {
             let batch = batch?;
-            let mut views: Vec<tch::Tensor> = batch.views.iter().map(|v| v.to_device_(device, Kind::Float, true, false)).collect();
+            let mut views: Vec<tch::Tensor> = batch.views.iter().map(|v| v.to_device_(device, compute_kind, true, false)).collect();
             if channels_last {
                 views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
             }
@@ -205,7 +263,16 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
                 let _amp = if cfg.train.amp && device.is_cuda() { Some(shim::AutocastGuard::bf16()?) } else { None };
                 method.forward(&views, &labels)?
             };
-            let loss_value = out_step.loss.double_value(&[]);
+            // Every rank must take the same branch below: the loss is averaged over ranks together
+            // with a "stop" flag (a signal seen by any rank), in one all-reduce.
+            let stop_code = signals::pending().map(|(_, c)| c).unwrap_or(0) as f64;
+            let (loss_value, any_stop) = if place.distributed() {
+                let t = Tensor::stack(&[out_step.loss.detach().to_kind(Kind::Double).to_device(Device::Cpu), Tensor::from(stop_code)], 0).contiguous();
+                dist::all_reduce_sum_(&t)?;
+                (t.double_value(&[0]) / place.world as f64, t.double_value(&[1]) > 0.0)
+            } else {
+                (out_step.loss.double_value(&[]), stop_code > 0.0)
+            };
             let update = if loss_value.is_finite() { apply_update(method.as_mut(), &mut opt, &out_step.loss, lr, state.step, total, true)? } else { Update::NonFinite };
             let extra = match update {
                 Update::Applied(extra) => extra,
@@ -213,7 +280,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
                     let what = if loss_value.is_finite() { "non-finite gradient".to_string() } else { format!("non-finite loss ({loss_value})") };
                     if cfg.train.on_nonfinite == "skip" {
                         state.skipped_steps += 1;
-                        log.write(&json!({"step": state.step, "epoch": epoch, "skipped": what}))?;
+                        write_log(&json!({"step": state.step, "epoch": epoch, "skipped": what}))?;
                         state.step += 1;
                         continue;
                     }
@@ -223,6 +290,9 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
             };
             state.step += 1;
             state.last_loss = loss_value;
+            if place.distributed() && cfg.train.check_replicas_every > 0 && state.step % cfg.train.check_replicas_every == 0 {
+                check_replicas(method.as_ref(), state.step)?;
+            }
             images_done += images_per_step;
             window.1 += images_per_step;
 
@@ -238,7 +308,7 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
                 for (k, v) in extra {
                     rec[k] = json!(v);
                 }
-                log.write(&rec)?;
+                write_log(&rec)?;
                 if let Some(pb) = &pb {
                     pb.set_message(format!("loss {loss_value:.4} {ips:.0} img/s"));
                 }
@@ -246,7 +316,8 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
             if let Some(pb) = &pb {
                 pb.set_position(state.step as u64);
             }
-            if let Some((name, code)) = signals::pending() {
+            if any_stop {
+                let (name, code) = signals::pending().unwrap_or(("SIGINT (another rank)", 130));
                 let ck = stores_save(method.as_ref(), &opt, &state)?;
                 if let Some(pb) = &pb {
                     pb.abandon();
@@ -260,13 +331,13 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
             }
         }
         let finished = epoch + 1;
-        if pb.is_none() && !opts.quiet {
+        if pb.is_none() && !quiet {
             eprintln!("epoch {finished}/{} step {} loss {:.4} {:.0}s", cfg.train.epochs, state.step, state.last_loss, t0.elapsed().as_secs_f64());
         }
         if let (Some(sets), true) = (&eval, cfg.eval.knn_every > 0 && finished % cfg.eval.knn_every.max(1) == 0) {
             let (top1, top5) = knn_eval(method.encoder(), cfg, sets, device)?;
-            log.write(&json!({"step": state.step, "epoch": finished, "knn_top1": top1, "knn_top5": top5}))?;
-            if pb.is_none() && !opts.quiet {
+            write_log(&json!({"step": state.step, "epoch": finished, "knn_top1": top1, "knn_top5": top5}))?;
+            if pb.is_none() && !quiet {
                 eprintln!("epoch {finished} kNN top-1 {top1:.4}");
             }
         }
@@ -302,15 +373,37 @@ pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> 
                 let random = random_method(cfg, cfg.train.seed.wrapping_add(1), device)?;
                 summary.knn_random_top1 = Some(knn_eval(random.encoder(), cfg, sets, device)?.0);
             }
-            log.write(&json!({"step": state.step, "epoch": cfg.train.epochs, "final": true, "knn_top1": top1, "knn_top5": top5, "knn_random_top1": summary.knn_random_top1}))?;
+            write_log(&json!({"step": state.step, "epoch": cfg.train.epochs, "final": true, "knn_top1": top1, "knn_top5": top5, "knn_random_top1": summary.knn_random_top1}))?;
         }
     }
     if let Device::Cuda(i) = device {
         summary.peak_gpu_bytes = Some(shim::cuda_peak_bytes(i)?);
     }
     summary.minutes = t0.elapsed().as_secs_f64() / 60.0;
-    checkpoint::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    if main {
+        checkpoint::write_atomic(&out.join("summary.json"), serde_json::to_string_pretty(&summary)?.as_bytes())?;
+    }
+    // the others wait for rank 0's evaluation and files before leaving the group
+    dist::barrier()?;
     Ok(summary)
+}
+
+/// Every rank must hold the same weights after a step: compares a checksum (the float64 sum of
+/// every trainable tensor of every store) across ranks.
+fn check_replicas(method: &dyn Method, step: usize) -> anyhow::Result<()> {
+    let sum = tch::no_grad(|| {
+        let mut total = Tensor::zeros([1], (Kind::Double, Device::Cpu));
+        for (_, vs) in method.stores() {
+            for (_, t) in crate::methods::named_trainable(vs) {
+                total += t.to_kind(Kind::Double).sum(Kind::Double).to_device(Device::Cpu);
+            }
+        }
+        total
+    });
+    let all = dist::all_gather_detached(&sum)?;
+    let values: Vec<f64> = Vec::<f64>::try_from(&all)?;
+    anyhow::ensure!(values.iter().all(|v| *v == values[0]), "replicas diverged at step {step}: weight checksums per rank {values:?}");
+    Ok(())
 }
 
 /// Loads a method (and its config) from a checkpoint or run folder for evaluation.

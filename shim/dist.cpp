@@ -1,0 +1,179 @@
+// torch's own c10d from Rust (see ../shared/notes/c10d.md): a TCPStore rendezvous, a Gloo process
+// group, and the collectives the trainer needs — in-place all-reduce (gradients, BN statistics),
+// autograd-aware all-reduce (synchronised BatchNorm), all-gather with a gradient (negatives from
+// every rank), broadcast and barrier. Compiled only when gloo's headers exist (Debian's
+// libgloo-dev); otherwise every entry point reports that distributed support is missing.
+// Every entry point catches all C++ exceptions (they must never cross into Rust).
+#include <torch/torch.h>
+#include <string>
+
+#ifdef SELFSUP_HAVE_GLOO
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+
+extern "C" const char *selfsup_last_error();
+void selfsup_set_error(const std::string &msg);
+
+#define DIST_TRY try {
+#define DIST_CATCH                                   \
+  return 0;                                          \
+  }                                                  \
+  catch (const std::exception &e) {                  \
+    selfsup_set_error(e.what());                     \
+    return 1;                                        \
+  }                                                  \
+  catch (...) {                                      \
+    selfsup_set_error("unknown C++ exception");      \
+    return 1;                                        \
+  }
+
+#ifdef SELFSUP_HAVE_GLOO
+namespace {
+c10::intrusive_ptr<c10d::Store> g_store;
+c10::intrusive_ptr<c10d::ProcessGroupGloo> g_pg;
+
+c10d::ProcessGroupGloo &pg() {
+  if (!g_pg) throw std::runtime_error("the process group is not initialised");
+  return *g_pg;
+}
+
+// Gloo wants dense contiguous tensors; gradients may arrive as expanded views.
+void all_reduce_sum_inplace(at::Tensor &t) {
+  std::vector<at::Tensor> v{t};
+  pg().allreduce(v)->wait();
+}
+
+at::Tensor all_gather_cat(const at::Tensor &x) {
+  auto local = x.contiguous();
+  int world = pg().getSize();
+  std::vector<std::vector<at::Tensor>> out(1);
+  for (int r = 0; r < world; ++r) out[0].push_back(at::empty_like(local));
+  std::vector<at::Tensor> in{local};
+  pg().allgather(out, in)->wait();
+  return at::cat(out[0], 0);
+}
+
+// y = Σ_ranks x; dL/dx = Σ_ranks dL/dy (every rank's loss depends on every rank's x).
+struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
+  static at::Tensor forward(torch::autograd::AutogradContext *, at::Tensor x) {
+    auto y = x.clone().contiguous();
+    all_reduce_sum_inplace(y);
+    return y;
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext *, torch::autograd::tensor_list g) {
+    auto gx = g[0].clone().contiguous();
+    all_reduce_sum_inplace(gx);
+    return {gx};
+  }
+};
+
+// y = cat over ranks of x (rank order); dL/dx = the local rows of Σ_ranks dL/dy.
+struct AllGatherCat : public torch::autograd::Function<AllGatherCat> {
+  static at::Tensor forward(torch::autograd::AutogradContext *ctx, at::Tensor x) {
+    ctx->saved_data["n"] = x.size(0);
+    return all_gather_cat(x);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext *ctx, torch::autograd::tensor_list g) {
+    auto n = ctx->saved_data["n"].toInt();
+    auto gy = g[0].clone().contiguous();
+    all_reduce_sum_inplace(gy);
+    return {gy.narrow(0, n * pg().getRank(), n).clone()};
+  }
+};
+}  // namespace
+#endif
+
+extern "C" {
+
+int selfsup_dist_available() {
+#ifdef SELFSUP_HAVE_GLOO
+  return 1;
+#else
+  return 0;
+#endif
+}
+
+#ifdef SELFSUP_HAVE_GLOO
+int selfsup_dist_init(int rank, int world, const char *host, int port, int64_t timeout_ms) {
+  DIST_TRY
+  c10d::TCPStoreOptions opts;
+  opts.port = static_cast<uint16_t>(port);
+  opts.isServer = rank == 0;
+  opts.numWorkers = world;
+  opts.waitWorkers = false;
+  opts.timeout = std::chrono::milliseconds(timeout_ms);
+  auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
+  g_store = c10::make_intrusive<c10d::PrefixStore>("selfsup", tcp);
+  auto options = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(timeout_ms));
+  // this host's address as the peers reach it: loopback for a single machine
+  std::string local = std::string(host) == "127.0.0.1" || std::string(host) == "localhost" ? "127.0.0.1" : "";
+  options->devices.push_back(local.empty() ? c10d::ProcessGroupGloo::createDefaultDevice() : c10d::ProcessGroupGloo::createDeviceForHostname(local));
+  g_pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g_store, rank, world, options);
+  DIST_CATCH
+}
+
+int selfsup_dist_destroy() {
+  DIST_TRY
+  g_pg.reset();
+  g_store.reset();
+  DIST_CATCH
+}
+
+int selfsup_dist_all_reduce_sum_(at::Tensor *t) {
+  DIST_TRY
+  at::NoGradGuard guard;
+  TORCH_CHECK(t->is_contiguous(), "all-reduce needs a contiguous tensor");
+  all_reduce_sum_inplace(*t);
+  DIST_CATCH
+}
+
+int selfsup_dist_all_reduce_sum_autograd(at::Tensor *x, at::Tensor **out) {
+  DIST_TRY
+  *out = new at::Tensor(AllReduceSum::apply(*x));
+  DIST_CATCH
+}
+
+int selfsup_dist_all_gather_autograd(at::Tensor *x, at::Tensor **out) {
+  DIST_TRY
+  *out = new at::Tensor(AllGatherCat::apply(*x));
+  DIST_CATCH
+}
+
+int selfsup_dist_all_gather(at::Tensor *x, at::Tensor **out) {
+  DIST_TRY
+  at::NoGradGuard guard;
+  *out = new at::Tensor(all_gather_cat(x->detach()));
+  DIST_CATCH
+}
+
+int selfsup_dist_broadcast_(at::Tensor *t, int root) {
+  DIST_TRY
+  at::NoGradGuard guard;
+  std::vector<at::Tensor> v{*t};
+  c10d::BroadcastOptions o;
+  o.rootRank = root;
+  pg().broadcast(v, o)->wait();
+  DIST_CATCH
+}
+
+int selfsup_dist_barrier() {
+  DIST_TRY
+  // an all-reduce of one element: a barrier with the process group's timeout
+  auto t = at::zeros({1});
+  all_reduce_sum_inplace(t);
+  DIST_CATCH
+}
+#else
+#define MISSING { selfsup_set_error("distributed support was not compiled in: install gloo's headers (apt-get install libgloo-dev) and rebuild"); return 1; }
+int selfsup_dist_init(int, int, const char *, int, int64_t) MISSING
+int selfsup_dist_destroy() { return 0; }
+int selfsup_dist_all_reduce_sum_(at::Tensor *) MISSING
+int selfsup_dist_all_reduce_sum_autograd(at::Tensor *, at::Tensor **) MISSING
+int selfsup_dist_all_gather_autograd(at::Tensor *, at::Tensor **) MISSING
+int selfsup_dist_all_gather(at::Tensor *, at::Tensor **) MISSING
+int selfsup_dist_broadcast_(at::Tensor *, int) MISSING
+int selfsup_dist_barrier() MISSING
+#endif
+}

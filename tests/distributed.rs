@@ -1,0 +1,171 @@
+//! Data-parallel training on torch's c10d (Gloo on localhost), checked against one process:
+//! 2 ranks × 16 with synchronised BatchNorm follow the loss trajectory and reach the final weights
+//! of 1 rank × 32 with plain BatchNorm (float64, so the comparison is not blurred by float32
+//! rounding amplified by small-batch BN); per-rank BN does not. SimCLR with negatives gathered from
+//! both ranks gives the single-process loss. A killed rank makes the survivor exit with an error.
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use tch::Tensor;
+
+fn sets(method: &str, norm: &str) -> Vec<String> {
+    let mut s = tiny_model_sets();
+    s.extend(
+        [
+            format!("method=\"{method}\""),
+            "train.precision=\"f64\"".into(),
+            "optim.lr=0.05".into(),
+            "data.recipe=\"none\"".into(),
+            "data.crop_size=32".into(),
+            "train.epochs=4".into(),
+            "train.checkpoint_every=0".into(),
+            "train.check_replicas_every=5".into(),
+            format!("model.norm=\"{norm}\""),
+            format!("projector.norm=\"{norm}\""),
+            format!("predictor.norm=\"{norm}\""),
+        ]
+        .into_iter(),
+    );
+    s
+}
+
+fn train_args(out: &Path, batch: usize, sets: &[String]) -> Vec<String> {
+    let data = cifar_spec("train", 16); // 160 images: 5 steps of 32 per epoch
+    let mut a: Vec<String> = ["train", "--data", &data, "--out", out.to_str().unwrap(), "--quiet", "--batch", &batch.to_string()].map(String::from).to_vec();
+    with_sets(&mut a, sets);
+    a
+}
+
+fn launch(nproc: usize, args: Vec<String>) -> std::process::Output {
+    let mut all: Vec<String> = vec!["launch".into(), "--nproc".into(), nproc.to_string(), "--".into()];
+    all.extend(args);
+    run_owned(&all)
+}
+
+fn losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64()).collect()
+}
+
+fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// Largest difference over the online network's weights of two runs' final checkpoints.
+fn weight_diff(a: &Path, b: &Path) -> f64 {
+    let load = |run: &Path| -> Vec<(String, Tensor)> {
+        let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+        let mut t = Tensor::read_safetensors(run.join("checkpoints").join(latest.trim()).join("weights.safetensors")).unwrap();
+        t.retain(|(n, _)| n.starts_with("online.") && !n.contains("running") && !n.contains("num_batches"));
+        t.sort_by(|x, y| x.0.cmp(&y.0));
+        t
+    };
+    let (x, y) = (load(a), load(b));
+    assert_eq!(x.len(), y.len());
+    assert!(!x.is_empty());
+    x.iter().zip(&y).map(|((n1, t1), (n2, t2))| {
+        assert_eq!(n1, n2);
+        (t1 - t2).abs().max().double_value(&[])
+    }).fold(0.0, f64::max)
+}
+
+fn require_gloo() {
+    assert!(selfsup::backend::dist::available(), "distributed support was not built: apt-get install libgloo-dev, then rebuild");
+}
+
+#[test]
+fn syncbn_on_two_ranks_equals_batchnorm_on_one_and_per_rank_bn_does_not() {
+    require_gloo();
+    let dir = tempfile::tempdir().unwrap();
+    let (one, sync, local) = (dir.path().join("one"), dir.path().join("sync"), dir.path().join("local"));
+    let o = run_owned(&train_args(&one, 32, &sets("byol", "bn")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = launch(2, train_args(&sync, 16, &sets("byol", "syncbn")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = launch(2, train_args(&local, 16, &sets("byol", "bn")));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (l1, ls, ll) = (losses(&one), losses(&sync), losses(&local));
+    assert_eq!(l1.len(), 20, "20 steps logged");
+    let d = max_diff(&l1, &ls);
+    assert!(d < 1e-5, "syncbn 2×16 vs bn 1×32: loss differs by {d:e}");
+    let w = weight_diff(&one, &sync);
+    assert!(w < 1e-5, "final weights differ by {w:e}");
+    // per-rank statistics (16 rows) are a different model: the trajectories separate
+    let dl = max_diff(&l1, &ll);
+    assert!(dl > 1e-3, "per-rank bn should differ from global bn, but only by {dl:e}");
+    // only rank 0 wrote: one metrics line per step, one summary
+    assert!(sync.join("summary.json").exists());
+}
+
+#[test]
+fn simclr_gathers_negatives_from_every_rank() {
+    require_gloo();
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+    let mut s1 = sets("simclr", "bn");
+    let mut s2 = sets("simclr", "syncbn");
+    for s in [&mut s1, &mut s2] {
+        s.push("train.epochs=2".into());
+    }
+    let o = run_owned(&train_args(&one, 32, &s1));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = launch(2, train_args(&two, 16, &s2));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d = max_diff(&losses(&one), &losses(&two));
+    assert!(d < 1e-5, "SimCLR 2×16 vs 1×32: loss differs by {d:e}");
+    assert!(weight_diff(&one, &two) < 1e-5);
+}
+
+#[test]
+fn a_killed_rank_makes_the_other_exit_with_an_error() {
+    require_gloo();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut s = sets("byol", "syncbn");
+    s.push("train.epochs=400".into());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let spawn = |rank: usize| {
+        Command::new(bin())
+            .args(train_args(&out, 16, &s))
+            .env("SELFSUP_RANK", rank.to_string())
+            .env("SELFSUP_WORLD_SIZE", "2")
+            .env("SELFSUP_MASTER", format!("127.0.0.1:{port}"))
+            .env("SELFSUP_DIST_TIMEOUT_S", "60")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut r0 = spawn(0);
+    let mut r1 = spawn(1);
+    // wait until training runs (rank 0 logs steps), then kill rank 1 outright
+    let t = Instant::now();
+    while losses_or_empty(&out).len() < 3 {
+        assert!(t.elapsed() < Duration::from_secs(120), "training did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    r1.kill().unwrap();
+    let _ = r1.wait();
+    let killed_at = Instant::now();
+    let status = loop {
+        if let Some(s) = r0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(killed_at.elapsed() < Duration::from_secs(90), "rank 0 hangs after its peer died");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success());
+    let mut err = String::new();
+    std::io::Read::read_to_string(r0.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(err.contains("error:") && err.contains("rank 0"), "{err}");
+}
+
+fn losses_or_empty(run: &Path) -> Vec<f64> {
+    if run.join("metrics.jsonl").exists() {
+        losses(run)
+    } else {
+        vec![]
+    }
+}
