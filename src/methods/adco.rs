@@ -17,10 +17,10 @@ use crate::backend::dist::all_gather_detached;
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::{info_nce, l2_normalize};
-use crate::methods::momentum_contrast::{key_momentum, validate_momentum, Pending, QueryKey};
+use crate::methods::momentum_contrast::{validate_momentum, Pending, QueryKey};
 use crate::methods::simclr::check_temperature;
-use crate::methods::{named_trainable, Method, StepOutput};
-use crate::models::ResNet;
+use crate::methods::branch::Branch;
+use crate::methods::{Method, StepOutput};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -225,13 +225,8 @@ impl Method for AdCo {
         Ok(StepOutput { loss, embeddings })
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor, f64)> {
-        named_trainable(&self.net.vs).into_iter().map(|(n, t)| (n, t, 1.0)).collect()
-    }
-
     fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
-        let m = key_momentum(self.cfg.momentum_base, self.cfg.momentum_end, step, total);
-        self.net.key.update(m)?;
+        let m = self.net.update_key(self.cfg.momentum_base, self.cfg.momentum_end, step, total)?;
         if let Some(p) = self.pending.take() {
             // the same queries and keys the encoder's loss used (AdCo Algorithm 1)
             // with every rank's queries and keys, so the banks stay equal across ranks
@@ -243,12 +238,8 @@ impl Method for AdCo {
         Ok(vec![("tau", m)])
     }
 
-    fn encoder(&self) -> &ResNet {
-        &self.net.query.encoder
-    }
-
-    fn projector(&self) -> &crate::models::Mlp {
-        &self.net.query.projector
+    fn online(&self) -> &Branch {
+        &self.net.query
     }
 
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {

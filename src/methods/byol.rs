@@ -19,8 +19,8 @@
 use crate::config::Config;
 use crate::losses::{byol_negatives_term, regression_loss, uniformity};
 use crate::methods::branch::{Branch, MomentumBranch};
-use crate::methods::{named_trainable, Method, StepOutput};
-use crate::models::{Mlp, MlpConfig, ResNet};
+use crate::methods::{scaled_parameters, Method, StepOutput};
+use crate::models::{Mlp, MlpConfig};
 use crate::optim::schedule::target_tau;
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
@@ -153,13 +153,7 @@ impl Method for Byol {
     }
 
     fn parameters(&self) -> Vec<(String, Tensor, f64)> {
-        named_trainable(&self.online_vs)
-            .into_iter()
-            .map(|(n, t)| {
-                let scale = if n.starts_with("predictor.") { self.cfg.predictor_lr_scale } else { 1.0 };
-                (n, t, scale)
-            })
-            .collect()
+        scaled_parameters(&self.online_vs, "predictor.", self.cfg.predictor_lr_scale)
     }
 
     fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
@@ -168,12 +162,8 @@ impl Method for Byol {
         Ok(vec![("tau", tau)])
     }
 
-    fn encoder(&self) -> &ResNet {
-        &self.online.encoder
-    }
-
-    fn projector(&self) -> &crate::models::Mlp {
-        &self.online.projector
+    fn online(&self) -> &Branch {
+        &self.online
     }
 
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {

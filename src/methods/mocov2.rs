@@ -7,10 +7,10 @@ use crate::backend::dist::all_gather_detached;
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::l2_normalize;
-use crate::methods::momentum_contrast::{key_momentum, validate_momentum, Pending, QueryKey};
+use crate::methods::momentum_contrast::{validate_momentum, Pending, QueryKey};
 use crate::methods::simclr::check_temperature;
-use crate::methods::{named_trainable, Method, StepOutput};
-use crate::models::ResNet;
+use crate::methods::branch::Branch;
+use crate::methods::{Method, StepOutput};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -127,13 +127,8 @@ impl Method for MocoV2 {
         Ok(StepOutput { loss, embeddings })
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor, f64)> {
-        named_trainable(&self.net.vs).into_iter().map(|(n, t)| (n, t, 1.0)).collect()
-    }
-
     fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
-        let m = key_momentum(self.cfg.momentum_base, self.cfg.momentum_end, step, total);
-        self.net.key.update(m)?;
+        let m = self.net.update_key(self.cfg.momentum_base, self.cfg.momentum_end, step, total)?;
         if let Some(p) = self.pending.take() {
             // every rank enqueues the keys of the global batch (rank order), so queues stay equal
             self.queue.enqueue(&all_gather_detached(&p.keys)?);
@@ -141,12 +136,8 @@ impl Method for MocoV2 {
         Ok(vec![("tau", m)])
     }
 
-    fn encoder(&self) -> &ResNet {
-        &self.net.query.encoder
-    }
-
-    fn projector(&self) -> &crate::models::Mlp {
-        &self.net.query.projector
+    fn online(&self) -> &Branch {
+        &self.net.query
     }
 
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {

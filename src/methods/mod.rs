@@ -11,6 +11,7 @@ pub mod simsiam;
 pub mod supcon;
 
 use crate::config::Config;
+use crate::methods::branch::Branch;
 use crate::models::{Mlp, ResNet};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
@@ -28,17 +29,37 @@ pub trait Method {
     fn name(&self) -> &'static str;
     /// Forward pass on the views of one batch; returns the loss (the trainer runs backward).
     fn forward(&mut self, views: &[Tensor], labels: &Tensor) -> anyhow::Result<StepOutput>;
-    /// Parameters the optimiser updates: (name, tensor, learning-rate multiplier).
-    fn parameters(&self) -> Vec<(String, Tensor, f64)>;
-    /// Work after the optimiser step (EMA of the target); `step` counts from 0 of `total`.
-    /// Returns scalars to log (e.g. `tau`).
-    fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>>;
-    /// The encoder evaluated by kNN / linear probes (the online one).
-    fn encoder(&self) -> &ResNet;
-    /// The online projector (the space the loss sees; `selfsup analyze --space projector`).
-    fn projector(&self) -> &Mlp;
-    /// Every variable store to checkpoint, by prefix.
+    /// The online encoder → projector (what kNN / linear probes and `analyze` evaluate).
+    fn online(&self) -> &Branch;
+    /// Every variable store to checkpoint, by prefix; the first is the online network's.
     fn stores(&self) -> Vec<(&'static str, &VarStore)>;
+    /// Parameters the optimiser updates: (name, tensor, learning-rate multiplier). Default: every
+    /// trainable tensor of the first store, at the base learning rate.
+    fn parameters(&self) -> Vec<(String, Tensor, f64)> {
+        named_trainable(self.stores()[0].1).into_iter().map(|(n, t)| (n, t, 1.0)).collect()
+    }
+    /// Work after the optimiser step (EMA of the target, queue, bank); `step` counts from 0 of
+    /// `total`. Returns scalars to log (e.g. `tau`).
+    fn after_step(&mut self, _step: usize, _total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
+        Ok(vec![])
+    }
+    /// The encoder evaluated by kNN / linear probes (the online one).
+    fn encoder(&self) -> &ResNet {
+        &self.online().encoder
+    }
+    /// The online projector (the space the loss sees; `selfsup analyze --space projector`).
+    fn projector(&self) -> &Mlp {
+        &self.online().projector
+    }
+}
+
+/// Trainable tensors with the learning-rate multiplier `scale` for names under `prefix` (a
+/// predictor's faster learning rate), 1 elsewhere.
+pub fn scaled_parameters(vs: &VarStore, prefix: &str, scale: f64) -> Vec<(String, Tensor, f64)> {
+    named_trainable(vs).into_iter().map(|(n, t)| {
+        let s = if n.starts_with(prefix) { scale } else { 1.0 };
+        (n, t, s)
+    }).collect()
 }
 
 pub const METHODS: &[&str] = &["byol", "simclr", "mocov2", "adco", "simsiam", "supcon"];

@@ -34,6 +34,14 @@ impl QueryKey {
         Ok(QueryKey { vs, query, key })
     }
 
+    /// Moves the key branch towards the query branch with the momentum of step `step` of `total`
+    /// (cosine from `base` to `end`); returns the momentum used.
+    pub fn update_key(&self, base: f64, end: f64, step: usize, total: usize) -> anyhow::Result<f64> {
+        let m = key_momentum(base, end, step, total);
+        self.key.update(m)?;
+        Ok(m)
+    }
+
     /// InfoNCE of view-1 queries against view-2 keys (and, if `symmetric`, the mean with the swapped
     /// term — both computed before anything is enqueued) with `negatives` `[K, D]` (detached).
     /// Returns the loss, the online projections of the first two views (for metrics) and the

@@ -9,8 +9,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::losses::{nt_xent, sup_con_views};
 use crate::methods::branch::Branch;
-use crate::methods::{named_trainable, Method, StepOutput};
-use crate::models::ResNet;
+use crate::methods::{Method, StepOutput};
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
@@ -95,20 +94,8 @@ impl Method for InBatchContrastive {
         Ok(StepOutput { loss, embeddings: z[..2].iter().map(|t| t.detach()).collect() })
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor, f64)> {
-        named_trainable(&self.vs).into_iter().map(|(n, t)| (n, t, 1.0)).collect()
-    }
-
-    fn after_step(&mut self, _step: usize, _total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
-        Ok(vec![])
-    }
-
-    fn encoder(&self) -> &ResNet {
-        &self.branch.encoder
-    }
-
-    fn projector(&self) -> &crate::models::Mlp {
-        &self.branch.projector
+    fn online(&self) -> &Branch {
+        &self.branch
     }
 
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {

@@ -7,8 +7,8 @@ use crate::error::Error;
 use crate::losses::negative_cosine;
 use crate::methods::branch::Branch;
 use crate::methods::byol::build_predictor;
-use crate::methods::{named_trainable, Method, StepOutput};
-use crate::models::{Mlp, ResNet};
+use crate::methods::{scaled_parameters, Method, StepOutput};
+use crate::models::Mlp;
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
@@ -75,25 +75,11 @@ impl Method for SimSiam {
     }
 
     fn parameters(&self) -> Vec<(String, Tensor, f64)> {
-        named_trainable(&self.vs)
-            .into_iter()
-            .map(|(n, t)| {
-                let scale = if n.starts_with("predictor.") { self.cfg.predictor_lr_scale } else { 1.0 };
-                (n, t, scale)
-            })
-            .collect()
+        scaled_parameters(&self.vs, "predictor.", self.cfg.predictor_lr_scale)
     }
 
-    fn after_step(&mut self, _step: usize, _total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
-        Ok(vec![])
-    }
-
-    fn encoder(&self) -> &ResNet {
-        &self.branch.encoder
-    }
-
-    fn projector(&self) -> &crate::models::Mlp {
-        &self.branch.projector
+    fn online(&self) -> &Branch {
+        &self.branch
     }
 
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {

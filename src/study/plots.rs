@@ -47,23 +47,36 @@ fn draw_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_
     move |e| anyhow::anyhow!("{}: cannot draw plot: {e:?}", path.display())
 }
 
-/// Lines with markers, one per series, with a legend.
-pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> anyhow::Result<()> {
+type Chart<'a> = ChartContext<'a, BitMapBackend<'a>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// A 900×600 PNG with a caption and labelled axes over the given ranges; `draw` adds the data.
+/// Written to a temporary file and renamed, so a failed plot never leaves a partial file.
+fn plot(path: &Path, title: &str, x_label: &str, y_label: &str, x: (f64, f64), y: (f64, f64), draw: impl FnOnce(&mut Chart<'_>) -> anyhow::Result<()>) -> anyhow::Result<()> {
     register_font();
     let tmp = path.with_extension("png.tmp.png");
     {
         let root = BitMapBackend::new(&tmp, (900, 600)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err(path))?;
-        let (x0, x1) = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.0)));
-        let (y0, y1) = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 24))
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(70)
-            .build_cartesian_2d(x0..x1, y0..y1)
+            .build_cartesian_2d(x.0..x.1, y.0..y.1)
             .map_err(draw_err(path))?;
         chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 15)).draw().map_err(draw_err(path))?;
+        draw(&mut chart)?;
+        root.present().map_err(draw_err(path))?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// Lines with markers, one per series, with a legend.
+pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> anyhow::Result<()> {
+    let x = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.0)));
+    let y = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
+    plot(path, title, x_label, y_label, x, y, |chart| {
         for (i, (name, pts)) in series.iter().enumerate() {
             let c = color(i);
             let pts: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
@@ -77,41 +90,25 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
             }
         }
         chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw().map_err(draw_err(path))?;
-        root.present().map_err(draw_err(path))?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// Labelled points (one per run).
 pub fn scatter_plot(path: &Path, title: &str, x_label: &str, y_label: &str, points: &[(String, f64, f64)]) -> anyhow::Result<()> {
-    register_font();
-    let tmp = path.with_extension("png.tmp.png");
-    {
-        let root = BitMapBackend::new(&tmp, (900, 600)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err(path))?;
-        let (x0, x1) = range(points.iter().map(|p| p.1));
-        // room on the right for the labels
-        let x1 = x1 + (x1 - x0) * 0.2;
-        let (y0, y1) = range(points.iter().map(|p| p.2));
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 24))
-            .margin(15)
-            .x_label_area_size(45)
-            .y_label_area_size(70)
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(draw_err(path))?;
-        chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 15)).draw().map_err(draw_err(path))?;
-        for (i, (name, x, y)) in points.iter().enumerate() {
-            if !(x.is_finite() && y.is_finite()) {
+    let (x0, x1) = range(points.iter().map(|p| p.1));
+    // room on the right for the labels
+    let x = (x0, x1 + (x1 - x0) * 0.2);
+    let y = range(points.iter().map(|p| p.2));
+    plot(path, title, x_label, y_label, x, y, |chart| {
+        for (i, (name, px, py)) in points.iter().enumerate() {
+            if !(px.is_finite() && py.is_finite()) {
                 continue;
             }
             let c = color(i);
-            let marker = EmptyElement::at((*x, *y)) + Circle::new((0, 0), 6, c.filled()) + Text::new(name.clone(), (9, -16), ("sans-serif", 14).into_font().color(&c));
+            let marker = EmptyElement::at((*px, *py)) + Circle::new((0, 0), 6, c.filled()) + Text::new(name.clone(), (9, -16), ("sans-serif", 14).into_font().color(&c));
             chart.draw_series(std::iter::once(marker)).map_err(draw_err(path))?;
         }
-        root.present().map_err(draw_err(path))?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+        Ok(())
+    })
 }
