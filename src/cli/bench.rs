@@ -28,6 +28,27 @@ pub enum BenchCmd {
     /// One BYOL training step on fixed random views, timed: the same model and step as
     /// ../shared/bench/byol_step.py (images/s counts both views, 2 x batch per step).
     Step(StepArgs),
+    /// End to end: decode + augment (loader threads) + copy + training step, steady-state
+    /// images/s on an image folder (the comparison with ../shared/bench/lightly_byol.py).
+    Train(TrainBenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct TrainBenchArgs {
+    /// Training data spec (e.g. folder:/data/cifar10@train).
+    #[arg(long)]
+    data: String,
+    /// Augmentation recipe.
+    #[arg(long, default_value = "byol-cifar")]
+    recipe: String,
+    /// Loader threads (0 = one per core).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// Batches prepared ahead.
+    #[arg(long, default_value_t = 6)]
+    prefetch: usize,
+    #[command(flatten)]
+    step: StepArgs,
 }
 
 #[derive(clap::Args)]
@@ -67,9 +88,9 @@ pub struct StepArgs {
     seed: u64,
 }
 
-fn step(a: StepArgs) -> anyhow::Result<()> {
-    use selfsup::backend::shim;
-    let sets: Vec<String> = vec![
+/// The benchmark model and optimiser as a config (the same for `bench step` and `bench train`).
+fn bench_config(a: &StepArgs, extra: &[String]) -> anyhow::Result<selfsup::config::Config> {
+    let mut sets: Vec<String> = vec![
         format!("method={}", toml::Value::String(a.method.clone())),
         format!("model.width={}", a.width),
         format!("projector.hidden={}", a.hidden),
@@ -84,7 +105,13 @@ fn step(a: StepArgs) -> anyhow::Result<()> {
         format!("train.batch={}", a.batch),
         format!("train.device={}", toml::Value::String(a.device.clone())),
     ];
-    let cfg = selfsup::config::load(None, &sets)?;
+    sets.extend(extra.iter().cloned());
+    Ok(selfsup::config::load(None, &sets)?)
+}
+
+/// Device, threads, TF32/cuDNN settings, the method (channels-last if asked) and its optimiser.
+fn bench_setup(a: &StepArgs, cfg: &selfsup::config::Config) -> anyhow::Result<(tch::Device, bool, Box<dyn selfsup::methods::Method>, selfsup::optim::Optimizer)> {
+    use selfsup::backend::shim;
     let device = selfsup::backend::parse_device(&a.device)?;
     if a.threads > 0 {
         tch::set_num_threads(a.threads as i32);
@@ -98,13 +125,26 @@ fn step(a: StepArgs) -> anyhow::Result<()> {
         eprintln!("note: --amp only applies on cuda; ignored");
     }
     shim::manual_seed(a.seed)?;
-    let mut method = selfsup::methods::build(&cfg, device)?;
+    let method = selfsup::methods::build(cfg, device)?;
     if a.channels_last {
         for (_, vs) in method.stores() {
             shim::params_to_channels_last(&vs.variables().into_values().collect::<Vec<_>>())?;
         }
     }
-    let mut opt = selfsup::optim::Optimizer::new(&cfg.optim, method.parameters());
+    let opt = selfsup::optim::Optimizer::new(&cfg.optim, method.parameters());
+    Ok((device, use_amp, method, opt))
+}
+
+fn sync(device: tch::Device) {
+    if let tch::Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+fn step(a: StepArgs) -> anyhow::Result<()> {
+    use selfsup::backend::shim;
+    let cfg = bench_config(&a, &[])?;
+    let (device, use_amp, mut method, mut opt) = bench_setup(&a, &cfg)?;
     // fixed random views: data loading is not part of this measurement
     tch::manual_seed(a.seed as i64 + 1);
     let mut views: Vec<tch::Tensor> = (0..2).map(|_| tch::Tensor::randn([a.batch as i64, 3, 32, 32], (tch::Kind::Float, device))).collect();
@@ -112,11 +152,7 @@ fn step(a: StepArgs) -> anyhow::Result<()> {
         views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
     }
     let labels = tch::Tensor::zeros([a.batch as i64], (tch::Kind::Int64, device));
-    let sync = || {
-        if let tch::Device::Cuda(i) = device {
-            tch::Cuda::synchronize(i as i64);
-        }
-    };
+    let sync = || sync(device);
     let mut one = |k: usize| -> anyhow::Result<tch::Tensor> {
         let out = {
             let _amp = if use_amp { Some(shim::AutocastGuard::bf16()?) } else { None };
@@ -163,7 +199,75 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
         BenchCmd::Augment { data, recipe, threads, samples, size, jitter_strength } => augment(data, recipe, threads, samples, size, jitter_strength),
         BenchCmd::Step(a) => step(a),
+        BenchCmd::Train(a) => train_bench(a),
     }
+}
+
+/// Steady-state end-to-end throughput: the loader (decode + augment on its threads, pinned
+/// batches on CUDA) feeds asynchronous copies and the step; the clock runs over `--steps` steps
+/// after `--warmup`, with one synchronisation at each end (none inside the loop).
+fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
+    use selfsup::augment::MultiView;
+    use selfsup::backend::shim;
+    use selfsup::data::{Loader, LoaderConfig};
+    let a = &t.step;
+    let cfg = bench_config(a, &[format!("data.recipe={}", toml::Value::String(t.recipe.clone())), format!("data.train={}", toml::Value::String(t.data.clone()))])?;
+    let (device, use_amp, mut method, mut opt) = bench_setup(a, &cfg)?;
+    let ds = std::sync::Arc::new(selfsup::data::open(&t.data)?);
+    let recipe = cfg.data.recipe()?;
+    let loader = Loader::new(ds, MultiView::new(&recipe), LoaderConfig { batch: a.batch, shuffle: true, drop_last: true, seed: a.seed, threads: t.workers, prefetch: t.prefetch, pin_memory: device.is_cuda(), shard: (0, 1) })?;
+    let total = a.warmup + a.steps;
+    println!("selfsup {} bench train data={} recipe={} device={} threads={} workers={} batch={} width={} hidden={} amp={} channels_last={}", env!("CARGO_PKG_VERSION"), t.data, t.recipe, a.device, tch::get_num_threads(), if t.workers == 0 { rayon::current_num_threads() } else { t.workers }, a.batch, a.width, a.hidden, use_amp, a.channels_last);
+    let mut k = 0usize;
+    let mut started: Option<Instant> = None;
+    let mut waited = 0.0f64;
+    let mut loss = tch::Tensor::zeros([1], (tch::Kind::Float, device));
+    'outer: for epoch in 0.. {
+        let mut it = loader.epoch(epoch, 0);
+        loop {
+            let w = Instant::now();
+            let Some(batch) = it.next() else { break };
+            if started.is_some() {
+                waited += w.elapsed().as_secs_f64();
+            }
+            let batch = batch?;
+            let mut views: Vec<tch::Tensor> = batch.views.iter().map(|v| v.to_device_(device, tch::Kind::Float, true, false)).collect();
+            if a.channels_last {
+                views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
+            }
+            let labels = batch.labels.to_device(device);
+            let out = {
+                let _amp = if use_amp { Some(shim::AutocastGuard::bf16()?) } else { None };
+                method.forward(&views, &labels)?
+            };
+            selfsup::train::step::apply_update(method.as_mut(), &mut opt, &out.loss, a.lr, k, total, false)?;
+            loss = out.loss;
+            k += 1;
+            if k == a.warmup {
+                sync(device);
+                started = Some(Instant::now());
+            }
+            if k == total {
+                break 'outer;
+            }
+        }
+        anyhow::ensure!(epoch < 1_000_000 && loader.batches_per_epoch() > 0, "the dataset gives no full batch");
+    }
+    let lv = loss.double_value(&[]); // synchronises
+    let dt = started.map(|s| s.elapsed().as_secs_f64()).unwrap_or(f64::NAN);
+    anyhow::ensure!(lv.is_finite(), "non-finite loss {lv}");
+    let imgs = 2 * a.batch * a.steps;
+    println!(
+        "RESULT steps={} seconds={dt:.2} images_per_s={:.1} (images = 2*B = {} per step) loader_wait_ms_per_step={:.2} final_loss={lv:.4}",
+        a.steps,
+        imgs as f64 / dt,
+        2 * a.batch,
+        waited * 1e3 / a.steps.max(1) as f64
+    );
+    if let tch::Device::Cuda(i) = device {
+        println!("peak_mem_GiB={:.2}", shim::cuda_peak_bytes(i)? as f64 / (1u64 << 30) as f64);
+    }
+    Ok(())
 }
 
 fn augment(data: String, recipe: String, threads: usize, samples: usize, size: usize, jitter_strength: f32) -> anyhow::Result<()> {
