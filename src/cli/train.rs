@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct TrainArgs {
-    /// byol
+    /// byol | simclr | mocov2 | adco | simsiam | supcon
     #[arg(long)]
     method: Option<String>,
     /// Training data spec (sets data.train).
@@ -65,6 +65,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     sets.extend(user_sets);
     let cfg = cfg_args.load(&sets)?;
     let summary = train(&cfg, &TrainOptions { out: a.out.clone(), resume: a.resume, quiet: a.quiet, stop_after_steps: a.stop_after_steps })?;
+    if !selfsup::backend::dist::place().is_main() {
+        return Ok(()); // rank 0 reports for the job
+    }
     if a.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
