@@ -203,10 +203,6 @@ impl AdCo {
         Ok(AdCo { cfg: cfg.adco.clone(), net, bank, pending: None })
     }
 
-    pub fn bank(&mut self) -> &mut NegativeBank {
-        &mut self.bank
-    }
-
     fn ascent(&self) -> AscentConfig {
         AscentConfig { temperature: self.cfg.bank_temperature, lr: self.cfg.bank_lr, momentum: self.cfg.bank_momentum, weight_decay: self.cfg.bank_weight_decay }
     }

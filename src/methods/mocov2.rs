@@ -110,10 +110,6 @@ impl MocoV2 {
         let queue = KeyQueue::new(cfg.mocov2.queue_size, cfg.projector.out, device);
         Ok(MocoV2 { cfg: cfg.mocov2.clone(), net, queue, pending: None })
     }
-
-    pub fn queue(&self) -> &KeyQueue {
-        &self.queue
-    }
 }
 
 impl Method for MocoV2 {

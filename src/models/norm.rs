@@ -137,9 +137,9 @@ impl Norm {
             y = y * w.view(shape.as_slice()) + b.view(shape.as_slice());
         }
         tch::no_grad(|| {
-            let total = n.double_value(&[0]);
+            // n/(n−1) on the device: no host synchronisation inside the forward pass
             if let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) {
-                let unbiased = &var * (total / (total - 1.0).max(1.0));
+                let unbiased = &var * (&n / (&n - 1.0).clamp_min(1.0));
                 rm.shallow_clone().copy_(&(rm * (1.0 - BN_MOMENTUM) + mean.detach() * BN_MOMENTUM));
                 rv.shallow_clone().copy_(&(rv * (1.0 - BN_MOMENTUM) + unbiased.detach() * BN_MOMENTUM));
             }

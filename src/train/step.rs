@@ -17,9 +17,11 @@ pub enum Update {
 pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, loss: &Tensor, lr: f64, step: usize, total: usize, check_grads: bool) -> anyhow::Result<Update> {
     opt.zero_grad();
     loss.backward();
-    // data parallel: every rank continues with the gradient averaged over ranks (a no-op alone)
-    let params: Vec<Tensor> = opt.params.iter().map(|p| p.tensor.shallow_clone()).collect();
-    crate::backend::dist::average_gradients(&params, 25 << 20)?;
+    // data parallel: every rank continues with the gradient averaged over ranks
+    if crate::backend::dist::place().distributed() {
+        let params: Vec<Tensor> = opt.params.iter().map(|p| p.tensor.shallow_clone()).collect();
+        crate::backend::dist::average_gradients(&params, 25 << 20)?;
+    }
     if check_grads && !opt.grads_finite() {
         opt.zero_grad();
         return Ok(Update::NonFinite);
