@@ -5,9 +5,10 @@ use common::plain::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use selfsup::analysis::{batch_mean_cos, effective_rank, z_std};
-use selfsup::losses::{alignment, byol_negatives_term, info_nce, negative_cosine, nt_xent, sup_con, sup_con_views, uniformity};
+use selfsup::losses::{alignment, byol_negatives_term, info_nce, info_nce_batch_keys, negative_cosine, nt_xent, sup_con, sup_con_views, uniformity};
 use selfsup::methods::adco::{AscentConfig, NegativeBank};
 use selfsup::methods::mocov2::KeyQueue;
+use selfsup::methods::momentum_contrast::KeyNegatives;
 use tch::{Device, Kind, Tensor};
 
 /// SimCLR (arXiv:2002.05709) Algorithm 1 by hand: rows 2k and 2k+1 of `z` are the two views of
@@ -54,6 +55,40 @@ fn info_nce_reference(q: &Matrix, k: &Matrix, neg: &Matrix, t: f64) -> f64 {
         total += -(pos / (pos + negs)).ln();
     }
     total / q.len() as f64
+}
+
+/// AdCo's logits `[q·Kᵀ | q·Wᵀ]` by hand: query i (of a block starting at key `offset`) against
+/// every key and every negative, its positive being key offset + i.
+fn info_nce_batch_keys_reference(q: &Matrix, keys: &Matrix, neg: &Matrix, t: f64, offset: usize) -> f64 {
+    let (q, keys, neg) = (units(q), units(keys), units(neg));
+    let mut total = 0.0;
+    for i in 0..q.len() {
+        let pos = (dot(&q[i], &keys[offset + i]) / t).exp();
+        let all_keys: f64 = keys.iter().map(|k| (dot(&q[i], k) / t).exp()).sum();
+        let negs: f64 = neg.iter().map(|n| (dot(&q[i], n) / t).exp()).sum();
+        total += -(pos / (all_keys + negs)).ln();
+    }
+    total / q.len() as f64
+}
+
+#[test]
+fn info_nce_with_batch_keys_matches_adcos_logits_and_its_closed_form() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    for &(n, m, k, t) in &[(4usize, 4usize, 6usize, 0.12), (3, 9, 0, 0.5), (5, 10, 17, 0.02)] {
+        for offset in [0, m - n] {
+            let (q, keys, neg) = (rand_matrix(&mut rng, n, 7), rand_matrix(&mut rng, m, 7), rand_matrix(&mut rng, k, 7));
+            let neg_t = if k == 0 { Tensor::zeros([0, 7], (Kind::Float, Device::Cpu)) } else { to_tensor(&neg) };
+            let ours = info_nce_batch_keys(&to_tensor(&q), &to_tensor(&keys), &neg_t, t, offset as i64).double_value(&[]);
+            let reference = info_nce_batch_keys_reference(&q, &keys, &neg, t, offset);
+            assert!((ours - reference).abs() < 1e-4 * reference.abs().max(1.0), "n={n} m={m} k={k} t={t} offset={offset}: {ours} vs {reference}");
+        }
+    }
+    // q_i = k_i = e_i, two negatives orthogonal to all: each row is log(e^{1/τ} + (N−1) + K) − 1/τ
+    let e = |i: usize| (0..5).map(|c| if c == i { 1.0 } else { 0.0 }).collect::<Vec<f64>>();
+    let q: Matrix = (0..3).map(e).collect();
+    let neg: Matrix = vec![e(3), e(4)];
+    let ours = info_nce_batch_keys(&to_tensor(&q), &to_tensor(&q), &to_tensor(&neg), 0.25, 0).double_value(&[]);
+    assert!((ours - ((4.0f64).exp() + 2.0 + 2.0).ln() + 4.0).abs() < 1e-5, "{ours}");
 }
 
 #[test]
@@ -130,14 +165,16 @@ fn info_nce_matches_moco_eq_1_and_its_closed_form() {
 /// AdCo (arXiv:2011.08435) Eq. 5: for a unit negative n̂_k, ∂L/∂n̂_k = (1/τ)(1/N) Σᵢ p(n_k|qᵢ) q̂ᵢ with
 /// p(n_k|qᵢ) = exp(q̂ᵢ·n̂_k/τ) / (exp(q̂ᵢ·k̂ᵢ/τ) + Σ_j exp(q̂ᵢ·n̂_j/τ)); the (1/N) is our mean over
 /// queries. The bank stores raw rows W_k and normalises on use, so the chain rule gives
-/// ∂L/∂W_k = (I − n̂_k n̂_kᵀ)·(∂L/∂n̂_k)/‖W_k‖.
-fn adco_gradient_reference(q: &Matrix, k: &Matrix, w: &Matrix, t: f64) -> Matrix {
+/// ∂L/∂W_k = (I − n̂_k n̂_kᵀ)·(∂L/∂n̂_k)/‖W_k‖. With `batch_keys` the denominator of p sums over
+/// every key of the batch, Σ_j exp(q̂ᵢ·k̂_j/τ), instead of the positive's term alone.
+fn adco_gradient_reference(q: &Matrix, k: &Matrix, w: &Matrix, t: f64, batch_keys: bool) -> Matrix {
     let (q, k, n) = (units(q), units(k), units(w));
     let big_n = q.len() as f64;
     let d = q[0].len();
     let mut grad = vec![vec![0.0; d]; w.len()];
     for i in 0..q.len() {
-        let z = (dot(&q[i], &k[i]) / t).exp() + n.iter().map(|nj| (dot(&q[i], nj) / t).exp()).sum::<f64>();
+        let keys: f64 = if batch_keys { k.iter().map(|kj| (dot(&q[i], kj) / t).exp()).sum() } else { (dot(&q[i], &k[i]) / t).exp() };
+        let z = keys + n.iter().map(|nj| (dot(&q[i], nj) / t).exp()).sum::<f64>();
         for (kk, nk) in n.iter().enumerate() {
             let p = (dot(&q[i], nk) / t).exp() / z;
             for c in 0..d {
@@ -155,8 +192,9 @@ fn adco_gradient_reference(q: &Matrix, k: &Matrix, w: &Matrix, t: f64) -> Matrix
     grad
 }
 
-fn bank_with(w: &Matrix) -> NegativeBank {
+fn bank_with(w: &Matrix, keys: KeyNegatives) -> NegativeBank {
     let mut bank = NegativeBank::new(w.len(), w[0].len() as i64, true, Device::Cpu);
+    bank.keys = keys;
     tch::no_grad(|| bank.active().copy_(&to_tensor(w)));
     bank
 }
@@ -164,20 +202,32 @@ fn bank_with(w: &Matrix) -> NegativeBank {
 #[test]
 fn adco_bank_gradient_is_the_papers_formula_and_ascent_raises_the_loss() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    for &(n, k, d, t) in &[(4usize, 6usize, 5usize, 0.02), (16, 32, 8, 0.12), (8, 5, 3, 1.0)] {
-        let (q, kk) = (rand_matrix(&mut rng, n, d), rand_matrix(&mut rng, n, d));
-        let w = rand_matrix(&mut rng, k, d); // raw rows, not unit: the projection and 1/‖W‖ matter
-        let mut bank = bank_with(&w);
-        let ours = from_tensor(&bank.gradient(&to_tensor(&q), &to_tensor(&kk), t));
-        let reference = adco_gradient_reference(&q, &kk, &w, t);
-        let scale = reference.iter().flatten().map(|x| x.abs()).fold(0.0, f64::max);
-        assert!(max_abs_diff(&ours, &reference) < 1e-5 * scale.max(1.0), "n={n} k={k} t={t}: {}", max_abs_diff(&ours, &reference));
+    for (keys, batch_keys) in [(KeyNegatives::PositiveOnly, false), (KeyNegatives::Batch, true)] {
+        for &(n, k, d, t) in &[(4usize, 6usize, 5usize, 0.02), (16, 32, 8, 0.12), (8, 5, 3, 1.0)] {
+            let (q, kk) = (rand_matrix(&mut rng, n, d), rand_matrix(&mut rng, n, d));
+            let w = rand_matrix(&mut rng, k, d); // raw rows, not unit: the projection and 1/‖W‖ matter
+            let mut bank = bank_with(&w, keys);
+            let pairs = [(to_tensor(&q), to_tensor(&kk))];
+            let ours = from_tensor(&bank.gradient(&pairs, t));
+            let reference = adco_gradient_reference(&q, &kk, &w, t, batch_keys);
+            let scale = reference.iter().flatten().map(|x| x.abs()).fold(0.0, f64::max);
+            assert!(max_abs_diff(&ours, &reference) < 1e-5 * scale.max(1.0), "{keys:?} n={n} k={k} t={t}: {}", max_abs_diff(&ours, &reference));
 
-        let before = bank.loss(&to_tensor(&q), &to_tensor(&kk), t).double_value(&[]);
-        bank.ascend(&to_tensor(&q), &to_tensor(&kk), &AscentConfig { temperature: t, lr: 0.05 * t, momentum: 0.9, weight_decay: 1e-4 });
-        let after = bank.loss(&to_tensor(&q), &to_tensor(&kk), t).double_value(&[]);
-        assert!(after > before, "one ascent step must raise the bank's loss: {before} -> {after}");
+            let before = bank.loss(&pairs, t).double_value(&[]);
+            bank.ascend(&pairs, &AscentConfig { temperature: t, lr: 0.05 * t, momentum: 0.9, weight_decay: 1e-4 });
+            let after = bank.loss(&pairs, t).double_value(&[]);
+            assert!(after > before, "{keys:?}: one ascent step must raise the bank's loss: {before} -> {after}");
+        }
     }
+    // symmetric: the gradient of the mean of two terms is the mean of their gradients (the
+    // official sym step's 0.5·g₁ + 0.5·g₂)
+    let (q1, k1, q2, k2) = (rand_matrix(&mut rng, 6, 4), rand_matrix(&mut rng, 6, 4), rand_matrix(&mut rng, 6, 4), rand_matrix(&mut rng, 6, 4));
+    let w = rand_matrix(&mut rng, 9, 4);
+    let mut bank = bank_with(&w, KeyNegatives::Batch);
+    let ours = from_tensor(&bank.gradient(&[(to_tensor(&q1), to_tensor(&k2)), (to_tensor(&q2), to_tensor(&k1))], 0.1));
+    let (g1, g2) = (adco_gradient_reference(&q1, &k2, &w, 0.1, true), adco_gradient_reference(&q2, &k1, &w, 0.1, true));
+    let reference: Matrix = g1.iter().zip(&g2).map(|(a, b)| a.iter().zip(b).map(|(x, y)| 0.5 * (x + y)).collect()).collect();
+    assert!(max_abs_diff(&ours, &reference) < 1e-5, "symmetric: {}", max_abs_diff(&ours, &reference));
 }
 
 #[test]

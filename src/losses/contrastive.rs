@@ -10,6 +10,11 @@
 //! * [`info_nce`]: the MoCo form (He et al., arXiv:1911.05722, Eq. 1; MoCo v2 arXiv:2003.04297):
 //!   one positive key per query and an external set of negatives (a queue, or AdCo's bank),
 //!   `L = −log( exp(q·k⁺/τ) / (exp(q·k⁺/τ) + Σ_n exp(q·n/τ)) )`, averaged over queries.
+//! * [`info_nce_batch_keys`]: the same with every key of the batch in the denominator — the
+//!   form AdCo trains with (Hu et al., arXiv:2011.08435; the official training step builds its
+//!   logits as `[q·Kᵀ | q·Wᵀ]` over the gathered batch keys K and the bank W, the positive of
+//!   query i being key i), so the other images' keys are negatives next to the bank's:
+//!   `L = −log( exp(q_i·k_i/τ) / (Σ_j exp(q_i·k_j/τ) + Σ_n exp(q_i·n/τ)) )`.
 use super::l2_normalize;
 use tch::{Kind, Tensor};
 
@@ -61,6 +66,20 @@ pub fn info_nce_logits(q: &Tensor, k: &Tensor, negatives: &Tensor, temperature: 
     let pos = (&q * k).sum_dim_intlist([1i64].as_slice(), true, kd);
     let neg = q.matmul(&n.tr());
     Tensor::cat(&[pos, neg], 1) / temperature
+}
+
+/// InfoNCE over `[q·kᵀ | q·nᵀ]/τ`: `q: [N, D]` queries, `keys: [M, D]` every key of the batch
+/// (M ≥ offset + N; with data parallelism the keys of all ranks), `negatives: [K, D]` (K may be 0).
+/// Query i's positive is key `offset + i`; every other key and every negative is a negative.
+/// Mean over queries; everything is L2-normalised here.
+pub fn info_nce_batch_keys(q: &Tensor, keys: &Tensor, negatives: &Tensor, temperature: f64, offset: i64) -> Tensor {
+    let kd = super::compute_kind(q.kind());
+    let q = l2_normalize(&q.to_kind(kd));
+    let k = l2_normalize(&keys.to_kind(kd));
+    let n = l2_normalize(&negatives.to_kind(kd));
+    let logits = Tensor::cat(&[q.matmul(&k.tr()), q.matmul(&n.tr())], 1) / temperature;
+    let targets = Tensor::arange(q.size()[0], (Kind::Int64, q.device())) + offset;
+    -logits.log_softmax(1, kd).gather(1, &targets.unsqueeze(1), false).mean(kd)
 }
 
 /// InfoNCE with one positive key per query and shared negatives `[K, D]`; mean over queries.

@@ -6,7 +6,7 @@ pub mod simsiam;
 
 pub use alignment_uniformity::{alignment, uniformity};
 pub use byol::{byol_negatives_term, regression_loss};
-pub use contrastive::{info_nce, info_nce_logits, nt_xent, sup_con, sup_con_views};
+pub use contrastive::{info_nce, info_nce_batch_keys, info_nce_logits, nt_xent, sup_con, sup_con_views};
 pub use simsiam::negative_cosine;
 
 /// L2-normalises rows: `x / max(‖x‖₂, 1e-12)` (as `torch.nn.functional.normalize`).

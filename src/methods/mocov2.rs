@@ -7,7 +7,7 @@ use crate::backend::dist::all_gather_detached;
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::l2_normalize;
-use crate::methods::momentum_contrast::{validate_momentum, Pending, QueryKey};
+use crate::methods::momentum_contrast::{validate_momentum, KeyNegatives, Pending, QueryKey};
 use crate::methods::simclr::check_temperature;
 use crate::methods::branch::Branch;
 use crate::methods::{Method, StepOutput};
@@ -118,7 +118,7 @@ impl Method for MocoV2 {
     }
 
     fn forward(&mut self, views: &[Tensor], _labels: &Tensor) -> anyhow::Result<StepOutput> {
-        let (loss, embeddings, pending) = self.net.loss(views, &self.queue.keys(), self.cfg.temperature, self.cfg.symmetric)?;
+        let (loss, embeddings, pending) = self.net.loss(views, &self.queue.keys(), self.cfg.temperature, self.cfg.symmetric, KeyNegatives::PositiveOnly)?;
         self.pending = Some(pending);
         Ok(StepOutput { loss, embeddings })
     }
@@ -127,7 +127,7 @@ impl Method for MocoV2 {
         let m = self.net.update_key(self.cfg.momentum_base, self.cfg.momentum_end, step, total)?;
         if let Some(p) = self.pending.take() {
             // every rank enqueues the keys of the global batch (rank order), so queues stay equal
-            self.queue.enqueue(&all_gather_detached(&p.keys)?);
+            self.queue.enqueue(&all_gather_detached(&p.keys())?);
         }
         Ok(vec![("tau", m)])
     }

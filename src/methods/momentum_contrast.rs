@@ -4,7 +4,8 @@
 //! symmetrised over the two views.
 use crate::config::Config;
 use crate::error::Error;
-use crate::losses::info_nce;
+use crate::backend::dist::{self, all_gather_detached};
+use crate::losses::{info_nce, info_nce_batch_keys};
 use crate::methods::branch::{Branch, MomentumBranch};
 use crate::optim::schedule::momentum_schedule;
 use tch::nn::VarStore;
@@ -17,13 +18,28 @@ pub struct QueryKey {
     pub key: MomentumBranch,
 }
 
-/// Queries and keys of one step, detached, kept for the work after the optimiser step
+/// Query/key pairs of one step, detached, kept for the work after the optimiser step
 /// (enqueueing keys, the AdCo bank's ascent) so that the loss's graph is never modified in place.
+/// One pair per loss term: (q₁, k₂), and (q₂, k₁) when symmetric.
 pub struct Pending {
-    /// `[M, D]` queries (both views when symmetric).
-    pub queries: Tensor,
-    /// `[M, D]` the matching positive keys.
-    pub keys: Tensor,
+    /// `([N, D]` queries, `[N, D]` their positive keys`)`.
+    pub pairs: Vec<(Tensor, Tensor)>,
+}
+
+impl Pending {
+    /// Every key of the step, `[N·terms, D]`, in term order.
+    pub fn keys(&self) -> Tensor {
+        Tensor::cat(&self.pairs.iter().map(|(_, k)| k.shallow_clone()).collect::<Vec<_>>(), 0)
+    }
+}
+
+/// Which keys a query is contrasted with besides the external negatives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyNegatives {
+    /// Only its own positive key (MoCo, Eq. 1).
+    PositiveOnly,
+    /// Every key of the global batch, its own being the positive (AdCo's official step).
+    Batch,
 }
 
 impl QueryKey {
@@ -45,24 +61,39 @@ impl QueryKey {
     /// InfoNCE of view-1 queries against view-2 keys (and, if `symmetric`, the mean with the swapped
     /// term — both computed before anything is enqueued) with `negatives` `[K, D]` (detached).
     /// Returns the loss, the online projections of the first two views (for metrics) and the
-    /// pending queries/keys.
-    pub fn loss(&self, views: &[Tensor], negatives: &Tensor, temperature: f64, symmetric: bool) -> anyhow::Result<(Tensor, Vec<Tensor>, Pending)> {
+    /// pending query/key pairs.
+    pub fn loss(&self, views: &[Tensor], negatives: &Tensor, temperature: f64, symmetric: bool, batch: KeyNegatives) -> anyhow::Result<(Tensor, Vec<Tensor>, Pending)> {
         anyhow::ensure!(views.len() >= 2, "momentum contrast needs two views, the recipe gives {}", views.len());
+        let term = |q: &Tensor, k: &Tensor| contrast(q, k, negatives, temperature, batch);
         let q1 = self.query.forward(&views[0]);
         let k2 = self.key.forward(&views[1]);
         if symmetric {
             let q2 = self.query.forward(&views[1]);
             let k1 = self.key.forward(&views[0]);
-            let loss = (info_nce(&q1, &k2, negatives, temperature) + info_nce(&q2, &k1, negatives, temperature)) * 0.5;
-            let pending = Pending { queries: Tensor::cat(&[q1.detach(), q2.detach()], 0), keys: Tensor::cat(&[&k2, &k1], 0) };
+            let loss = (term(&q1, &k2)? + term(&q2, &k1)?) * 0.5;
+            let pending = Pending { pairs: vec![(q1.detach(), k2), (q2.detach(), k1)] };
             Ok((loss, vec![q1.detach(), q2.detach()], pending))
         } else {
-            let loss = info_nce(&q1, &k2, negatives, temperature);
+            let loss = term(&q1, &k2)?;
             // the second view's projection is only needed for the metrics: no graph
             let z2 = tch::no_grad(|| self.query.forward(&views[1]));
-            Ok((loss, vec![q1.detach(), z2], Pending { queries: q1.detach(), keys: k2 }))
+            Ok((loss, vec![q1.detach(), z2], Pending { pairs: vec![(q1.detach(), k2)] }))
         }
     }
+}
+
+/// One InfoNCE term of this rank's queries `q: [N, D]` against their keys `k: [N, D]` (detached)
+/// and `negatives`; with [`KeyNegatives::Batch`] the keys of every rank join the denominator
+/// (gathered in rank order, so this rank's positives start at `rank·N`).
+pub fn contrast(q: &Tensor, k: &Tensor, negatives: &Tensor, temperature: f64, batch: KeyNegatives) -> anyhow::Result<Tensor> {
+    Ok(match batch {
+        KeyNegatives::PositiveOnly => info_nce(q, k, negatives, temperature),
+        KeyNegatives::Batch => {
+            let keys = all_gather_detached(k)?;
+            let offset = dist::place().rank as i64 * q.size()[0];
+            info_nce_batch_keys(q, &keys, negatives, temperature, offset)
+        }
+    })
 }
 
 /// Momentum `m_k` at step k of K: cosine from `base` to `end` (constant when equal).

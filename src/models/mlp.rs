@@ -16,11 +16,14 @@ pub struct MlpConfig {
     pub layers: usize,
     /// Norm after each hidden linear layer.
     pub norm: NormKind,
+    /// Also apply `norm` to the output (SimSiam's projector, arXiv:2011.10566 §4.4 and Table 4(d):
+    /// BN on the projection MLP's output; BYOL's heads have none).
+    pub output_norm: bool,
 }
 
 impl Default for MlpConfig {
     fn default() -> Self {
-        MlpConfig { hidden: 4096, out: 256, layers: 2, norm: NormKind::Bn }
+        MlpConfig { hidden: 4096, out: 256, layers: 2, norm: NormKind::Bn, output_norm: false }
     }
 }
 
@@ -39,11 +42,12 @@ impl MlpConfig {
     }
 }
 
-/// Linear → Norm → ReLU, repeated `layers - 1` times, then Linear.
+/// Linear → Norm → ReLU, repeated `layers - 1` times, then Linear (→ Norm with `output_norm`).
 #[derive(Debug)]
 pub struct Mlp {
     hidden: Vec<(Linear, Norm)>,
     last: Linear,
+    last_norm: Option<Norm>,
 }
 
 impl Mlp {
@@ -55,7 +59,8 @@ impl Mlp {
             hidden.push((Linear::new(&lp / "linear", d, cfg.hidden, true), Norm::new(&lp / "norm", cfg.norm, cfg.hidden, 8)));
             d = cfg.hidden;
         }
-        Mlp { hidden, last: Linear::new(&vs / "out", d, cfg.out, true) }
+        let last_norm = cfg.output_norm.then(|| Norm::new(&vs / "out_norm", cfg.norm, cfg.out, 8));
+        Mlp { hidden, last: Linear::new(&vs / "out", d, cfg.out, true), last_norm }
     }
 
     /// `x: [N, din]` → `[N, out]`.
@@ -64,6 +69,10 @@ impl Mlp {
         for (lin, norm) in &self.hidden {
             h = norm.forward(&lin.forward(&h), train).relu();
         }
-        self.last.forward(&h)
+        let out = self.last.forward(&h);
+        match &self.last_norm {
+            Some(norm) => norm.forward(&out, train),
+            None => out,
+        }
     }
 }
