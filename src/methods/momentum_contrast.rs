@@ -42,6 +42,17 @@ pub enum KeyNegatives {
     Batch,
 }
 
+impl KeyNegatives {
+    /// InfoNCE of `q: [N, D]` whose positives are rows `offset..offset + N` of `keys: [M, D]`,
+    /// against `negatives` and, for [`KeyNegatives::Batch`], every other row of `keys`.
+    pub fn info_nce(self, q: &Tensor, keys: &Tensor, negatives: &Tensor, temperature: f64, offset: i64) -> Tensor {
+        match self {
+            KeyNegatives::PositiveOnly => info_nce(q, &keys.narrow(0, offset, q.size()[0]), negatives, temperature),
+            KeyNegatives::Batch => info_nce_batch_keys(q, keys, negatives, temperature, offset),
+        }
+    }
+}
+
 impl QueryKey {
     pub fn new(cfg: &Config, device: Device) -> anyhow::Result<QueryKey> {
         let vs = VarStore::new(device);
@@ -86,14 +97,11 @@ impl QueryKey {
 /// and `negatives`; with [`KeyNegatives::Batch`] the keys of every rank join the denominator
 /// (gathered in rank order, so this rank's positives start at `rank·N`).
 pub fn contrast(q: &Tensor, k: &Tensor, negatives: &Tensor, temperature: f64, batch: KeyNegatives) -> anyhow::Result<Tensor> {
-    Ok(match batch {
-        KeyNegatives::PositiveOnly => info_nce(q, k, negatives, temperature),
-        KeyNegatives::Batch => {
-            let keys = all_gather_detached(k)?;
-            let offset = dist::place().rank as i64 * q.size()[0];
-            info_nce_batch_keys(q, &keys, negatives, temperature, offset)
-        }
-    })
+    let (keys, offset) = match batch {
+        KeyNegatives::PositiveOnly => (k.shallow_clone(), 0),
+        KeyNegatives::Batch => (all_gather_detached(k)?, dist::place().rank as i64 * q.size()[0]),
+    };
+    Ok(batch.info_nce(q, &keys, negatives, temperature, offset))
 }
 
 /// Momentum `m_k` at step k of K: cosine from `base` to `end` (constant when equal).
