@@ -2,7 +2,7 @@
 //! 2 ranks × 16 with synchronised BatchNorm follow the loss trajectory and reach the final weights
 //! of 1 rank × 32 with plain BatchNorm (float64, so the comparison is not blurred by float32
 //! rounding amplified by small-batch BN); per-rank BN does not. SimCLR with negatives gathered from
-//! both ranks gives the single-process loss. A killed rank makes the survivor exit with an error.
+//! both ranks, MoCo v2's queue and AdCo's bank fed by both ranks give the single-process loss. A killed rank makes the survivor exit with an error.
 mod common;
 use common::*;
 use std::path::Path;
@@ -116,6 +116,35 @@ fn simclr_gathers_negatives_from_every_rank() {
     let d = max_diff(&losses(&one), &losses(&two));
     assert!(d < 1e-5, "SimCLR 2×16 vs 1×32: loss differs by {d:e}");
     assert!(weight_diff(&one, &two) < 1e-5);
+}
+
+/// MoCo v2 and AdCo with the symmetric loss: the keys are gathered once per step, contrasted
+/// (AdCo: the whole batch's keys are negatives), enqueued / written into the bank and used by the
+/// bank's ascent in the same order as one process's; the queue and bank (96 rows, 64 keys a step)
+/// wrap or fill within the run, so a wrong order or a missing rank's keys shows in the losses.
+#[test]
+fn momentum_contrast_on_two_ranks_equals_one_process() {
+    require_gloo();
+    let dir = tempfile::tempdir().unwrap();
+    for (method, extra) in [("mocov2", ["mocov2.symmetric=true", "mocov2.queue_size=96"]), ("adco", ["adco.symmetric=true", "adco.bank_size=96"])] {
+        let (one, two) = (dir.path().join(format!("{method}-one")), dir.path().join(format!("{method}-two")));
+        let mut s1 = sets(method, "bn");
+        let mut s2 = sets(method, "syncbn");
+        for s in [&mut s1, &mut s2] {
+            s.push("train.epochs=2".into());
+            s.extend(extra.iter().map(|e| e.to_string()));
+        }
+        let o = run_owned(&train_args(&one, 32, &s1));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let o = launch(2, train_args(&two, 16, &s2));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let (l1, l2) = (losses(&one), losses(&two));
+        assert_eq!(l1.len(), 10, "{method}: 10 steps logged");
+        let d = max_diff(&l1, &l2);
+        assert!(d < 1e-5, "{method} 2×16 vs 1×32: loss differs by {d:e}");
+        let w = weight_diff(&one, &two);
+        assert!(w < 1e-5, "{method}: final weights differ by {w:e}");
+    }
 }
 
 #[test]

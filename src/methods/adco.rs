@@ -250,11 +250,13 @@ impl Method for AdCo {
         let m = self.net.update_key(self.cfg.momentum_base, self.cfg.momentum_end, step, total)?;
         if let Some(p) = self.pending.take() {
             // the same queries and keys the encoder's loss used (AdCo Algorithm 1)
-            // with every rank's queries and keys, so the banks stay equal across ranks
-            let pairs = p.pairs.iter().map(|(q, k)| Ok((all_gather_detached(q)?, all_gather_detached(k)?))).collect::<anyhow::Result<Vec<_>>>()?;
+            // with every rank's queries (the keys are already the global batch's), so the banks
+            // stay equal across ranks
+            let keys = p.keys();
+            let pairs = p.pairs.iter().map(|(q, k)| Ok((all_gather_detached(q)?, k.shallow_clone()))).collect::<anyhow::Result<Vec<_>>>()?;
             let a = self.ascent();
             self.bank.ascend(&pairs, &a);
-            self.bank.fill(&Pending { pairs }.keys());
+            self.bank.fill(&keys);
         }
         Ok(vec![("tau", m)])
     }

@@ -3,7 +3,6 @@
 //! online encoder + MLP head, keys from its momentum copy, negatives from a FIFO queue of the last
 //! K keys. The keys of a step are enqueued after the step, so with the symmetric loss both terms
 //! see the same queue.
-use crate::backend::dist::all_gather_detached;
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::l2_normalize;
@@ -87,7 +86,7 @@ impl KeyQueue {
             let size = self.len();
             let n = k.size()[0];
             let take = n.min(size);
-            let k = l2_normalize(&k.narrow(0, n - take, take).to_kind(Kind::Float));
+            let k = l2_normalize(&k.narrow(0, n - take, take).to_kind(self.keys.kind()));
             let start = self.ptr.to_kind(Kind::Int64) + (n - take);
             let rows = (Tensor::arange(take, (Kind::Int64, k.device())) + start).remainder(size);
             let _ = self.keys.shallow_clone().index_copy_(0, &rows, &k);
@@ -126,8 +125,8 @@ impl Method for MocoV2 {
     fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
         let m = self.net.update_key(self.cfg.momentum_base, self.cfg.momentum_end, step, total)?;
         if let Some(p) = self.pending.take() {
-            // every rank enqueues the keys of the global batch (rank order), so queues stay equal
-            self.queue.enqueue(&all_gather_detached(&p.keys())?);
+            // every rank enqueues the keys of the global batch, so queues stay equal
+            self.queue.enqueue(&p.keys());
         }
         Ok(vec![("tau", m)])
     }

@@ -22,12 +22,12 @@ pub struct QueryKey {
 /// (enqueueing keys, the AdCo bank's ascent) so that the loss's graph is never modified in place.
 /// One pair per loss term: (q₁, k₂), and (q₂, k₁) when symmetric.
 pub struct Pending {
-    /// `([N, D]` queries, `[N, D]` their positive keys`)`.
+    /// `(this rank's [N, D] queries, the global batch's [N·ranks, D] keys in rank order)`.
     pub pairs: Vec<(Tensor, Tensor)>,
 }
 
 impl Pending {
-    /// Every key of the step, `[N·terms, D]`, in term order.
+    /// Every key of the global batch, `[N·ranks·terms, D]`, in term order.
     pub fn keys(&self) -> Tensor {
         Tensor::cat(&self.pairs.iter().map(|(_, k)| k.shallow_clone()).collect::<Vec<_>>(), 0)
     }
@@ -71,37 +71,28 @@ impl QueryKey {
 
     /// InfoNCE of view-1 queries against view-2 keys (and, if `symmetric`, the mean with the swapped
     /// term — both computed before anything is enqueued) with `negatives` `[K, D]` (detached).
-    /// Returns the loss, the online projections of the first two views (for metrics) and the
-    /// pending query/key pairs.
+    /// The keys are gathered over ranks once here ([`KeyNegatives::Batch`] contrasts with all of
+    /// them; the queue and the bank need them after the step). Returns the loss, the online
+    /// projections of the first two views (for metrics) and the pending query/key pairs.
     pub fn loss(&self, views: &[Tensor], negatives: &Tensor, temperature: f64, symmetric: bool, batch: KeyNegatives) -> anyhow::Result<(Tensor, Vec<Tensor>, Pending)> {
         anyhow::ensure!(views.len() >= 2, "momentum contrast needs two views, the recipe gives {}", views.len());
-        let term = |q: &Tensor, k: &Tensor| contrast(q, k, negatives, temperature, batch);
+        let offset = dist::place().rank as i64 * views[0].size()[0];
+        let term = |q: &Tensor, keys: &Tensor| batch.info_nce(q, keys, negatives, temperature, offset);
         let q1 = self.query.forward(&views[0]);
-        let k2 = self.key.forward(&views[1]);
+        let k2 = all_gather_detached(&self.key.forward(&views[1]))?;
         if symmetric {
             let q2 = self.query.forward(&views[1]);
-            let k1 = self.key.forward(&views[0]);
-            let loss = (term(&q1, &k2)? + term(&q2, &k1)?) * 0.5;
+            let k1 = all_gather_detached(&self.key.forward(&views[0]))?;
+            let loss = (term(&q1, &k2) + term(&q2, &k1)) * 0.5;
             let pending = Pending { pairs: vec![(q1.detach(), k2), (q2.detach(), k1)] };
             Ok((loss, vec![q1.detach(), q2.detach()], pending))
         } else {
-            let loss = term(&q1, &k2)?;
+            let loss = term(&q1, &k2);
             // the second view's projection is only needed for the metrics: no graph
             let z2 = tch::no_grad(|| self.query.forward(&views[1]));
             Ok((loss, vec![q1.detach(), z2], Pending { pairs: vec![(q1.detach(), k2)] }))
         }
     }
-}
-
-/// One InfoNCE term of this rank's queries `q: [N, D]` against their keys `k: [N, D]` (detached)
-/// and `negatives`; with [`KeyNegatives::Batch`] the keys of every rank join the denominator
-/// (gathered in rank order, so this rank's positives start at `rank·N`).
-pub fn contrast(q: &Tensor, k: &Tensor, negatives: &Tensor, temperature: f64, batch: KeyNegatives) -> anyhow::Result<Tensor> {
-    let (keys, offset) = match batch {
-        KeyNegatives::PositiveOnly => (k.shallow_clone(), 0),
-        KeyNegatives::Batch => (all_gather_detached(k)?, dist::place().rank as i64 * q.size()[0]),
-    };
-    Ok(batch.info_nce(q, &keys, negatives, temperature, offset))
 }
 
 /// Momentum `m_k` at step k of K: cosine from `base` to `end` (constant when equal).
