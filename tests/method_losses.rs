@@ -193,8 +193,7 @@ fn adco_gradient_reference(q: &Matrix, k: &Matrix, w: &Matrix, t: f64, batch_key
 }
 
 fn bank_with(w: &Matrix, keys: KeyNegatives) -> NegativeBank {
-    let mut bank = NegativeBank::new(w.len(), w[0].len() as i64, true, Device::Cpu);
-    bank.keys = keys;
+    let mut bank = NegativeBank::new(w.len(), w[0].len() as i64, true, keys, Device::Cpu);
     tch::no_grad(|| bank.active().copy_(&to_tensor(w)));
     bank
 }
@@ -232,7 +231,7 @@ fn adco_bank_gradient_is_the_papers_formula_and_ascent_raises_the_loss() {
 
 #[test]
 fn adco_bank_fills_from_keys_in_order() {
-    let mut bank = NegativeBank::new(5, 2, false, Device::Cpu);
+    let mut bank = NegativeBank::new(5, 2, false, KeyNegatives::PositiveOnly, Device::Cpu);
     assert_eq!(bank.filled(), 0);
     let keys: Matrix = (0..3).map(|i| vec![1.0 + i as f64, 1.0]).collect();
     bank.fill(&to_tensor(&keys));

@@ -122,7 +122,7 @@ pub struct AscentConfig {
 /// K trainable negatives with their SGD momentum buffer and fill count (all checkpointed).
 pub struct NegativeBank {
     /// Which batch keys join the bank's loss besides each query's positive.
-    pub keys: KeyNegatives,
+    keys: KeyNegatives,
     pub vs: VarStore,
     weights: Tensor,
     velocity: Tensor,
@@ -133,7 +133,8 @@ pub struct NegativeBank {
 
 impl NegativeBank {
     /// `random`: unit Gaussian rows, full from the start; `features`: empty, filled by [`Self::fill`].
-    pub fn new(size: usize, dim: i64, random: bool, device: Device) -> NegativeBank {
+    /// `keys`: which batch keys join the bank's loss besides each query's positive.
+    pub fn new(size: usize, dim: i64, random: bool, keys: KeyNegatives, device: Device) -> NegativeBank {
         let vs = VarStore::new(device);
         let root = vs.root();
         let weights = root.zeros("weights", &[size as i64, dim]);
@@ -145,7 +146,7 @@ impl NegativeBank {
                 let _ = filled.shallow_clone().fill_(size as f64);
             });
         }
-        NegativeBank { keys: KeyNegatives::PositiveOnly, vs, weights, velocity, filled, filled_host: None }
+        NegativeBank { keys, vs, weights, velocity, filled, filled_host: None }
     }
 
     pub fn size(&self) -> i64 {
@@ -173,7 +174,8 @@ impl NegativeBank {
     pub fn loss(&mut self, pairs: &[(Tensor, Tensor)], t: f64) -> Tensor {
         let active = self.active();
         let terms: Vec<Tensor> = pairs.iter().map(|(q, k)| self.keys.info_nce(&q.detach(), &k.detach(), &active, t, 0)).collect();
-        Tensor::stack(&terms, 0).mean(Kind::Float)
+        let terms = Tensor::stack(&terms, 0);
+        terms.mean(terms.kind())
     }
 
     /// ∂L_bank/∂W for the raw bank `[K, D]` (zero on unfilled rows); nothing accumulates in `.grad`.
@@ -223,8 +225,7 @@ pub struct AdCo {
 impl AdCo {
     pub fn new(cfg: &Config, device: Device) -> anyhow::Result<AdCo> {
         let net = QueryKey::new(cfg, device)?;
-        let mut bank = NegativeBank::new(cfg.adco.bank_size, cfg.projector.out, cfg.adco.bank_init == "random", device);
-        bank.keys = cfg.adco.key_negatives();
+        let bank = NegativeBank::new(cfg.adco.bank_size, cfg.projector.out, cfg.adco.bank_init == "random", cfg.adco.key_negatives(), device);
         Ok(AdCo { cfg: cfg.adco.clone(), net, bank, pending: None })
     }
 
