@@ -1,4 +1,5 @@
 //! PNG plots (plotters, bitmap backend, an embedded DejaVu Sans so no system fonts are needed).
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use std::path::Path;
 use std::sync::Once;
@@ -27,20 +28,31 @@ fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - pad, hi + pad)
 }
 
+/// The ten colours of matplotlib's `tab10`.
+const COLOURS: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// Dash patterns (dash, gap in pixels) taken in turn once the colours are used up: solid, dashed,
+/// dotted, dash-dot-like — so series 0, 10, 20 and 30 share a colour but never a line.
+const DASHES: [Option<(i32, i32)>; 4] = [None, Some((10, 6)), Some((2, 4)), Some((16, 4))];
+
+/// How series `i` is drawn: a colour and a dash pattern, distinct for the first 40 series.
+fn line_style(i: usize) -> (RGBColor, Option<(i32, i32)>) {
+    (COLOURS[i % COLOURS.len()], DASHES[(i / COLOURS.len()) % DASHES.len()])
+}
+
 fn color(i: usize) -> RGBColor {
-    const C: [RGBColor; 10] = [
-        RGBColor(31, 119, 180),
-        RGBColor(255, 127, 14),
-        RGBColor(44, 160, 44),
-        RGBColor(214, 39, 40),
-        RGBColor(148, 103, 189),
-        RGBColor(140, 86, 75),
-        RGBColor(227, 119, 194),
-        RGBColor(127, 127, 127),
-        RGBColor(188, 189, 34),
-        RGBColor(23, 190, 207),
-    ];
-    C[i % C.len()]
+    line_style(i).0
 }
 
 fn draw_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
@@ -78,13 +90,24 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
     let y = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
     plot(path, title, x_label, y_label, x, y, |chart| {
         for (i, (name, pts)) in series.iter().enumerate() {
-            let c = color(i);
+            let (c, dash) = line_style(i);
             let pts: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
-            chart
-                .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
-                .map_err(draw_err(path))?
-                .label(name.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            match dash {
+                None => {
+                    chart
+                        .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+                        .map_err(draw_err(path))?
+                        .label(name.as_str())
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 30, y)], c.stroke_width(2)));
+                }
+                Some((on, off)) => {
+                    chart
+                        .draw_series(DashedLineSeries::new(pts.clone(), on, off, c.stroke_width(2)))
+                        .map_err(draw_err(path))?
+                        .label(name.as_str())
+                        .legend(move |(x, y)| DashedPathElement::new(vec![(x, y), (x + 30, y)], on, off, c.stroke_width(2)));
+                }
+            }
             if pts.len() <= 60 {
                 chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, c.filled()))).map_err(draw_err(path))?;
             }
@@ -111,4 +134,19 @@ pub fn scatter_plot(path: &Path, title: &str, x_label: &str, y_label: &str, poin
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_forty_series_are_told_apart() {
+        for i in 0..40 {
+            for j in 0..i {
+                let (a, b) = (line_style(i), line_style(j));
+                assert!((a.0 .0, a.0 .1, a.0 .2, a.1) != (b.0 .0, b.0 .1, b.0 .2, b.1), "series {j} and {i} are drawn alike");
+            }
+        }
+    }
 }
