@@ -87,6 +87,44 @@ int selfsup_foreach_lerp(at::Tensor **targets, at::Tensor **sources, int64_t n, 
   SHIM_CATCH
 }
 
+static std::vector<at::Tensor> tensor_list(at::Tensor **ts, int64_t n) {
+  std::vector<at::Tensor> out;
+  out.reserve(n);
+  for (int64_t i = 0; i < n; ++i) out.push_back(*ts[i]);
+  return out;
+}
+
+// One SGD-with-momentum (torch.optim.SGD, dampening 0) or LARS update of a group of parameters
+// that share lr and weight decay, as multi-tensor (_foreach) operations: a handful of launches
+// per group instead of several per tensor.
+//   d = g + wd*theta
+//   LARS (trust > 0): d *= q, q = trust*|theta|/|d| per tensor (1 if either norm is 0)
+//   mu = momentum*mu + d;  theta -= lr*mu
+// The gradients are never written to.
+int selfsup_foreach_sgd(at::Tensor **params, at::Tensor **grads, at::Tensor **moms, int64_t n, double lr, double weight_decay, double momentum, double trust) {
+  SHIM_TRY
+  if (n > 0) {
+    at::NoGradGuard guard;
+    auto theta = tensor_list(params, n), g = tensor_list(grads, n), mu = tensor_list(moms, n);
+    std::vector<at::Tensor> d = weight_decay > 0 ? at::_foreach_add(g, theta, at::Scalar(weight_decay)) : g;
+    if (trust > 0) {
+      auto pn = at::stack(at::_foreach_norm(theta));
+      auto dn = at::stack(at::_foreach_norm(d));
+      auto ok = pn.gt(0).logical_and(dn.gt(0));
+      auto q = at::where(ok, pn * trust / dn, at::ones_like(pn)).unbind(0);
+      // without weight decay d is still the gradients themselves: scale a copy
+      if (weight_decay > 0)
+        at::_foreach_mul_(d, q);
+      else
+        d = at::_foreach_mul(d, q);
+    }
+    at::_foreach_mul_(mu, at::Scalar(momentum));
+    at::_foreach_add_(mu, d);
+    at::_foreach_add_(theta, mu, at::Scalar(-lr));
+  }
+  SHIM_CATCH
+}
+
 // Peak bytes allocated on a CUDA device since start (0 if CUDA is absent).
 int selfsup_cuda_peak_bytes(int device, int64_t *out) {
   SHIM_TRY

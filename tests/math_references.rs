@@ -88,7 +88,7 @@ fn lars_matches_a_reference_update_on_fixed_gradients() {
         // loss = <w, gw> + <b, gb> has exactly these gradients
         let loss = (&w * Tensor::from_slice(&gw).view([4, 3])).sum(Kind::Double) + (&b * Tensor::from_slice(&gb)).sum(Kind::Double);
         loss.backward();
-        opt.step(0.5);
+        opt.step(0.5).unwrap();
         (rw, mw) = lars_reference(&rw, &gw, &mw, 0.5, 0.9, 1e-2, 0.001, true);
         (rb, mb) = lars_reference(&rb, &gb, &mb, 0.5, 0.9, 1e-2, 0.001, false);
     }
@@ -110,7 +110,7 @@ fn sgd_and_adamw_match_their_reference_updates() {
         for t in 1..=3 {
             opt.zero_grad();
             (&w * Tensor::from_slice(&g)).sum(Kind::Double).backward();
-            opt.step(0.05);
+            opt.step(0.05).unwrap();
             for i in 0..3 {
                 if name == "sgd" {
                     let d = g[i] + 0.1 * r[i];
@@ -128,6 +128,59 @@ fn sgd_and_adamw_match_their_reference_updates() {
         }
         for (a, e) in flat(&w).iter().zip(&r) {
             assert!((a - e).abs() < 1e-12, "{name}: {a} vs {e}");
+        }
+    }
+}
+
+/// One SGD-momentum step by hand (torch.optim.SGD, dampening 0).
+fn sgd_reference(theta: &[f64], grad: &[f64], mu: &[f64], lr: f64, m: f64, wd: f64) -> (Vec<f64>, Vec<f64>) {
+    let new_mu: Vec<f64> = mu.iter().zip(grad.iter().zip(theta)).map(|(u, (g, t))| m * u + g + wd * t).collect();
+    (theta.iter().zip(&new_mu).map(|(t, u)| t - lr * u).collect(), new_mu)
+}
+
+/// The multi-tensor (grouped) SGD and LARS updates over parameters of mixed learning-rate
+/// multipliers and decay flags, one without a gradient, in f64 and f32, against the plain loops.
+#[test]
+fn grouped_sgd_and_lars_match_per_tensor_references() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    // (shape, lr multiplier): 2-D tensors decay (and adapt under LARS), 1-D ones do not
+    let specs: [(&[i64], f64); 5] = [(&[3, 4], 1.0), (&[5], 1.0), (&[2, 3], 10.0), (&[4], 10.0), (&[2, 2], 1.0)];
+    for name in ["sgd", "lars"] {
+        for kind in [Kind::Double, Kind::Float] {
+            let init: Vec<Vec<f64>> = specs.iter().map(|(s, _)| (0..s.iter().product::<i64>()).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect();
+            let ts: Vec<Tensor> = init.iter().zip(&specs).map(|(v, (s, _))| Tensor::from_slice(v).view(*s).to_kind(kind).set_requires_grad(true)).collect();
+            let cfg = OptimConfig { name: name.into(), weight_decay: 0.05, momentum: 0.9, trust_coefficient: 0.02, exclude_bias_norm: true, ..Default::default() };
+            let params = ts.iter().zip(&specs).enumerate().map(|(i, (t, (_, sc)))| (format!("p{i}"), t.shallow_clone(), *sc)).collect();
+            let mut opt = Optimizer::new(&cfg, params);
+            let mut r = init.clone();
+            let mut mu: Vec<Vec<f64>> = init.iter().map(|v| vec![0.0; v.len()]).collect();
+            for step in 0..3 {
+                // gradients of sum_i <t_i, c_i>: c_i; the last tensor takes no part (no gradient)
+                let coefs: Vec<Vec<f64>> = init.iter().enumerate().map(|(i, v)| (0..v.len()).map(|j| ((i * 7 + j + step) as f64 * 0.3).sin()).collect()).collect();
+                opt.zero_grad();
+                let mut loss = Tensor::zeros([], (Kind::Double, tch::Device::Cpu));
+                for i in 0..4 {
+                    loss = loss + (ts[i].to_kind(Kind::Double) * Tensor::from_slice(&coefs[i]).view(specs[i].0)).sum(Kind::Double);
+                }
+                loss.backward();
+                opt.step(0.1).unwrap();
+                for i in 0..4 {
+                    let lr = 0.1 * specs[i].1;
+                    let decay = specs[i].0.len() > 1;
+                    (r[i], mu[i]) = if name == "lars" {
+                        lars_reference(&r[i], &coefs[i], &mu[i], lr, 0.9, 0.05, 0.02, decay)
+                    } else {
+                        sgd_reference(&r[i], &coefs[i], &mu[i], lr, 0.9, if decay { 0.05 } else { 0.0 })
+                    };
+                }
+            }
+            let tol = if kind == Kind::Double { 1e-12 } else { 1e-5 };
+            for (i, (t, e)) in ts.iter().zip(&r).enumerate() {
+                for (a, b) in flat(t).iter().zip(e) {
+                    assert!((a - b).abs() < tol, "{name} {kind:?} tensor {i}: {a} vs {b}");
+                }
+            }
+            assert_eq!(flat(&ts[4]), init[4].iter().map(|&x| Tensor::from(x).to_kind(kind).double_value(&[])).collect::<Vec<_>>(), "{name}: a tensor without gradient moved");
         }
     }
 }

@@ -12,6 +12,7 @@ extern "C" {
     fn selfsup_get_tf32(out: *mut c_int) -> c_int;
     fn selfsup_manual_seed(seed: u64) -> c_int;
     fn selfsup_foreach_lerp(targets: *const *mut torch_sys::C_tensor, sources: *const *mut torch_sys::C_tensor, n: i64, weight: f64) -> c_int;
+    fn selfsup_foreach_sgd(params: *const *mut torch_sys::C_tensor, grads: *const *mut torch_sys::C_tensor, moms: *const *mut torch_sys::C_tensor, n: i64, lr: f64, weight_decay: f64, momentum: f64, trust: f64) -> c_int;
     fn selfsup_cuda_peak_bytes(device: c_int, out: *mut i64) -> c_int;
     fn selfsup_channels_last(t: *mut torch_sys::C_tensor, in_place: c_int, out: *mut *mut torch_sys::C_tensor) -> c_int;
     fn selfsup_is_channels_last(t: *mut torch_sys::C_tensor, out: *mut c_int) -> c_int;
@@ -71,9 +72,21 @@ pub fn manual_seed(seed: u64) -> anyhow::Result<()> {
 /// `targets[i] += weight * (sources[i] - targets[i])` in one multi-tensor launch (no grad).
 pub fn foreach_lerp(targets: &[Tensor], sources: &[Tensor], weight: f64) -> anyhow::Result<()> {
     anyhow::ensure!(targets.len() == sources.len(), "foreach_lerp: {} targets vs {} sources", targets.len(), sources.len());
-    let t: Vec<*mut torch_sys::C_tensor> = targets.iter().map(|x| x.as_ptr() as *mut torch_sys::C_tensor).collect();
-    let s: Vec<*mut torch_sys::C_tensor> = sources.iter().map(|x| x.as_ptr() as *mut torch_sys::C_tensor).collect();
+    let (t, s) = (ptrs(targets), ptrs(sources));
     check(unsafe { selfsup_foreach_lerp(t.as_ptr(), s.as_ptr(), t.len() as i64, weight) })
+}
+
+fn ptrs(ts: &[Tensor]) -> Vec<*mut torch_sys::C_tensor> {
+    ts.iter().map(|x| x.as_ptr() as *mut torch_sys::C_tensor).collect()
+}
+
+/// One SGD-momentum update (`trust` = 0) or LARS update (`trust` = η > 0) of a parameter group
+/// sharing `lr` and `weight_decay`, in multi-tensor operations (see [`crate::optim::Optimizer`]
+/// for the equations): `params` and `moms` are updated in place, `grads` only read.
+pub fn foreach_sgd(params: &[Tensor], grads: &[Tensor], moms: &[Tensor], lr: f64, weight_decay: f64, momentum: f64, trust: f64) -> anyhow::Result<()> {
+    anyhow::ensure!(params.len() == grads.len() && params.len() == moms.len(), "foreach_sgd: {} params, {} grads, {} momentum buffers", params.len(), grads.len(), moms.len());
+    let (p, g, m) = (ptrs(params), ptrs(grads), ptrs(moms));
+    check(unsafe { selfsup_foreach_sgd(p.as_ptr(), g.as_ptr(), m.as_ptr(), p.len() as i64, lr, weight_decay, momentum, trust) })
 }
 
 /// Peak bytes allocated on CUDA device `device` (0 without CUDA).

@@ -140,55 +140,48 @@ impl Optimizer {
         total.map(|t| t.double_value(&[]).is_finite()).unwrap_or(true)
     }
 
-    /// One update with learning rate `lr` (already scheduled and batch-scaled).
-    pub fn step(&mut self, lr: f64) {
+    /// One update with learning rate `lr` (already scheduled and batch-scaled). SGD and LARS run
+    /// as multi-tensor operations, one call per group of parameters sharing their learning-rate
+    /// multiplier and decay flag (a few kernel launches per group, as `torch.optim.SGD`'s
+    /// foreach path); AdamW updates tensor by tensor. Parameters without a gradient are left alone.
+    pub fn step(&mut self, lr: f64) -> anyhow::Result<()> {
         let _guard = tch::no_grad_guard();
         self.steps += 1;
         let c = &self.cfg;
-        for p in &mut self.params {
+        if c.name == "adamw" {
+            for p in &mut self.params {
+                let g = p.tensor.grad();
+                if g.defined() {
+                    adamw_update(c, self.steps, p, &g, lr * p.lr_scale);
+                }
+            }
+            return Ok(());
+        }
+        // groups in first-seen order: (decay, lr multiplier) -> (params, grads, momentum buffers)
+        let mut groups: Vec<((bool, u64), Vec<Tensor>, Vec<Tensor>, Vec<Tensor>)> = Vec::new();
+        for p in &self.params {
             let g = p.tensor.grad();
             if !g.defined() {
                 continue;
             }
-            let lr = lr * p.lr_scale;
-            let mut theta = p.tensor.shallow_clone();
-            match c.name.as_str() {
-                "lars" | "sgd" => {
-                    let mut d = if p.decay && c.weight_decay > 0.0 { &g + &theta * c.weight_decay } else { g.shallow_clone() };
-                    if c.name == "lars" && p.decay {
-                        let pn = theta.norm();
-                        let dn = d.norm();
-                        let ok = pn.gt(0.0).logical_and(&dn.gt(0.0));
-                        let q = (&pn * c.trust_coefficient / &dn).where_self(&ok, &pn.ones_like());
-                        d = d * q;
-                    }
-                    let mu = &mut p.state[0];
-                    *mu *= c.momentum;
-                    *mu += &d;
-                    theta -= &*mu * lr;
+            let key = (p.decay, p.lr_scale.to_bits());
+            let i = match groups.iter().position(|gr| gr.0 == key) {
+                Some(i) => i,
+                None => {
+                    groups.push((key, Vec::new(), Vec::new(), Vec::new()));
+                    groups.len() - 1
                 }
-                "adamw" => {
-                    if p.decay && c.weight_decay > 0.0 {
-                        theta *= 1.0 - lr * c.weight_decay;
-                    }
-                    let t = self.steps as i32;
-                    {
-                        let m = &mut p.state[0];
-                        *m *= c.beta1;
-                        *m += &g * (1.0 - c.beta1);
-                    }
-                    {
-                        let v = &mut p.state[1];
-                        *v *= c.beta2;
-                        *v += &g * &g * (1.0 - c.beta2);
-                    }
-                    let mhat = &p.state[0] / (1.0 - c.beta1.powi(t));
-                    let vhat = &p.state[1] / (1.0 - c.beta2.powi(t));
-                    theta -= mhat / (vhat.sqrt() + c.eps) * lr;
-                }
-                _ => unreachable!("validated optimiser name"),
-            }
+            };
+            groups[i].1.push(p.tensor.shallow_clone());
+            groups[i].2.push(g);
+            groups[i].3.push(p.state[0].shallow_clone());
         }
+        for ((decay, scale), params, grads, moms) in groups {
+            let wd = if decay { c.weight_decay } else { 0.0 };
+            let trust = if c.name == "lars" && decay { c.trust_coefficient } else { 0.0 };
+            crate::backend::shim::foreach_sgd(&params, &grads, &moms, lr * f64::from_bits(scale), wd, c.momentum, trust)?;
+        }
+        Ok(())
     }
 
     /// Named state tensors (`<param>#<slot>`) plus the step count, for checkpoints.
@@ -217,4 +210,27 @@ impl Optimizer {
         }
         Ok(())
     }
+}
+
+/// AdamW (Loshchilov & Hutter, arXiv:1711.05101, Algorithm 2) for one tensor at step `t`:
+/// decoupled decay, then the bias-corrected Adam step.
+fn adamw_update(c: &OptimConfig, t: i64, p: &mut Param, g: &Tensor, lr: f64) {
+    let mut theta = p.tensor.shallow_clone();
+    if p.decay && c.weight_decay > 0.0 {
+        theta *= 1.0 - lr * c.weight_decay;
+    }
+    let t = t as i32;
+    {
+        let m = &mut p.state[0];
+        *m *= c.beta1;
+        *m += g * (1.0 - c.beta1);
+    }
+    {
+        let v = &mut p.state[1];
+        *v *= c.beta2;
+        *v += g * g * (1.0 - c.beta2);
+    }
+    let mhat = &p.state[0] / (1.0 - c.beta1.powi(t));
+    let vhat = &p.state[1] / (1.0 - c.beta2.powi(t));
+    theta -= mhat / (vhat.sqrt() + c.eps) * lr;
 }

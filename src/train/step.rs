@@ -26,6 +26,6 @@ pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, loss: &Tensor,
         opt.zero_grad();
         return Ok(Update::NonFinite);
     }
-    opt.step(lr);
+    opt.step(lr)?;
     Ok(Update::Applied(method.after_step(step, total)?))
 }
