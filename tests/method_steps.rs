@@ -103,3 +103,67 @@ fn tiny_end_to_end_run_per_method_on_cifar() {
         assert!(o.status.success(), "{name} eval: {}", stderr(&o));
     }
 }
+
+/// MoCo's shuffling BN (arXiv:1911.05722 §3.3) on one device: the key encoder's BN sub-batches
+/// are regrouped so that each holds an equal share of every query sub-batch.
+#[test]
+fn shuffle_bn_order_spreads_every_query_group_over_every_key_group() {
+    use selfsup::methods::momentum_contrast::shuffle_bn_order;
+    for &(n, splits) in &[(64i64, 8i64), (32, 4), (48, 4), (18, 3)] {
+        let (order, inverse) = shuffle_bn_order(n, splits, Device::Cpu).unwrap();
+        let order: Vec<i64> = Vec::<i64>::try_from(&order).unwrap();
+        let inverse: Vec<i64> = Vec::<i64>::try_from(&inverse).unwrap();
+        let b = (n / splits) as usize;
+        let mut seen = vec![false; n as usize];
+        for (pos, &i) in order.iter().enumerate() {
+            assert!(!seen[i as usize], "n={n}: sample {i} twice");
+            seen[i as usize] = true;
+            assert_eq!(inverse[i as usize], pos as i64, "n={n}: inverse");
+        }
+        // key group g = order[g*b..(g+1)*b]; query group of sample i = i / b
+        for g in 0..splits as usize {
+            let mut per_query_group = vec![0usize; splits as usize];
+            for &i in &order[g * b..(g + 1) * b] {
+                per_query_group[i as usize / b] += 1;
+            }
+            assert!(per_query_group.iter().all(|&c| c == b / splits as usize), "n={n} splits={splits}: key group {g} takes {per_query_group:?} from the query groups");
+        }
+    }
+    assert!(shuffle_bn_order(30, 4, Device::Cpu).is_none(), "4 does not divide 30");
+    assert!(shuffle_bn_order(32, 1, Device::Cpu).is_none(), "one split: nothing to regroup");
+}
+
+/// With split BN in the encoder (and MoCo v2's head without BN) the key of sample 0 depends on
+/// the other samples of its BN group only. Without
+/// shuffling that group is its query's group {0..3}; with shuffling it is {0, 4, 8, 12}.
+#[test]
+fn shuffled_keys_take_their_batch_statistics_from_another_group() {
+    use selfsup::methods::momentum_contrast::QueryKey;
+    let mut sets = tiny_model_sets();
+    sets.extend(["method=\"mocov2\"", "model.norm=\"splitbn\"", "model.norm_splits=4", "projector.norm=\"none\""].map(String::from));
+    let cfg = load(None, &sets).unwrap();
+    tch::manual_seed(3);
+    let x = Tensor::randn([16, 3, 16, 16], (Kind::Float, Device::Cpu));
+    let bumped = |j: i64| {
+        let y = x.copy();
+        let _ = y.get(j).g_add_scalar_(3.0);
+        y
+    };
+    let moved = |net: &QueryKey, j: i64| (net.keys_of(&x).get(0) - net.keys_of(&bumped(j)).get(0)).abs().max().double_value(&[]);
+    let plain = QueryKey::new(&cfg, Device::Cpu).unwrap();
+    assert!(moved(&plain, 1) > 1e-4, "unshuffled: sample 1 shares sample 0's BN group");
+    assert!(moved(&plain, 4) < 1e-6, "unshuffled: sample 4 is in another group");
+    let shuffled = QueryKey::new(&cfg, Device::Cpu).unwrap().with_shuffle_bn(4);
+    assert!(moved(&shuffled, 1) < 1e-6, "shuffled: sample 1 (same query group) must not reach key 0");
+    assert!(moved(&shuffled, 4) > 1e-4, "shuffled: sample 4 shares key 0's BN group");
+    // the regrouping itself changes nothing else: with one BN over the batch, keys are identical
+    let mut sets_bn = tiny_model_sets();
+    sets_bn.extend(["method=\"mocov2\""].map(String::from));
+    let cfg_bn = load(None, &sets_bn).unwrap();
+    tch::manual_seed(5);
+    let a = QueryKey::new(&cfg_bn, Device::Cpu).unwrap();
+    tch::manual_seed(5);
+    let b = QueryKey::new(&cfg_bn, Device::Cpu).unwrap().with_shuffle_bn(4);
+    let diff = (a.keys_of(&x) - b.keys_of(&x)).abs().max().double_value(&[]);
+    assert!(diff < 1e-5, "regrouping under whole-batch BN moved keys by {diff}");
+}

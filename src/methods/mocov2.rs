@@ -27,11 +27,15 @@ pub struct Mocov2Config {
     pub momentum_end: f64,
     /// Symmetric loss (both view orders, averaged; solo-learn's MoCo v2+).
     pub symmetric: bool,
+    /// Shuffling BN (MoCo §3.3): the key encoder sees the batch regrouped across the BN
+    /// sub-batches, so a query and its key are normalised with different statistics. Needs
+    /// `model.norm = "splitbn"` (per-device BN on one device); regroups within each process.
+    pub shuffle_bn: bool,
 }
 
 impl Default for Mocov2Config {
     fn default() -> Self {
-        Mocov2Config { temperature: 0.2, queue_size: 65536, momentum_base: 0.999, momentum_end: 0.999, symmetric: false }
+        Mocov2Config { temperature: 0.2, queue_size: 65536, momentum_base: 0.999, momentum_end: 0.999, symmetric: false, shuffle_bn: false }
     }
 }
 
@@ -105,7 +109,13 @@ pub struct MocoV2 {
 
 impl MocoV2 {
     pub fn new(cfg: &Config, device: Device) -> anyhow::Result<MocoV2> {
-        let net = QueryKey::new(cfg, device)?;
+        let mut net = QueryKey::new(cfg, device)?;
+        if cfg.mocov2.shuffle_bn {
+            if cfg.model.norm != crate::models::NormKind::Splitbn {
+                return Err(Error::config("mocov2.shuffle_bn", true, "needs model.norm = \"splitbn\" (BN statistics per sub-batch); with one BN over the whole batch there is nothing to shuffle").into());
+            }
+            net = net.with_shuffle_bn(cfg.model.norm_splits);
+        }
         let queue = KeyQueue::new(cfg.mocov2.queue_size, cfg.projector.out, device);
         Ok(MocoV2 { cfg: cfg.mocov2.clone(), net, queue, pending: None })
     }

@@ -9,13 +9,33 @@ use crate::losses::{info_nce, info_nce_batch_keys};
 use crate::methods::branch::{Branch, MomentumBranch};
 use crate::optim::schedule::momentum_schedule;
 use tch::nn::VarStore;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Query branch + momentum key branch.
 pub struct QueryKey {
     pub vs: VarStore,
     pub query: Branch,
     pub key: MomentumBranch,
+    /// Shuffling BN: the key encoder sees the batch regrouped across this many BN sub-batches
+    /// (1 = off).
+    key_shuffle_splits: i64,
+}
+
+/// The order in which the key encoder sees an `n`-sample batch under MoCo's shuffling BN
+/// (He et al., arXiv:1911.05722 §3.3), on one device with `splits` BN sub-batches: the batch laid
+/// out as `[splits, n/splits]` and read column by column, so that every key sub-batch holds
+/// `n/splits²` samples of each query sub-batch (exactly one when n = splits²). A sample's key is
+/// then normalised with statistics of a group other than its query's, which removes the shortcut
+/// the paper describes: a query recognising its positive key by their shared batch statistics.
+/// Returns (order, inverse order); `None` when `splits` is 1 or does not divide `n` (split BN then
+/// normalises the whole batch and nothing is to be regrouped).
+pub fn shuffle_bn_order(n: i64, splits: i64, device: Device) -> Option<(Tensor, Tensor)> {
+    if splits <= 1 || n % splits != 0 {
+        return None;
+    }
+    let order = Tensor::arange(n, (Kind::Int64, device)).view([splits, n / splits]).transpose(0, 1).reshape([n]);
+    let inverse = order.argsort(0, false);
+    Some((order, inverse))
 }
 
 /// Query/key pairs of one step, detached, kept for the work after the optimiser step
@@ -58,7 +78,22 @@ impl QueryKey {
         let vs = VarStore::new(device);
         let query = Branch::new(&vs.root(), cfg)?;
         let key = MomentumBranch::copy_of(&vs, cfg, device)?;
-        Ok(QueryKey { vs, query, key })
+        Ok(QueryKey { vs, query, key, key_shuffle_splits: 1 })
+    }
+
+    /// Turns on shuffling BN for the key encoder over `splits` BN sub-batches (see
+    /// [`shuffle_bn_order`]); the encoder's norm must be split BN with the same count.
+    pub fn with_shuffle_bn(mut self, splits: i64) -> QueryKey {
+        self.key_shuffle_splits = splits;
+        self
+    }
+
+    /// The key encoder's projections of `x`, in `x`'s order (regrouped for BN when shuffling).
+    pub fn keys_of(&self, x: &Tensor) -> Tensor {
+        match shuffle_bn_order(x.size()[0], self.key_shuffle_splits, x.device()) {
+            Some((order, inverse)) => self.key.forward(&x.index_select(0, &order)).index_select(0, &inverse),
+            None => self.key.forward(x),
+        }
     }
 
     /// Moves the key branch towards the query branch with the momentum of step `step` of `total`
@@ -79,10 +114,10 @@ impl QueryKey {
         let offset = dist::place().rank as i64 * views[0].size()[0];
         let term = |q: &Tensor, keys: &Tensor| batch.info_nce(q, keys, negatives, temperature, offset);
         let q1 = self.query.forward(&views[0]);
-        let k2 = all_gather_detached(&self.key.forward(&views[1]))?;
+        let k2 = all_gather_detached(&self.keys_of(&views[1]))?;
         if symmetric {
             let q2 = self.query.forward(&views[1]);
-            let k1 = all_gather_detached(&self.key.forward(&views[0]))?;
+            let k1 = all_gather_detached(&self.keys_of(&views[0]))?;
             let loss = (term(&q1, &k2) + term(&q2, &k1)) * 0.5;
             let pending = Pending { pairs: vec![(q1.detach(), k2), (q2.detach(), k1)] };
             Ok((loss, vec![q1.detach(), q2.detach()], pending))
