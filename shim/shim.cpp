@@ -72,26 +72,20 @@ int selfsup_manual_seed(uint64_t seed) {
   SHIM_CATCH
 }
 
-// target <- target + w * (source - target) for all pairs, one multi-tensor launch per call.
-int selfsup_foreach_lerp(at::Tensor **targets, at::Tensor **sources, int64_t n, double weight) {
-  SHIM_TRY
-  at::NoGradGuard guard;
-  std::vector<at::Tensor> t, s;
-  t.reserve(n);
-  s.reserve(n);
-  for (int64_t i = 0; i < n; ++i) {
-    t.push_back(*targets[i]);
-    s.push_back(*sources[i]);
-  }
-  at::_foreach_lerp_(t, s, at::Scalar(weight));
-  SHIM_CATCH
-}
-
+// The tensors behind `n` pointers as passed from Rust (handles sharing storage, not copies).
 static std::vector<at::Tensor> tensor_list(at::Tensor **ts, int64_t n) {
   std::vector<at::Tensor> out;
   out.reserve(n);
   for (int64_t i = 0; i < n; ++i) out.push_back(*ts[i]);
   return out;
+}
+
+// target <- target + w * (source - target) for all pairs, one multi-tensor launch per call.
+int selfsup_foreach_lerp(at::Tensor **targets, at::Tensor **sources, int64_t n, double weight) {
+  SHIM_TRY
+  at::NoGradGuard guard;
+  at::_foreach_lerp_(tensor_list(targets, n), tensor_list(sources, n), at::Scalar(weight));
+  SHIM_CATCH
 }
 
 // One SGD-with-momentum (torch.optim.SGD, dampening 0) or LARS update of a group of parameters

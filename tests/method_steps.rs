@@ -134,8 +134,8 @@ fn shuffle_bn_order_spreads_every_query_group_over_every_key_group() {
 }
 
 /// With split BN in the encoder (and MoCo v2's head without BN) the key of sample 0 depends on
-/// the other samples of its BN group only. Without
-/// shuffling that group is its query's group {0..3}; with shuffling it is {0, 4, 8, 12}.
+/// the other samples of its BN group only. Without shuffling that group is its query's group
+/// {0..3}; with shuffling it is {0, 4, 8, 12}.
 #[test]
 fn shuffled_keys_take_their_batch_statistics_from_another_group() {
     use selfsup::methods::momentum_contrast::QueryKey;

@@ -111,9 +111,7 @@ impl MocoV2 {
     pub fn new(cfg: &Config, device: Device) -> anyhow::Result<MocoV2> {
         let mut net = QueryKey::new(cfg, device)?;
         if cfg.mocov2.shuffle_bn {
-            if cfg.model.norm != crate::models::NormKind::Splitbn {
-                return Err(Error::config("mocov2.shuffle_bn", true, "needs model.norm = \"splitbn\" (BN statistics per sub-batch); with one BN over the whole batch there is nothing to shuffle").into());
-            }
+            // Config::validate has checked that the encoder's norm is split BN
             net = net.with_shuffle_bn(cfg.model.norm_splits);
         }
         let queue = KeyQueue::new(cfg.mocov2.queue_size, cfg.projector.out, device);
