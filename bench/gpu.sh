@@ -37,3 +37,19 @@ lref=$(timeout 180 python3 "$REF/lightly_byol.py" --data "$DATA/train" --batch 5
 e2e=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device cuda --batch 512 --steps 40 --warmup 10 --amp --channels-last 2>&1 | ips)
 echo "| end to end vs lightly (14 workers) | batch 512 --amp | ${e2e:-fail} | ${lref:-fail} | $(ratio "$e2e" "$lref") |"
 echo "| end to end vs our step | batch 512 --amp --channels-last | ${e2e:-fail} | ${STEP_OURS:-fail} | $(ratio "$e2e" "$STEP_OURS") |"
+# views made on the GPU from decoded images (data.augment_on=gpu) instead of on the loader's threads
+e2e_dev=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device cuda --batch 512 --steps 40 --warmup 10 --amp --channels-last --augment-on gpu 2>&1 | ips)
+echo "| end to end, views on the GPU vs on loader threads | batch 512 --amp --channels-last | ${e2e_dev:-fail} | ${e2e:-fail} | $(ratio "$e2e_dev" "$e2e") |"
+# The trainer itself (selfsup train: checkpoints off, kNN off): host reads of the loss and the
+# non-finite record every 10 steps (the GPU default) vs every step (train.sync_every=1).
+trn() {
+  rm -rf /tmp/gpu-train
+  timeout 150 "$BIN" train --config configs/presets/byol-cifar.toml --data "folder:$DATA@train?per_class=1000" --device cuda \
+    --batch 512 --epochs 3 --out /tmp/gpu-train --quiet --json --set train.amp=true --set train.channels_last=true \
+    --set eval.knn_every=0 --set eval.compare_random=false --set train.checkpoint_every=0 "$@" 2>/dev/null \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null
+}
+t10=$(trn --set train.sync_every=10)
+t1=$(trn --set train.sync_every=1)
+echo "| selfsup train, reads every 10 vs every step | batch 512 --amp --channels-last, 57 steps | ${t10:-fail} | ${t1:-fail} | $(ratio "$t10" "$t1") |"
+echo "| selfsup train vs bench train | batch 512 --amp --channels-last | ${t10:-fail} | ${e2e:-fail} | $(ratio "$t10" "$e2e") |"

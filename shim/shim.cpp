@@ -119,6 +119,44 @@ int selfsup_foreach_sgd(at::Tensor **params, at::Tensor **grads, at::Tensor **mo
   SHIM_CATCH
 }
 
+// One AdamW update (Loshchilov & Hutter, arXiv:1711.05101; torch.optim.AdamW's foreach path) of a
+// group sharing lr and weight decay, bias corrections bias1 = 1 - beta1^t, bias2 = 1 - beta2^t:
+//   theta *= 1 - lr*wd;  m = beta1*m + (1-beta1)*g;  v = beta2*v + (1-beta2)*g*g
+//   theta -= (lr/bias1) * m / (sqrt(v)/sqrt(bias2) + eps)
+int selfsup_foreach_adamw(at::Tensor **params, at::Tensor **grads, at::Tensor **exp_avg, at::Tensor **exp_avg_sq, int64_t n, double lr, double weight_decay, double beta1, double beta2, double eps, double bias1, double bias2) {
+  SHIM_TRY
+  if (n > 0) {
+    at::NoGradGuard guard;
+    auto theta = tensor_list(params, n), g = tensor_list(grads, n), m = tensor_list(exp_avg, n), v = tensor_list(exp_avg_sq, n);
+    if (weight_decay > 0) at::_foreach_mul_(theta, at::Scalar(1.0 - lr * weight_decay));
+    at::_foreach_mul_(m, at::Scalar(beta1));
+    at::_foreach_add_(m, g, at::Scalar(1.0 - beta1));
+    at::_foreach_mul_(v, at::Scalar(beta2));
+    at::_foreach_addcmul_(v, g, g, at::Scalar(1.0 - beta2));
+    auto denom = at::_foreach_sqrt(v);
+    at::_foreach_div_(denom, at::Scalar(std::sqrt(bias2)));
+    at::_foreach_add_(denom, at::Scalar(eps));
+    at::_foreach_addcdiv_(theta, m, denom, at::Scalar(-lr / bias1));
+  }
+  SHIM_CATCH
+}
+
+// Whether every tensor holds only finite values, as a boolean scalar on the tensors' device (no
+// host read): the float64 sum of their float64-accumulated L2 norms (_foreach_norm, one
+// multi-tensor launch) is finite. Accumulating in float64 keeps huge but finite float32 values
+// (|x| up to 3.4e38, squares up to 1.2e77) from overflowing into a false alarm.
+int selfsup_foreach_all_finite(at::Tensor **ts, int64_t n, at::Tensor **out) {
+  SHIM_TRY
+  at::NoGradGuard guard;
+  if (n == 0) {
+    *out = new at::Tensor(at::ones({}, at::TensorOptions().dtype(at::kBool)));
+  } else {
+    auto norms = at::_foreach_norm(tensor_list(ts, n), at::Scalar(2.0), at::kDouble);
+    *out = new at::Tensor(at::stack(norms).sum().isfinite());
+  }
+  SHIM_CATCH
+}
+
 // Peak bytes allocated on a CUDA device since start (0 if CUDA is absent).
 int selfsup_cuda_peak_bytes(int device, int64_t *out) {
   SHIM_TRY

@@ -138,14 +138,23 @@ fn sgd_reference(theta: &[f64], grad: &[f64], mu: &[f64], lr: f64, m: f64, wd: f
     (theta.iter().zip(&new_mu).map(|(t, u)| t - lr * u).collect(), new_mu)
 }
 
-/// The multi-tensor (grouped) SGD and LARS updates over parameters of mixed learning-rate
+/// One AdamW step by hand at step `t` (Loshchilov & Hutter, Algorithm 2; β 0.9/0.999, ε 1e-8).
+fn adamw_reference(theta: &[f64], grad: &[f64], m: &[f64], v: &[f64], t: i32, lr: f64, wd: f64) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+    let m: Vec<f64> = m.iter().zip(grad).map(|(m, g)| b1 * m + (1.0 - b1) * g).collect();
+    let v: Vec<f64> = v.iter().zip(grad).map(|(v, g)| b2 * v + (1.0 - b2) * g * g).collect();
+    let theta = theta.iter().zip(m.iter().zip(&v)).map(|(th, (m, v))| th * (1.0 - lr * wd) - lr * (m / (1.0 - b1.powi(t))) / ((v / (1.0 - b2.powi(t))).sqrt() + eps)).collect();
+    (theta, m, v)
+}
+
+/// The multi-tensor (grouped) SGD, LARS and AdamW updates over parameters of mixed learning-rate
 /// multipliers and decay flags, one without a gradient, in f64 and f32, against the plain loops.
 #[test]
-fn grouped_sgd_and_lars_match_per_tensor_references() {
+fn grouped_sgd_lars_and_adamw_match_per_tensor_references() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
     // (shape, lr multiplier): 2-D tensors decay (and adapt under LARS), 1-D ones do not
     let specs: [(&[i64], f64); 5] = [(&[3, 4], 1.0), (&[5], 1.0), (&[2, 3], 10.0), (&[4], 10.0), (&[2, 2], 1.0)];
-    for name in ["sgd", "lars"] {
+    for name in ["sgd", "lars", "adamw"] {
         for kind in [Kind::Double, Kind::Float] {
             let init: Vec<Vec<f64>> = specs.iter().map(|(s, _)| (0..s.iter().product::<i64>()).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect();
             let ts: Vec<Tensor> = init.iter().zip(&specs).map(|(v, (s, _))| Tensor::from_slice(v).view(*s).to_kind(kind).set_requires_grad(true)).collect();
@@ -154,6 +163,7 @@ fn grouped_sgd_and_lars_match_per_tensor_references() {
             let mut opt = Optimizer::new(&cfg, params);
             let mut r = init.clone();
             let mut mu: Vec<Vec<f64>> = init.iter().map(|v| vec![0.0; v.len()]).collect();
+            let mut nu = mu.clone();
             for step in 0..3 {
                 // gradients of sum_i <t_i, c_i>: c_i; the last tensor takes no part (no gradient)
                 let coefs: Vec<Vec<f64>> = init.iter().enumerate().map(|(i, v)| (0..v.len()).map(|j| ((i * 7 + j + step) as f64 * 0.3).sin()).collect()).collect();
@@ -167,7 +177,11 @@ fn grouped_sgd_and_lars_match_per_tensor_references() {
                 for i in 0..4 {
                     let lr = 0.1 * specs[i].1;
                     let decay = specs[i].0.len() > 1;
-                    (r[i], mu[i]) = if name == "lars" {
+                    (r[i], mu[i]) = if name == "adamw" {
+                        let (th, m, v) = adamw_reference(&r[i], &coefs[i], &mu[i], &nu[i], step as i32 + 1, lr, if decay { 0.05 } else { 0.0 });
+                        nu[i] = v;
+                        (th, m)
+                    } else if name == "lars" {
                         lars_reference(&r[i], &coefs[i], &mu[i], lr, 0.9, 0.05, 0.02, decay)
                     } else {
                         sgd_reference(&r[i], &coefs[i], &mu[i], lr, 0.9, if decay { 0.05 } else { 0.0 })
@@ -254,9 +268,55 @@ fn non_finite_gradients_are_detected() {
     let w = Tensor::from_slice(&[1.0f64, 2.0]).set_requires_grad(true);
     let mut opt = Optimizer::new(&OptimConfig { name: "sgd".into(), ..Default::default() }, vec![("w".into(), w.shallow_clone(), 1.0)]);
     (&w * 3.0).sum(Kind::Double).backward();
-    assert!(opt.grads_finite());
+    assert!(opt.grads_finite().unwrap());
     opt.zero_grad();
     // d/dw sqrt(w - 1) at w = 1 is +inf
     (&w - 1.0).sqrt().sum(Kind::Double).backward();
-    assert!(!opt.grads_finite());
+    assert!(!opt.grads_finite().unwrap());
+}
+
+#[test]
+fn the_device_side_gradient_check_finds_one_nan_among_tensors_and_no_false_alarm_on_huge_floats() {
+    let a = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
+    let b = Tensor::from_slice(&[1.0f32, 1.0, 1.0]).set_requires_grad(true);
+    let unused = Tensor::from_slice(&[5.0f32]).set_requires_grad(true);
+    let params = vec![("a".to_string(), a.shallow_clone(), 1.0), ("b".to_string(), b.shallow_clone(), 1.0), ("unused".to_string(), unused, 1.0)];
+    let mut opt = Optimizer::new(&OptimConfig { name: "lars".into(), ..Default::default() }, params);
+    let backward_with = |ga: &[f32], gb: &[f32]| {
+        ((&a * Tensor::from_slice(ga)).sum(Kind::Float) + (&b * Tensor::from_slice(gb)).sum(Kind::Float)).backward();
+    };
+    // float32 gradients near the largest finite float32: their squares overflow float32, not float64
+    backward_with(&[3.0e38, -3.0e38], &[1.0e38, 2.0e38, 3.0e38]);
+    let flag = opt.grads_finite_flag().unwrap();
+    assert_eq!(flag.kind(), Kind::Bool);
+    assert_eq!(flag.size(), Vec::<i64>::new());
+    assert!(opt.grads_finite().unwrap(), "huge but finite gradients reported as non-finite");
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        opt.zero_grad();
+        backward_with(&[1.0, 1.0], &[1.0, bad, 1.0]);
+        assert!(!opt.grads_finite().unwrap(), "{bad} in the second tensor not found");
+    }
+}
+
+#[test]
+fn the_non_finite_watch_keeps_the_first_bad_step_and_its_cause() {
+    use selfsup::train::nonfinite::{NonFinite, NonFiniteWatch};
+    let cpu = tch::Device::Cpu;
+    let (yes, no) = (Tensor::from(true), Tensor::from(false));
+    let loss = |v: f32| Tensor::from(v);
+    let mut w = NonFiniteWatch::new(cpu);
+    for step in 0..3 {
+        w.record(step, &loss(0.5), &yes);
+    }
+    assert_eq!(w.read().unwrap(), None);
+    w.record(3, &loss(0.5), &no);
+    w.record(4, &loss(f32::NAN), &no);
+    w.record(5, &loss(1.0), &yes);
+    assert_eq!(w.read().unwrap(), Some((3, NonFinite::Gradient)));
+    // a non-finite loss is named as the cause even when the gradients are non-finite too
+    let mut w = NonFiniteWatch::new(cpu);
+    w.record(0, &loss(0.5), &yes);
+    w.record(7, &loss(f32::INFINITY), &no);
+    w.record(8, &loss(0.5), &no);
+    assert_eq!(w.read().unwrap(), Some((7, NonFinite::Loss)));
 }

@@ -95,6 +95,47 @@ fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     assert!(v["skipped_steps"].as_u64().unwrap() > 0, "{v}");
 }
 
+/// The step an error message names ("non-finite ... at step N ..."; not the "resuming ... at step" line).
+fn step_named(err: &str) -> usize {
+    let err = &err[err.find("non-finite").unwrap_or(0)..];
+    let rest = &err[err.find("at step ").unwrap_or_else(|| panic!("no step in {err}")) + 8..];
+    rest.split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_non_finite_step_read_back_later_is_named_exactly_and_never_saved() {
+    // reading the device-side record every 7 steps (as on a GPU) instead of every step finds the
+    // same first non-finite step, logs nothing after it, and leaves the last good checkpoint
+    let dir = tempfile::tempdir().unwrap();
+    let mut named = vec![];
+    for every in ["1", "7"] {
+        let run = dir.path().join(format!("every{every}"));
+        assert!(run_owned(&args(&run, 1, &[])).status.success());
+        let good = weights_of_latest(&run);
+        let o = run_owned(&args(&run, 3, &["--resume", "--set", "optim.lr=1e30", "--set", &format!("train.sync_every={every}"), "--set", "train.log_every=10"]));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains("non-finite") && err.contains("ckpt-00000010"), "{err}");
+        assert!(weights_of_latest(&run) == good, "sync_every={every}: the last good checkpoint was overwritten");
+        let step = step_named(&err);
+        // found by the first read after it: a multiple of sync_every, a log step (10) or an epoch end (10 steps)
+        let sync = every.parse::<usize>().unwrap();
+        let read_at = (step + 1..).find(|n| n % sync == 0 || n % 10 == 0).unwrap();
+        match err.find("read back after step ") {
+            Some(i) => assert_eq!(step_named(&format!("non-finite at step {}", &err[i + 21..])), read_at, "{err}"),
+            None => assert_eq!(read_at, step + 1, "{err}"),
+        }
+        for line in std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            if let Some(loss) = v.get("loss") {
+                assert!(loss.as_f64().map(f64::is_finite).unwrap_or(false) && v["step"].as_u64().unwrap() as usize <= step, "logged after the bad step {step}: {line}");
+            }
+        }
+        named.push(step);
+    }
+    assert_eq!(named[0], named[1], "the deferred read names another step");
+}
+
 #[test]
 fn a_truncated_checkpoint_falls_back_to_the_previous_one() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,6 +16,8 @@ extern "C" {
     fn selfsup_cuda_peak_bytes(device: c_int, out: *mut i64) -> c_int;
     fn selfsup_channels_last(t: *mut torch_sys::C_tensor, in_place: c_int, out: *mut *mut torch_sys::C_tensor) -> c_int;
     fn selfsup_is_channels_last(t: *mut torch_sys::C_tensor, out: *mut c_int) -> c_int;
+    fn selfsup_foreach_adamw(params: *const *mut torch_sys::C_tensor, grads: *const *mut torch_sys::C_tensor, exp_avg: *const *mut torch_sys::C_tensor, exp_avg_sq: *const *mut torch_sys::C_tensor, n: i64, lr: f64, weight_decay: f64, beta1: f64, beta2: f64, eps: f64, bias1: f64, bias2: f64) -> c_int;
+    fn selfsup_foreach_all_finite(ts: *const *mut torch_sys::C_tensor, n: i64, out: *mut *mut torch_sys::C_tensor) -> c_int;
 }
 
 
@@ -87,6 +89,29 @@ pub fn foreach_sgd(params: &[Tensor], grads: &[Tensor], moms: &[Tensor], lr: f64
     anyhow::ensure!(params.len() == grads.len() && params.len() == moms.len(), "foreach_sgd: {} params, {} grads, {} momentum buffers", params.len(), grads.len(), moms.len());
     let (p, g, m) = (ptrs(params), ptrs(grads), ptrs(moms));
     check(unsafe { selfsup_foreach_sgd(p.as_ptr(), g.as_ptr(), m.as_ptr(), p.len() as i64, lr, weight_decay, momentum, trust) })
+}
+
+/// One AdamW update of a parameter group sharing `lr` and `weight_decay`, in multi-tensor
+/// operations; `bias1`/`bias2` are the bias corrections `1 − β^t` (see [`crate::optim::Optimizer`]).
+#[allow(clippy::too_many_arguments)]
+pub fn foreach_adamw(params: &[Tensor], grads: &[Tensor], exp_avg: &[Tensor], exp_avg_sq: &[Tensor], lr: f64, weight_decay: f64, beta1: f64, beta2: f64, eps: f64, bias1: f64, bias2: f64) -> anyhow::Result<()> {
+    let n = params.len();
+    anyhow::ensure!(grads.len() == n && exp_avg.len() == n && exp_avg_sq.len() == n, "foreach_adamw: {n} params, {} grads, {}/{} moment buffers", grads.len(), exp_avg.len(), exp_avg_sq.len());
+    let (p, g, m, v) = (ptrs(params), ptrs(grads), ptrs(exp_avg), ptrs(exp_avg_sq));
+    check(unsafe { selfsup_foreach_adamw(p.as_ptr(), g.as_ptr(), m.as_ptr(), v.as_ptr(), n as i64, lr, weight_decay, beta1, beta2, eps, bias1, bias2) })
+}
+
+/// Whether every value of every tensor in `ts` is finite, as a boolean scalar on `device` (the
+/// tensors' device), computed there without reading anything back: one multi-tensor norm launch
+/// accumulated in float64, so huge finite float32 values do not overflow into a false alarm.
+pub fn foreach_all_finite(ts: &[Tensor], device: tch::Device) -> anyhow::Result<Tensor> {
+    if ts.is_empty() {
+        return Ok(Tensor::ones([], (tch::Kind::Bool, device)));
+    }
+    let p = ptrs(ts);
+    let mut out: *mut torch_sys::C_tensor = std::ptr::null_mut();
+    check(unsafe { selfsup_foreach_all_finite(p.as_ptr(), p.len() as i64, &mut out) })?;
+    Ok(unsafe { Tensor::from_ptr(out) })
 }
 
 /// Peak bytes allocated on CUDA device `device` (0 without CUDA).

@@ -47,6 +47,9 @@ pub struct TrainBenchArgs {
     /// Batches prepared ahead.
     #[arg(long, default_value_t = 6)]
     prefetch: usize,
+    /// Where the views are made: cpu (loader threads) or gpu (the device, batched; see data.augment_on).
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
+    augment_on: String,
     #[command(flatten)]
     step: StepArgs,
 }
@@ -158,7 +161,7 @@ fn step(a: StepArgs) -> anyhow::Result<()> {
             let _amp = if use_amp { Some(shim::AutocastGuard::bf16()?) } else { None };
             method.forward(&views, &labels)?
         };
-        selfsup::train::step::apply_update(method.as_mut(), &mut opt, &out.loss, a.lr, k, a.steps + a.warmup, false)?;
+        selfsup::train::step::apply_update(method.as_mut(), &mut opt, &out.loss, a.lr, k, a.steps + a.warmup, selfsup::train::step::GradCheck::Off)?;
         Ok(out.loss)
     };
     println!("selfsup {} device={} threads={} batch={} width={} hidden={} opt={} amp={} channels_last={}", env!("CARGO_PKG_VERSION"), a.device, tch::get_num_threads(), a.batch, a.width, a.hidden, a.opt, use_amp, a.channels_last);
@@ -215,9 +218,9 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
     let (device, use_amp, mut method, mut opt) = bench_setup(a, &cfg)?;
     let ds = std::sync::Arc::new(selfsup::data::open(&t.data)?);
     let recipe = cfg.data.recipe()?;
-    let loader = Loader::new(ds, MultiView::new(&recipe), LoaderConfig { batch: a.batch, shuffle: true, drop_last: true, seed: a.seed, threads: t.workers, prefetch: t.prefetch, pin_memory: device.is_cuda(), shard: (0, 1) })?;
+    let loader = Loader::new(ds, MultiView::new(&recipe), LoaderConfig { batch: a.batch, shuffle: true, drop_last: true, seed: a.seed, threads: t.workers, prefetch: t.prefetch, pin_memory: device.is_cuda(), shard: (0, 1), augment_on_device: t.augment_on == "gpu" })?;
     let total = a.warmup + a.steps;
-    println!("selfsup {} bench train data={} recipe={} device={} threads={} workers={} batch={} width={} hidden={} amp={} channels_last={}", env!("CARGO_PKG_VERSION"), t.data, t.recipe, a.device, tch::get_num_threads(), if t.workers == 0 { rayon::current_num_threads() } else { t.workers }, a.batch, a.width, a.hidden, use_amp, a.channels_last);
+    println!("selfsup {} bench train data={} recipe={} augment_on={} device={} threads={} workers={} batch={} width={} hidden={} amp={} channels_last={}", env!("CARGO_PKG_VERSION"), t.data, t.recipe, t.augment_on, a.device, tch::get_num_threads(), if t.workers == 0 { rayon::current_num_threads() } else { t.workers }, a.batch, a.width, a.hidden, use_amp, a.channels_last);
     let mut k = 0usize;
     let mut started: Option<Instant> = None;
     let mut waited = 0.0f64;
@@ -231,16 +234,16 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
                 waited += w.elapsed().as_secs_f64();
             }
             let batch = batch?;
-            let mut views: Vec<tch::Tensor> = batch.views.iter().map(|v| v.to_device_(device, tch::Kind::Float, true, false)).collect();
+            let mut views = batch.views_on(loader.views(), device, tch::Kind::Float)?;
             if a.channels_last {
                 views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
             }
-            let labels = batch.labels.to_device(device);
+            let labels = batch.labels.to_device_(device, tch::Kind::Int64, true, false);
             let out = {
                 let _amp = if use_amp { Some(shim::AutocastGuard::bf16()?) } else { None };
                 method.forward(&views, &labels)?
             };
-            selfsup::train::step::apply_update(method.as_mut(), &mut opt, &out.loss, a.lr, k, total, false)?;
+            selfsup::train::step::apply_update(method.as_mut(), &mut opt, &out.loss, a.lr, k, total, selfsup::train::step::GradCheck::Off)?;
             loss = out.loss;
             k += 1;
             if k == a.warmup {

@@ -74,6 +74,9 @@ pub struct TrainConfig {
     pub log_every: usize,
     /// stop | skip: what to do when the loss or a gradient is not finite.
     pub on_nonfinite: String,
+    /// Stop mode: read the loss and the non-finite record back to the host every N steps
+    /// (0 = every step on the CPU, every `log_every` steps on a GPU).
+    pub sync_every: usize,
     /// f32 | f64: the precision of weights and activations (f64 for numerical checks).
     pub precision: String,
     /// Data parallel: compare a checksum of the weights across ranks every N steps (0 = off).
@@ -95,6 +98,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 3,
             log_every: 10,
             on_nonfinite: "stop".into(),
+            sync_every: 0,
             precision: "f32".into(),
             check_replicas_every: 0,
         }
@@ -121,6 +125,9 @@ pub struct DataConfig {
     /// Extra small multi-crop views.
     pub small_crops: usize,
     pub small_crop_size: usize,
+    /// cpu | gpu: where the views are made. gpu: the loader decodes and draws each view's random
+    /// choices, the training device crops, jitters, blurs… as batched tensor ops.
+    pub augment_on: String,
 }
 
 impl Default for DataConfig {
@@ -136,6 +143,7 @@ impl Default for DataConfig {
             prefetch: 4,
             small_crops: 0,
             small_crop_size: 96,
+            augment_on: "cpu".into(),
         }
     }
 }
@@ -253,6 +261,9 @@ impl Config {
         }
         crate::backend::device::parse_device(&t.device)?;
         self.data.recipe()?;
+        if !matches!(self.data.augment_on.as_str(), "cpu" | "gpu") {
+            return Err(Error::config("data.augment_on", &self.data.augment_on, "expected cpu or gpu"));
+        }
         if !(1..=1024).contains(&self.data.prefetch) {
             return Err(Error::config("data.prefetch", self.data.prefetch, "must lie in 1..=1024"));
         }

@@ -4,7 +4,8 @@
 //! Order and randomness are functions of (seed, epoch, position): the epoch permutation comes
 //! from (seed, epoch) and each sample's views from (seed, epoch, dataset index, view), so a run
 //! resumed at (epoch, batch) sees exactly the batches an uninterrupted run would.
-use crate::augment::rng::mix;
+use crate::augment::batched::{RawBatch, ViewChoices};
+use crate::augment::rng::{mix, sample_rng};
 use crate::augment::MultiView;
 use crate::data::Dataset;
 use rand::seq::SliceRandom;
@@ -31,22 +32,38 @@ pub struct LoaderConfig {
     /// (rank, world size) of a data-parallel job: every rank draws the same epoch order, cut into
     /// global batches of `batch × world`, and keeps rows `[rank·batch, (rank+1)·batch)` of each.
     pub shard: (usize, usize),
+    /// `data.augment_on = "gpu"`: hand over decoded images and each view's random choices
+    /// ([`Batch::raw`]) for [`crate::augment::batched`] on the training device, instead of views.
+    pub augment_on_device: bool,
 }
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        LoaderConfig { batch: 256, shuffle: true, drop_last: true, seed: 0, threads: 0, prefetch: 4, pin_memory: false, shard: (0, 1) }
+        LoaderConfig { batch: 256, shuffle: true, drop_last: true, seed: 0, threads: 0, prefetch: 4, pin_memory: false, shard: (0, 1), augment_on_device: false }
     }
 }
 
 /// One batch: a `[B, 3, S, S]` float tensor per view, labels `[B]` (-1 when unlabelled).
 pub struct Batch {
+    /// Empty when the views are made on the device (then `raw` holds their inputs).
     pub views: Vec<Tensor>,
+    pub raw: Option<RawBatch>,
     pub labels: Tensor,
     pub indices: Vec<usize>,
     pub epoch: usize,
     /// Position of this batch within its epoch.
     pub position: usize,
+}
+
+impl Batch {
+    /// The views on `device` as `kind`: copied there (asynchronously from page-locked memory), or
+    /// made there from [`Batch::raw`] by [`crate::augment::batched`].
+    pub fn views_on(&self, views: &MultiView, device: tch::Device, kind: tch::Kind) -> anyhow::Result<Vec<Tensor>> {
+        Ok(match &self.raw {
+            Some(raw) => raw.views_on(&views.views, device)?.into_iter().map(|v| if v.kind() == kind { v } else { v.to_kind(kind) }).collect(),
+            None => self.views.iter().map(|v| v.to_device_(device, kind, true, false)).collect(),
+        })
+    }
 }
 
 pub struct Loader {
@@ -78,6 +95,11 @@ impl Loader {
 
     pub fn dataset(&self) -> &Arc<Dataset> {
         &self.dataset
+    }
+
+    /// The view pipelines the batches are made with.
+    pub fn views(&self) -> &MultiView {
+        &self.views
     }
 
     pub fn config(&self) -> &LoaderConfig {
@@ -139,6 +161,13 @@ impl Loader {
 }
 
 fn build_batch(ds: &Dataset, views: &MultiView, cfg: &LoaderConfig, pool: &rayon::ThreadPool, epoch: usize, position: usize, indices: &[usize]) -> anyhow::Result<Batch> {
+    let labels: Vec<i64> = indices.iter().map(|&i| ds.label(i).map(|l| l as i64).unwrap_or(-1)).collect();
+    let labels = Tensor::from_slice(&labels);
+    let labels = if cfg.pin_memory { labels.pin_memory(tch::Device::Cuda(0)) } else { labels };
+    if cfg.augment_on_device {
+        let raw = build_raw(ds, views, cfg, pool, epoch, indices)?;
+        return Ok(Batch { views: vec![], raw: Some(raw), labels, indices: indices.to_vec(), epoch, position });
+    }
     let b = indices.len();
     let sizes: Vec<usize> = views.views.iter().map(|v| v.output_len()).collect();
     let mut bufs: Vec<Vec<f32>> = sizes.iter().map(|s| vec![0.0f32; s * b]).collect();
@@ -162,8 +191,41 @@ fn build_batch(ds: &Dataset, views: &MultiView, cfg: &LoaderConfig, pool: &rayon
         let t = Tensor::from_slice(buf).view([b as i64, 3, s, s]);
         tensors.push(if cfg.pin_memory { t.pin_memory(tch::Device::Cuda(0)) } else { t });
     }
-    let labels: Vec<i64> = indices.iter().map(|&i| ds.label(i).map(|l| l as i64).unwrap_or(-1)).collect();
-    Ok(Batch { views: tensors, labels: Tensor::from_slice(&labels), indices: indices.to_vec(), epoch, position })
+    Ok(Batch { views: tensors, raw: None, labels, indices: indices.to_vec(), epoch, position })
+}
+
+/// The device-augmentation hand-over: images decoded in parallel into one zero-padded
+/// `[B, 3, H, W]` uint8 tensor (top-left aligned, grey replicated) and every view's random
+/// choices, drawn from the same per-sample generators as [`MultiView::apply`].
+fn build_raw(ds: &Dataset, views: &MultiView, cfg: &LoaderConfig, pool: &rayon::ThreadPool, epoch: usize, indices: &[usize]) -> anyhow::Result<RawBatch> {
+    pool.install(|| -> anyhow::Result<RawBatch> {
+        let images: Vec<_> = indices.par_iter().map(|&i| ds.image(i)).collect::<anyhow::Result<_>>()?;
+        let h = images.iter().map(|im| im.height).max().unwrap_or(1);
+        let w = images.iter().map(|im| im.width).max().unwrap_or(1);
+        let mut buf = vec![0u8; images.len() * 3 * h * w];
+        buf.par_chunks_mut(3 * h * w).zip(images.par_iter()).for_each(|(dst, im)| {
+            for c in 0..3 {
+                for y in 0..im.height {
+                    for x in 0..im.width {
+                        dst[(c * h + y) * w + x] = im.at(y, x, c);
+                    }
+                }
+            }
+        });
+        let images_t = Tensor::from_slice(&buf).view([indices.len() as i64, 3, h as i64, w as i64]);
+        let choices = views
+            .views
+            .iter()
+            .enumerate()
+            .map(|(v, view)| {
+                let params: Vec<_> = indices.iter().zip(&images).map(|(&idx, im)| view.sample(im.height, im.width, &mut sample_rng(cfg.seed, epoch as u64, idx as u64, v as u64))).collect();
+                let ch = ViewChoices::from_params(&params);
+                if cfg.pin_memory { ch.pinned() } else { ch }
+            })
+            .collect();
+        let images_t = if cfg.pin_memory { images_t.pin_memory(tch::Device::Cuda(0)) } else { images_t };
+        Ok(RawBatch { images: images_t, views: choices })
+    })
 }
 
 /// Batches of one epoch in order; dropping it stops the producer.

@@ -85,9 +85,12 @@ impl Method for InBatchContrastive {
         let loss = match self.positives {
             Positives::Views => nt_xent(&all, self.temperature),
             Positives::Labels => {
-                let min = labels.min().int64_value(&[]);
-                let labels = &labels;
-                anyhow::ensure!(min >= 0, "{} needs labelled training data (labels from subfolders, CIFAR or IDX files); this batch has unlabelled samples", self.name);
+                // the trainer refuses unlabelled data up front; reading labels that live on a GPU
+                // back here would stall every step
+                if labels.device() == tch::Device::Cpu {
+                    let min = labels.min().int64_value(&[]);
+                    anyhow::ensure!(min >= 0, "{} needs labelled training data (labels from subfolders, CIFAR or IDX files); this batch has unlabelled samples", self.name);
+                }
                 sup_con_views(&all, &labels, self.temperature)
             }
         };

@@ -123,42 +123,30 @@ impl Optimizer {
         }
     }
 
-    /// Whether every gradient is finite (one reduction over all of them; reads one number back).
-    pub fn grads_finite(&self) -> bool {
-        let _guard = tch::no_grad_guard();
-        let mut total: Option<Tensor> = None;
-        for p in &self.params {
-            let g = p.tensor.grad();
-            if g.defined() {
-                let s = g.abs().sum(tch::Kind::Double);
-                total = Some(match total {
-                    Some(t) => t + s,
-                    None => s,
-                });
-            }
-        }
-        total.map(|t| t.double_value(&[]).is_finite()).unwrap_or(true)
+    /// Whether every gradient is finite, as a boolean scalar on the parameters' device, computed
+    /// there without a host read (see [`crate::backend::shim::foreach_all_finite`]).
+    pub fn grads_finite_flag(&self) -> anyhow::Result<Tensor> {
+        let grads: Vec<Tensor> = self.params.iter().map(|p| p.tensor.grad()).filter(|g| g.defined()).collect();
+        let device = self.params.first().map(|p| p.tensor.device()).unwrap_or(tch::Device::Cpu);
+        crate::backend::shim::foreach_all_finite(&grads, device)
     }
 
-    /// One update with learning rate `lr` (already scheduled and batch-scaled). SGD and LARS run
-    /// as multi-tensor operations, one call per group of parameters sharing their learning-rate
-    /// multiplier and decay flag (a few kernel launches per group, as `torch.optim.SGD`'s
-    /// foreach path); AdamW updates tensor by tensor. Parameters without a gradient are left alone.
+    /// Whether every gradient is finite, read back to the host (a synchronisation point on a GPU).
+    pub fn grads_finite(&self) -> anyhow::Result<bool> {
+        Ok(self.grads_finite_flag()?.int64_value(&[]) != 0)
+    }
+
+    /// One update with learning rate `lr` (already scheduled and batch-scaled), as multi-tensor
+    /// operations: one call per group of parameters sharing their learning-rate multiplier and
+    /// decay flag (a few kernel launches per group, as `torch.optim`'s foreach paths).
+    /// Parameters without a gradient are left alone.
     pub fn step(&mut self, lr: f64) -> anyhow::Result<()> {
         let _guard = tch::no_grad_guard();
         self.steps += 1;
         let c = &self.cfg;
-        if c.name == "adamw" {
-            for p in &mut self.params {
-                let g = p.tensor.grad();
-                if g.defined() {
-                    adamw_update(c, self.steps, p, &g, lr * p.lr_scale);
-                }
-            }
-            return Ok(());
-        }
-        // groups in first-seen order: (decay, lr multiplier) -> (params, grads, momentum buffers)
-        let mut groups: Vec<((bool, u64), Vec<Tensor>, Vec<Tensor>, Vec<Tensor>)> = Vec::new();
+        // groups in first-seen order: (decay, lr multiplier) -> params, grads, one list per state slot
+        type Group = ((bool, u64), Vec<Tensor>, Vec<Tensor>, Vec<Vec<Tensor>>);
+        let mut groups: Vec<Group> = Vec::new();
         for p in &self.params {
             let g = p.tensor.grad();
             if !g.defined() {
@@ -168,18 +156,26 @@ impl Optimizer {
             let i = match groups.iter().position(|gr| gr.0 == key) {
                 Some(i) => i,
                 None => {
-                    groups.push((key, Vec::new(), Vec::new(), Vec::new()));
+                    groups.push((key, Vec::new(), Vec::new(), (0..p.state.len()).map(|_| Vec::new()).collect()));
                     groups.len() - 1
                 }
             };
             groups[i].1.push(p.tensor.shallow_clone());
             groups[i].2.push(g);
-            groups[i].3.push(p.state[0].shallow_clone());
+            for (slot, s) in groups[i].3.iter_mut().zip(&p.state) {
+                slot.push(s.shallow_clone());
+            }
         }
-        for ((decay, scale), params, grads, moms) in groups {
+        for ((decay, scale), params, grads, state) in groups {
             let wd = if decay { c.weight_decay } else { 0.0 };
-            let trust = if c.name == "lars" && decay { c.trust_coefficient } else { 0.0 };
-            crate::backend::shim::foreach_sgd(&params, &grads, &moms, lr * f64::from_bits(scale), wd, c.momentum, trust)?;
+            let lr = lr * f64::from_bits(scale);
+            if c.name == "adamw" {
+                let t = self.steps as i32;
+                crate::backend::shim::foreach_adamw(&params, &grads, &state[0], &state[1], lr, wd, c.beta1, c.beta2, c.eps, 1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t))?;
+            } else {
+                let trust = if c.name == "lars" && decay { c.trust_coefficient } else { 0.0 };
+                crate::backend::shim::foreach_sgd(&params, &grads, &state[0], lr, wd, c.momentum, trust)?;
+            }
         }
         Ok(())
     }
@@ -212,25 +208,3 @@ impl Optimizer {
     }
 }
 
-/// AdamW (Loshchilov & Hutter, arXiv:1711.05101, Algorithm 2) for one tensor at step `t`:
-/// decoupled decay, then the bias-corrected Adam step.
-fn adamw_update(c: &OptimConfig, t: i64, p: &mut Param, g: &Tensor, lr: f64) {
-    let mut theta = p.tensor.shallow_clone();
-    if p.decay && c.weight_decay > 0.0 {
-        theta *= 1.0 - lr * c.weight_decay;
-    }
-    let t = t as i32;
-    {
-        let m = &mut p.state[0];
-        *m *= c.beta1;
-        *m += g * (1.0 - c.beta1);
-    }
-    {
-        let v = &mut p.state[1];
-        *v *= c.beta2;
-        *v += g * g * (1.0 - c.beta2);
-    }
-    let mhat = &p.state[0] / (1.0 - c.beta1.powi(t));
-    let vhat = &p.state[1] / (1.0 - c.beta2.powi(t));
-    theta -= mhat / (vhat.sqrt() + c.eps) * lr;
-}

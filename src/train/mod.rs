@@ -2,6 +2,7 @@
 pub mod checkpoint;
 pub mod lock;
 pub mod metrics;
+pub mod nonfinite;
 pub mod signals;
 pub mod step;
 pub mod trainer;

@@ -2,6 +2,7 @@
 //! backward → gradient all-reduce (data parallel) → (optional gradient check) → optimiser → method hook (EMA), in that fixed order.
 use crate::methods::Method;
 use crate::optim::Optimizer;
+use crate::train::nonfinite::NonFiniteWatch;
 use tch::Tensor;
 
 /// What the update did.
@@ -12,9 +13,20 @@ pub enum Update {
     NonFinite,
 }
 
-/// Backpropagates `loss`, then (unless `check_grads` finds a non-finite gradient) applies the
+/// How the gradients are checked for non-finite values.
+pub enum GradCheck<'a> {
+    /// Not at all (benchmarks).
+    Off,
+    /// Read back now (a host synchronisation); a non-finite gradient skips the update.
+    Now,
+    /// Recorded on the device for step `.1` with the step's loss `.2`, read later: the update is
+    /// applied either way (the caller stops before anything non-finite is saved).
+    Watch(&'a mut NonFiniteWatch, usize, &'a Tensor),
+}
+
+/// Backpropagates `loss`, then (unless `check` reads a non-finite gradient now) applies the
 /// optimiser with `lr` and the method's post-step work for step `step` of `total`.
-pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, loss: &Tensor, lr: f64, step: usize, total: usize, check_grads: bool) -> anyhow::Result<Update> {
+pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, loss: &Tensor, lr: f64, step: usize, total: usize, check: GradCheck) -> anyhow::Result<Update> {
     opt.zero_grad();
     loss.backward();
     // data parallel: every rank continues with the gradient averaged over ranks
@@ -22,9 +34,15 @@ pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, loss: &Tensor,
         let params: Vec<Tensor> = opt.params.iter().map(|p| p.tensor.shallow_clone()).collect();
         crate::backend::dist::average_gradients(&params, 25 << 20)?;
     }
-    if check_grads && !opt.grads_finite() {
-        opt.zero_grad();
-        return Ok(Update::NonFinite);
+    match check {
+        GradCheck::Off => {}
+        GradCheck::Now => {
+            if !opt.grads_finite()? {
+                opt.zero_grad();
+                return Ok(Update::NonFinite);
+            }
+        }
+        GradCheck::Watch(watch, at, loss) => watch.record(at, loss, &opt.grads_finite_flag()?),
     }
     opt.step(lr)?;
     Ok(Update::Applied(method.after_step(step, total)?))

@@ -17,7 +17,8 @@ use crate::train::checkpoint::{self, TrainState};
 use crate::train::lock::RunLock;
 use crate::train::metrics::MetricsLog;
 use crate::train::signals;
-use crate::train::step::{apply_update, Update};
+use crate::train::nonfinite::{NonFinite, NonFiniteWatch};
+use crate::train::step::{apply_update, GradCheck, Update};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
@@ -168,11 +169,14 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
     }
 
     let dataset = Arc::new(crate::data::open(&cfg.data.train)?);
+    if cfg.method == "supcon" && !dataset.is_labelled() {
+        return Err(Error::config("data.train", &dataset.source, "supcon needs labelled training data (labels from subfolders, CIFAR or IDX files); this data set has no labels").into());
+    }
     let recipe = cfg.data.recipe()?;
     let loader = Loader::new(
         dataset.clone(),
         MultiView::new(&recipe),
-        LoaderConfig { batch: cfg.train.batch, shuffle: true, drop_last: true, seed: cfg.train.seed, threads: cfg.data.workers, prefetch: cfg.data.prefetch, pin_memory: device.is_cuda(), shard: (place.rank, place.world) },
+        LoaderConfig { batch: cfg.train.batch, shuffle: true, drop_last: true, seed: cfg.train.seed, threads: cfg.data.workers, prefetch: cfg.data.prefetch, pin_memory: device.is_cuda(), shard: (place.rank, place.world), augment_on_device: cfg.data.augment_on == "gpu" },
     )?;
     let nb = loader.batches_per_epoch();
     let total = nb * cfg.train.epochs;
@@ -245,6 +249,10 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
     let loop_start = Instant::now();
     let mut window = (Instant::now(), 0usize);
     let mut stopped_early = false;
+    let skip_nonfinite = cfg.train.on_nonfinite == "skip";
+    let sync_every = sync_interval(cfg, device);
+    let mut watch = NonFiniteWatch::new(device);
+    let mut last_loss_t: Option<Tensor> = None;
 
     'epochs: for epoch in state.step / nb.max(1)..cfg.train.epochs {
         if let Some(pb) = &pb {
@@ -253,43 +261,62 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
         let start = state.step - epoch * nb;
         for batch in loader.epoch(epoch, start) {
             let batch = batch?;
-            let mut views: Vec<tch::Tensor> = batch.views.iter().map(|v| v.to_device_(device, compute_kind, true, false)).collect();
+            let mut views = batch.views_on(loader.views(), device, compute_kind)?;
             if channels_last {
                 views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
             }
-            let labels = batch.labels.to_device(device);
+            let labels = batch.labels.to_device_(device, Kind::Int64, true, false);
             let lr = warmup_cosine(peak_lr, state.step, warmup, total);
             let out_step = {
                 let _amp = if cfg.train.amp && device.is_cuda() { Some(shim::AutocastGuard::bf16()?) } else { None };
                 method.forward(&views, &labels)?
             };
-            // Every rank must take the same branch below: the loss is averaged over ranks together
-            // with a "stop" flag (a signal seen by any rank), in one all-reduce.
+            // Every rank must take the same branch below: at a synchronisation point the loss is
+            // averaged over ranks together with a "stop" flag (a signal seen by any rank) and a
+            // "non-finite" flag, in one all-reduce.
             let stop_code = signals::pending().map(|(_, c)| c).unwrap_or(0) as f64;
-            let (loss_value, any_stop) = if place.distributed() {
-                let t = Tensor::stack(&[out_step.loss.detach().to_kind(Kind::Double).to_device(Device::Cpu), Tensor::from(stop_code)], 0).contiguous();
-                dist::all_reduce_sum_(&t)?;
-                (t.double_value(&[0]) / place.world as f64, t.double_value(&[1]) > 0.0)
-            } else {
-                (out_step.loss.double_value(&[]), stop_code > 0.0)
-            };
-            let update = if loss_value.is_finite() { apply_update(method.as_mut(), &mut opt, &out_step.loss, lr, state.step, total, true)? } else { Update::NonFinite };
-            let extra = match update {
-                Update::Applied(extra) => extra,
-                Update::NonFinite => {
-                    let what = if loss_value.is_finite() { "non-finite gradient".to_string() } else { format!("non-finite loss ({loss_value})") };
-                    if cfg.train.on_nonfinite == "skip" {
+            let (loss_value, any_stop, extra);
+            if skip_nonfinite {
+                // skip mode decides before the update, so it reads the loss and gradients every step
+                let s = settle(&out_step.loss, &watch, stop_code, place)?;
+                (loss_value, any_stop) = (s.loss, s.stop);
+                let update = if loss_value.is_finite() { apply_update(method.as_mut(), &mut opt, &out_step.loss, lr, state.step, total, GradCheck::Now)? } else { Update::NonFinite };
+                extra = match update {
+                    Update::Applied(extra) => extra,
+                    Update::NonFinite => {
+                        let what = if loss_value.is_finite() { "non-finite gradient".to_string() } else { format!("non-finite loss ({loss_value})") };
                         state.skipped_steps += 1;
                         write_log(&json!({"step": state.step, "epoch": epoch, "skipped": what}))?;
                         state.step += 1;
                         continue;
                     }
-                    let ck = last_ckpt.as_ref().map(|p| p.display().to_string()).unwrap_or_else(|| "none".into());
-                    anyhow::bail!("{what} at step {} (epoch {}); stopping. The last good checkpoint is {ck}; lower optim.lr or set train.on_nonfinite=skip", state.step, epoch + 1);
+                };
+                state.step += 1;
+                state.last_loss = loss_value;
+            } else {
+                // stop mode: non-finite values are recorded on the device and read back only at
+                // synchronisation points, before anything is logged, evaluated or saved
+                let update = apply_update(method.as_mut(), &mut opt, &out_step.loss, lr, state.step, total, GradCheck::Watch(&mut watch, state.step, &out_step.loss))?;
+                extra = match update {
+                    Update::Applied(extra) => extra,
+                    Update::NonFinite => vec![],
+                };
+                state.step += 1;
+                let sync_now = state.step % sync_every == 0
+                    || state.step % cfg.train.log_every == 0
+                    || state.step == total
+                    || (!place.distributed() && stop_code > 0.0)
+                    || opts.stop_after_steps.map(|n| state.step >= n).unwrap_or(false);
+                if sync_now {
+                    let s = settle(&out_step.loss, &watch, stop_code, place)?;
+                    stop_if_non_finite(&s, state.step, nb, last_ckpt.as_deref())?;
+                    (loss_value, any_stop) = (s.loss, s.stop);
+                    state.last_loss = loss_value;
+                } else {
+                    (loss_value, any_stop) = (f64::NAN, false);
                 }
-            };
-            state.step += 1;
-            state.last_loss = loss_value;
+                last_loss_t = Some(out_step.loss.detach());
+            }
             if place.distributed() && cfg.train.check_replicas_every > 0 && state.step % cfg.train.check_replicas_every == 0 {
                 check_replicas(method.as_ref(), state.step)?;
             }
@@ -329,6 +356,12 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
                 stopped_early = true;
                 break 'epochs;
             }
+        }
+        // the epoch's last values are read before its line, evaluation and checkpoint
+        if let (false, Some(loss)) = (skip_nonfinite, &last_loss_t) {
+            let s = settle(loss, &watch, 0.0, place)?;
+            stop_if_non_finite(&s, state.step, nb, last_ckpt.as_deref())?;
+            state.last_loss = s.loss;
         }
         let finished = epoch + 1;
         if pb.is_none() && !quiet {
@@ -386,6 +419,57 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
     // the others wait for rank 0's evaluation and files before leaving the group
     dist::barrier()?;
     Ok(summary)
+}
+
+/// Steps between host reads of the loss and the non-finite record in stop mode: `train.sync_every`,
+/// or by default every step on the CPU (where a read costs nothing: the step has finished when
+/// the host continues) and every `train.log_every` steps on a GPU (so the host queues steps ahead
+/// of the device). Skip mode reads every step regardless.
+pub fn sync_interval(cfg: &Config, device: Device) -> usize {
+    match (cfg.train.sync_every, device.is_cuda()) {
+        (n, _) if n > 0 => n,
+        (_, true) => cfg.train.log_every,
+        (_, false) => 1,
+    }
+}
+
+/// What a synchronisation point read back.
+struct Settled {
+    /// The last step's loss (averaged over ranks).
+    loss: f64,
+    /// A signal was seen (by any rank).
+    stop: bool,
+    /// This rank's first non-finite step since the start.
+    non_finite: Option<(usize, NonFinite)>,
+    /// Another rank saw a non-finite step that this one did not.
+    non_finite_elsewhere: bool,
+}
+
+/// Reads the last step's loss and the non-finite record in one transfer; with data parallel, one
+/// all-reduce averages the loss and ORs the stop and non-finite flags over ranks.
+fn settle(loss: &Tensor, watch: &NonFiniteWatch, stop_code: f64, place: dist::Place) -> anyhow::Result<Settled> {
+    let local = Tensor::cat(&[loss.detach().to_kind(Kind::Double).reshape([1]), watch.raw()], 0).to_device(Device::Cpu);
+    let v: Vec<f64> = Vec::<f64>::try_from(&local)?;
+    let non_finite = NonFiniteWatch::decode(v[1], v[2]);
+    if !place.distributed() {
+        return Ok(Settled { loss: v[0], stop: stop_code > 0.0, non_finite, non_finite_elsewhere: false });
+    }
+    let t = Tensor::from_slice(&[v[0], stop_code, if non_finite.is_some() { 1.0 } else { 0.0 }]);
+    dist::all_reduce_sum_(&t)?;
+    let r: Vec<f64> = Vec::<f64>::try_from(&t)?;
+    Ok(Settled { loss: r[0] / place.world as f64, stop: r[1] > 0.0, non_finite, non_finite_elsewhere: non_finite.is_none() && r[2] > 0.0 })
+}
+
+/// Stop mode: the error for a non-finite step found at a synchronisation point (after step `now`).
+fn stop_if_non_finite(s: &Settled, now: usize, nb: usize, last_ckpt: Option<&Path>) -> anyhow::Result<()> {
+    let ck = last_ckpt.map(|p| p.display().to_string()).unwrap_or_else(|| "none".into());
+    let (what, at) = match (s.non_finite, s.non_finite_elsewhere) {
+        (Some((step, kind)), _) => (kind.describe().to_string(), step),
+        (None, true) => ("non-finite loss or gradient on another rank".to_string(), now.saturating_sub(1)),
+        (None, false) => return Ok(()),
+    };
+    let seen = if at + 1 < now { format!(", read back after step {now}") } else { String::new() };
+    anyhow::bail!("{what} at step {at} (epoch {}){seen}; stopping. The last good checkpoint is {ck}; lower optim.lr or set train.on_nonfinite=skip", at / nb.max(1) + 1)
 }
 
 /// Every rank must hold the same weights after a step: compares a checksum (the float64 sum of

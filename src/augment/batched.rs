@@ -1,0 +1,252 @@
+//! The view pipeline of [`crate::augment::pipeline`] as batched tensor operations on the training
+//! device (`data.augment_on = "gpu"`), so that a small CPU does not starve a large GPU.
+//!
+//! The loader still decodes the images and draws every random choice exactly as the CPU pipeline
+//! does ([`ViewPipeline::sample`], same per-sample seeds); it ships the uint8 images (zero-padded
+//! to the largest in the batch) and a few numbers per sample and view ([`ViewChoices`]). On the
+//! device, per view:
+//! * crop + resize (+ flip) = two batched matrix products, `R_y · X · R_xᵀ`, whose rows are the
+//!   same antialiased triangle filter as [`crate::augment::ops::resized_crop`] (PIL /
+//!   torchvision `antialias=True`), built on the device from each sample's box;
+//! * colour jitter in each sample's own random order (four slots, each applying the op that
+//!   sample drew there), grayscale, solarize and normalisation as masked element-wise ops with
+//!   torchvision's formulas;
+//! * Gaussian blur = two more batched matrix products with reflect padding folded into the
+//!   per-sample blur matrices.
+//!
+//! With the same seed the views equal the CPU pipeline's up to float rounding (checked in
+//! `tests/augment_batched.rs`).
+use crate::augment::ops::{blur_kernel_size, GREY_WEIGHTS};
+use crate::augment::pipeline::{ViewParams, ViewPipeline};
+use crate::augment::recipe::ViewConfig;
+use tch::{Device, Kind, Tensor};
+
+/// One view's random choices for a batch, as small tensors (see [`ViewParams`]).
+pub struct ViewChoices {
+    /// `[B, 4]` float: top, left, height, width of the source box.
+    pub crop: Tensor,
+    /// `[B]` bool.
+    pub flip: Tensor,
+    /// `[B, 4]` int64: the jitter op in each of the four slots (0 brightness, 1 contrast,
+    /// 2 saturation, 3 hue), -1 when the sample is not jittered.
+    pub order: Tensor,
+    /// `[B, 4]` float: brightness, contrast, saturation factors and the hue shift.
+    pub factors: Tensor,
+    /// `[B]` bool.
+    pub gray: Tensor,
+    /// `[B]` float: blur σ, 0 for no blur.
+    pub sigma: Tensor,
+    /// `[B]` bool.
+    pub solarize: Tensor,
+    /// Known on the host when the batch is built: whether any sample is jittered / blurred (so
+    /// the device skips the work without reading anything back).
+    pub any_jitter: bool,
+    pub any_blur: bool,
+}
+
+impl ViewChoices {
+    pub fn from_params(ps: &[ViewParams]) -> Self {
+        let b = ps.len() as i64;
+        let crop: Vec<f32> = ps.iter().flat_map(|p| [p.crop.top as f32, p.crop.left as f32, p.crop.height as f32, p.crop.width as f32]).collect();
+        let order: Vec<i64> = ps.iter().flat_map(|p| p.jitter.map(|(o, _)| o.map(|v| v as i64)).unwrap_or([-1; 4])).collect();
+        let factors: Vec<f32> = ps.iter().flat_map(|p| p.jitter.map(|(_, f)| f).unwrap_or([1.0, 1.0, 1.0, 0.0])).collect();
+        let flag = |f: &dyn Fn(&ViewParams) -> bool| Tensor::from_slice(&ps.iter().map(f).collect::<Vec<bool>>());
+        ViewChoices {
+            crop: Tensor::from_slice(&crop).view([b, 4]),
+            flip: flag(&|p| p.flip),
+            order: Tensor::from_slice(&order).view([b, 4]),
+            factors: Tensor::from_slice(&factors).view([b, 4]),
+            gray: flag(&|p| p.gray),
+            sigma: Tensor::from_slice(&ps.iter().map(|p| p.blur_sigma.unwrap_or(0.0)).collect::<Vec<f32>>()),
+            solarize: flag(&|p| p.solarize),
+            any_jitter: ps.iter().any(|p| p.jitter.is_some()),
+            any_blur: ps.iter().any(|p| p.blur_sigma.is_some()),
+        }
+    }
+
+    /// Page-locked copies (for asynchronous copies to a GPU).
+    pub fn pinned(&self) -> Self {
+        self.map(|t| t.pin_memory(Device::Cuda(0)))
+    }
+
+    /// The same choices on `device` (asynchronous from page-locked memory).
+    pub fn to_device(&self, device: Device) -> Self {
+        self.map(|t| t.to_device_(device, t.kind(), true, false))
+    }
+
+    fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> Self {
+        ViewChoices {
+            crop: f(&self.crop),
+            flip: f(&self.flip),
+            order: f(&self.order),
+            factors: f(&self.factors),
+            gray: f(&self.gray),
+            sigma: f(&self.sigma),
+            solarize: f(&self.solarize),
+            any_jitter: self.any_jitter,
+            any_blur: self.any_blur,
+        }
+    }
+}
+
+/// Undecorated images of one batch plus each view's choices, as the loader hands them over.
+pub struct RawBatch {
+    /// `[B, 3, H, W]` uint8, each image top-left aligned and zero-padded to the batch's largest.
+    pub images: Tensor,
+    pub views: Vec<ViewChoices>,
+}
+
+impl RawBatch {
+    /// Every view of the batch, computed on `device` (the copies there are asynchronous).
+    /// The resampling products run in full float32 even where TF32 is enabled for the model
+    /// (TF32 would round the filter weights to 10 bits, about a third of an 8-bit level).
+    pub fn views_on(&self, pipelines: &[ViewPipeline], device: Device) -> anyhow::Result<Vec<Tensor>> {
+        let images = self.images.to_device_(device, Kind::Uint8, true, false);
+        let tf32 = device.is_cuda() && crate::backend::shim::tf32_enabled()?;
+        if tf32 {
+            crate::backend::shim::set_tf32(false)?;
+        }
+        let views = tch::no_grad(|| pipelines.iter().zip(&self.views).map(|(p, ch)| augment(&images, &ch.to_device(device), &p.cfg)).collect());
+        if tf32 {
+            crate::backend::shim::set_tf32(true)?;
+        }
+        Ok(views)
+    }
+}
+
+/// `[B, 1, n, 1]`-shaped view of a per-sample vector, to broadcast over `[B, C, n, m]`.
+fn per_sample(v: &Tensor) -> Tensor {
+    v.view([-1, 1, 1, 1])
+}
+
+/// Resampling matrices `[B, out, len]` of one axis (rows: output pixels), the same filter as
+/// `ops::axis_weights` on each sample's `[start, start + size)`: a triangle of half-width
+/// `max(size / out, 1)` centred on `(i + ½)·size/out`, zero outside the box, rows normalised.
+fn axis_matrices(start: &Tensor, size: &Tensor, out: i64, len: i64) -> Tensor {
+    let device = start.device();
+    let scale = (size / out as f64).view([-1, 1, 1]);
+    let support = scale.clamp_min(1.0);
+    let centre = (Tensor::arange(out, (Kind::Float, device)).view([1, -1, 1]) + 0.5) * &scale;
+    let local = Tensor::arange(len, (Kind::Float, device)).view([1, 1, -1]) - start.view([-1, 1, 1]);
+    let inside = local.ge(0.0).logical_and(&local.lt_tensor(&size.view([-1, 1, 1])));
+    let w = ((local + 0.5 - centre) / support).abs().neg().g_add_scalar(1.0).clamp_min(0.0) * inside.to_kind(Kind::Float);
+    let sum = w.sum_dim_intlist([2i64].as_slice(), true, Kind::Float);
+    let ones = sum.ones_like();
+    w / sum.where_self(&sum.gt(0.0), &ones)
+}
+
+/// ITU-R 601-2 luma `[B, 1, H, W]` (the weights of [`GREY_WEIGHTS`]).
+fn luma(x: &Tensor) -> Tensor {
+    let c = |i: i64| x.narrow(1, i, 1);
+    c(0) * GREY_WEIGHTS[0] as f64 + c(1) * GREY_WEIGHTS[1] as f64 + c(2) * GREY_WEIGHTS[2] as f64
+}
+
+/// `f·x + (1 − f)·other`, clamped to [0, 1] (torchvision's `_blend`); `f` per sample.
+fn blend(x: &Tensor, other: &Tensor, f: &Tensor) -> Tensor {
+    let f = per_sample(f);
+    (&f * x + (f.ones_like() - &f) * other).clamp(0.0, 1.0)
+}
+
+/// torchvision `adjust_hue` on a batch: RGB → HSV, shift the hue by `shift` (per sample), back.
+fn adjust_hue(x: &Tensor, shift: &Tensor) -> Tensor {
+    let (r, g, b) = (x.select(1, 0), x.select(1, 1), x.select(1, 2));
+    let maxc = r.maximum(&g).maximum(&b);
+    let minc = r.minimum(&g).minimum(&b);
+    let cr = &maxc - &minc;
+    let zero = maxc.zeros_like();
+    let s = (&cr / maxc.where_self(&maxc.gt(0.0), &maxc.ones_like())).where_self(&maxc.gt(0.0), &zero);
+    let crd = cr.where_self(&cr.ne(0.0), &cr.ones_like());
+    let (rc, gc, bc) = ((&maxc - &r) / &crd, (&maxc - &g) / &crd, (&maxc - &b) / &crd);
+    let h = (&bc - &gc).where_self(&maxc.eq_tensor(&r), &(&rc - &bc + 2.0).where_self(&maxc.eq_tensor(&g), &(&gc - &rc + 4.0)));
+    let h = (h / 6.0).remainder(1.0).where_self(&cr.ne(0.0), &zero);
+    let h = (h + shift.view([-1, 1, 1])).remainder(1.0);
+    let v = maxc;
+    let h6 = h * 6.0;
+    let i = h6.floor();
+    let f = &h6 - &i;
+    let i = i.to_kind(Kind::Int64).remainder(6).unsqueeze(0);
+    let one = v.ones_like();
+    let p = (&v * (&one - &s)).clamp(0.0, 1.0);
+    let q = (&v * (&one - &s * &f)).clamp(0.0, 1.0);
+    let t = (&v * (&one - &s * (&one - &f))).clamp(0.0, 1.0);
+    let pick = |c: [&Tensor; 6]| Tensor::stack(&c, 0).gather(0, &i, false).squeeze_dim(0);
+    let rr = pick([&v, &q, &p, &p, &t, &v]);
+    let gg = pick([&t, &v, &v, &q, &p, &p]);
+    let bb = pick([&p, &p, &t, &v, &v, &q]);
+    Tensor::stack(&[rr, gg, bb], 1)
+}
+
+/// Blur matrices `[B, n, n]`: row `o` holds the Gaussian kernel of size `k` (σ per sample) placed
+/// at `o − k/2 … o + k/2` with reflect padding folded in (torchvision `gaussian_blur`).
+fn blur_matrices(sigma: &Tensor, n: i64, k: i64) -> Tensor {
+    let device = sigma.device();
+    let half = k / 2;
+    let safe = sigma.where_self(&sigma.gt(0.0), &sigma.ones_like()).view([-1, 1]);
+    let offsets = Tensor::arange(k, (Kind::Float, device)).view([1, -1]) - half as f64;
+    let g = (offsets / &safe).square().g_mul_scalar(-0.5).exp();
+    let g = &g / g.sum_dim_intlist([1i64].as_slice(), true, Kind::Float);
+    // the source pixel of tap j for output o, reflected into [0, n)
+    let reflect = |i: i64| -> i64 {
+        if n == 1 {
+            return 0;
+        }
+        let period = 2 * (n - 1);
+        let i = i.rem_euclid(period);
+        if i >= n { period - i } else { i }
+    };
+    let idx: Vec<i64> = (0..n).flat_map(|o| (0..k).map(move |j| reflect(o + j - half))).collect();
+    let bsz = sigma.size()[0];
+    let index = Tensor::from_slice(&idx).to_device(device).view([1, n, k]).expand([bsz, n, k], false);
+    let src = g.view([bsz, 1, k]).expand([bsz, n, k], false);
+    Tensor::zeros([bsz, n, n], (Kind::Float, device)).scatter_add(2, &index, &src)
+}
+
+/// One view of a batch: `images` `[B, 3, H, W]` uint8 on the device, `ch` the view's choices on
+/// the same device; returns `[B, 3, S, S]` normalised float.
+pub fn augment(images: &Tensor, ch: &ViewChoices, cfg: &ViewConfig) -> Tensor {
+    let size = images.size();
+    let (h, w) = (size[2], size[3]);
+    let s = cfg.crop_size as i64;
+    let x = images.to_kind(Kind::Float);
+    let col = |i: i64| ch.crop.select(1, i);
+    let rows = axis_matrices(&col(0), &col(2), s, h);
+    let cols = axis_matrices(&col(1), &col(3), s, w);
+    let cols = cols.flip([1i64].as_slice()).where_self(&ch.flip.view([-1, 1, 1]), &cols);
+    // horizontal pass on the 0..255 values, then /255, then vertical (as resized_crop)
+    let x = x.matmul(&cols.transpose(1, 2).unsqueeze(1)) / 255.0;
+    let mut x = rows.unsqueeze(1).matmul(&x);
+    if ch.any_jitter {
+        let strengths = [cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue];
+        for slot in 0..4 {
+            let op = ch.order.select(1, slot);
+            for (o, strength) in strengths.iter().enumerate() {
+                if *strength <= 0.0 {
+                    continue;
+                }
+                let f = ch.factors.select(1, o as i64);
+                let y = match o {
+                    0 => (&x * per_sample(&f)).clamp(0.0, 1.0),
+                    1 => {
+                        let mean = luma(&x).to_kind(Kind::Double).mean_dim([1i64, 2, 3].as_slice(), true, Kind::Double).to_kind(Kind::Float);
+                        blend(&x, &mean, &f)
+                    }
+                    2 => blend(&x, &luma(&x), &f),
+                    _ => adjust_hue(&x, &f),
+                };
+                x = y.where_self(&per_sample(&op.eq(o as i64)), &x);
+            }
+        }
+    }
+    x = luma(&x).expand_as(&x).where_self(&per_sample(&ch.gray), &x);
+    if ch.any_blur {
+        let m = blur_matrices(&ch.sigma, s, blur_kernel_size(cfg.crop_size) as i64);
+        let blurred = m.unsqueeze(1).matmul(&x.matmul(&m.transpose(1, 2).unsqueeze(1)));
+        x = blurred.where_self(&per_sample(&ch.sigma.gt(0.0)), &x);
+    }
+    let flip_values = per_sample(&ch.solarize).logical_and(&x.ge(cfg.solarize_threshold as f64));
+    x = (x.ones_like() - &x).where_self(&flip_values, &x);
+    let device = x.device();
+    let mean = Tensor::from_slice(&cfg.mean).to_device(device).view([1, 3, 1, 1]);
+    let std = Tensor::from_slice(&cfg.std).to_device(device).view([1, 3, 1, 1]);
+    (x - mean) / std
+}
