@@ -40,6 +40,11 @@ echo "| end to end vs our step | batch 512 --amp --channels-last | ${e2e:-fail} 
 # views made on the GPU from decoded images (data.augment_on=gpu) instead of on the loader's threads
 e2e_dev=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device cuda --batch 512 --steps 40 --warmup 10 --amp --channels-last --augment-on gpu 2>&1 | ips)
 echo "| end to end, views on the GPU vs on loader threads | batch 512 --amp --channels-last | ${e2e_dev:-fail} | ${e2e:-fail} | $(ratio "$e2e_dev" "$e2e") |"
+# augmentation alone: batched on the GPU vs the per-image pipeline on all 16 CPU cores
+sps() { grep -o 'samples_per_s=[0-9.]*' | head -1 | cut -d= -f2; }
+aug_gpu=$(timeout 120 "$BIN" bench augment --data "folder:$DATA@train" --recipe byol-cifar --device cuda --batch 512 --samples 20480 2>&1 | sps)
+aug_cpu=$(timeout 120 "$BIN" bench augment --data "folder:$DATA@train" --recipe byol-cifar --threads "$(nproc)" --samples 20000 2>&1 | sps)
+echo "| augmentation samples/s (2 views), GPU batched vs $(nproc) CPU threads | byol-cifar, batch 512 | ${aug_gpu:-fail} | ${aug_cpu:-fail} | $(ratio "$aug_gpu" "$aug_cpu") |"
 # The trainer itself (selfsup train: checkpoints off, kNN off): host reads of the loss and the
 # non-finite record every 10 steps (the GPU default) vs every step (train.sync_every=1).
 trn() {

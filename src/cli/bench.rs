@@ -24,6 +24,12 @@ pub enum BenchCmd {
         /// Colour-jitter strength (lightly's default 1.0).
         #[arg(long, default_value_t = 1.0)]
         jitter_strength: f32,
+        /// Time the batched device pipeline (data.augment_on = "gpu") on this device instead:
+        /// batches of --batch decoded images, decode excluded, synchronised at both ends.
+        #[arg(long)]
+        device: Option<String>,
+        #[arg(long, default_value_t = 256)]
+        batch: usize,
     },
     /// One BYOL training step on fixed random views, timed: the same model and step as
     /// ../shared/bench/byol_step.py (images/s counts both views, 2 x batch per step).
@@ -200,7 +206,8 @@ fn step(a: StepArgs) -> anyhow::Result<()> {
 
 pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
     match cmd {
-        BenchCmd::Augment { data, recipe, threads, samples, size, jitter_strength } => augment(data, recipe, threads, samples, size, jitter_strength),
+        BenchCmd::Augment { data, recipe, samples, size, jitter_strength, device: Some(device), batch, .. } => augment_on_device(data, recipe, samples, size, jitter_strength, &device, batch),
+        BenchCmd::Augment { data, recipe, threads, samples, size, jitter_strength, .. } => augment(data, recipe, threads, samples, size, jitter_strength),
         BenchCmd::Step(a) => step(a),
         BenchCmd::Train(a) => train_bench(a),
     }
@@ -270,6 +277,30 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
     if let tch::Device::Cuda(i) = device {
         println!("peak_mem_GiB={:.2}", shim::cuda_peak_bytes(i)? as f64 / (1u64 << 30) as f64);
     }
+    Ok(())
+}
+
+/// The batched device pipeline's throughput (samples/s, every view of the recipe per sample):
+/// one batch of decoded images is augmented repeatedly on `device`.
+fn augment_on_device(data: String, recipe: String, samples: usize, size: usize, jitter_strength: f32, device: &str, batch: usize) -> anyhow::Result<()> {
+    use selfsup::data::{Loader, LoaderConfig};
+    let device = selfsup::backend::parse_device(device)?;
+    let recipe_v = Recipe::named(&recipe, &RecipeParams { crop_size: size, jitter_strength, mean: IMAGENET_MEAN, std: IMAGENET_STD, ..Default::default() })?;
+    let ds = std::sync::Arc::new(selfsup::data::open(&data)?);
+    let loader = Loader::new(ds, MultiView::new(&recipe_v), LoaderConfig { batch, shuffle: true, drop_last: true, seed: 0, threads: 0, prefetch: 1, pin_memory: device.is_cuda(), shard: (0, 1), augment_on_device: true })?;
+    let raw = loader.epoch(0, 0).next().ok_or_else(|| anyhow::anyhow!("{data} gives no full batch of {batch}"))??;
+    for _ in 0..3 {
+        raw.views_on(loader.views(), device, tch::Kind::Float)?;
+    }
+    sync(device);
+    let reps = samples.div_ceil(batch).max(1);
+    let t = Instant::now();
+    for _ in 0..reps {
+        std::hint::black_box(raw.views_on(loader.views(), device, tch::Kind::Float)?);
+    }
+    sync(device);
+    let sps = (reps * batch) as f64 / t.elapsed().as_secs_f64();
+    println!("RESULT selfsup-augment-batched recipe={recipe} size={size} device={device:?} batch={batch} threads={} samples={} samples_per_s={sps:.0}", tch::get_num_threads(), reps * batch);
     Ok(())
 }
 
