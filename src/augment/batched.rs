@@ -185,18 +185,18 @@ fn blur_matrices(sigma: &Tensor, n: i64, k: i64) -> Tensor {
     let offsets = Tensor::arange(k, (Kind::Float, device)).view([1, -1]) - half as f64;
     let g = (offsets / &safe).square().g_mul_scalar(-0.5).exp();
     let g = &g / g.sum_dim_intlist([1i64].as_slice(), true, Kind::Float);
-    // the source pixel of tap j for output o, reflected into [0, n)
-    let reflect = |i: i64| -> i64 {
-        if n == 1 {
-            return 0;
-        }
-        let period = 2 * (n - 1);
-        let i = i.rem_euclid(period);
-        if i >= n { period - i } else { i }
-    };
-    let idx: Vec<i64> = (0..n).flat_map(|o| (0..k).map(move |j| reflect(o + j - half))).collect();
+    // the source pixel of tap j for output o, o + j − k/2 reflected into [0, n), built on the
+    // device (a host-built index would be a copy the host waits for)
     let bsz = sigma.size()[0];
-    let index = Tensor::from_slice(&idx).to_device(device).view([1, n, k]).expand([bsz, n, k], false);
+    let raw = Tensor::arange(n, (Kind::Int64, device)).view([n, 1]) + Tensor::arange(k, (Kind::Int64, device)).view([1, k]) - half;
+    let index = if n == 1 {
+        raw.zeros_like()
+    } else {
+        let period = 2 * (n - 1);
+        let i = raw.remainder(period);
+        (i.g_mul_scalar(-1) + period).where_self(&i.ge(n), &i)
+    };
+    let index = index.view([1, n, k]).expand([bsz, n, k], false);
     let src = g.view([bsz, 1, k]).expand([bsz, n, k], false);
     Tensor::zeros([bsz, n, n], (Kind::Float, device)).scatter_add(2, &index, &src)
 }
@@ -207,13 +207,18 @@ fn blur_matrices(sigma: &Tensor, n: i64, k: i64) -> Tensor {
 /// costs one blend for the three of them plus the hue rotation; ops whose strength is 0 in the
 /// config are not applied (as on the CPU).
 fn jitter(x: &Tensor, ch: &ViewChoices, cfg: &ViewConfig) -> Tensor {
-    let device = x.device();
-    let enabled = Tensor::from_slice(&[cfg.brightness > 0.0, cfg.contrast > 0.0, cfg.saturation > 0.0, cfg.hue > 0.0]).to_device(device);
+    let strengths = [cfg.brightness, cfg.contrast, cfg.saturation, cfg.hue];
     let mut x = x.shallow_clone();
     for slot in 0..4 {
         let op = ch.order.select(1, slot);
         let drawn = op.clamp_min(0);
-        let on = op.ge(0).logical_and(&enabled.index_select(0, &drawn));
+        // drawn, and an op the config enables
+        let mut on = op.ge(0);
+        for (o, strength) in strengths.iter().enumerate() {
+            if *strength <= 0.0 {
+                on = on.logical_and(&op.ne(o as i64));
+            }
+        }
         let f = ch.factors.gather(1, &drawn.unsqueeze(1), false).squeeze_dim(1);
         let l = luma(&x);
         let mean = l.to_kind(Kind::Double).mean_dim([1i64, 2, 3].as_slice(), true, Kind::Double).to_kind(Kind::Float);
@@ -252,8 +257,8 @@ pub fn augment(images: &Tensor, ch: &ViewChoices, cfg: &ViewConfig) -> Tensor {
     }
     let flip_values = per_sample(&ch.solarize).logical_and(&x.ge(cfg.solarize_threshold as f64));
     x = (x.ones_like() - &x).where_self(&flip_values, &x);
+    // per-channel constants as fills on the device (no host-to-device copy)
     let device = x.device();
-    let mean = Tensor::from_slice(&cfg.mean).to_device(device).view([1, 3, 1, 1]);
-    let std = Tensor::from_slice(&cfg.std).to_device(device).view([1, 3, 1, 1]);
-    (x - mean) / std
+    let per_channel = |v: [f32; 3]| Tensor::cat(&v.map(|c| Tensor::full([1], c as f64, (Kind::Float, device))), 0).view([1, 3, 1, 1]);
+    (x - per_channel(cfg.mean)) / per_channel(cfg.std)
 }

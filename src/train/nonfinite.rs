@@ -56,7 +56,8 @@ impl NonFiniteWatch {
             let code = loss_bad.to_kind(Kind::Int64) * NonFinite::Loss.code()
                 + grad_bad.logical_and(&loss_bad.logical_not()).to_kind(Kind::Int64) * NonFinite::Gradient.code();
             let new = code.gt(0).logical_and(&self.first.get(0).lt(0));
-            let here = Tensor::stack(&[Tensor::from(step as i64).to_device(device), code], 0);
+            // a fill on the device, not a host-to-device copy (which would wait for the device)
+            let here = Tensor::stack(&[Tensor::full([], step as i64, (Kind::Int64, device)), code], 0);
             self.first = here.where_self(&new, &self.first);
         })
     }
