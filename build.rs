@@ -45,6 +45,19 @@ fn main() {
         println!("cargo:warning=gloo headers not found (apt-get install libgloo-dev): building without distributed training");
     }
     println!("cargo:rustc-check-cfg=cfg(selfsup_has_gloo)");
+    // CUDA's runtime headers, complete with crt/ (for c10/cuda; the sync debug mode only):
+    // SELFSUP_CUDA_INCLUDE, a CUDA toolkit, or the copy that torch's triton dependency ships (the
+    // torch wheel's own nvidia/cu13 headers lack crt/). Without them the mode reports so.
+    println!("cargo:rerun-if-env-changed=SELFSUP_CUDA_INCLUDE");
+    let site = torch_root.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    let cuda_include = std::env::var("SELFSUP_CUDA_INCLUDE")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from("/usr/local/cuda/include"), site.join("triton/backends/nvidia/include"), site.join("nvidia/cu13/include"), site.join("nvidia/cuda_runtime/include")])
+        .find(|d| d.join("cuda_runtime_api.h").exists() && d.join("crt/host_config.h").exists());
+    if let Some(dir) = cuda_include {
+        build.include(dir).define("SELFSUP_HAVE_CUDA_HEADERS", None);
+    }
     build.compile("selfsup_shim");
 
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());

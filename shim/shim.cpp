@@ -4,6 +4,9 @@
 #include <torch/torch.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/CachingDeviceAllocator.h>
+#ifdef SELFSUP_HAVE_CUDA_HEADERS
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 #include <string>
 
 static thread_local std::string last_error;
@@ -154,6 +157,19 @@ int selfsup_foreach_all_finite(at::Tensor **ts, int64_t n, at::Tensor **out) {
     auto norms = at::_foreach_norm(tensor_list(ts, n), at::Scalar(2.0), at::kDouble);
     *out = new at::Tensor(at::stack(norms).sum().isfinite());
   }
+  SHIM_CATCH
+}
+
+// torch's CUDA sync debug mode (torch.cuda.set_sync_debug_mode): 0 off, 1 warn, 2 error on every
+// operation that makes the host wait for the device (item(), pageable copies, synchronize, ...).
+// Needs CUDA's runtime headers at build time (the torch wheel's nvidia package has them).
+int selfsup_cuda_sync_debug(int mode) {
+  SHIM_TRY
+#ifdef SELFSUP_HAVE_CUDA_HEADERS
+  c10::cuda::warning_state().set_sync_debug_mode(static_cast<c10::cuda::SyncDebugMode>(mode));
+#else
+  if (mode != 0) throw std::runtime_error("this build has no CUDA runtime headers, so torch's sync debug mode is unavailable");
+#endif
   SHIM_CATCH
 }
 

@@ -17,6 +17,7 @@ extern "C" {
     fn selfsup_channels_last(t: *mut torch_sys::C_tensor, in_place: c_int, out: *mut *mut torch_sys::C_tensor) -> c_int;
     fn selfsup_is_channels_last(t: *mut torch_sys::C_tensor, out: *mut c_int) -> c_int;
     fn selfsup_foreach_adamw(params: *const *mut torch_sys::C_tensor, grads: *const *mut torch_sys::C_tensor, exp_avg: *const *mut torch_sys::C_tensor, exp_avg_sq: *const *mut torch_sys::C_tensor, n: i64, lr: f64, weight_decay: f64, beta1: f64, beta2: f64, eps: f64, bias1: f64, bias2: f64) -> c_int;
+    fn selfsup_cuda_sync_debug(mode: c_int) -> c_int;
     fn selfsup_foreach_all_finite(ts: *const *mut torch_sys::C_tensor, n: i64, out: *mut *mut torch_sys::C_tensor) -> c_int;
 }
 
@@ -112,6 +113,30 @@ pub fn foreach_all_finite(ts: &[Tensor], device: tch::Device) -> anyhow::Result<
     let mut out: *mut torch_sys::C_tensor = std::ptr::null_mut();
     check(unsafe { selfsup_foreach_all_finite(p.as_ptr(), p.len() as i64, &mut out) })?;
     Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+/// torch's CUDA sync debug mode: with `error`, every operation that makes the host wait for
+/// the device (reading a value, a copy from pageable memory, a synchronize) fails with torch's
+/// "called a synchronizing CUDA operation" error; `false` turns it off.
+pub fn cuda_sync_debug(error: bool) -> anyhow::Result<()> {
+    check(unsafe { selfsup_cuda_sync_debug(if error { 2 } else { 0 }) })
+}
+
+/// Turns torch's CUDA sync debug mode to "error" while alive (see [`cuda_sync_debug`]); off
+/// again when dropped, also while a panic unwinds.
+pub struct SyncDebugGuard;
+
+impl SyncDebugGuard {
+    pub fn on() -> anyhow::Result<Self> {
+        cuda_sync_debug(true)?;
+        Ok(SyncDebugGuard)
+    }
+}
+
+impl Drop for SyncDebugGuard {
+    fn drop(&mut self) {
+        let _ = cuda_sync_debug(false);
+    }
 }
 
 /// Peak bytes allocated on CUDA device `device` (0 without CUDA).

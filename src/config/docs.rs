@@ -66,6 +66,7 @@ pub const FIELD_DOCS: &[(&str, &str, &str)] = &[
     ("train.check_replicas_every", "≥ 0 steps", "Data parallel debug check: every N steps all ranks compare a checksum of their weights and stop if they differ (0 = off)."),
     ("train.on_nonfinite", "stop \\| skip", "On a non-finite loss: stop with an error, or skip the step and count it."),
     ("train.sync_every", "≥ 0 steps", "Stop mode: read the loss and the device-side non-finite record back every N steps (0 = every step on the CPU, every log_every steps on a GPU, so the host queues steps ahead of the device). A non-finite step is found at the next read and is never checkpointed. Skip mode reads every step."),
+    ("train.sync_debug", "bool", "CUDA check: run every step under torch's sync debug mode set to error, so any operation inside the step that makes the host wait for the GPU (a value read, a copy from pageable memory) stops the run naming it. Reads at log steps, checkpoints and evaluation are outside the step."),
     ("optim.name", "lars \\| sgd \\| adamw", "Optimiser."),
     ("optim.lr", "> 0", "Base learning rate; the used peak is lr × batch / 256."),
     ("optim.weight_decay", "≥ 0", "Weight decay."),

@@ -77,6 +77,8 @@ pub struct TrainConfig {
     /// Stop mode: read the loss and the non-finite record back to the host every N steps
     /// (0 = every step on the CPU, every `log_every` steps on a GPU).
     pub sync_every: usize,
+    /// CUDA check: fail on any operation inside the step that makes the host wait for the device.
+    pub sync_debug: bool,
     /// f32 | f64: the precision of weights and activations (f64 for numerical checks).
     pub precision: String,
     /// Data parallel: compare a checksum of the weights across ranks every N steps (0 = off).
@@ -99,6 +101,7 @@ impl Default for TrainConfig {
             log_every: 10,
             on_nonfinite: "stop".into(),
             sync_every: 0,
+            sync_debug: false,
             precision: "f32".into(),
             check_replicas_every: 0,
         }
@@ -255,6 +258,9 @@ impl Config {
         }
         if !matches!(t.on_nonfinite.as_str(), "stop" | "skip") {
             return Err(Error::config("train.on_nonfinite", &t.on_nonfinite, "expected stop or skip"));
+        }
+        if t.sync_debug && t.on_nonfinite == "skip" {
+            return Err(Error::config("train.sync_debug", true, "checks the stop mode's step; skip mode reads the loss every step by design (set train.on_nonfinite = \"stop\")"));
         }
         if !matches!(t.precision.as_str(), "f32" | "f64") {
             return Err(Error::config("train.precision", &t.precision, "expected f32 or f64"));

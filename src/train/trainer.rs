@@ -109,7 +109,14 @@ fn progress_bar(total: usize, start: usize, quiet: bool) -> Option<ProgressBar> 
 
 pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let place = dist::init_from_env()?;
-    let result = train_on(cfg, opts, place);
+    let result = if cfg.train.sync_debug {
+        // a synchronising operation fails inside a tch call that panics on errors: report it
+        // as this run's error (the panic message, printed above it, names the operation)
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train_on(cfg, opts, place)))
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("train.sync_debug: an operation inside the training step made the host wait for the GPU (see the panic message above; RUST_BACKTRACE=1 shows where)")))
+    } else {
+        train_on(cfg, opts, place)
+    };
     if result.is_err() && place.distributed() {
         eprintln!("rank {}/{}: stopping ({})", place.rank, place.world, result.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_default());
     }
@@ -253,6 +260,16 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
     let sync_every = sync_interval(cfg, device);
     let mut watch = NonFiniteWatch::new(device);
     let mut last_loss_t: Option<Tensor> = None;
+    let sync_debug = cfg.train.sync_debug;
+    if sync_debug {
+        anyhow::ensure!(device.is_cuda(), Error::config("train.sync_debug", true, "is a CUDA check: it needs --device cuda"));
+        // the mode must take effect in this build: a value read must now fail
+        let probe = {
+            let _on = shim::SyncDebugGuard::on()?;
+            Tensor::ones([1], (Kind::Float, device)).f_double_value(&[0])
+        };
+        anyhow::ensure!(probe.is_err(), "train.sync_debug: torch's sync debug mode did not take effect in this build");
+    }
 
     'epochs: for epoch in state.step / nb.max(1)..cfg.train.epochs {
         if let Some(pb) = &pb {
@@ -261,6 +278,8 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
         let start = state.step - epoch * nb;
         for batch in loader.epoch(epoch, start) {
             let batch = batch?;
+            // train.sync_debug: from here to the end of the update nothing may wait for the device
+            let debug = if sync_debug { Some(shim::SyncDebugGuard::on()?) } else { None };
             let mut views = batch.views_on(loader.views(), device, compute_kind)?;
             if channels_last {
                 views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
@@ -297,6 +316,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
                 // stop mode: non-finite values are recorded on the device and read back only at
                 // synchronisation points, before anything is logged, evaluated or saved
                 let update = apply_update(method.as_mut(), &mut opt, &out_step.loss, lr, state.step, total, GradCheck::Watch(&mut watch, state.step, &out_step.loss))?;
+                drop(debug);
                 extra = match update {
                     Update::Applied(extra) => extra,
                     Update::NonFinite => vec![],
