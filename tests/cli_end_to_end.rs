@@ -30,6 +30,13 @@ fn bad_input_gives_one_clear_error_line() {
     assert_clean_error(&o, 2, &["data.min_scale"]);
     let o = selfsup(&["train", "--out", out.path().to_str().unwrap(), "--set", "train.epoch=3"]);
     assert_clean_error(&o, 2, &["unknown config key `train.epoch`", "train.epochs"]);
+    let o = selfsup(&["train", "--out", out.path().to_str().unwrap(), "--set", "data.augment_on=\"tpu\""]);
+    assert_clean_error(&o, 2, &["data.augment_on", "tpu", "cpu or gpu"]);
+    // a CUDA check asked for on the CPU, or in skip mode
+    let o = selfsup(&["train", "--data", "synthetic:64", "--batch", "16", "--out", out.path().join("sd").to_str().unwrap(), "--set", "train.sync_debug=true"]);
+    assert_clean_error(&o, 2, &["train.sync_debug", "needs --device cuda"]);
+    let o = selfsup(&["train", "--out", out.path().to_str().unwrap(), "--set", "train.sync_debug=true", "--set", "train.on_nonfinite=\"skip\""]);
+    assert_clean_error(&o, 2, &["train.sync_debug", "skip mode"]);
     let o = selfsup(&["data", "preview", "synthetic:20", "--recipe", "nope", "--out", out.path().join("p.png").to_str().unwrap()]);
     assert_clean_error(&o, 2, &["data.recipe", "nope"]);
     assert!(!out.path().join("p.png").exists());
@@ -53,6 +60,8 @@ fn inspect_json_is_one_object_and_preview_writes_a_png() {
     assert_eq!(img.width, 3 * 100 + 4);
     let o = selfsup(&["bench", "augment", "--data", &cifar_spec("test", 10), "--recipe", "byol", "--threads", "1", "--samples", "100"]);
     assert!(stdout(&o).starts_with("RESULT selfsup-augment"), "{}", stdout(&o));
+    let o = selfsup(&["bench", "augment", "--data", &cifar_spec("test", 10), "--recipe", "byol-cifar", "--device", "cpu", "--batch", "50", "--samples", "100"]);
+    assert!(stdout(&o).starts_with("RESULT selfsup-augment-batched") && stdout(&o).contains("samples=100"), "{}{}", stdout(&o), stderr(&o));
 }
 
 fn train_args(out: &Path, data: &str, epochs: usize, extra: &[&str]) -> Vec<String> {

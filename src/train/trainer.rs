@@ -146,6 +146,16 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
     if device.is_cuda() {
         shim::set_tf32(cfg.train.tf32)?;
     }
+    let sync_debug = cfg.train.sync_debug;
+    if sync_debug {
+        anyhow::ensure!(device.is_cuda(), Error::config("train.sync_debug", true, "is a CUDA check: it needs --device cuda"));
+        // the mode must take effect in this build: a value read must now fail
+        let probe = {
+            let _on = shim::SyncDebugGuard::on()?;
+            Tensor::ones([1], (Kind::Float, device)).f_double_value(&[0])
+        };
+        anyhow::ensure!(probe.is_err(), "train.sync_debug: torch's sync debug mode did not take effect in this build");
+    }
     let out = &opts.out;
     if main {
         std::fs::create_dir_all(out).map_err(|e| Error::data(out, format!("cannot create output folder: {e}")))?;
@@ -260,16 +270,6 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
     let sync_every = sync_interval(cfg, device);
     let mut watch = NonFiniteWatch::new(device);
     let mut last_loss_t: Option<Tensor> = None;
-    let sync_debug = cfg.train.sync_debug;
-    if sync_debug {
-        anyhow::ensure!(device.is_cuda(), Error::config("train.sync_debug", true, "is a CUDA check: it needs --device cuda"));
-        // the mode must take effect in this build: a value read must now fail
-        let probe = {
-            let _on = shim::SyncDebugGuard::on()?;
-            Tensor::ones([1], (Kind::Float, device)).f_double_value(&[0])
-        };
-        anyhow::ensure!(probe.is_err(), "train.sync_debug: torch's sync debug mode did not take effect in this build");
-    }
 
     'epochs: for epoch in state.step / nb.max(1)..cfg.train.epochs {
         if let Some(pb) = &pb {
