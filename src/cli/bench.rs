@@ -245,7 +245,7 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
             if a.channels_last {
                 views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
             }
-            let labels = batch.labels.to_device_(device, tch::Kind::Int64, true, false);
+            let labels = batch.labels_on(device);
             let out = {
                 let _amp = if use_amp { Some(shim::AutocastGuard::bf16()?) } else { None };
                 method.forward(&views, &labels)?
@@ -280,12 +280,17 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The recipe both augmentation benchmarks time: `name` at `size` px, ImageNet statistics.
+fn augment_recipe(name: &str, size: usize, jitter_strength: f32) -> anyhow::Result<Recipe> {
+    Ok(Recipe::named(name, &RecipeParams { crop_size: size, jitter_strength, mean: IMAGENET_MEAN, std: IMAGENET_STD, ..Default::default() })?)
+}
+
 /// The batched device pipeline's throughput (samples/s, every view of the recipe per sample):
 /// one batch of decoded images is augmented repeatedly on `device`.
 fn augment_on_device(data: String, recipe: String, samples: usize, size: usize, jitter_strength: f32, device: &str, batch: usize) -> anyhow::Result<()> {
     use selfsup::data::{Loader, LoaderConfig};
     let device = selfsup::backend::parse_device(device)?;
-    let recipe_v = Recipe::named(&recipe, &RecipeParams { crop_size: size, jitter_strength, mean: IMAGENET_MEAN, std: IMAGENET_STD, ..Default::default() })?;
+    let recipe_v = augment_recipe(&recipe, size, jitter_strength)?;
     let ds = std::sync::Arc::new(selfsup::data::open(&data)?);
     let loader = Loader::new(ds, MultiView::new(&recipe_v), LoaderConfig { batch, shuffle: true, drop_last: true, seed: 0, threads: 0, prefetch: 1, pin_memory: device.is_cuda(), shard: (0, 1), augment_on_device: true })?;
     let raw = loader.epoch(0, 0).next().ok_or_else(|| anyhow::anyhow!("{data} gives no full batch of {batch}"))??;
@@ -320,7 +325,7 @@ fn augment(data: String, recipe: String, threads: usize, samples: usize, size: u
     };
     let ds = if files.is_none() { Some(spec.open()?) } else { None };
     let n_items = files.as_ref().map(|f| f.len()).or(ds.as_ref().map(|d| d.len())).unwrap_or(0);
-    let recipe_v = Recipe::named(&recipe, &RecipeParams { crop_size: size, jitter_strength, mean: IMAGENET_MEAN, std: IMAGENET_STD, ..Default::default() })?;
+    let recipe_v = augment_recipe(&recipe, size, jitter_strength)?;
     let mv = MultiView::new(&recipe_v);
     let lens: Vec<usize> = mv.views.iter().map(|v| v.output_len()).collect();
     let order: Vec<usize> = {

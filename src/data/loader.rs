@@ -64,6 +64,11 @@ impl Batch {
             None => self.views.iter().map(|v| v.to_device_(device, kind, true, false)).collect(),
         })
     }
+
+    /// The labels on `device` (asynchronously from page-locked memory).
+    pub fn labels_on(&self, device: tch::Device) -> Tensor {
+        self.labels.to_device_(device, tch::Kind::Int64, true, false)
+    }
 }
 
 pub struct Loader {

@@ -284,7 +284,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
             if channels_last {
                 views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
             }
-            let labels = batch.labels.to_device_(device, Kind::Int64, true, false);
+            let labels = batch.labels_on(device);
             let lr = warmup_cosine(peak_lr, state.step, warmup, total);
             let out_step = {
                 let _amp = if cfg.train.amp && device.is_cuda() { Some(shim::AutocastGuard::bf16()?) } else { None };
