@@ -8,7 +8,7 @@ TESTPY  := torchvision==0.26.0 safetensors
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup build demo test docs clean
+.PHONY: setup build demo test docs gpu-tests clean
 
 setup: $(VENV)/.ready
 
@@ -29,6 +29,15 @@ demo: build
 
 test: build
 	cargo test --release -- --test-threads 2
+
+# Test binaries whose checks need CUDA (views made on the GPU, side-stream copies), gathered in
+# target/gpu-tests for bench/gpu.sh to run on a GPU machine (carry that folder with the binary).
+gpu-tests: build
+	rm -rf target/gpu-tests && mkdir -p target/gpu-tests
+	cargo test --release --test copy_ahead --test augment_batched --no-run --message-format=json \
+	  | $(PY) -c 'import json, sys; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("executable") and m["profile"]["test"]]' \
+	  | xargs -I{} cp {} target/gpu-tests/
+	@ls target/gpu-tests
 
 docs: build
 	./target/release/selfsup config docs > docs/config.md

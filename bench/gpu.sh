@@ -4,22 +4,30 @@
 # our number, the reference's from the same run, and the ratio. Budget: the acceptance rows (step,
 # end to end) in under 5 minutes; with the diagnostic rows after them about 6-8 (one device call,
 # timeout_s 600).
-#   bash bench/gpu.sh            # from the repository root, ../shared beside it
+#   bash bench/gpu.sh            # from the repository root, ../shared beside it (make build gpu-tests here first)
 #   EXTRA=0 bash bench/gpu.sh    # the acceptance rows only
+#   DRY=1 bash bench/gpu.sh      # the script's plumbing on a CPU: tiny model, few steps, numbers meaningless
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/selfsup}
 REF=${REF:-../shared/bench}
 DATA=${DATA:-/tmp/cifar}
 STEPS=${STEPS:-20}
+DEV=cuda; BATCHES="256 512"; BIG=512; SIZE=""; LW=14; E2E="--steps 40 --warmup 10"; AUGN=20480; PC=1000; TSIZE=()
+if [ "${DRY:-0}" = 1 ]; then
+  DEV=cpu; BATCHES="8 16"; BIG=16; SIZE="--width 8 --hidden 64"; LW=2; E2E="--steps 3 --warmup 1"; AUGN=512; STEPS=2
+  PC=10; TSIZE=(--set model.width=8 --set projector.hidden=64 --set predictor.hidden=64)
+fi
 # the binary's rpath points into the project venv; on the GPU machine use the installed torch
-TORCH_LIB=$(python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+PY=python3
+[ "${DRY:-0}" = 1 ] && [ -x .venv/bin/python ] && PY=.venv/bin/python
+TORCH_LIB=$($PY -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
 if [ ! -d "$DATA/train" ]; then
   mkdir -p "$DATA" && tar -xzf ../shared/data/cifar10-jpeg.tar.gz -C "$DATA"
 fi
 if [ -d "$REF/wheels" ] && ! python3 -c 'import lightly' 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site "$REF"/wheels/*.whl && export PYTHONPATH=/tmp/site
+  python3 -m pip install -q --root-user-action=ignore --no-index --no-deps --target /tmp/site "$REF"/wheels/*.whl && export PYTHONPATH=/tmp/site
 fi
 ips() { grep -o 'images_per_s=[0-9.]*' | head -1 | cut -d= -f2; }
 ratio() { python3 -c "import sys; a,b=sys.argv[1:]; print(f'{float(a)/float(b):.2f}x' if a and b else 'n/a')" "$1" "$2" 2>/dev/null || echo n/a; }
@@ -28,46 +36,60 @@ echo
 echo "| measurement | flags | selfsup images/s | reference images/s | ratio |"
 echo "|---|---|---|---|---|"
 STEP_OURS=""
-for batch in 256 512; do
+for batch in $BATCHES; do
   for flags in "" "--amp --channels-last"; do
-    ref=$(timeout 120 python3 "$REF/byol_step.py" --device cuda --batch $batch --steps $STEPS $flags 2>&1 | ips)
-    ours=$(timeout 120 "$BIN" bench step --device cuda --batch $batch --steps $STEPS $flags 2>&1 | ips)
-    [ "$batch" = 512 ] && [ -n "$flags" ] && STEP_OURS=$ours
+    ref=$(timeout 120 $PY "$REF/byol_step.py" --device $DEV --batch $batch --steps $STEPS $SIZE $flags 2>&1 | ips)
+    ours=$(timeout 120 "$BIN" bench step --device $DEV --batch $batch --steps $STEPS $SIZE $flags 2>&1 | ips)
+    [ "$batch" = $BIG ] && [ -n "$flags" ] && STEP_OURS=$ours
     echo "| step (byol_step.py) | batch $batch ${flags:-f32} | ${ours:-fail} | ${ref:-fail} | $(ratio "$ours" "$ref") |"
   done
 done
-lref=$(timeout 180 python3 "$REF/lightly_byol.py" --data "$DATA/train" --batch 512 --workers 14 --amp 2>&1 | ips)
-e2e=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device cuda --batch 512 --steps 40 --warmup 10 --amp --channels-last 2>&1 | ips)
-echo "| end to end vs lightly (14 workers) | batch 512 --amp | ${e2e:-fail} | ${lref:-fail} | $(ratio "$e2e" "$lref") |"
-echo "| end to end vs our step | batch 512 --amp --channels-last | ${e2e:-fail} | ${STEP_OURS:-fail} | $(ratio "$e2e" "$STEP_OURS") |"
+lref=$(timeout 180 $PY "$REF/lightly_byol.py" --data "$DATA/train" --batch $BIG --workers $LW $E2E --device $DEV --amp 2>&1 | ips)
+e2e=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device $DEV --batch $BIG $E2E $SIZE --amp --channels-last 2>&1 | ips)
+echo "| end to end vs lightly ($LW workers) | batch $BIG --amp | ${e2e:-fail} | ${lref:-fail} | $(ratio "$e2e" "$lref") |"
+echo "| end to end vs our step | batch $BIG --amp --channels-last | ${e2e:-fail} | ${STEP_OURS:-fail} | $(ratio "$e2e" "$STEP_OURS") |"
 [ "${EXTRA:-1}" = 0 ] && exit 0
+# correctness on the GPU (`make gpu-tests` here, carry target/gpu-tests): views made on the GPU
+# equal the CPU pipeline's; batches copied ahead on the side stream arrive exactly as built
+for t in target/gpu-tests/*; do
+  [ -x "$t" ] || continue
+  r=$(timeout 180 "$t" --test-threads 1 --skip training_with 2>&1 | grep -m1 '^test result' | cut -c14-60)
+  echo "| tests/$(basename "$t" | sed 's/-[0-9a-f]*$//').rs on the device | | ${r:-fail} | | |"
+done
 # views made on the GPU from decoded images (data.augment_on=gpu) instead of on the loader's threads
-e2e_dev=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device cuda --batch 512 --steps 40 --warmup 10 --amp --channels-last --augment-on gpu 2>&1 | ips)
-echo "| end to end, views on the GPU vs on loader threads | batch 512 --amp --channels-last | ${e2e_dev:-fail} | ${e2e:-fail} | $(ratio "$e2e_dev" "$e2e") |"
+e2e_dev=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device $DEV --batch $BIG $E2E $SIZE --amp --channels-last --augment-on gpu 2>&1 | ips)
+echo "| end to end, views on the GPU vs on loader threads | batch $BIG --amp --channels-last | ${e2e_dev:-fail} | ${e2e:-fail} | $(ratio "$e2e_dev" "$e2e") |"
+# split: crops made on the loader's threads, colour work on the GPU (for large images)
+e2e_split=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device $DEV --batch $BIG $E2E $SIZE --amp --channels-last --augment-on split 2>&1 | ips)
+echo "| end to end, views split (crops on loader threads, colour on the GPU) vs on loader threads | batch $BIG --amp --channels-last | ${e2e_split:-fail} | ${e2e:-fail} | $(ratio "$e2e_split" "$e2e") |"
+# copies: on the loader's side stream as soon as a batch is built (data.copy_ahead, default) vs
+# queued by the training thread on the default stream when it takes the batch
+e2e_nca=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device $DEV --batch $BIG $E2E $SIZE --amp --channels-last --copy-ahead false 2>&1 | ips)
+echo "| end to end, copies on a side stream vs by the step's thread | batch $BIG --amp --channels-last | ${e2e:-fail} | ${e2e_nca:-fail} | $(ratio "$e2e" "$e2e_nca") |"
 # augmentation alone: batched on the GPU vs the per-image pipeline on all 16 CPU cores
 sps() { grep -o 'samples_per_s=[0-9.]*' | head -1 | cut -d= -f2; }
-aug_gpu=$(timeout 120 "$BIN" bench augment --data "folder:$DATA@train" --recipe byol-cifar --device cuda --batch 512 --samples 20480 2>&1 | sps)
-aug_cpu=$(timeout 120 "$BIN" bench augment --data "folder:$DATA@train" --recipe byol-cifar --threads "$(nproc)" --samples 20000 2>&1 | sps)
-echo "| augmentation samples/s (2 views), GPU batched vs $(nproc) CPU threads | byol-cifar, batch 512 | ${aug_gpu:-fail} | ${aug_cpu:-fail} | $(ratio "$aug_gpu" "$aug_cpu") |"
+aug_gpu=$(timeout 120 "$BIN" bench augment --data "folder:$DATA@train" --recipe byol-cifar --device $DEV --batch $BIG --samples $AUGN 2>&1 | sps)
+aug_cpu=$(timeout 120 "$BIN" bench augment --data "folder:$DATA@train" --recipe byol-cifar --threads "$(nproc)" --samples $AUGN 2>&1 | sps)
+echo "| augmentation samples/s (2 views), GPU batched vs $(nproc) CPU threads | byol-cifar, batch $BIG | ${aug_gpu:-fail} | ${aug_cpu:-fail} | $(ratio "$aug_gpu" "$aug_cpu") |"
 # The trainer itself (selfsup train: checkpoints off, kNN off): host reads of the loss and the
 # non-finite record every 10 steps (the GPU default) vs every step (train.sync_every=1).
 trn() {
   rm -rf /tmp/gpu-train
-  timeout 150 "$BIN" train --config configs/presets/byol-cifar.toml --data "folder:$DATA@train?per_class=1000" --device cuda \
-    --batch 512 --epochs 3 --out /tmp/gpu-train --quiet --json --set train.amp=true --set train.channels_last=true \
+  timeout 150 "$BIN" train --config configs/presets/byol-cifar.toml --data "folder:$DATA@train?per_class=$PC" --device $DEV \
+    --batch $BIG --epochs 3 --out /tmp/gpu-train "${TSIZE[@]}" --quiet --json --set train.amp=true --set train.channels_last=true \
     --set eval.knn_every=0 --set eval.compare_random=false --set train.checkpoint_every=0 "$@" 2>/dev/null \
-    | python3 -c 'import json, sys; print(json.load(sys.stdin)["images_per_s"])' 2>/dev/null
+    | python3 -c 'import json, sys; print(round(json.load(sys.stdin)["images_per_s"], 1))' 2>/dev/null
 }
 # no host synchronisation inside the step: torch's sync debug mode set to error around every step
 # (views made on the GPU too); the run fails naming the operation if anything waits for the device
 rm -rf /tmp/gpu-syncdebug
-sd_out=$(timeout 150 "$BIN" train --config configs/presets/byol-cifar.toml --data "folder:$DATA@train?per_class=500" --device cuda \
-  --batch 512 --epochs 2 --out /tmp/gpu-syncdebug --quiet --json --set train.amp=true --set train.channels_last=true \
+sd_out=$(timeout 150 "$BIN" train --config configs/presets/byol-cifar.toml --data "folder:$DATA@train?per_class=$((PC / 2))" --device $DEV \
+  --batch $BIG --epochs 2 --out /tmp/gpu-syncdebug "${TSIZE[@]}" --quiet --json --set train.amp=true --set train.channels_last=true \
   --set data.augment_on=gpu --set eval.knn_every=0 --set eval.compare_random=false --set train.checkpoint_every=0 \
   --set train.sync_debug=true 2>&1)
-if echo "$sd_out" | grep -q '"images_per_s"'; then sd="none (18 steps)"; else sd="FOUND: $(echo "$sd_out" | grep -m1 -i 'synchroniz\|error' | cut -c1-120)"; fi
-echo "| host syncs inside the step (train.sync_debug) | byol, batch 512 --amp, views on the GPU | $sd | | |"
+if echo "$sd_out" | grep -q '"images_per_s"'; then sd="none (2 epochs)"; else sd="FOUND: $(echo "$sd_out" | grep -m1 -i 'synchroniz\|error' | cut -c1-120)"; fi
+echo "| host syncs inside the step (train.sync_debug) | byol, batch $BIG --amp, views on the GPU | $sd | | |"
 t10=$(trn --set train.sync_every=10)
 t1=$(trn --set train.sync_every=1)
-echo "| selfsup train, reads every 10 vs every step | batch 512 --amp --channels-last, 57 steps | ${t10:-fail} | ${t1:-fail} | $(ratio "$t10" "$t1") |"
-echo "| selfsup train vs bench train | batch 512 --amp --channels-last | ${t10:-fail} | ${e2e:-fail} | $(ratio "$t10" "$e2e") |"
+echo "| selfsup train, reads every 10 vs every step | batch $BIG --amp --channels-last, 3 epochs of $((PC * 10)) images | ${t10:-fail} | ${t1:-fail} | $(ratio "$t10" "$t1") |"
+echo "| selfsup train vs bench train | batch $BIG --amp --channels-last | ${t10:-fail} | ${e2e:-fail} | $(ratio "$t10" "$e2e") |"

@@ -4,6 +4,9 @@
 #include <torch/torch.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/CachingDeviceAllocator.h>
+#include <c10/core/Event.h>
+#include <c10/core/StreamGuard.h>
+#include <c10/core/impl/DeviceGuardImplInterface.h>
 #ifdef SELFSUP_HAVE_CUDA_HEADERS
 #include <c10/cuda/CUDAFunctions.h>
 #endif
@@ -182,6 +185,60 @@ int selfsup_cuda_peak_bytes(int device, int64_t *out) {
     auto stats = alloc->getDeviceStats(static_cast<c10::DeviceIndex>(device));
     *out = stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
   }
+  SHIM_CATCH
+}
+
+// Copies on a side stream (the loader's): the producer thread enters its own stream of CUDA
+// device `device` (one per thread, from torch's pool), queues its asynchronous copies there and
+// records an event; the consumer makes its current stream wait for that event and marks the
+// copied tensors as used by it, so the caching allocator does not hand their memory to the side
+// stream again while the step still reads them (torch.Tensor.record_stream). Device-generic c10
+// interfaces: no CUDA headers needed at build time.
+static c10::Stream side_stream(int device) {
+  static thread_local std::vector<c10::Stream> streams;
+  for (auto &s : streams)
+    if (s.device_index() == device) return s;
+  auto *impl = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA);
+  streams.push_back(impl->getStreamFromGlobalPool(c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(device)), false));
+  return streams.back();
+}
+
+int selfsup_side_stream_enter(int device, void **guard) {
+  SHIM_TRY
+  *guard = new c10::StreamGuard(side_stream(device));
+  SHIM_CATCH
+}
+
+int selfsup_side_stream_exit(void *guard) {
+  SHIM_TRY
+  delete static_cast<c10::StreamGuard *>(guard);
+  SHIM_CATCH
+}
+
+// An event recorded on the calling thread's current stream of `device`.
+int selfsup_event_record(int device, void **event) {
+  SHIM_TRY
+  auto *impl = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA);
+  auto *ev = new c10::Event(c10::DeviceType::CUDA);
+  ev->record(impl->getStream(c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(device))));
+  *event = ev;
+  SHIM_CATCH
+}
+
+// The calling thread's current stream of `device` waits (on the device, not the host) for the
+// event; the tensors are recorded as used by that stream.
+int selfsup_event_wait(void *event, int device, at::Tensor **ts, int64_t n) {
+  SHIM_TRY
+  auto *impl = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA);
+  auto current = impl->getStream(c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(device)));
+  static_cast<c10::Event *>(event)->block(current);
+  for (int64_t i = 0; i < n; ++i) ts[i]->record_stream(current);
+  SHIM_CATCH
+}
+
+int selfsup_event_free(void *event) {
+  SHIM_TRY
+  delete static_cast<c10::Event *>(event);
   SHIM_CATCH
 }
 

@@ -31,7 +31,7 @@ fn bad_input_gives_one_clear_error_line() {
     let o = selfsup(&["train", "--out", out.path().to_str().unwrap(), "--set", "train.epoch=3"]);
     assert_clean_error(&o, 2, &["unknown config key `train.epoch`", "train.epochs"]);
     let o = selfsup(&["train", "--out", out.path().to_str().unwrap(), "--set", "data.augment_on=\"tpu\""]);
-    assert_clean_error(&o, 2, &["data.augment_on", "tpu", "cpu or gpu"]);
+    assert_clean_error(&o, 2, &["data.augment_on", "tpu", "cpu, gpu or split"]);
     // a CUDA check asked for on the CPU, or in skip mode
     let o = selfsup(&["train", "--data", "synthetic:64", "--batch", "16", "--out", out.path().join("sd").to_str().unwrap(), "--set", "train.sync_debug=true"]);
     assert_clean_error(&o, 2, &["train.sync_debug", "needs --device cuda"]);

@@ -34,7 +34,7 @@ pub struct AnalyzeOptions {
 pub fn analyze(method: &dyn Method, cfg: &Config, data: Arc<Dataset>, device: Device, opts: &AnalyzeOptions) -> anyhow::Result<(RepresentationMetrics, usize)> {
     let recipe = cfg.data.recipe()?;
     anyhow::ensure!(recipe.views.len() >= 2, "recipe {} gives {} view(s); the metrics need two", recipe.name, recipe.views.len());
-    let loader = Loader::new(data, MultiView::new(&recipe), LoaderConfig { batch: opts.batch, shuffle: false, drop_last: false, seed: opts.seed, threads: cfg.data.workers, prefetch: 2, pin_memory: device.is_cuda(), shard: (0, 1), augment_on_device: false })?;
+    let loader = Loader::new(data, MultiView::new(&recipe), LoaderConfig { batch: opts.batch, shuffle: false, drop_last: false, seed: opts.seed, threads: cfg.data.workers, prefetch: 2, pin_memory: device.is_cuda(), shard: (0, 1), augment_on: crate::data::AugmentOn::Cpu, copy_ahead: None })?;
     let embed = |x: &Tensor| -> Tensor {
         tch::no_grad(|| {
             let h = method.encoder().forward(&x.to_device(device).to_kind(method.encoder().kind()), false);

@@ -3,8 +3,9 @@
 //!
 //! The loader still decodes the images and draws every random choice exactly as the CPU pipeline
 //! does ([`ViewPipeline::sample`], same per-sample seeds); it ships the uint8 images (zero-padded
-//! to the largest in the batch) and a few numbers per sample and view ([`ViewChoices`]). On the
-//! device, per view:
+//! to the largest in the batch) and a few numbers per sample and view ([`ViewChoices`]), or, with
+//! `data.augment_on = "split"` (and for a batch of large images), each view already cropped,
+//! resized and flipped ([`Pixels`]). On the device, per view:
 //! * crop + resize (+ flip) = two batched matrix products, `R_y · X · R_xᵀ`, whose rows are the
 //!   same antialiased triangle filter as [`crate::augment::ops::resized_crop`] (PIL /
 //!   torchvision `antialias=True`), built on the device from each sample's box;
@@ -74,6 +75,14 @@ impl ViewChoices {
         self.map(|t| t.to_device_(device, t.kind(), true, false))
     }
 
+    fn tensors(&self) -> [&Tensor; 7] {
+        [&self.crop, &self.flip, &self.order, &self.factors, &self.gray, &self.sigma, &self.solarize]
+    }
+
+    fn tensors_mut(&mut self) -> [&mut Tensor; 7] {
+        [&mut self.crop, &mut self.flip, &mut self.order, &mut self.factors, &mut self.gray, &mut self.sigma, &mut self.solarize]
+    }
+
     fn map(&self, f: impl Fn(&Tensor) -> Tensor) -> Self {
         ViewChoices {
             crop: f(&self.crop),
@@ -89,24 +98,60 @@ impl ViewChoices {
     }
 }
 
-/// Undecorated images of one batch plus each view's choices, as the loader hands them over.
+/// The pixels a [`RawBatch`] ships to the device.
+pub enum Pixels {
+    /// `[B, 3, H, W]` uint8 decoded images, each top-left aligned and zero-padded to the batch's
+    /// largest: the device crops, resizes and flips too (`data.augment_on = "gpu"`).
+    Decoded(Tensor),
+    /// Per view, `[B, 3, S, S]` float in [0, 1]: cropped, resized and flipped on the loader's
+    /// threads ([`ViewPipeline::apply_geometry`]); the device does the colour work, blur, solarize
+    /// and normalisation (`data.augment_on = "split"`, and `"gpu"` for a batch whose padded
+    /// images would outweigh its crops, such as full-size photographs).
+    Cropped(Vec<Tensor>),
+}
+
+/// One batch as the loader hands it over for views made on the device: pixels plus each view's
+/// random choices.
 pub struct RawBatch {
-    /// `[B, 3, H, W]` uint8, each image top-left aligned and zero-padded to the batch's largest.
-    pub images: Tensor,
+    pub pixels: Pixels,
     pub views: Vec<ViewChoices>,
 }
 
 impl RawBatch {
+    /// The pixel tensors and every view's choice tensors.
+    pub fn tensors(&self) -> Vec<&Tensor> {
+        let mut ts: Vec<&Tensor> = match &self.pixels {
+            Pixels::Decoded(images) => vec![images],
+            Pixels::Cropped(crops) => crops.iter().collect(),
+        };
+        ts.extend(self.views.iter().flat_map(|c| c.tensors()));
+        ts
+    }
+
+    pub fn tensors_mut(&mut self) -> Vec<&mut Tensor> {
+        let mut ts: Vec<&mut Tensor> = match &mut self.pixels {
+            Pixels::Decoded(images) => vec![images],
+            Pixels::Cropped(crops) => crops.iter_mut().collect(),
+        };
+        ts.extend(self.views.iter_mut().flat_map(|c| c.tensors_mut()));
+        ts
+    }
+
     /// Every view of the batch, computed on `device` (the copies there are asynchronous).
     /// The resampling products run in full float32 even where TF32 is enabled for the model
     /// (TF32 keeps 10 mantissa bits: errors up to about 5e-4, an eighth of an 8-bit level).
     pub fn views_on(&self, pipelines: &[ViewPipeline], device: Device) -> anyhow::Result<Vec<Tensor>> {
-        let images = self.images.to_device_(device, Kind::Uint8, true, false);
         let tf32 = device.is_cuda() && crate::backend::shim::tf32_enabled()?;
         if tf32 {
             crate::backend::shim::set_tf32(false)?;
         }
-        let views = tch::no_grad(|| pipelines.iter().zip(&self.views).map(|(p, ch)| augment(&images, &ch.to_device(device), &p.cfg)).collect());
+        let views = tch::no_grad(|| match &self.pixels {
+            Pixels::Decoded(images) => {
+                let images = images.to_device_(device, Kind::Uint8, true, false);
+                pipelines.iter().zip(&self.views).map(|(p, ch)| augment(&images, &ch.to_device(device), &p.cfg)).collect()
+            }
+            Pixels::Cropped(crops) => pipelines.iter().zip(&self.views).zip(crops).map(|((p, ch), x)| colour(&x.to_device_(device, Kind::Float, true, false), &ch.to_device(device), &p.cfg)).collect(),
+        });
         if tf32 {
             crate::backend::shim::set_tf32(true)?;
         }
@@ -235,6 +280,12 @@ fn jitter(x: &Tensor, ch: &ViewChoices, cfg: &ViewConfig) -> Tensor {
 /// One view of a batch: `images` `[B, 3, H, W]` uint8 on the device, `ch` the view's choices on
 /// the same device; returns `[B, 3, S, S]` normalised float.
 pub fn augment(images: &Tensor, ch: &ViewChoices, cfg: &ViewConfig) -> Tensor {
+    colour(&geometry(images, ch, cfg), ch, cfg)
+}
+
+/// Crop + resize + flip: `[B, 3, H, W]` uint8 → `[B, 3, S, S]` float in [0, 1], as
+/// [`ViewPipeline::apply_geometry`].
+fn geometry(images: &Tensor, ch: &ViewChoices, cfg: &ViewConfig) -> Tensor {
     let size = images.size();
     let (h, w) = (size[2], size[3]);
     let s = cfg.crop_size as i64;
@@ -245,7 +296,14 @@ pub fn augment(images: &Tensor, ch: &ViewChoices, cfg: &ViewConfig) -> Tensor {
     let cols = cols.flip([1i64].as_slice()).where_self(&ch.flip.view([-1, 1, 1]), &cols);
     // horizontal pass on the 0..255 values, then /255, then vertical (as resized_crop)
     let x = x.matmul(&cols.transpose(1, 2).unsqueeze(1)) / 255.0;
-    let mut x = rows.unsqueeze(1).matmul(&x);
+    rows.unsqueeze(1).matmul(&x)
+}
+
+/// Colour jitter, grayscale, blur, solarize and normalisation of `[B, 3, S, S]` crops in
+/// [0, 1], as [`ViewPipeline::apply_colour`].
+pub fn colour(x: &Tensor, ch: &ViewChoices, cfg: &ViewConfig) -> Tensor {
+    let s = cfg.crop_size as i64;
+    let mut x = x.shallow_clone();
     if ch.any_jitter {
         x = jitter(&x, ch, cfg);
     }

@@ -68,12 +68,24 @@ impl ViewPipeline {
 
     /// The view of `img` with the choices `p`, written planar and normalised into `out`.
     pub fn apply_params(&self, img: &Image, p: &ViewParams, out: &mut [f32]) {
-        let c = &self.cfg;
-        let s = c.crop_size;
+        self.apply_geometry(img, p, out);
+        self.apply_colour(p, out);
+    }
+
+    /// The geometric part of the view: crop, resize to the output side, flip (planar, in [0, 1]).
+    pub fn apply_geometry(&self, img: &Image, p: &ViewParams, out: &mut [f32]) {
+        let s = self.cfg.crop_size;
         ops::resized_crop(img, p.crop, s, s, out);
         if p.flip {
             ops::hflip(out, s, s);
         }
+    }
+
+    /// The rest, in place on the output of [`ViewPipeline::apply_geometry`]: colour jitter in
+    /// the drawn order, grayscale, blur, solarize, normalisation.
+    pub fn apply_colour(&self, p: &ViewParams, out: &mut [f32]) {
+        let c = &self.cfg;
+        let s = c.crop_size;
         if let Some((order, [fb, fc, fs, fh])) = p.jitter {
             for op in order {
                 match op {

@@ -1,6 +1,6 @@
 //! Safe wrappers over `shim/shim.cpp`. Every call returns a `Result` carrying the C++ message.
 use std::ffi::CStr;
-use std::os::raw::{c_char, c_int};
+use std::os::raw::{c_char, c_int, c_void};
 use tch::Tensor;
 
 extern "C" {
@@ -19,6 +19,11 @@ extern "C" {
     fn selfsup_foreach_adamw(params: *const *mut torch_sys::C_tensor, grads: *const *mut torch_sys::C_tensor, exp_avg: *const *mut torch_sys::C_tensor, exp_avg_sq: *const *mut torch_sys::C_tensor, n: i64, lr: f64, weight_decay: f64, beta1: f64, beta2: f64, eps: f64, bias1: f64, bias2: f64) -> c_int;
     fn selfsup_cuda_sync_debug(mode: c_int) -> c_int;
     fn selfsup_foreach_all_finite(ts: *const *mut torch_sys::C_tensor, n: i64, out: *mut *mut torch_sys::C_tensor) -> c_int;
+    fn selfsup_side_stream_enter(device: c_int, guard: *mut *mut c_void) -> c_int;
+    fn selfsup_side_stream_exit(guard: *mut c_void) -> c_int;
+    fn selfsup_event_record(device: c_int, event: *mut *mut c_void) -> c_int;
+    fn selfsup_event_wait(event: *mut c_void, device: c_int, ts: *const *mut torch_sys::C_tensor, n: i64) -> c_int;
+    fn selfsup_event_free(event: *mut c_void) -> c_int;
 }
 
 
@@ -136,6 +141,63 @@ impl SyncDebugGuard {
 impl Drop for SyncDebugGuard {
     fn drop(&mut self) {
         let _ = cuda_sync_debug(false);
+    }
+}
+
+/// While alive, the calling thread's current stream on CUDA device `device` is its own side
+/// stream from torch's pool (the same one every time on this thread), so asynchronous copies
+/// queued meanwhile overlap the work of the device's default stream. End with [`SideStream::done`].
+pub struct SideStream {
+    guard: *mut c_void,
+    device: usize,
+}
+
+impl SideStream {
+    pub fn enter(device: usize) -> anyhow::Result<Self> {
+        let mut guard = std::ptr::null_mut();
+        check(unsafe { selfsup_side_stream_enter(device as c_int, &mut guard) })?;
+        Ok(SideStream { guard, device })
+    }
+
+    /// Records an event after the work queued on the side stream and restores the thread's
+    /// previous stream; [`CopyDone::wait`] orders a consumer's stream after that work.
+    pub fn done(self) -> anyhow::Result<CopyDone> {
+        let mut event = std::ptr::null_mut();
+        check(unsafe { selfsup_event_record(self.device as c_int, &mut event) })?;
+        Ok(CopyDone { event, device: self.device })
+    }
+}
+
+impl Drop for SideStream {
+    fn drop(&mut self) {
+        let _ = check(unsafe { selfsup_side_stream_exit(self.guard) });
+    }
+}
+
+/// The completion of copies queued on a [`SideStream`] (a CUDA event), handed with the copied
+/// tensors to whichever thread uses them.
+pub struct CopyDone {
+    event: *mut c_void,
+    device: usize,
+}
+
+// SAFETY: a CUDA event may be waited on and destroyed from any host thread; the handle is owned
+// (freed once, in Drop) and only read by `wait`.
+unsafe impl Send for CopyDone {}
+
+impl CopyDone {
+    /// Makes the calling thread's current stream wait on the device (no host synchronisation)
+    /// for the copies, and marks `tensors` as used by that stream, so their memory is not reused
+    /// by the side stream before the current stream's work on them has finished.
+    pub fn wait(&self, tensors: &[&Tensor]) -> anyhow::Result<()> {
+        let p: Vec<_> = tensors.iter().map(|x| x.as_ptr() as *mut torch_sys::C_tensor).collect();
+        check(unsafe { selfsup_event_wait(self.event, self.device as c_int, p.as_ptr(), p.len() as i64) })
+    }
+}
+
+impl Drop for CopyDone {
+    fn drop(&mut self) {
+        let _ = check(unsafe { selfsup_event_free(self.event) });
     }
 }
 

@@ -53,9 +53,14 @@ pub struct TrainBenchArgs {
     /// Batches prepared ahead.
     #[arg(long, default_value_t = 6)]
     prefetch: usize,
-    /// Where the views are made: cpu (loader threads) or gpu (the device, batched; see data.augment_on).
-    #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu"])]
+    /// Where the views are made: cpu (loader threads), gpu (the device, batched) or split (crops on
+    /// the loader's threads, colour work on the device); see data.augment_on.
+    #[arg(long, default_value = "cpu", value_parser = ["cpu", "gpu", "split"])]
     augment_on: String,
+    /// Copy each batch to the GPU from the loader's thread on its own stream (data.copy_ahead);
+    /// `--copy-ahead false`: the step's thread copies it.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    copy_ahead: bool,
     #[command(flatten)]
     step: StepArgs,
 }
@@ -225,9 +230,9 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
     let (device, use_amp, mut method, mut opt) = bench_setup(a, &cfg)?;
     let ds = std::sync::Arc::new(selfsup::data::open(&t.data)?);
     let recipe = cfg.data.recipe()?;
-    let loader = Loader::new(ds, MultiView::new(&recipe), LoaderConfig { batch: a.batch, shuffle: true, drop_last: true, seed: a.seed, threads: t.workers, prefetch: t.prefetch, pin_memory: device.is_cuda(), shard: (0, 1), augment_on_device: t.augment_on == "gpu" })?;
+    let loader = Loader::new(ds, MultiView::new(&recipe), LoaderConfig { batch: a.batch, shuffle: true, drop_last: true, seed: a.seed, threads: t.workers, prefetch: t.prefetch, pin_memory: device.is_cuda(), shard: (0, 1), augment_on: selfsup::data::AugmentOn::parse(&t.augment_on).unwrap_or(selfsup::data::AugmentOn::Cpu), copy_ahead: (t.copy_ahead && device.is_cuda()).then_some(device) })?;
     let total = a.warmup + a.steps;
-    println!("selfsup {} bench train data={} recipe={} augment_on={} device={} threads={} workers={} batch={} width={} hidden={} amp={} channels_last={}", env!("CARGO_PKG_VERSION"), t.data, t.recipe, t.augment_on, a.device, tch::get_num_threads(), if t.workers == 0 { rayon::current_num_threads() } else { t.workers }, a.batch, a.width, a.hidden, use_amp, a.channels_last);
+    println!("selfsup {} bench train data={} recipe={} augment_on={} copy_ahead={} device={} threads={} workers={} batch={} width={} hidden={} amp={} channels_last={}", env!("CARGO_PKG_VERSION"), t.data, t.recipe, t.augment_on, t.copy_ahead, a.device, tch::get_num_threads(), if t.workers == 0 { rayon::current_num_threads() } else { t.workers }, a.batch, a.width, a.hidden, use_amp, a.channels_last);
     let mut k = 0usize;
     let mut started: Option<Instant> = None;
     let mut waited = 0.0f64;
@@ -245,7 +250,7 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
             if a.channels_last {
                 views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
             }
-            let labels = batch.labels_on(device);
+            let labels = batch.labels_on(device)?;
             let out = {
                 let _amp = if use_amp { Some(shim::AutocastGuard::bf16()?) } else { None };
                 method.forward(&views, &labels)?
@@ -292,7 +297,7 @@ fn augment_on_device(data: String, recipe: String, samples: usize, size: usize, 
     let device = selfsup::backend::parse_device(device)?;
     let recipe_v = augment_recipe(&recipe, size, jitter_strength)?;
     let ds = std::sync::Arc::new(selfsup::data::open(&data)?);
-    let loader = Loader::new(ds, MultiView::new(&recipe_v), LoaderConfig { batch, shuffle: true, drop_last: true, seed: 0, threads: 0, prefetch: 1, pin_memory: device.is_cuda(), shard: (0, 1), augment_on_device: true })?;
+    let loader = Loader::new(ds, MultiView::new(&recipe_v), LoaderConfig { batch, shuffle: true, drop_last: true, seed: 0, threads: 0, prefetch: 1, pin_memory: device.is_cuda(), shard: (0, 1), augment_on: selfsup::data::AugmentOn::Gpu, copy_ahead: None })?;
     let raw = loader.epoch(0, 0).next().ok_or_else(|| anyhow::anyhow!("{data} gives no full batch of {batch}"))??;
     for _ in 0..3 {
         raw.views_on(loader.views(), device, tch::Kind::Float)?;

@@ -128,9 +128,13 @@ pub struct DataConfig {
     /// Extra small multi-crop views.
     pub small_crops: usize,
     pub small_crop_size: usize,
-    /// cpu | gpu: where the views are made. gpu: the loader decodes and draws each view's random
-    /// choices, the training device crops, jitters, blurs… as batched tensor ops.
+    /// cpu | gpu | split: where the views are made. gpu: the loader decodes and draws each view's
+    /// random choices, the training device crops, jitters, blurs… as batched tensor ops; split:
+    /// the loader also crops, resizes and flips, the device does the rest.
     pub augment_on: String,
+    /// On a GPU: copy each batch there from the loader's producer thread on its own stream as
+    /// soon as it is ready (overlapping the step), rather than from the training thread.
+    pub copy_ahead: bool,
 }
 
 impl Default for DataConfig {
@@ -147,6 +151,7 @@ impl Default for DataConfig {
             small_crops: 0,
             small_crop_size: 96,
             augment_on: "cpu".into(),
+            copy_ahead: true,
         }
     }
 }
@@ -267,8 +272,8 @@ impl Config {
         }
         crate::backend::device::parse_device(&t.device)?;
         self.data.recipe()?;
-        if !matches!(self.data.augment_on.as_str(), "cpu" | "gpu") {
-            return Err(Error::config("data.augment_on", &self.data.augment_on, "expected cpu or gpu"));
+        if crate::data::AugmentOn::parse(&self.data.augment_on).is_none() {
+            return Err(Error::config("data.augment_on", &self.data.augment_on, format!("expected {}", crate::data::AugmentOn::NAMES)));
         }
         if !(1..=1024).contains(&self.data.prefetch) {
             return Err(Error::config("data.prefetch", self.data.prefetch, "must lie in 1..=1024"));

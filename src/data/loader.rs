@@ -4,9 +4,11 @@
 //! Order and randomness are functions of (seed, epoch, position): the epoch permutation comes
 //! from (seed, epoch) and each sample's views from (seed, epoch, dataset index, view), so a run
 //! resumed at (epoch, batch) sees exactly the batches an uninterrupted run would.
-use crate::augment::batched::{RawBatch, ViewChoices};
+use crate::augment::batched::{Pixels, RawBatch, ViewChoices};
+use crate::augment::pipeline::ViewParams;
 use crate::augment::rng::{mix, sample_rng};
 use crate::augment::MultiView;
+use crate::backend::shim::{CopyDone, SideStream};
 use crate::data::Dataset;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -32,14 +34,46 @@ pub struct LoaderConfig {
     /// (rank, world size) of a data-parallel job: every rank draws the same epoch order, cut into
     /// global batches of `batch × world`, and keeps rows `[rank·batch, (rank+1)·batch)` of each.
     pub shard: (usize, usize),
-    /// `data.augment_on = "gpu"`: hand over decoded images and each view's random choices
-    /// ([`Batch::raw`]) for [`crate::augment::batched`] on the training device, instead of views.
-    pub augment_on_device: bool,
+    /// Where the views are made (`data.augment_on`): on the loader's threads, or on the training
+    /// device from the [`Batch::raw`] the loader hands over ([`crate::augment::batched`]).
+    pub augment_on: AugmentOn,
+    /// A CUDA device to copy each batch to as soon as it is built, on the producer thread's own
+    /// stream ([`Batch::copy_ahead`]): the copy of the next batch overlaps the current step and
+    /// takes no time from the training thread. Up to `prefetch + 1` batches then live on the
+    /// device. Consumers must take the tensors through [`Batch::views_on`] / [`Batch::labels_on`],
+    /// which order the device's current stream after the copy. `None`: batches stay on the host.
+    pub copy_ahead: Option<tch::Device>,
 }
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        LoaderConfig { batch: 256, shuffle: true, drop_last: true, seed: 0, threads: 0, prefetch: 4, pin_memory: false, shard: (0, 1), augment_on_device: false }
+        LoaderConfig { batch: 256, shuffle: true, drop_last: true, seed: 0, threads: 0, prefetch: 4, pin_memory: false, shard: (0, 1), augment_on: AugmentOn::Cpu, copy_ahead: None }
+    }
+}
+
+/// Where a batch's views are made (`data.augment_on`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AugmentOn {
+    /// Every view per image on the loader's threads.
+    Cpu,
+    /// The loader decodes and draws the random choices; the device does the rest, batched — or,
+    /// for a batch whose zero-padded images would outweigh its crops, as `Split`.
+    Gpu,
+    /// The loader also crops, resizes and flips each view; the device does the colour work, blur,
+    /// solarize and normalisation.
+    Split,
+}
+
+impl AugmentOn {
+    pub const NAMES: &'static str = "cpu, gpu or split";
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "cpu" => Some(AugmentOn::Cpu),
+            "gpu" => Some(AugmentOn::Gpu),
+            "split" => Some(AugmentOn::Split),
+            _ => None,
+        }
     }
 }
 
@@ -53,12 +87,15 @@ pub struct Batch {
     pub epoch: usize,
     /// Position of this batch within its epoch.
     pub position: usize,
+    /// Set when the tensors were copied to a GPU on a side stream ([`Batch::copy_ahead`]).
+    copied: Option<CopyDone>,
 }
 
 impl Batch {
     /// The views on `device` as `kind`: copied there (asynchronously from page-locked memory), or
     /// made there from [`Batch::raw`] by [`crate::augment::batched`].
     pub fn views_on(&self, views: &MultiView, device: tch::Device, kind: tch::Kind) -> anyhow::Result<Vec<Tensor>> {
+        self.await_copy()?;
         Ok(match &self.raw {
             Some(raw) => raw.views_on(&views.views, device)?.into_iter().map(|v| if v.kind() == kind { v } else { v.to_kind(kind) }).collect(),
             None => self.views.iter().map(|v| v.to_device_(device, kind, true, false)).collect(),
@@ -66,8 +103,41 @@ impl Batch {
     }
 
     /// The labels on `device` (asynchronously from page-locked memory).
-    pub fn labels_on(&self, device: tch::Device) -> Tensor {
-        self.labels.to_device_(device, tch::Kind::Int64, true, false)
+    pub fn labels_on(&self, device: tch::Device) -> anyhow::Result<Tensor> {
+        self.await_copy()?;
+        Ok(self.labels.to_device_(device, tch::Kind::Int64, true, false))
+    }
+
+    /// Copies every tensor of the batch (views or raw images and choices, labels) to CUDA
+    /// `device` on the calling thread's side stream, asynchronously from page-locked memory, and
+    /// keeps the copy's completion event; no-op for other devices.
+    pub fn copy_ahead(&mut self, device: tch::Device) -> anyhow::Result<()> {
+        let tch::Device::Cuda(index) = device else { return Ok(()) };
+        let side = SideStream::enter(index)?;
+        for t in self.tensors_mut() {
+            *t = t.to_device_(device, t.kind(), true, false);
+        }
+        self.copied = Some(side.done()?);
+        Ok(())
+    }
+
+    /// Orders the current stream after a side-stream copy (on the device: the host does not
+    /// wait) and marks the tensors as used by it; nothing when the batch was not copied ahead.
+    fn await_copy(&self) -> anyhow::Result<()> {
+        let Some(done) = &self.copied else { return Ok(()) };
+        let mut ts: Vec<&Tensor> = self.views.iter().chain([&self.labels]).collect();
+        if let Some(raw) = &self.raw {
+            ts.extend(raw.tensors());
+        }
+        done.wait(&ts)
+    }
+
+    fn tensors_mut(&mut self) -> Vec<&mut Tensor> {
+        let mut ts: Vec<&mut Tensor> = self.views.iter_mut().chain([&mut self.labels]).collect();
+        if let Some(raw) = &mut self.raw {
+            ts.extend(raw.tensors_mut());
+        }
+        ts
     }
 }
 
@@ -153,7 +223,12 @@ impl Loader {
                 for b in start..nb {
                     let first = (b * cfg.batch * world + rank * cfg.batch).min(order.len());
                     let end = (first + cfg.batch).min(order.len()).min((b + 1) * cfg.batch * world);
-                    let batch = build_batch(&ds, &views, &cfg, &pool, epoch, b, &order[first..end]);
+                    let batch = build_batch(&ds, &views, &cfg, &pool, epoch, b, &order[first..end]).and_then(|mut batch| {
+                        if let Some(device) = cfg.copy_ahead {
+                            batch.copy_ahead(device)?;
+                        }
+                        Ok(batch)
+                    });
                     let failed = batch.is_err();
                     if tx.send(batch).is_err() || failed {
                         return;
@@ -168,10 +243,10 @@ impl Loader {
 fn build_batch(ds: &Dataset, views: &MultiView, cfg: &LoaderConfig, pool: &rayon::ThreadPool, epoch: usize, position: usize, indices: &[usize]) -> anyhow::Result<Batch> {
     let labels: Vec<i64> = indices.iter().map(|&i| ds.label(i).map(|l| l as i64).unwrap_or(-1)).collect();
     let labels = Tensor::from_slice(&labels);
-    let labels = if cfg.pin_memory { labels.pin_memory(tch::Device::Cuda(0)) } else { labels };
-    if cfg.augment_on_device {
+    let labels = pin(cfg, labels);
+    if cfg.augment_on != AugmentOn::Cpu {
         let raw = build_raw(ds, views, cfg, pool, epoch, indices)?;
-        return Ok(Batch { views: vec![], raw: Some(raw), labels, indices: indices.to_vec(), epoch, position });
+        return Ok(Batch { views: vec![], raw: Some(raw), labels, indices: indices.to_vec(), epoch, position, copied: None });
     }
     let b = indices.len();
     let sizes: Vec<usize> = views.views.iter().map(|v| v.output_len()).collect();
@@ -194,42 +269,60 @@ fn build_batch(ds: &Dataset, views: &MultiView, cfg: &LoaderConfig, pool: &rayon
     for (buf, view) in bufs.iter().zip(&views.views) {
         let s = view.cfg.crop_size as i64;
         let t = Tensor::from_slice(buf).view([b as i64, 3, s, s]);
-        tensors.push(if cfg.pin_memory { t.pin_memory(tch::Device::Cuda(0)) } else { t });
+        tensors.push(pin(cfg, t));
     }
-    Ok(Batch { views: tensors, raw: None, labels, indices: indices.to_vec(), epoch, position })
+    Ok(Batch { views: tensors, raw: None, labels, indices: indices.to_vec(), epoch, position, copied: None })
 }
 
-/// The device-augmentation hand-over: images decoded in parallel into one zero-padded
-/// `[B, 3, H, W]` uint8 tensor (top-left aligned, grey replicated) and every view's random
-/// choices, drawn from the same per-sample generators as [`MultiView::apply`].
+/// `t` in page-locked memory when the loader feeds a GPU (`cfg.pin_memory`).
+fn pin(cfg: &LoaderConfig, t: Tensor) -> Tensor {
+    if cfg.pin_memory {
+        t.pin_memory(tch::Device::Cuda(0))
+    } else {
+        t
+    }
+}
+
+/// The device-augmentation hand-over: every view's random choices, drawn from the same per-sample
+/// generators as [`MultiView::apply`], and the pixels ([`Pixels`]): the images decoded in parallel
+/// into one zero-padded `[B, 3, H, W]` uint8 tensor (top-left aligned, grey replicated), or each
+/// view cropped, resized and flipped on the loader's threads — with `AugmentOn::Split`, and with
+/// `AugmentOn::Gpu` when the padded images would take more bytes than the float crops.
 fn build_raw(ds: &Dataset, views: &MultiView, cfg: &LoaderConfig, pool: &rayon::ThreadPool, epoch: usize, indices: &[usize]) -> anyhow::Result<RawBatch> {
     pool.install(|| -> anyhow::Result<RawBatch> {
         let images: Vec<_> = indices.par_iter().map(|&i| ds.image(i)).collect::<anyhow::Result<_>>()?;
+        let params: Vec<Vec<ViewParams>> = (views.views.iter().enumerate())
+            .map(|(v, view)| indices.iter().zip(&images).map(|(&idx, im)| view.sample(im.height, im.width, &mut sample_rng(cfg.seed, epoch as u64, idx as u64, v as u64))).collect())
+            .collect();
+        let b = images.len();
         let h = images.iter().map(|im| im.height).max().unwrap_or(1);
         let w = images.iter().map(|im| im.width).max().unwrap_or(1);
-        let mut buf = vec![0u8; images.len() * 3 * h * w];
-        buf.par_chunks_mut(3 * h * w).zip(images.par_iter()).for_each(|(dst, im)| {
-            for c in 0..3 {
-                for y in 0..im.height {
-                    for x in 0..im.width {
-                        dst[(c * h + y) * w + x] = im.at(y, x, c);
+        let padded_bytes = b * 3 * h * w;
+        let crop_bytes: usize = views.views.iter().map(|v| 4 * b * v.output_len()).sum();
+        let pixels = if cfg.augment_on == AugmentOn::Split || padded_bytes > crop_bytes {
+            let crops = views.views.iter().zip(&params).map(|(view, ps)| {
+                let len = view.output_len();
+                let mut buf = vec![0.0f32; b * len];
+                buf.par_chunks_mut(len).zip(images.par_iter().zip(ps.par_iter())).for_each(|(out, (im, p))| view.apply_geometry(im, p, out));
+                let s = view.cfg.crop_size as i64;
+                pin(cfg, Tensor::from_slice(&buf).view([b as i64, 3, s, s]))
+            });
+            Pixels::Cropped(crops.collect())
+        } else {
+            let mut buf = vec![0u8; padded_bytes];
+            buf.par_chunks_mut(3 * h * w).zip(images.par_iter()).for_each(|(dst, im)| {
+                for c in 0..3 {
+                    for y in 0..im.height {
+                        for x in 0..im.width {
+                            dst[(c * h + y) * w + x] = im.at(y, x, c);
+                        }
                     }
                 }
-            }
-        });
-        let images_t = Tensor::from_slice(&buf).view([indices.len() as i64, 3, h as i64, w as i64]);
-        let choices = views
-            .views
-            .iter()
-            .enumerate()
-            .map(|(v, view)| {
-                let params: Vec<_> = indices.iter().zip(&images).map(|(&idx, im)| view.sample(im.height, im.width, &mut sample_rng(cfg.seed, epoch as u64, idx as u64, v as u64))).collect();
-                let ch = ViewChoices::from_params(&params);
-                if cfg.pin_memory { ch.pinned() } else { ch }
-            })
-            .collect();
-        let images_t = if cfg.pin_memory { images_t.pin_memory(tch::Device::Cuda(0)) } else { images_t };
-        Ok(RawBatch { images: images_t, views: choices })
+            });
+            Pixels::Decoded(pin(cfg, Tensor::from_slice(&buf).view([b as i64, 3, h as i64, w as i64])))
+        };
+        let choices = params.iter().map(|ps| ViewChoices::from_params(ps)).map(|ch| if cfg.pin_memory { ch.pinned() } else { ch }).collect();
+        Ok(RawBatch { pixels, views: choices })
     })
 }
 

@@ -15,7 +15,7 @@ pub mod synthetic;
 
 pub use dataset::Dataset;
 pub use image::Image;
-pub use loader::{Batch, Loader, LoaderConfig};
+pub use loader::{AugmentOn, Batch, Loader, LoaderConfig};
 pub use spec::{DataSpec, Split};
 
 /// Opens the dataset a spec names.

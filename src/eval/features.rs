@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 /// in dataset order.
 pub fn extract_features(encoder: &ResNet, ds: Arc<Dataset>, size: usize, mean: [f32; 3], std: [f32; 3], batch: usize, device: Device) -> anyhow::Result<(Tensor, Tensor)> {
     let recipe = Recipe { name: "eval".into(), views: vec![ViewConfig::plain(size, mean, std)] };
-    let cfg = LoaderConfig { batch, shuffle: false, drop_last: false, seed: 0, threads: 0, prefetch: 2, pin_memory: device.is_cuda(), shard: (0, 1), augment_on_device: false };
+    let cfg = LoaderConfig { batch, shuffle: false, drop_last: false, seed: 0, threads: 0, prefetch: 2, pin_memory: device.is_cuda(), shard: (0, 1), augment_on: crate::data::AugmentOn::Cpu, copy_ahead: None };
     let loader = Loader::new(ds, MultiView::new(&recipe), cfg)?;
     let mut feats = Vec::new();
     let mut labels = Vec::new();
