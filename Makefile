@@ -8,7 +8,7 @@ TESTPY  := torchvision==0.26.0 safetensors
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: setup build demo test docs gpu-tests clean
+.PHONY: setup build demo test docs gpu-tests gpu-pack clean
 
 setup: $(VENV)/.ready
 
@@ -38,6 +38,15 @@ gpu-tests: build
 	  | $(PY) -c 'import json, sys; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("executable") and m["profile"]["test"]]' \
 	  | xargs -I{} cp {} target/gpu-tests/
 	@ls target/gpu-tests
+
+# Everything bench/gpu.sh needs on a GPU machine that does not travel with the working tree: the
+# binary, the GPU test binaries, and a copy of ../shared's reference scripts and CIFAR-10 archive
+# (../shared is not sent). Carry: target/release/selfsup target/gpu-tests target/gpu-shared.
+gpu-pack: gpu-tests
+	rm -rf target/gpu-shared && mkdir -p target/gpu-shared/data
+	cp -r ../shared/bench target/gpu-shared/
+	cp ../shared/data/cifar10-jpeg.tar.gz target/gpu-shared/data/
+	@du -sh target/release/selfsup target/gpu-tests target/gpu-shared
 
 docs: build
 	./target/release/selfsup config docs > docs/config.md

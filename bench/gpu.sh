@@ -4,13 +4,17 @@
 # our number, the reference's from the same run, and the ratio. Budget: the acceptance rows (step,
 # end to end) in under 5 minutes; with the diagnostic rows after them about 6-8 (one device call,
 # timeout_s 600).
-#   bash bench/gpu.sh            # from the repository root, ../shared beside it (make build gpu-tests here first)
+#   bash bench/gpu.sh            # from the repository root
+# On a lent GPU machine ../shared is not sent: run `make gpu-pack` here first and carry
+# target/release/selfsup, target/gpu-tests and target/gpu-shared (about 40 MB).
 #   EXTRA=0 bash bench/gpu.sh    # the acceptance rows only
 #   DRY=1 bash bench/gpu.sh      # the script's plumbing on a CPU: tiny model, few steps, numbers meaningless
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-target/release/selfsup}
-REF=${REF:-../shared/bench}
+SHARED=${SHARED:-../shared}
+[ -d "$SHARED/bench" ] || SHARED=target/gpu-shared
+REF=${REF:-$SHARED/bench}
 DATA=${DATA:-/tmp/cifar}
 STEPS=${STEPS:-20}
 DEV=cuda; BATCHES="256 512"; BIG=512; SIZE=""; LW=14; E2E="--steps 40 --warmup 10"; AUGN=20480; PC=1000; TSIZE=()
@@ -24,7 +28,7 @@ PY=python3
 TORCH_LIB=$($PY -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
 if [ ! -d "$DATA/train" ]; then
-  mkdir -p "$DATA" && tar -xzf ../shared/data/cifar10-jpeg.tar.gz -C "$DATA"
+  mkdir -p "$DATA" && tar -xzf "$SHARED/data/cifar10-jpeg.tar.gz" -C "$DATA"
 fi
 if [ -d "$REF/wheels" ] && ! python3 -c 'import lightly' 2>/dev/null; then
   python3 -m pip install -q --root-user-action=ignore --no-index --no-deps --target /tmp/site "$REF"/wheels/*.whl && export PYTHONPATH=/tmp/site
