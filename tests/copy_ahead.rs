@@ -50,14 +50,16 @@ fn epoch(device: Device, copy_ahead: bool, augment_on: AugmentOn) -> Vec<Vec<Ten
     snapshots.into_iter().map(|ts| ts.iter().map(|t| t.to_device(Device::Cpu)).collect()).collect()
 }
 
-fn assert_same(a: &[Vec<Tensor>], b: &[Vec<Tensor>], what: &str) {
+/// Copies must be exact; views computed on the device from copied inputs may differ by the last
+/// bit where a kernel's summation order is not fixed (a torn or early-read copy differs by O(1)).
+fn assert_same(a: &[Vec<Tensor>], b: &[Vec<Tensor>], tol: f64, what: &str) {
     assert_eq!(a.len(), b.len());
     assert!(a.len() >= 6, "{what}: too few batches to overlap");
     for (k, (x, y)) in a.iter().zip(b).enumerate() {
         for (i, (p, q)) in x.iter().zip(y).enumerate() {
             assert_eq!(p.size(), q.size());
             let d = (p - q).abs().max().double_value(&[]);
-            assert!(d == 0.0, "{what}: batch {k}, tensor {i} differs from the host-built batch by {d}");
+            assert!(d <= tol, "{what}: batch {k}, tensor {i} differs from the host-built batch by {d}");
         }
     }
 }
@@ -68,7 +70,8 @@ fn batches_copied_ahead_on_a_side_stream_arrive_exactly_as_built() {
     for mode in [AugmentOn::Cpu, AugmentOn::Gpu, AugmentOn::Split] {
         let reference = epoch(device, false, mode);
         let ahead = epoch(device, true, mode);
-        assert_same(&ahead, &reference, &format!("views made with data.augment_on = {mode:?}"));
+        let tol = if mode == AugmentOn::Cpu { 0.0 } else { 1e-5 };
+        assert_same(&ahead, &reference, tol, &format!("views made with data.augment_on = {mode:?}"));
     }
     if device == Device::Cpu {
         eprintln!("no CUDA device: side-stream copies checked as the CPU no-op only");
