@@ -5,15 +5,16 @@
 //! from (seed, epoch) and each sample's views from (seed, epoch, dataset index, view), so a run
 //! resumed at (epoch, batch) sees exactly the batches an uninterrupted run would.
 use crate::augment::batched::{Pixels, RawBatch, ViewChoices};
-use crate::augment::pipeline::ViewParams;
+use crate::augment::pipeline::{ViewParams, ViewPipeline};
 use crate::augment::rng::{mix, sample_rng};
 use crate::augment::MultiView;
 use crate::backend::shim::{CopyDone, SideStream};
-use crate::data::Dataset;
+use crate::data::{Dataset, Image};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
+use std::borrow::Cow;
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -294,36 +295,41 @@ fn build_raw(ds: &Dataset, views: &MultiView, cfg: &LoaderConfig, pool: &rayon::
         let params: Vec<Vec<ViewParams>> = (views.views.iter().enumerate())
             .map(|(v, view)| indices.iter().zip(&images).map(|(&idx, im)| view.sample(im.height, im.width, &mut sample_rng(cfg.seed, epoch as u64, idx as u64, v as u64))).collect())
             .collect();
-        let b = images.len();
-        let h = images.iter().map(|im| im.height).max().unwrap_or(1);
-        let w = images.iter().map(|im| im.width).max().unwrap_or(1);
-        let padded_bytes = b * 3 * h * w;
-        let crop_bytes: usize = views.views.iter().map(|v| 4 * b * v.output_len()).sum();
+        let (h, w) = (images.iter().map(|im| im.height).max().unwrap_or(1), images.iter().map(|im| im.width).max().unwrap_or(1));
+        let padded_bytes = images.len() * 3 * h * w;
+        let crop_bytes: usize = views.views.iter().map(|v| 4 * images.len() * v.output_len()).sum();
         let pixels = if cfg.augment_on == AugmentOn::Split || padded_bytes > crop_bytes {
-            let crops = views.views.iter().zip(&params).map(|(view, ps)| {
-                let len = view.output_len();
-                let mut buf = vec![0.0f32; b * len];
-                buf.par_chunks_mut(len).zip(images.par_iter().zip(ps.par_iter())).for_each(|(out, (im, p))| view.apply_geometry(im, p, out));
-                let s = view.cfg.crop_size as i64;
-                pin(cfg, Tensor::from_slice(&buf).view([b as i64, 3, s, s]))
-            });
-            Pixels::Cropped(crops.collect())
+            Pixels::Cropped(views.views.iter().zip(&params).map(|(view, ps)| pin(cfg, crops(view, &images, ps))).collect())
         } else {
-            let mut buf = vec![0u8; padded_bytes];
-            buf.par_chunks_mut(3 * h * w).zip(images.par_iter()).for_each(|(dst, im)| {
-                for c in 0..3 {
-                    for y in 0..im.height {
-                        for x in 0..im.width {
-                            dst[(c * h + y) * w + x] = im.at(y, x, c);
-                        }
-                    }
-                }
-            });
-            Pixels::Decoded(pin(cfg, Tensor::from_slice(&buf).view([b as i64, 3, h as i64, w as i64])))
+            Pixels::Decoded(pin(cfg, padded(&images, h, w)))
         };
         let choices = params.iter().map(|ps| ViewChoices::from_params(ps)).map(|ch| if cfg.pin_memory { ch.pinned() } else { ch }).collect();
         Ok(RawBatch { pixels, views: choices })
     })
+}
+
+/// `[B, 3, h, w]` uint8: each image top-left aligned, zero-padded, grey replicated to 3 channels.
+fn padded(images: &[Cow<Image>], h: usize, w: usize) -> Tensor {
+    let mut buf = vec![0u8; images.len() * 3 * h * w];
+    buf.par_chunks_mut(3 * h * w).zip(images.par_iter()).for_each(|(dst, im)| {
+        for c in 0..3 {
+            for y in 0..im.height {
+                for x in 0..im.width {
+                    dst[(c * h + y) * w + x] = im.at(y, x, c);
+                }
+            }
+        }
+    });
+    Tensor::from_slice(&buf).view([images.len() as i64, 3, h as i64, w as i64])
+}
+
+/// `[B, 3, S, S]` float: each image cropped, resized and flipped as `view` does with `params`.
+fn crops(view: &ViewPipeline, images: &[Cow<Image>], params: &[ViewParams]) -> Tensor {
+    let len = view.output_len();
+    let mut buf = vec![0.0f32; images.len() * len];
+    buf.par_chunks_mut(len).zip(images.par_iter().zip(params.par_iter())).for_each(|(out, (im, p))| view.apply_geometry(im, p, out));
+    let s = view.cfg.crop_size as i64;
+    Tensor::from_slice(&buf).view([images.len() as i64, 3, s, s])
 }
 
 /// Batches of one epoch in order; dropping it stops the producer.
