@@ -11,6 +11,8 @@
 #   DRY=1 bash bench/gpu.sh      # the script's plumbing on a CPU: tiny model, few steps, numbers meaningless
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# on a lent machine everything written under $OUT comes back: keep the whole log there too
+if [ -n "${OUT:-}" ] && [ -d "$OUT" ]; then exec > >(tee -a "$OUT/gpu.log") 2>&1; fi
 BIN=${BIN:-target/release/selfsup}
 SHARED=${SHARED:-../shared}
 [ -d "$SHARED/bench" ] || SHARED=target/gpu-shared
