@@ -71,7 +71,18 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
     if a.json {
         println!("{}", serde_json::to_string(&summary)?);
     } else {
-        println!("trained {} for {} steps in {:.1} min: final loss {:.4}, {:.0} images/s", summary.method, summary.steps, summary.minutes, summary.final_loss, summary.images_per_s);
+        println!(
+            "trained {} for {} steps in {:.1} min: final loss {:.4}, {:.0} images/s (waiting for data {:.1}% of the time)",
+            summary.method,
+            summary.steps,
+            summary.minutes,
+            summary.final_loss,
+            summary.images_per_s,
+            100.0 * summary.data_wait_fraction
+        );
+        if let Some(bytes) = summary.peak_gpu_bytes {
+            println!("peak GPU memory: {:.2} GiB", bytes as f64 / (1u64 << 30) as f64);
+        }
         if let Some(k) = summary.knn_top1 {
             print!("kNN top-1 (k={}, T={}): trained {:.4}", cfg.eval.knn_k, cfg.eval.knn_temperature, k);
             if let Some(r) = summary.knn_random_top1 {

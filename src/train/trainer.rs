@@ -45,6 +45,10 @@ pub struct TrainSummary {
     pub epochs: usize,
     pub steps: usize,
     pub images_per_s: f64,
+    /// Share of the training loop's wall time spent waiting for the loader's next batch: near 0
+    /// when the data pipeline keeps up with the step (on a GPU, where the host runs ahead of the
+    /// device, a waiting host means a starving device).
+    pub data_wait_fraction: f64,
     pub minutes: f64,
     pub checkpoint: String,
     pub skipped_steps: usize,
@@ -264,7 +268,9 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
     let images_per_step = cfg.train.batch * place.world * recipe.views.len();
     let mut images_done = 0usize;
     let loop_start = Instant::now();
-    let mut window = (Instant::now(), 0usize);
+    // (start, images, seconds waiting for data) of the current log window
+    let mut window = (Instant::now(), 0usize, 0.0f64);
+    let mut data_wait = 0.0f64;
     let mut stopped_early = false;
     let skip_nonfinite = cfg.train.on_nonfinite == "skip";
     let sync_every = sync_interval(cfg, device);
@@ -276,7 +282,12 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
             pb.set_prefix(format!("{}/{}", epoch + 1, cfg.train.epochs));
         }
         let start = state.step - epoch * nb;
-        for batch in loader.epoch(epoch, start) {
+        let mut batches = loader.epoch(epoch, start);
+        loop {
+            let asked = Instant::now();
+            let Some(batch) = batches.next() else { break };
+            let waited = asked.elapsed().as_secs_f64();
+            (window.2, data_wait) = (window.2 + waited, data_wait + waited);
             let batch = batch?;
             // train.sync_debug: from here to the end of the update nothing may wait for the device
             let debug = if sync_debug { Some(shim::SyncDebugGuard::on()?) } else { None };
@@ -345,8 +356,9 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
 
             if state.step % cfg.train.log_every == 0 || state.step == total {
                 let ips = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
-                window = (Instant::now(), 0);
-                let mut rec = json!({"step": state.step, "epoch": epoch, "loss": loss_value, "lr": lr, "images_per_s": ips});
+                let wait_ms = 1e3 * window.2 / (window.1 / images_per_step).max(1) as f64;
+                window = (Instant::now(), 0, 0.0);
+                let mut rec = json!({"step": state.step, "epoch": epoch, "loss": loss_value, "lr": lr, "images_per_s": ips, "data_wait_ms": wait_ms});
                 let e = &out_step.embeddings;
                 let metrics = if e.len() >= 2 { RepresentationMetrics::of_pair(&e[0], &e[1]) } else { RepresentationMetrics { z_std: z_std(&e[0]), ..Default::default() } };
                 for (k, v) in metrics.fields() {
@@ -377,6 +389,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
                 break 'epochs;
             }
         }
+        drop(batches); // the epoch's producer thread ends here
         // the epoch's last values are read before its line, evaluation and checkpoint
         if let (false, Some(loss)) = (skip_nonfinite, &last_loss_t) {
             let s = settle(loss, &watch, 0.0, place)?;
@@ -408,6 +421,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
         epochs: cfg.train.epochs,
         steps: state.step,
         images_per_s: images_done as f64 / train_secs.max(1e-9),
+        data_wait_fraction: data_wait / train_secs.max(1e-9),
         minutes: 0.0,
         checkpoint: last_ckpt.map(|p| p.display().to_string()).unwrap_or_default(),
         skipped_steps: state.skipped_steps,
