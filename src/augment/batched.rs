@@ -65,11 +65,6 @@ impl ViewChoices {
         }
     }
 
-    /// Page-locked copies (for asynchronous copies to a GPU).
-    pub fn pinned(&self) -> Self {
-        self.map(|t| t.pin_memory(Device::Cuda(0)))
-    }
-
     /// The same choices on `device` (asynchronous from page-locked memory).
     pub fn to_device(&self, device: Device) -> Self {
         self.map(|t| t.to_device_(device, t.kind(), true, false))

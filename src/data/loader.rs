@@ -126,11 +126,16 @@ impl Batch {
     /// wait) and marks the tensors as used by it; nothing when the batch was not copied ahead.
     fn await_copy(&self) -> anyhow::Result<()> {
         let Some(done) = &self.copied else { return Ok(()) };
+        done.wait(&self.tensors())
+    }
+
+    /// Every tensor of the batch: views or the raw pixels and choices, and the labels.
+    fn tensors(&self) -> Vec<&Tensor> {
         let mut ts: Vec<&Tensor> = self.views.iter().chain([&self.labels]).collect();
         if let Some(raw) = &self.raw {
             ts.extend(raw.tensors());
         }
-        done.wait(&ts)
+        ts
     }
 
     fn tensors_mut(&mut self) -> Vec<&mut Tensor> {
@@ -244,11 +249,23 @@ impl Loader {
 fn build_batch(ds: &Dataset, views: &MultiView, cfg: &LoaderConfig, pool: &rayon::ThreadPool, epoch: usize, position: usize, indices: &[usize]) -> anyhow::Result<Batch> {
     let labels: Vec<i64> = indices.iter().map(|&i| ds.label(i).map(|l| l as i64).unwrap_or(-1)).collect();
     let labels = Tensor::from_slice(&labels);
-    let labels = pin(cfg, labels);
-    if cfg.augment_on != AugmentOn::Cpu {
-        let raw = build_raw(ds, views, cfg, pool, epoch, indices)?;
-        return Ok(Batch { views: vec![], raw: Some(raw), labels, indices: indices.to_vec(), epoch, position, copied: None });
+    let (views, raw) = match cfg.augment_on {
+        AugmentOn::Cpu => (build_views(ds, views, cfg, pool, epoch, indices)?, None),
+        AugmentOn::Gpu | AugmentOn::Split => (vec![], Some(build_raw(ds, views, cfg, pool, epoch, indices)?)),
+    };
+    let mut batch = Batch { views, raw, labels, indices: indices.to_vec(), epoch, position, copied: None };
+    // page-locked for fast asynchronous copies to a GPU
+    if cfg.pin_memory {
+        for t in batch.tensors_mut() {
+            *t = t.pin_memory(tch::Device::Cuda(0));
+        }
     }
+    Ok(batch)
+}
+
+/// Every view of every sample, made per image on the loader's threads: one `[B, 3, S, S]` float
+/// tensor per view.
+fn build_views(ds: &Dataset, views: &MultiView, cfg: &LoaderConfig, pool: &rayon::ThreadPool, epoch: usize, indices: &[usize]) -> anyhow::Result<Vec<Tensor>> {
     let b = indices.len();
     let sizes: Vec<usize> = views.views.iter().map(|v| v.output_len()).collect();
     let mut bufs: Vec<Vec<f32>> = sizes.iter().map(|s| vec![0.0f32; s * b]).collect();
@@ -266,22 +283,7 @@ fn build_batch(ds: &Dataset, views: &MultiView, cfg: &LoaderConfig, pool: &rayon
             Ok(())
         })
     })?;
-    let mut tensors = Vec::with_capacity(bufs.len());
-    for (buf, view) in bufs.iter().zip(&views.views) {
-        let s = view.cfg.crop_size as i64;
-        let t = Tensor::from_slice(buf).view([b as i64, 3, s, s]);
-        tensors.push(pin(cfg, t));
-    }
-    Ok(Batch { views: tensors, raw: None, labels, indices: indices.to_vec(), epoch, position, copied: None })
-}
-
-/// `t` in page-locked memory when the loader feeds a GPU (`cfg.pin_memory`).
-fn pin(cfg: &LoaderConfig, t: Tensor) -> Tensor {
-    if cfg.pin_memory {
-        t.pin_memory(tch::Device::Cuda(0))
-    } else {
-        t
-    }
+    Ok(bufs.iter().zip(&views.views).map(|(buf, view)| Tensor::from_slice(buf).view([b as i64, 3, view.cfg.crop_size as i64, view.cfg.crop_size as i64])).collect())
 }
 
 /// The device-augmentation hand-over: every view's random choices, drawn from the same per-sample
@@ -299,11 +301,11 @@ fn build_raw(ds: &Dataset, views: &MultiView, cfg: &LoaderConfig, pool: &rayon::
         let padded_bytes = images.len() * 3 * h * w;
         let crop_bytes: usize = views.views.iter().map(|v| 4 * images.len() * v.output_len()).sum();
         let pixels = if cfg.augment_on == AugmentOn::Split || padded_bytes > crop_bytes {
-            Pixels::Cropped(views.views.iter().zip(&params).map(|(view, ps)| pin(cfg, crops(view, &images, ps))).collect())
+            Pixels::Cropped(views.views.iter().zip(&params).map(|(view, ps)| crops(view, &images, ps)).collect())
         } else {
-            Pixels::Decoded(pin(cfg, padded(&images, h, w)))
+            Pixels::Decoded(padded(&images, h, w))
         };
-        let choices = params.iter().map(|ps| ViewChoices::from_params(ps)).map(|ch| if cfg.pin_memory { ch.pinned() } else { ch }).collect();
+        let choices = params.iter().map(|ps| ViewChoices::from_params(ps)).collect();
         Ok(RawBatch { pixels, views: choices })
     })
 }
