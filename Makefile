@@ -5,6 +5,9 @@ PY      := $(VENV)/bin/python
 TORCH   := torch==2.11.0
 # torchvision and safetensors are for the tests' independent references only (never at run time)
 TESTPY  := torchvision==0.26.0 safetensors
+# headers only, for compiling c10d's NCCL process group (build.rs): CUDA's crt/ and CCCL, at the
+# versions of the CUDA 13.0 runtime the torch wheel brings
+CUDAH   := nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -15,7 +18,7 @@ setup: $(VENV)/.ready
 $(VENV)/.ready:
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(TORCH) $(TESTPY)
+	$(PY) -m pip install -q $(TORCH) $(TESTPY) $(CUDAH)
 	touch $@
 
 build: setup

@@ -35,7 +35,8 @@ fn main() {
     // Without them the distributed entry points report what to install.
     let gloo = std::env::var("SELFSUP_GLOO_INCLUDE").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from("/usr/include"));
     println!("cargo:rerun-if-env-changed=SELFSUP_GLOO_INCLUDE");
-    if gloo.join("gloo/config.h").exists() {
+    let gloo_found = gloo.join("gloo/config.h").exists();
+    if gloo_found {
         build.define("SELFSUP_HAVE_GLOO", None).define("USE_C10D_GLOO", None).define("USE_DISTRIBUTED", None);
         if gloo != PathBuf::from("/usr/include") {
             build.include(&gloo);
@@ -45,18 +46,31 @@ fn main() {
         println!("cargo:warning=gloo headers not found (apt-get install libgloo-dev): building without distributed training");
     }
     println!("cargo:rustc-check-cfg=cfg(selfsup_has_gloo)");
-    // CUDA's runtime headers, complete with crt/ (for c10/cuda; the sync debug mode only):
-    // SELFSUP_CUDA_INCLUDE, a CUDA toolkit, or the copy that torch's triton dependency ships (the
-    // torch wheel's own nvidia/cu13 headers lack crt/). Without them the mode reports so.
+    // CUDA's runtime headers, complete with crt/ (for c10/cuda: the sync debug mode and NCCL):
+    // SELFSUP_CUDA_INCLUDE, a CUDA toolkit, the venv's nvidia/cu13 (crt/ comes from the
+    // nvidia-cuda-crt wheel `make setup` installs), or the copy that torch's triton dependency
+    // ships. Without them the sync debug mode reports so.
     println!("cargo:rerun-if-env-changed=SELFSUP_CUDA_INCLUDE");
     let site = torch_root.parent().map(|p| p.to_path_buf()).unwrap_or_default();
     let cuda_include = std::env::var("SELFSUP_CUDA_INCLUDE")
         .map(PathBuf::from)
         .into_iter()
-        .chain([PathBuf::from("/usr/local/cuda/include"), site.join("triton/backends/nvidia/include"), site.join("nvidia/cu13/include"), site.join("nvidia/cuda_runtime/include")])
+        .chain([PathBuf::from("/usr/local/cuda/include"), site.join("nvidia/cu13/include"), site.join("triton/backends/nvidia/include"), site.join("nvidia/cuda_runtime/include")])
         .find(|d| d.join("cuda_runtime_api.h").exists() && d.join("crt/host_config.h").exists());
-    if let Some(dir) = cuda_include {
+    if let Some(dir) = &cuda_include {
         build.include(dir).define("SELFSUP_HAVE_CUDA_HEADERS", None);
+    }
+    // NCCL's process group (c10d's ProcessGroupNCCL, in libtorch_cuda) for CUDA tensors: needs
+    // NCCL's header (the nvidia-nccl wheel torch depends on) and complete CUDA headers: cuBLAS (the
+    // wheel's nvidia/cu13) plus crt/ and CCCL's nv/target, which `make setup` adds to the venv from
+    // the nvidia-cuda-crt and nvidia-cuda-cccl wheels. Without them data-parallel GPU runs use Gloo.
+    let nccl_include = site.join("nvidia/nccl/include");
+    let cccl = cuda_include.as_ref().and_then(|d| [d.clone(), d.join("cccl")].into_iter().find(|c| c.join("nv/target").exists()));
+    let have_cublas = cuda_include.as_ref().map(|d| d.join("cublas_v2.h").exists()).unwrap_or(false);
+    if let (true, Some(cccl), true, true) = (gloo_found, cccl, have_cublas, nccl_include.join("nccl.h").exists() && lib_dir.join("libtorch_cuda.so").exists()) {
+        build.include(cccl).include(&nccl_include).define("SELFSUP_HAVE_NCCL", None).define("USE_C10D_NCCL", None);
+    } else if lib_dir.join("libtorch_cuda.so").exists() {
+        println!("cargo:warning=NCCL or complete CUDA headers not found (make setup installs them): data-parallel GPU runs will use Gloo");
     }
     build.compile("selfsup_shim");
 

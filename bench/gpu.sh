@@ -109,3 +109,17 @@ t10=$(trn --set train.sync_every=10)
 t1=$(trn --set train.sync_every=1)
 echo "| selfsup train, reads every 10 vs every step | batch $BIG --amp --channels-last, 3 epochs of $((PC * 10)) images | ${t10:-fail} | ${t1:-fail} | $(ratio "${t10%% *}" "${t1%% *}") |"
 echo "| selfsup train vs bench train | batch $BIG --amp --channels-last | ${t10:-fail} | ${e2e:-fail} | $(ratio "${t10%% *}" "$e2e") |"
+# data parallel on one GPU: `launch --nproc 1 --backend nccl|gloo` forms a process group of one, so
+# every collective runs (weights' broadcast, gradient all-reduce, synchronised BN) through NCCL vs
+# through Gloo (host copies); the final losses should agree
+lch() {
+  rm -rf "/tmp/gpu-launch-$1"
+  timeout 150 "$BIN" launch --nproc 1 --backend "$1" -- train --config configs/presets/byol-cifar.toml --data "folder:$DATA@train?per_class=$((PC / 2))" \
+    --device $DEV --batch $BIG --epochs 2 --out "/tmp/gpu-launch-$1" "${TSIZE[@]}" --quiet --json --set train.amp=true --set train.channels_last=true \
+    --set model.norm='"syncbn"' --set eval.knn_every=0 --set eval.compare_random=false --set train.checkpoint_every=0 2>"/tmp/gpu-launch-$1.err" \
+    | python3 -c 'import json, sys; s = json.load(sys.stdin); print("%.1f (%s, final loss %.4f)" % (s["images_per_s"], s.get("process_group"), s["final_loss"]))' 2>/dev/null \
+    || echo "fail: $(grep -m1 -i 'error' "/tmp/gpu-launch-$1.err" | cut -c1-120)"
+}
+dn=$(lch nccl)
+dg=$(lch gloo)
+echo "| data parallel, group of one: NCCL vs Gloo | byol syncbn, batch $BIG --amp --channels-last | $dn | $dg | $(ratio "${dn%% *}" "${dg%% *}") |"

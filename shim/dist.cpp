@@ -1,8 +1,11 @@
 // torch's own c10d from Rust (see ../shared/notes/c10d.md): a TCPStore rendezvous, a Gloo process
-// group, and the collectives the trainer needs — in-place all-reduce (gradients, BN statistics),
-// autograd-aware all-reduce (synchronised BatchNorm), all-gather with a gradient (negatives from
-// every rank), broadcast and barrier. Compiled only when gloo's headers exist (Debian's
-// libgloo-dev); otherwise every entry point reports that distributed support is missing.
+// group and, for CUDA tensors, an NCCL one beside it (as torch's "cpu:gloo,cuda:nccl"), and the
+// collectives the trainer needs — in-place all-reduce (gradients, BN statistics), autograd-aware
+// all-reduce (synchronised BatchNorm), all-gather with a gradient (negatives from every rank),
+// broadcast and barrier. Each collective goes to the group of its tensor's device: NCCL for CUDA
+// tensors when it was asked for at init, Gloo otherwise. Compiled only when gloo's headers exist
+// (Debian's libgloo-dev), NCCL only when CUDA's and NCCL's headers exist (build.rs); otherwise
+// the entry points report what is missing.
 // Every entry point catches all C++ exceptions (they must never cross into Rust).
 #include <torch/torch.h>
 #include <string>
@@ -11,6 +14,9 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
+#ifdef SELFSUP_HAVE_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
 extern "C" const char *selfsup_last_error();
@@ -32,26 +38,31 @@ void selfsup_set_error(const std::string &msg);
 #ifdef SELFSUP_HAVE_GLOO
 namespace {
 c10::intrusive_ptr<c10d::Store> g_store;
-c10::intrusive_ptr<c10d::ProcessGroupGloo> g_pg;
+c10::intrusive_ptr<c10d::Backend> g_gloo;
+// set only when init asked for NCCL: then it carries every collective on CUDA tensors
+c10::intrusive_ptr<c10d::Backend> g_nccl;
 
-c10d::ProcessGroupGloo &pg() {
-  if (!g_pg) throw std::runtime_error("the process group is not initialised");
-  return *g_pg;
+// The process group for a collective on `t`: NCCL for a CUDA tensor when there is one, else Gloo
+// (which also handles CUDA tensors, through host copies). `wait()` on an NCCL work makes the
+// current stream wait for the collective, without blocking the host.
+c10d::Backend &pg_for(const at::Tensor &t) {
+  if (!g_gloo) throw std::runtime_error("the process group is not initialised");
+  return t.is_cuda() && g_nccl ? *g_nccl : *g_gloo;
 }
 
 // Gloo wants dense contiguous tensors; gradients may arrive as expanded views.
 void all_reduce_sum_inplace(at::Tensor &t) {
   std::vector<at::Tensor> v{t};
-  pg().allreduce(v)->wait();
+  pg_for(t).allreduce(v)->wait();
 }
 
 at::Tensor all_gather_cat(const at::Tensor &x) {
   auto local = x.contiguous();
-  int world = pg().getSize();
+  auto &pg = pg_for(local);
   std::vector<std::vector<at::Tensor>> out(1);
-  for (int r = 0; r < world; ++r) out[0].push_back(at::empty_like(local));
+  for (int r = 0; r < pg.getSize(); ++r) out[0].push_back(at::empty_like(local));
   std::vector<at::Tensor> in{local};
-  pg().allgather(out, in)->wait();
+  pg.allgather(out, in)->wait();
   return at::cat(out[0], 0);
 }
 
@@ -79,7 +90,7 @@ struct AllGatherCat : public torch::autograd::Function<AllGatherCat> {
     auto n = ctx->saved_data["n"].toInt();
     auto gy = g[0].clone().contiguous();
     all_reduce_sum_inplace(gy);
-    return {gy.narrow(0, n * pg().getRank(), n).clone()};
+    return {gy.narrow(0, n * pg_for(gy).getRank(), n).clone()};
   }
 };
 }  // namespace
@@ -95,8 +106,18 @@ int selfsup_dist_available() {
 #endif
 }
 
+int selfsup_dist_nccl_available() {
+#if defined(SELFSUP_HAVE_GLOO) && defined(SELFSUP_HAVE_NCCL)
+  return 1;
+#else
+  return 0;
+#endif
+}
+
 #ifdef SELFSUP_HAVE_GLOO
-int selfsup_dist_init(int rank, int world, const char *host, int port, int64_t timeout_ms) {
+// `nccl`: also build an NCCL process group for CUDA tensors (its communicator is made at the first
+// collective, on that tensor's GPU).
+int selfsup_dist_init(int rank, int world, const char *host, int port, int64_t timeout_ms, int nccl) {
   DIST_TRY
   c10d::TCPStoreOptions opts;
   opts.port = static_cast<uint16_t>(port);
@@ -106,17 +127,31 @@ int selfsup_dist_init(int rank, int world, const char *host, int port, int64_t t
   opts.timeout = std::chrono::milliseconds(timeout_ms);
   auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
   g_store = c10::make_intrusive<c10d::PrefixStore>("selfsup", tcp);
+  auto gloo_store = c10::make_intrusive<c10d::PrefixStore>("gloo", g_store);
   auto options = c10d::ProcessGroupGloo::Options::create(std::chrono::milliseconds(timeout_ms));
   // this host's address as the peers reach it: loopback for a single machine
   std::string local = std::string(host) == "127.0.0.1" || std::string(host) == "localhost" ? "127.0.0.1" : "";
   options->devices.push_back(local.empty() ? c10d::ProcessGroupGloo::createDefaultDevice() : c10d::ProcessGroupGloo::createDeviceForHostname(local));
-  g_pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g_store, rank, world, options);
+  g_gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(gloo_store, rank, world, options);
+  if (nccl) {
+#ifdef SELFSUP_HAVE_NCCL
+    auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+    nccl_options->timeout = std::chrono::milliseconds(timeout_ms);
+    auto nccl_store = c10::make_intrusive<c10d::PrefixStore>("nccl", g_store);
+    g_nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(nccl_store, rank, world, nccl_options);
+#else
+    throw std::runtime_error("NCCL was not compiled in (build.rs found no NCCL or CUDA headers)");
+#endif
+  }
   DIST_CATCH
 }
 
 int selfsup_dist_destroy() {
   DIST_TRY
-  g_pg.reset();
+  // NCCL's watchdog threads end in shutdown(), not in the destructor
+  if (g_nccl) g_nccl->shutdown();
+  g_nccl.reset();
+  g_gloo.reset();
   g_store.reset();
   DIST_CATCH
 }
@@ -154,7 +189,7 @@ int selfsup_dist_broadcast_(at::Tensor *t, int root) {
   std::vector<at::Tensor> v{*t};
   c10d::BroadcastOptions o;
   o.rootRank = root;
-  pg().broadcast(v, o)->wait();
+  pg_for(*t).broadcast(v, o)->wait();
   DIST_CATCH
 }
 
@@ -167,7 +202,7 @@ int selfsup_dist_barrier() {
 }
 #else
 #define MISSING { selfsup_set_error("distributed support was not compiled in: install gloo's headers (apt-get install libgloo-dev) and rebuild"); return 1; }
-int selfsup_dist_init(int, int, const char *, int, int64_t) MISSING
+int selfsup_dist_init(int, int, const char *, int, int64_t, int) MISSING
 int selfsup_dist_destroy() { return 0; }
 int selfsup_dist_all_reduce_sum_(at::Tensor *) MISSING
 int selfsup_dist_all_reduce_sum_autograd(at::Tensor *, at::Tensor **) MISSING

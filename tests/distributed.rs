@@ -39,9 +39,19 @@ fn train_args(out: &Path, batch: usize, sets: &[String]) -> Vec<String> {
 }
 
 fn launch(nproc: usize, args: Vec<String>) -> std::process::Output {
-    let mut all: Vec<String> = vec!["launch".into(), "--nproc".into(), nproc.to_string(), "--".into()];
+    launch_with(nproc, &[], args)
+}
+
+fn launch_with(nproc: usize, flags: &[&str], args: Vec<String>) -> std::process::Output {
+    let mut all: Vec<String> = vec!["launch".into(), "--nproc".into(), nproc.to_string()];
+    all.extend(flags.iter().map(|f| f.to_string()));
+    all.push("--".into());
     all.extend(args);
     run_owned(&all)
+}
+
+fn summary(run: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
 }
 
 fn losses(run: &Path) -> Vec<f64> {
@@ -97,6 +107,41 @@ fn syncbn_on_two_ranks_equals_batchnorm_on_one_and_per_rank_bn_does_not() {
     assert!(dl > 1e-3, "per-rank bn should differ from global bn, but only by {dl:e}");
     // only rank 0 wrote: one metrics line per step, one summary
     assert!(sync.join("summary.json").exists());
+}
+
+/// `launch --nproc 1 --backend gloo` forms a process group of one (how a user checks a machine's
+/// NCCL setup before a larger job, `--backend nccl`): every collective runs — the weights'
+/// broadcast, the gradient all-reduce, synchronised BN's statistics, the loss all-reduce — and, a
+/// sum over one rank, changes nothing: the plain single process's losses and weights (float64; the
+/// plain run's syncbn is ordinary BN). The summary names the group; an unusable backend is refused.
+#[test]
+fn a_named_backend_forms_a_group_of_one_that_changes_nothing() {
+    require_gloo();
+    let dir = tempfile::tempdir().unwrap();
+    let (alone, group) = (dir.path().join("alone"), dir.path().join("group"));
+    let mut s = sets("byol", "syncbn");
+    s.push("train.epochs=2".into());
+    let o = run_owned(&train_args(&alone, 32, &s));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = launch_with(1, &["--backend", "gloo"], train_args(&group, 32, &s));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary(&group)["process_group"], "gloo", "the run joined a Gloo group");
+    assert_eq!(summary(&group)["processes"], 1);
+    assert!(summary(&alone).get("process_group").is_none(), "a plain run is in no group");
+    let (la, lg) = (losses(&alone), losses(&group));
+    assert_eq!(la.len(), 10);
+    let d = max_diff(&la, &lg);
+    assert!(d < 1e-9, "group of one vs alone: loss differs by {d:e}");
+    let w = weight_diff(&alone, &group);
+    assert!(w < 1e-9, "final weights differ by {w:e}");
+
+    // NCCL reduces GPU tensors: asked for on the CPU it is refused with the reason
+    let o = launch_with(1, &["--backend", "nccl"], train_args(&dir.path().join("nccl"), 32, &s));
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nccl needs --device cuda"), "{}", stderr(&o));
+    let o = launch_with(1, &["--backend", "mpi"], train_args(&dir.path().join("mpi"), 32, &s));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--backend mpi: expected auto, gloo or nccl"), "{}", stderr(&o));
 }
 
 #[test]

@@ -1,7 +1,8 @@
-//! Data-parallel processes on torch's c10d (TCPStore rendezvous + Gloo process group) through
-//! `shim/dist.cpp`. A process learns its place from the environment set by `selfsup launch`:
-//! `SELFSUP_RANK`, `SELFSUP_WORLD_SIZE`, `SELFSUP_MASTER` (host:port). Without them it is rank 0 of
-//! 1 and every collective is the identity, so single-process code paths need no branches.
+//! Data-parallel processes on torch's c10d (TCPStore rendezvous, a Gloo process group and, for
+//! CUDA tensors, an NCCL one) through `shim/dist.cpp`. A process learns its place from the
+//! environment set by `selfsup launch`: `SELFSUP_RANK`, `SELFSUP_WORLD_SIZE`, `SELFSUP_MASTER`
+//! (host:port), `SELFSUP_DIST_BACKEND` (auto | gloo | nccl). Without them it is rank 0 of 1 and
+//! every collective is the identity, so single-process code paths need no branches.
 use crate::backend::shim::check;
 use std::ffi::CString;
 use std::os::raw::{c_char, c_int};
@@ -10,7 +11,8 @@ use tch::Tensor;
 
 extern "C" {
     fn selfsup_dist_available() -> c_int;
-    fn selfsup_dist_init(rank: c_int, world: c_int, host: *const c_char, port: c_int, timeout_ms: i64) -> c_int;
+    fn selfsup_dist_nccl_available() -> c_int;
+    fn selfsup_dist_init(rank: c_int, world: c_int, host: *const c_char, port: c_int, timeout_ms: i64, nccl: c_int) -> c_int;
     fn selfsup_dist_destroy() -> c_int;
     fn selfsup_dist_all_reduce_sum_(t: *mut torch_sys::C_tensor) -> c_int;
     fn selfsup_dist_all_reduce_sum_autograd(x: *mut torch_sys::C_tensor, out: *mut *mut torch_sys::C_tensor) -> c_int;
@@ -24,20 +26,53 @@ pub const ENV_RANK: &str = "SELFSUP_RANK";
 pub const ENV_WORLD: &str = "SELFSUP_WORLD_SIZE";
 pub const ENV_MASTER: &str = "SELFSUP_MASTER";
 pub const ENV_TIMEOUT: &str = "SELFSUP_DIST_TIMEOUT_S";
+pub const ENV_BACKEND: &str = "SELFSUP_DIST_BACKEND";
+
+/// Which process group carries the collectives on CUDA tensors (CPU tensors always go to Gloo).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// NCCL when training on a GPU and this build has it, else Gloo.
+    Auto,
+    Gloo,
+    Nccl,
+}
+
+impl Backend {
+    pub fn parse(s: &str) -> Result<Backend, crate::Error> {
+        match s {
+            "auto" => Ok(Backend::Auto),
+            "gloo" => Ok(Backend::Gloo),
+            "nccl" => Ok(Backend::Nccl),
+            _ => Err(crate::Error::usage(format!("{ENV_BACKEND}={s}: expected auto, gloo or nccl"))),
+        }
+    }
+}
 
 /// This process's place in the job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Place {
     pub rank: usize,
     pub world: usize,
+    /// In a process group: always with several processes; with one only when a backend was named
+    /// (`selfsup launch --nproc 1 --backend nccl` checks a machine's setup before a larger job).
+    pub group: bool,
+    /// CUDA tensors' collectives go to NCCL (CPU tensors' to Gloo).
+    pub nccl: bool,
 }
 
 impl Place {
+    pub const ALONE: Place = Place { rank: 0, world: 1, group: false, nccl: false };
+
     pub fn is_main(&self) -> bool {
         self.rank == 0
     }
+    /// Whether collectives run (in a process group, even of one).
     pub fn distributed(&self) -> bool {
-        self.world > 1
+        self.group
+    }
+    /// The process group's name for reports: `gloo` or `nccl` (GPU tensors), none when alone.
+    pub fn backend_name(&self) -> Option<&'static str> {
+        self.group.then_some(if self.nccl { "nccl" } else { "gloo" })
     }
 }
 
@@ -48,9 +83,14 @@ pub fn available() -> bool {
     unsafe { selfsup_dist_available() != 0 }
 }
 
+/// Whether this binary was built with the NCCL process group.
+pub fn nccl_available() -> bool {
+    unsafe { selfsup_dist_nccl_available() != 0 }
+}
+
 /// The place set by [`init_from_env`] (rank 0 of 1 before or without it).
 pub fn place() -> Place {
-    *PLACE.get().unwrap_or(&Place { rank: 0, world: 1 })
+    *PLACE.get().unwrap_or(&Place::ALONE)
 }
 
 fn env_usize(key: &str) -> anyhow::Result<Option<usize>> {
@@ -60,25 +100,45 @@ fn env_usize(key: &str) -> anyhow::Result<Option<usize>> {
     }
 }
 
-/// Joins the job described by the environment (once per process); a no-op for a single process.
-pub fn init_from_env() -> anyhow::Result<Place> {
+/// Whether CUDA collectives of a job on `device` go to NCCL: `auto` picks it on a GPU when this
+/// build has it; naming it where it cannot work is an error that says why.
+fn use_nccl(backend: Backend, device: tch::Device) -> anyhow::Result<bool> {
+    match backend {
+        Backend::Gloo => Ok(false),
+        Backend::Auto => Ok(device.is_cuda() && nccl_available()),
+        Backend::Nccl => {
+            anyhow::ensure!(device.is_cuda(), crate::Error::usage(format!("{ENV_BACKEND}=nccl needs --device cuda (NCCL reduces GPU tensors); use gloo on the CPU")));
+            anyhow::ensure!(nccl_available(), "{ENV_BACKEND}=nccl: this binary was built without NCCL (build.rs found no NCCL or CUDA headers; `make setup` installs them), use gloo");
+            Ok(true)
+        }
+    }
+}
+
+/// Joins the job described by the environment (once per process), training on `device`; a no-op
+/// for a single process unless a backend was named.
+pub fn init_from_env(device: tch::Device) -> anyhow::Result<Place> {
     if let Some(p) = PLACE.get() {
         return Ok(*p);
     }
     let (Some(rank), Some(world)) = (env_usize(ENV_RANK)?, env_usize(ENV_WORLD)?) else {
-        return Ok(*PLACE.get_or_init(|| Place { rank: 0, world: 1 }));
+        return Ok(*PLACE.get_or_init(|| Place::ALONE));
     };
     anyhow::ensure!(world >= 1 && rank < world, "{ENV_RANK}={rank} must be below {ENV_WORLD}={world}");
-    if world > 1 {
+    let named = std::env::var(ENV_BACKEND).ok().filter(|b| !b.is_empty());
+    let backend = named.as_deref().map(Backend::parse).transpose()?.unwrap_or(Backend::Auto);
+    let group = world > 1 || backend != Backend::Auto;
+    let nccl = group && use_nccl(backend, device)?;
+    if group {
         anyhow::ensure!(available(), "distributed training needs gloo's headers at build time: apt-get install libgloo-dev, then rebuild");
         let master = std::env::var(ENV_MASTER).unwrap_or_else(|_| "127.0.0.1:29500".into());
         let (host, port) = master.rsplit_once(':').ok_or_else(|| crate::Error::usage(format!("{ENV_MASTER}={master}: expected HOST:PORT")))?;
         let port: u16 = port.parse().map_err(|_| crate::Error::usage(format!("{ENV_MASTER}={master}: bad port")))?;
         let timeout_s = env_usize(ENV_TIMEOUT)?.unwrap_or(1800);
         let host_c = CString::new(host)?;
-        check(unsafe { selfsup_dist_init(rank as c_int, world as c_int, host_c.as_ptr(), port as c_int, timeout_s as i64 * 1000) }).map_err(|e| e.context(format!("rank {rank}/{world}: joining the process group at {master}")))?;
+        check(unsafe { selfsup_dist_init(rank as c_int, world as c_int, host_c.as_ptr(), port as c_int, timeout_s as i64 * 1000, nccl as c_int) }).map_err(|e| e.context(format!("rank {rank}/{world}: joining the process group at {master}")))?;
+        tracing::info!("rank {rank}/{world}: joined the process group at {master} ({})", if nccl { "NCCL for GPU tensors, Gloo for CPU tensors" } else { "Gloo" });
     }
-    Ok(*PLACE.get_or_init(|| Place { rank, world }))
+    Ok(*PLACE.get_or_init(|| Place { rank, world, group, nccl }))
 }
 
 /// Leaves the process group (before exit, not in a static destructor).
@@ -149,10 +209,10 @@ pub fn barrier() -> anyhow::Result<()> {
 /// Averages gradients over ranks: the gradients of `params` are flattened into buckets of about
 /// `bucket_bytes`, each all-reduced once and divided by the world size.
 pub fn average_gradients(params: &[Tensor], bucket_bytes: usize) -> anyhow::Result<()> {
-    let world = place().world;
-    if world <= 1 {
+    if !place().distributed() {
         return Ok(());
     }
+    let world = place().world;
     let _g = tch::no_grad_guard();
     let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
     let mut start = 0;

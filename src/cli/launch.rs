@@ -3,7 +3,7 @@
 //! job (rendezvous through a TCPStore at --master, served by rank 0). If one process fails, the
 //! others are given --grace seconds to stop on their own (a dead peer breaks their collectives),
 //! then killed; the launcher exits with the first failure's code. SIGTERM is passed on.
-use selfsup::backend::dist::{ENV_MASTER, ENV_RANK, ENV_WORLD};
+use selfsup::backend::dist::{Backend, ENV_BACKEND, ENV_MASTER, ENV_RANK, ENV_WORLD};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,11 @@ pub struct LaunchArgs {
     /// Rendezvous HOST:PORT (rank 0's machine). Default: 127.0.0.1 and a free port (one machine).
     #[arg(long)]
     master: Option<String>,
+    /// The process group for GPU tensors: auto (NCCL with `--device cuda` when built with it, else
+    /// Gloo), gloo or nccl. CPU tensors always use Gloo. Naming gloo or nccl makes even `--nproc 1`
+    /// join a process group (a check of a machine's setup before a larger job).
+    #[arg(long)]
+    backend: Option<String>,
     /// Seconds the surviving processes get to exit after one fails, before they are killed.
     #[arg(long, default_value_t = 60)]
     grace: u64,
@@ -43,6 +48,9 @@ pub fn run(a: LaunchArgs) -> anyhow::Result<()> {
     if a.nnodes > 1 && a.master.is_none() {
         return Err(selfsup::Error::usage("a multi-machine job needs --master HOST:PORT (rank 0's machine)").into());
     }
+    if let Some(b) = &a.backend {
+        Backend::parse(b).map_err(|_| selfsup::Error::usage(format!("--backend {b}: expected auto, gloo or nccl")))?;
+    }
     let master = match a.master {
         Some(m) => m,
         None => format!("127.0.0.1:{}", free_port()?),
@@ -52,7 +60,11 @@ pub fn run(a: LaunchArgs) -> anyhow::Result<()> {
     let mut children: Vec<(usize, Child)> = Vec::new();
     for local in 0..a.nproc {
         let rank = a.node_rank * a.nproc + local;
-        let child = Command::new(&exe)
+        let mut command = Command::new(&exe);
+        if let Some(b) = a.backend.as_deref().filter(|b| *b != "auto") {
+            command.env(ENV_BACKEND, b);
+        }
+        let child = command
             .args(&a.command)
             .env(ENV_RANK, rank.to_string())
             .env(ENV_WORLD, world.to_string())

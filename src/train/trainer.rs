@@ -60,6 +60,11 @@ pub struct TrainSummary {
     pub knn_random_top1: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_gpu_bytes: Option<i64>,
+    /// Data-parallel processes (1 without `selfsup launch`).
+    pub processes: usize,
+    /// The process group the collectives used (`gloo`; `nccl` for GPU tensors), none when alone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub process_group: Option<String>,
     pub stopped_early: bool,
 }
 
@@ -112,14 +117,15 @@ fn progress_bar(total: usize, start: usize, quiet: bool) -> Option<ProgressBar> 
 }
 
 pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
-    let place = dist::init_from_env()?;
+    let device = rank_device(&cfg.train.device)?;
+    let place = dist::init_from_env(device)?;
     let result = if cfg.train.sync_debug {
         // a synchronising operation fails inside a tch call that panics on errors: report it
         // as this run's error (the panic message, printed above it, names the operation)
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train_on(cfg, opts, place)))
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| train_on(cfg, opts, place, device)))
             .unwrap_or_else(|_| Err(anyhow::anyhow!("train.sync_debug: an operation inside the training step made the host wait for the GPU (see the panic message above; RUST_BACKTRACE=1 shows where)")))
     } else {
-        train_on(cfg, opts, place)
+        train_on(cfg, opts, place, device)
     };
     if result.is_err() && place.distributed() {
         eprintln!("rank {}/{}: stopping ({})", place.rank, place.world, result.as_ref().err().map(|e| format!("{e:#}")).unwrap_or_default());
@@ -138,12 +144,11 @@ fn rank_device(spec: &str) -> anyhow::Result<Device> {
     Ok(device)
 }
 
-fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Result<TrainSummary> {
+fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Device) -> anyhow::Result<TrainSummary> {
     let t0 = Instant::now();
     let main = place.is_main();
     // only rank 0 prints progress, writes logs and checkpoints
     let quiet = opts.quiet || !main;
-    let device = rank_device(&cfg.train.device)?;
     if cfg.train.threads > 0 {
         tch::set_num_threads(cfg.train.threads as i32);
     }
@@ -429,6 +434,8 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place) -> anyhow::Re
         knn_top5: None,
         knn_random_top1: None,
         peak_gpu_bytes: None,
+        processes: place.world,
+        process_group: place.backend_name().map(String::from),
         stopped_early,
     };
     if !stopped_early {
