@@ -14,6 +14,9 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
+#include <algorithm>
+#include <memory>
 #endif
 #ifdef SELFSUP_HAVE_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -41,6 +44,9 @@ c10::intrusive_ptr<c10d::Store> g_store;
 c10::intrusive_ptr<c10d::Backend> g_gloo;
 // set only when init asked for NCCL: then it carries every collective on CUDA tensors
 c10::intrusive_ptr<c10d::Backend> g_nccl;
+// DDP's gradient reducer (made on request): the two backends as one ProcessGroup
+c10::intrusive_ptr<c10d::ProcessGroup> g_group;
+std::unique_ptr<c10d::Reducer> g_reducer;
 
 // The process group for a collective on `t`: NCCL for a CUDA tensor when there is one, else Gloo
 // (which also handles CUDA tensors, through host copies). `wait()` on an NCCL work makes the
@@ -146,8 +152,61 @@ int selfsup_dist_init(int rank, int world, const char *host, int port, int64_t t
   DIST_CATCH
 }
 
+// c10d's Reducer — the engine of PyTorch's DistributedDataParallel — over `params` (every one of
+// which must receive a gradient in every backward): gradients are copied into buckets of about
+// `bucket_bytes` (the first about 1 MB, so the last layers' gradients leave early) as autograd
+// produces them, and each bucket's all-reduce starts as soon as it is full, overlapping the rest
+// of backward; the end of backward waits for them and writes the averages into `.grad`.
+int selfsup_dist_reducer_new(at::Tensor **params, int64_t n, int64_t bucket_bytes) {
+  DIST_TRY
+  if (!g_gloo) throw std::runtime_error("the process group is not initialised");
+  if (!g_group) {
+    g_group = c10::make_intrusive<c10d::ProcessGroup>(g_store, g_gloo->getRank(), g_gloo->getSize());
+    g_group->setBackend(c10::DeviceType::CPU, c10d::ProcessGroup::BackendType::GLOO, g_gloo);
+    if (g_nccl) {
+      g_group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::NCCL, g_nccl);
+      g_group->setDefaultBackend(c10d::ProcessGroup::BackendType::NCCL);
+    } else {
+      g_group->setBackend(c10::DeviceType::CUDA, c10d::ProcessGroup::BackendType::GLOO, g_gloo);
+      g_group->setDefaultBackend(c10d::ProcessGroup::BackendType::GLOO);
+    }
+  }
+  std::vector<at::Tensor> ps;
+  for (int64_t i = 0; i < n; ++i) ps.push_back(*params[i]);
+  const int64_t first_bytes = 1 << 20;
+  std::vector<bool> sparse(ps.size(), false);
+  auto assigned = c10d::compute_bucket_assignment_by_size(ps, {static_cast<size_t>(first_bytes), static_cast<size_t>(bucket_bytes)}, sparse);
+  auto buckets = std::get<0>(assigned);
+  // gradients arrive roughly in reverse order of definition (as DDP does)
+  std::reverse(buckets.begin(), buckets.end());
+  g_reducer.reset();
+  g_reducer = std::make_unique<c10d::Reducer>(ps, buckets, g_group, sparse, bucket_bytes, /*find_unused_parameters=*/false,
+                                              /*gradient_as_bucket_view=*/false, std::unordered_map<size_t, std::string>{}, first_bytes,
+                                              /*skip_all_reduce_unused_params=*/false, /*use_python_reducer=*/false, std::vector<int64_t>{});
+  DIST_CATCH
+}
+
+// Before each backward that must be reduced (every rank at the same step).
+int selfsup_dist_reducer_prepare() {
+  DIST_TRY
+  if (!g_reducer) throw std::runtime_error("no gradient reducer");
+  // after the first backward the buckets follow the order gradients arrived in (once; a collective)
+  g_reducer->prepare_for_forward();
+  g_reducer->rebuild_buckets();
+  g_reducer->prepare_for_backward({});
+  DIST_CATCH
+}
+
+int selfsup_dist_reducer_free() {
+  DIST_TRY
+  g_reducer.reset();
+  DIST_CATCH
+}
+
 int selfsup_dist_destroy() {
   DIST_TRY
+  g_reducer.reset();
+  g_group.reset();
   // NCCL's watchdog threads end in shutdown(), not in the destructor
   if (g_nccl) g_nccl->shutdown();
   g_nccl.reset();
@@ -210,5 +269,8 @@ int selfsup_dist_all_gather_autograd(at::Tensor *, at::Tensor **) MISSING
 int selfsup_dist_all_gather(at::Tensor *, at::Tensor **) MISSING
 int selfsup_dist_broadcast_(at::Tensor *, int) MISSING
 int selfsup_dist_barrier() MISSING
+int selfsup_dist_reducer_new(at::Tensor **, int64_t, int64_t) MISSING
+int selfsup_dist_reducer_prepare() MISSING
+int selfsup_dist_reducer_free() { return 0; }
 #endif
 }

@@ -1,6 +1,7 @@
 //! Data-parallel training on torch's c10d (Gloo on localhost), checked against one process:
 //! 2 ranks × 16 with synchronised BatchNorm follow the loss trajectory and reach the final weights
-//! of 1 rank × 32 with plain BatchNorm (float64, so the comparison is not blurred by float32
+//! of 1 rank × 32 with plain BatchNorm (gradients all-reduced by c10d's Reducer while backward
+//! runs, and the same again when they are all-reduced after it) (float64, so the comparison is not blurred by float32
 //! rounding amplified by small-batch BN); per-rank BN does not. SimCLR with negatives gathered from
 //! both ranks, MoCo v2's queue and AdCo's bank fed by both ranks give the single-process loss. A killed rank makes the survivor exit with an error.
 mod common;
@@ -89,7 +90,7 @@ fn require_gloo() {
 fn syncbn_on_two_ranks_equals_batchnorm_on_one_and_per_rank_bn_does_not() {
     require_gloo();
     let dir = tempfile::tempdir().unwrap();
-    let (one, sync, local) = (dir.path().join("one"), dir.path().join("sync"), dir.path().join("local"));
+    let (one, sync, local, after) = (dir.path().join("one"), dir.path().join("sync"), dir.path().join("local"), dir.path().join("after"));
     let o = run_owned(&train_args(&one, 32, &sets("byol", "bn")));
     assert!(o.status.success(), "{}", stderr(&o));
     let o = launch(2, train_args(&sync, 16, &sets("byol", "syncbn")));
@@ -102,6 +103,15 @@ fn syncbn_on_two_ranks_equals_batchnorm_on_one_and_per_rank_bn_does_not() {
     assert!(d < 1e-5, "syncbn 2×16 vs bn 1×32: loss differs by {d:e}");
     let w = weight_diff(&one, &sync);
     assert!(w < 1e-5, "final weights differ by {w:e}");
+    // gradients all-reduced after backward instead of by c10d's Reducer during it: the same run
+    let mut s_after = sets("byol", "syncbn");
+    s_after.push("train.grad_sync=\"after\"".into());
+    let o = launch(2, train_args(&after, 16, &s_after));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let da = max_diff(&ls, &losses(&after));
+    assert!(da < 1e-9, "gradients reduced during vs after backward: loss differs by {da:e}");
+    let wa = weight_diff(&sync, &after);
+    assert!(wa < 1e-9, "gradients reduced during vs after backward: final weights differ by {wa:e}");
     // per-rank statistics (16 rows) are a different model: the trajectories separate
     let dl = max_diff(&l1, &ll);
     assert!(dl > 1e-3, "per-rank bn should differ from global bn, but only by {dl:e}");

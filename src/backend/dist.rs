@@ -20,6 +20,9 @@ extern "C" {
     fn selfsup_dist_all_gather(x: *mut torch_sys::C_tensor, out: *mut *mut torch_sys::C_tensor) -> c_int;
     fn selfsup_dist_broadcast_(t: *mut torch_sys::C_tensor, root: c_int) -> c_int;
     fn selfsup_dist_barrier() -> c_int;
+    fn selfsup_dist_reducer_new(params: *const *mut torch_sys::C_tensor, n: i64, bucket_bytes: i64) -> c_int;
+    fn selfsup_dist_reducer_prepare() -> c_int;
+    fn selfsup_dist_reducer_free() -> c_int;
 }
 
 pub const ENV_RANK: &str = "SELFSUP_RANK";
@@ -235,6 +238,66 @@ pub fn average_gradients(params: &[Tensor], bucket_bytes: usize) -> anyhow::Resu
         start = end;
     }
     Ok(())
+}
+
+/// Gradient buckets' size (as DDP's default, 25 MB).
+pub const BUCKET_BYTES: usize = 25 << 20;
+
+/// How a step's gradients are averaged over ranks (`train.grad_sync`).
+pub enum GradSync {
+    /// One process: nothing to average.
+    Alone,
+    /// After backward: buckets all-reduced one after another ([`average_gradients`]).
+    After,
+    /// While backward runs: c10d's Reducer (the engine of PyTorch's DDP) starts each bucket's
+    /// all-reduce as soon as autograd has produced its gradients. It needs the parameters that get
+    /// a gradient in every step, so the first step is averaged after backward and builds the
+    /// reducer over the parameters whose gradients it saw (`built` from then on).
+    Overlap { built: bool },
+}
+
+impl GradSync {
+    /// For this process's place: `overlap` (the Reducer) or after backward.
+    pub fn new(overlap: bool) -> GradSync {
+        match (place().distributed(), overlap) {
+            (false, _) => GradSync::Alone,
+            (true, false) => GradSync::After,
+            (true, true) => GradSync::Overlap { built: false },
+        }
+    }
+
+    /// Before `backward()`: the reducer expects the coming gradients (every rank, every step
+    /// whose gradients are averaged).
+    pub fn before_backward(&mut self) -> anyhow::Result<()> {
+        if let GradSync::Overlap { built: true } = self {
+            check(unsafe { selfsup_dist_reducer_prepare() }).map_err(|e| e.context(format!("rank {}: gradient reducer", place().rank)))?;
+        }
+        Ok(())
+    }
+
+    /// After `backward()`: every gradient of `params` is the average over ranks.
+    pub fn after_backward(&mut self, params: &[Tensor]) -> anyhow::Result<()> {
+        match self {
+            GradSync::Alone | GradSync::Overlap { built: true } => Ok(()),
+            GradSync::After => average_gradients(params, BUCKET_BYTES),
+            GradSync::Overlap { built } => {
+                average_gradients(params, BUCKET_BYTES)?;
+                let with_grad: Vec<Tensor> = params.iter().filter(|p| p.grad().defined()).map(|p| p.shallow_clone()).collect();
+                let ptrs: Vec<*mut torch_sys::C_tensor> = with_grad.iter().map(|t| t.as_ptr() as *mut _).collect();
+                check(unsafe { selfsup_dist_reducer_new(ptrs.as_ptr(), ptrs.len() as i64, BUCKET_BYTES as i64) }).map_err(|e| e.context(format!("rank {}: building the gradient reducer", place().rank)))?;
+                *built = true;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for GradSync {
+    fn drop(&mut self) {
+        if let GradSync::Overlap { built: true } = self {
+            let _ = check(unsafe { selfsup_dist_reducer_free() });
+        }
+    }
 }
 
 /// Broadcasts every tensor from rank 0 (identical starting weights and buffers on every rank).

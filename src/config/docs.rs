@@ -64,6 +64,7 @@ pub const FIELD_DOCS: &[(&str, &str, &str)] = &[
     ("train.log_every", "≥ 1 steps", "Steps between metrics lines in metrics.jsonl."),
     ("train.precision", "f32 \\| f64", "Weights and activations in float32, or float64 for numerical checks (e.g. distributed vs single-process equivalence)."),
     ("train.check_replicas_every", "≥ 0 steps", "Data parallel debug check: every N steps all ranks compare a checksum of their weights and stop if they differ (0 = off)."),
+    ("train.grad_sync", "overlap \\| after", "Data parallel: all-reduce gradients in buckets while backward still runs (c10d's Reducer, the engine of PyTorch's DDP; the first step reduces after backward to learn which parameters get gradients) or after backward (the simpler path, kept for comparison)."),
     ("train.on_nonfinite", "stop \\| skip", "On a non-finite loss: stop with an error, or skip the step and count it."),
     ("train.sync_every", "≥ 0 steps", "Stop mode: read the loss and the device-side non-finite record back every N steps (0 = every step on the CPU, every log_every steps on a GPU, so the host queues steps ahead of the device). A non-finite step is found at the next read and is never checkpointed. Skip mode reads every step."),
     ("train.sync_debug", "bool", "CUDA check: run every step under torch's sync debug mode set to error, so any operation inside the step that makes the host wait for the GPU (a value read, a copy from pageable memory) stops the run naming it. Reads at log steps, checkpoints and evaluation are outside the step."),

@@ -83,6 +83,9 @@ pub struct TrainConfig {
     pub precision: String,
     /// Data parallel: compare a checksum of the weights across ranks every N steps (0 = off).
     pub check_replicas_every: usize,
+    /// Data parallel: overlap | after — gradients all-reduced in buckets while backward still
+    /// runs (c10d's Reducer, as DDP) or after it.
+    pub grad_sync: String,
 }
 
 impl Default for TrainConfig {
@@ -104,6 +107,7 @@ impl Default for TrainConfig {
             sync_debug: false,
             precision: "f32".into(),
             check_replicas_every: 0,
+            grad_sync: "overlap".into(),
         }
     }
 }
@@ -266,6 +270,9 @@ impl Config {
         }
         if t.sync_debug && t.on_nonfinite == "skip" {
             return Err(Error::config("train.sync_debug", true, "checks the stop mode's step; skip mode reads the loss every step by design (set train.on_nonfinite = \"stop\")"));
+        }
+        if !matches!(t.grad_sync.as_str(), "overlap" | "after") {
+            return Err(Error::config("train.grad_sync", &t.grad_sync, "expected overlap or after"));
         }
         if !matches!(t.precision.as_str(), "f32" | "f64") {
             return Err(Error::config("train.precision", &t.precision, "expected f32 or f64"));

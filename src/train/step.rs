@@ -1,5 +1,7 @@
 //! The update half of a training step, shared by the trainer and `selfsup bench step`:
-//! backward → gradient all-reduce (data parallel) → (optional gradient check) → optimiser → method hook (EMA), in that fixed order.
+//! backward (with the gradient all-reduce of data parallel overlapping it, or after it) →
+//! (optional gradient check) → optimiser → method hook (EMA), in that fixed order.
+use crate::backend::dist::GradSync;
 use crate::methods::Method;
 use crate::optim::Optimizer;
 use crate::train::nonfinite::NonFiniteWatch;
@@ -24,15 +26,18 @@ pub enum GradCheck<'a> {
     Watch(&'a mut NonFiniteWatch, usize, &'a Tensor),
 }
 
-/// Backpropagates `loss`, then (unless `check` reads a non-finite gradient now) applies the
-/// optimiser with `lr` and the method's post-step work for step `step` of `total`.
-pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, loss: &Tensor, lr: f64, step: usize, total: usize, check: GradCheck) -> anyhow::Result<Update> {
+/// Backpropagates `loss` (gradients averaged over ranks as `sync` says), then (unless `check`
+/// reads a non-finite gradient now) applies the optimiser with `lr` and the method's post-step
+/// work for step `step` of `total`.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, sync: &mut GradSync, loss: &Tensor, lr: f64, step: usize, total: usize, check: GradCheck) -> anyhow::Result<Update> {
     opt.zero_grad();
+    sync.before_backward()?;
     loss.backward();
     // data parallel: every rank continues with the gradient averaged over ranks
-    if crate::backend::dist::place().distributed() {
+    if !matches!(sync, GradSync::Alone) {
         let params: Vec<Tensor> = opt.params.iter().map(|p| p.tensor.shallow_clone()).collect();
-        crate::backend::dist::average_gradients(&params, 25 << 20)?;
+        sync.after_backward(&params)?;
     }
     match check {
         GradCheck::Off => {}

@@ -280,6 +280,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
     let skip_nonfinite = cfg.train.on_nonfinite == "skip";
     let sync_every = sync_interval(cfg, device);
     let mut watch = NonFiniteWatch::new(device);
+    let mut grad_sync = dist::GradSync::new(cfg.train.grad_sync == "overlap");
     let mut last_loss_t: Option<Tensor> = None;
 
     'epochs: for epoch in state.step / nb.max(1)..cfg.train.epochs {
@@ -315,7 +316,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                 // skip mode decides before the update, so it reads the loss and gradients every step
                 let s = settle(&out_step.loss, &watch, stop_code, place)?;
                 (loss_value, any_stop) = (s.loss, s.stop);
-                let update = if loss_value.is_finite() { apply_update(method.as_mut(), &mut opt, &out_step.loss, lr, state.step, total, GradCheck::Now)? } else { Update::NonFinite };
+                let update = if loss_value.is_finite() { apply_update(method.as_mut(), &mut opt, &mut grad_sync, &out_step.loss, lr, state.step, total, GradCheck::Now)? } else { Update::NonFinite };
                 extra = match update {
                     Update::Applied(extra) => extra,
                     Update::NonFinite => {
@@ -331,7 +332,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             } else {
                 // stop mode: non-finite values are recorded on the device and read back only at
                 // synchronisation points, before anything is logged, evaluated or saved
-                let update = apply_update(method.as_mut(), &mut opt, &out_step.loss, lr, state.step, total, GradCheck::Watch(&mut watch, state.step, &out_step.loss))?;
+                let update = apply_update(method.as_mut(), &mut opt, &mut grad_sync, &out_step.loss, lr, state.step, total, GradCheck::Watch(&mut watch, state.step, &out_step.loss))?;
                 drop(debug);
                 extra = match update {
                     Update::Applied(extra) => extra,
