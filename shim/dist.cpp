@@ -154,9 +154,10 @@ int selfsup_dist_init(int rank, int world, const char *host, int port, int64_t t
 
 // c10d's Reducer — the engine of PyTorch's DistributedDataParallel — over `params` (every one of
 // which must receive a gradient in every backward): gradients are copied into buckets of about
-// `bucket_bytes` (the first about 1 MB, so the last layers' gradients leave early) as autograd
-// produces them, and each bucket's all-reduce starts as soon as it is full, overlapping the rest
-// of backward; the end of backward waits for them and writes the averages into `.grad`.
+// `bucket_bytes` as autograd produces them, and each bucket's all-reduce starts as soon as it is
+// full, overlapping the rest of backward; the end of backward waits for them and writes the
+// averages into `.grad`. As in DDP, the first-defined parameters — whose gradients come last —
+// get a bucket of about 1 MB, so that little is left to send when backward ends.
 int selfsup_dist_reducer_new(at::Tensor **params, int64_t n, int64_t bucket_bytes) {
   DIST_TRY
   if (!g_gloo) throw std::runtime_error("the process group is not initialised");
