@@ -231,7 +231,7 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
     let (device, use_amp, mut method, mut opt) = bench_setup(a, &cfg)?;
     let ds = std::sync::Arc::new(selfsup::data::open(&t.data)?);
     let recipe = cfg.data.recipe()?;
-    let loader = Loader::new(ds, MultiView::new(&recipe), LoaderConfig { batch: a.batch, shuffle: true, drop_last: true, seed: a.seed, threads: t.workers, prefetch: t.prefetch, pin_memory: device.is_cuda(), shard: (0, 1), augment_on: selfsup::data::AugmentOn::parse(&t.augment_on).unwrap_or(selfsup::data::AugmentOn::Cpu), copy_ahead: (t.copy_ahead && device.is_cuda()).then_some(device) })?;
+    let loader = Loader::new(ds, MultiView::new(&recipe), LoaderConfig::training(a.batch, a.seed, t.workers, t.prefetch, device, &t.augment_on, t.copy_ahead))?;
     let total = a.warmup + a.steps;
     println!("selfsup {} bench train data={} recipe={} augment_on={} copy_ahead={} device={} threads={} workers={} batch={} width={} hidden={} amp={} channels_last={}", env!("CARGO_PKG_VERSION"), t.data, t.recipe, t.augment_on, t.copy_ahead, a.device, tch::get_num_threads(), if t.workers == 0 { rayon::current_num_threads() } else { t.workers }, a.batch, a.width, a.hidden, use_amp, a.channels_last);
     let mut k = 0usize;

@@ -6,7 +6,7 @@ use crate::analysis::{z_std, RepresentationMetrics};
 use crate::augment::MultiView;
 use crate::backend::{dist, parse_device, shim};
 use crate::config::Config;
-use crate::data::{AugmentOn, DataSpec, Dataset, Loader, LoaderConfig, Split};
+use crate::data::{DataSpec, Dataset, Loader, LoaderConfig, Split};
 use crate::error::Error;
 use crate::eval::{knn_accuracy, train_test_features};
 use crate::methods::{self, Method};
@@ -202,7 +202,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
     let loader = Loader::new(
         dataset.clone(),
         MultiView::new(&recipe),
-        LoaderConfig { batch: cfg.train.batch, shuffle: true, drop_last: true, seed: cfg.train.seed, threads: cfg.data.workers, prefetch: cfg.data.prefetch, pin_memory: device.is_cuda(), shard: (place.rank, place.world), augment_on: AugmentOn::parse(&cfg.data.augment_on).unwrap_or(AugmentOn::Cpu), copy_ahead: (cfg.data.copy_ahead && device.is_cuda()).then_some(device) },
+        LoaderConfig { shard: (place.rank, place.world), ..LoaderConfig::training(cfg.train.batch, cfg.train.seed, cfg.data.workers, cfg.data.prefetch, device, &cfg.data.augment_on, cfg.data.copy_ahead) },
     )?;
     let nb = loader.batches_per_epoch();
     let total = nb * cfg.train.epochs;
