@@ -6,6 +6,7 @@ use common::*;
 use selfsup::config::overrides::load;
 use selfsup::methods::{self, METHODS};
 use selfsup::optim::Optimizer;
+use selfsup::backend::dist::GradSync;
 use selfsup::train::step::{apply_update, GradCheck, Update};
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
@@ -41,7 +42,7 @@ fn every_method_steps_and_momentum_encoders_follow_the_ema() {
             let out = method.forward(&v, &labels).unwrap();
             assert!(out.loss.double_value(&[]).is_finite(), "{name}: loss");
             assert_eq!(out.embeddings.len(), 2, "{name}: two views' embeddings for the metrics");
-            let upd = apply_update(method.as_mut(), &mut opt, &out.loss, 0.05, step, 10, GradCheck::Now).unwrap();
+            let upd = apply_update(method.as_mut(), &mut opt, &mut GradSync::Alone, &out.loss, 0.05, step, 10, GradCheck::Now).unwrap();
             let Update::Applied(extra) = upd else { panic!("{name}: update skipped") };
             // θ_k ← m·θ_k + (1 − m)·θ_q with the online weights *after* the optimiser step
             if let Some(before) = target_before {
