@@ -275,13 +275,15 @@ impl GradSync {
         Ok(())
     }
 
-    /// After `backward()`: every gradient of `params` is the average over ranks.
-    pub fn after_backward(&mut self, params: &[Tensor]) -> anyhow::Result<()> {
+    /// After `backward()`: every gradient of the optimised parameters (which `params` lists, asked
+    /// for only when they are needed here) is the average over ranks.
+    pub fn after_backward(&mut self, params: impl FnOnce() -> Vec<Tensor>) -> anyhow::Result<()> {
         match self {
             GradSync::Alone | GradSync::Overlap { built: true } => Ok(()),
-            GradSync::After => average_gradients(params, BUCKET_BYTES),
+            GradSync::After => average_gradients(&params(), BUCKET_BYTES),
             GradSync::Overlap { built } => {
-                average_gradients(params, BUCKET_BYTES)?;
+                let params = params();
+                average_gradients(&params, BUCKET_BYTES)?;
                 let with_grad: Vec<Tensor> = params.iter().filter(|p| p.grad().defined()).map(|p| p.shallow_clone()).collect();
                 let ptrs: Vec<*mut torch_sys::C_tensor> = with_grad.iter().map(|t| t.as_ptr() as *mut _).collect();
                 check(unsafe { selfsup_dist_reducer_new(ptrs.as_ptr(), ptrs.len() as i64, BUCKET_BYTES as i64) }).map_err(|e| e.context(format!("rank {}: building the gradient reducer", place().rank)))?;

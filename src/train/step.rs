@@ -35,10 +35,7 @@ pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, sync: &mut Gra
     sync.before_backward()?;
     loss.backward();
     // data parallel: every rank continues with the gradient averaged over ranks
-    if !matches!(sync, GradSync::Alone) {
-        let params: Vec<Tensor> = opt.params.iter().map(|p| p.tensor.shallow_clone()).collect();
-        sync.after_backward(&params)?;
-    }
+    sync.after_backward(|| opt.params.iter().map(|p| p.tensor.shallow_clone()).collect())?;
     match check {
         GradCheck::Off => {}
         GradCheck::Now => {
