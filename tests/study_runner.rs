@@ -89,3 +89,54 @@ fn study_file_errors_name_the_file_and_the_run() {
     let e = stderr(&o);
     assert!(e.contains("bad.toml") && e.contains("bogus"), "{e}");
 }
+
+/// A run folder as training leaves it, written by hand: the config's projector width, a summary
+/// and one metrics line per epoch.
+fn fake_run(dir: &std::path::Path, knn: f64, z_std: f64, alignment: f64) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.toml"), "method = \"byol\"\n[projector]\nout = 100\n").unwrap();
+    let summary = format!(r#"{{"knn_top1": {knn}, "knn_random_top1": 0.25, "steps": 20, "epochs": 2, "minutes": 1.0}}"#);
+    std::fs::write(dir.join("summary.json"), summary).unwrap();
+    let mut lines = String::new();
+    for (epoch, step) in [(0, 10), (1, 20)] {
+        lines += &format!(r#"{{"epoch": {epoch}, "step": {step}, "loss": 1.0, "z_std": {z_std}, "alignment": {alignment}, "uniformity": -2.0, "effective_rank": 5.0, "batch_mean_cos": 0.5}}"#);
+        lines += "\n";
+    }
+    std::fs::write(dir.join("metrics.jsonl"), lines).unwrap();
+}
+
+#[test]
+fn runs_over_seeds_are_summarised_per_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    // configuration "a" over three seeds, "b" over two (both collapsed: z-std under 0.1/√100)
+    let a = [(0.30, 0.08, 0.5), (0.36, 0.09, 0.7), (0.33, 0.07, 0.6)];
+    for (s, &(knn, z, al)) in a.iter().enumerate() {
+        fake_run(&out.join(format!("a-seed{}", s + 1)), knn, z, al);
+    }
+    fake_run(&out.join("b-seed1"), 0.20, 0.001, 0.0);
+    fake_run(&out.join("b-seed2"), 0.22, 0.003, 0.0);
+    let o = run_owned(&["study".into(), "report".into(), out.to_str().unwrap().into()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // independent arithmetic: mean and sample standard deviation (n − 1)
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let sd = |v: &[f64]| (v.iter().map(|x| (x - mean(v)).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
+    let knn_a = [0.30, 0.36, 0.33];
+    let csv = std::fs::read_to_string(out.join("results_by_configuration.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    let col = |name: &str| rows[0].iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name}: {csv}"));
+    assert_eq!(rows.len(), 3, "{csv}");
+    assert_eq!((rows[1][0], rows[1][col("seeds")]), ("a", "3"), "{csv}");
+    let num = |r: usize, c: &str| rows[r][col(c)].parse::<f64>().unwrap();
+    assert!((num(1, "knn_top1_mean") - mean(&knn_a)).abs() < 1e-9, "{csv}");
+    assert!((num(1, "knn_top1_sd") - sd(&knn_a)).abs() < 1e-9, "{csv}");
+    assert!((num(1, "alignment_mean") - 0.6).abs() < 1e-9 && (num(1, "z_std_sd") - 0.01).abs() < 1e-9, "{csv}");
+    assert!((num(2, "knn_top1_mean") - 0.21).abs() < 1e-9, "{csv}");
+    assert_eq!((rows[1][col("collapsed")], rows[2][col("collapsed")]), ("0", "2"), "{csv}");
+
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    let line = format!("| a | 3 | {:.4} ± {:.4} |", mean(&knn_a), sd(&knn_a));
+    assert!(md.contains("Across seeds") && md.contains(&line), "expected `{line}` in\n{md}");
+    assert!(md.contains("| 2/2 |"), "{md}");
+}

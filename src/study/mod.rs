@@ -3,6 +3,7 @@
 pub mod plots;
 pub mod report;
 pub mod runner;
+pub mod seeds;
 pub mod spec;
 
 pub use report::write_report;

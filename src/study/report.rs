@@ -5,7 +5,10 @@
 //! Final representation metrics are the mean of the metrics lines of each run's last epoch
 //! (projector outputs on training batches, as logged). A run counts as collapsed when its z-std is
 //! under a tenth of 1/√d (d = projector.out), the healthy value for outputs spread on the sphere.
+//! A study run over several seeds also gets each configuration's mean ± standard deviation
+//! ([`crate::study::seeds`]): a second table and `results_by_configuration.csv`.
 use crate::study::plots::{line_plot, scatter_plot, Series};
+use crate::study::seeds::{group_by_configuration, SeedGroup, Spread};
 use crate::train::checkpoint::write_atomic;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -181,6 +184,9 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
         );
     }
     md.push('\n');
+    if let Some(groups) = group_by_configuration(&rows) {
+        write_seed_table(out, &mut md, &groups)?;
+    }
     for (file, title) in PLOTS {
         let _ = writeln!(md, "![{title}]({file})\n");
     }
@@ -203,4 +209,36 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     let plane: Vec<(String, f64, f64)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.uniformity?, r.alignment?))).collect();
     scatter_plot(&out.join(PLOTS[3].0), "alignment vs uniformity (lower-left is better)", "uniformity  log E exp(-2‖z_i − z_j‖²)", "alignment  E‖z − z'‖²", &plane)?;
     Ok(rows)
+}
+
+/// The across-seeds table (appended to `md`) and `results_by_configuration.csv`.
+fn write_seed_table(out: &Path, md: &mut String, groups: &[SeedGroup]) -> anyhow::Result<()> {
+    md.push_str("Across seeds: each configuration's finished runs, mean ± sample standard deviation.\n\n");
+    md.push_str("| configuration | seeds | kNN top-1 | random-init kNN | linear top-1 | z-std | alignment | uniformity | eff. rank | collapsed |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    let mut csv = String::from("configuration,seeds,knn_top1_mean,knn_top1_sd,knn_random_top1_mean,knn_random_top1_sd,linear_top1_mean,linear_top1_sd,z_std_mean,z_std_sd,alignment_mean,alignment_sd,uniformity_mean,uniformity_sd,effective_rank_mean,effective_rank_sd,collapsed\n");
+    for g in groups {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |",
+            g.name,
+            g.runs,
+            Spread::show(g.knn_top1, 4),
+            Spread::show(g.knn_random_top1, 4),
+            Spread::show(g.linear_top1, 4),
+            Spread::show(g.z_std, 4),
+            Spread::show(g.alignment, 3),
+            Spread::show(g.uniformity, 3),
+            Spread::show(g.effective_rank, 1),
+            g.collapsed,
+            g.runs
+        );
+        let stats = [g.knn_top1, g.knn_random_top1, g.linear_top1, g.z_std, g.alignment, g.uniformity, g.effective_rank];
+        let cells: Vec<String> = stats.iter().flat_map(|s| match s {
+            Some(s) => [s.mean.to_string(), s.sd.to_string()],
+            None => [String::new(), String::new()],
+        }).collect();
+        let _ = writeln!(csv, "{},{},{},{}", g.name, g.runs, cells.join(","), g.collapsed);
+    }
+    md.push('\n');
+    write_atomic(&out.join("results_by_configuration.csv"), csv.as_bytes())
 }

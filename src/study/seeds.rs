@@ -1,0 +1,142 @@
+//! Runs that differ only in their seed, summarised together: a study with `seeds = [1, 2, 3]` runs
+//! each configuration once per seed (names ending in `-seedN`, see [`crate::study::plan`]); the
+//! report then gives, per configuration, the mean and the sample standard deviation over its seeds,
+//! so a difference between configurations can be read against the spread within one.
+use crate::study::report::RunRow;
+
+/// Mean and sample standard deviation (n − 1 in the denominator; 0 for a single value) of the
+/// values present, with their count.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Spread {
+    pub mean: f64,
+    pub sd: f64,
+    pub n: usize,
+}
+
+impl Spread {
+    pub fn of(values: impl IntoIterator<Item = Option<f64>>) -> Option<Spread> {
+        let v: Vec<f64> = values.into_iter().flatten().collect();
+        if v.is_empty() {
+            return None;
+        }
+        let n = v.len();
+        let mean = v.iter().sum::<f64>() / n as f64;
+        let sd = if n > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
+        Some(Spread { mean, sd, n })
+    }
+
+    /// `mean ± sd`, each with `digits` decimals.
+    pub fn show(s: Option<Spread>, digits: usize) -> String {
+        s.map(|s| format!("{:.digits$} ± {:.digits$}", s.mean, s.sd)).unwrap_or_else(|| "–".into())
+    }
+}
+
+/// One configuration's runs over its seeds.
+#[derive(Clone, Debug)]
+pub struct SeedGroup {
+    /// The run name without its `-seedN` suffix.
+    pub name: String,
+    /// Finished runs in the group.
+    pub runs: usize,
+    pub knn_top1: Option<Spread>,
+    pub knn_random_top1: Option<Spread>,
+    pub linear_top1: Option<Spread>,
+    pub z_std: Option<Spread>,
+    pub alignment: Option<Spread>,
+    pub uniformity: Option<Spread>,
+    pub effective_rank: Option<Spread>,
+    /// How many of the runs collapsed.
+    pub collapsed: usize,
+}
+
+/// The name a seed's run shares with the other seeds of its configuration: `name` without a
+/// trailing `-seed<digits>`.
+pub fn configuration_name(name: &str) -> &str {
+    match name.rfind("-seed") {
+        Some(i) if i + 5 < name.len() && name[i + 5..].bytes().all(|b| b.is_ascii_digit()) => &name[..i],
+        _ => name,
+    }
+}
+
+/// Finished runs grouped by configuration, in first-seen order; `None` when no configuration has
+/// more than one finished run (a single-seed study: the per-run table says everything).
+pub fn group_by_configuration(rows: &[RunRow]) -> Option<Vec<SeedGroup>> {
+    let mut names: Vec<&str> = Vec::new();
+    for r in rows.iter().filter(|r| r.finished) {
+        let c = configuration_name(&r.name);
+        if !names.contains(&c) {
+            names.push(c);
+        }
+    }
+    let groups: Vec<SeedGroup> = names
+        .into_iter()
+        .map(|name| {
+            let runs: Vec<&RunRow> = rows.iter().filter(|r| r.finished && configuration_name(&r.name) == name).collect();
+            let spread = |f: fn(&RunRow) -> Option<f64>| Spread::of(runs.iter().map(|r| f(r)));
+            SeedGroup {
+                name: name.to_string(),
+                runs: runs.len(),
+                knn_top1: spread(|r| r.knn_top1),
+                knn_random_top1: spread(|r| r.knn_random_top1),
+                linear_top1: spread(|r| r.linear_top1),
+                z_std: spread(|r| r.z_std),
+                alignment: spread(|r| r.alignment),
+                uniformity: spread(|r| r.uniformity),
+                effective_rank: spread(|r| r.effective_rank),
+                collapsed: runs.iter().filter(|r| r.collapsed() == Some(true)).count(),
+            }
+        })
+        .collect();
+    groups.iter().any(|g| g.runs > 1).then_some(groups)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_suffix_is_removed_only_when_it_is_a_number() {
+        assert_eq!(configuration_name("default-seed1"), "default");
+        assert_eq!(configuration_name("batch=64-seed12"), "batch=64");
+        assert_eq!(configuration_name("no-seed"), "no-seed");
+        assert_eq!(configuration_name("x-seed"), "x-seed");
+        assert_eq!(configuration_name("x-seedy"), "x-seedy");
+        assert_eq!(configuration_name("plain"), "plain");
+    }
+
+    #[test]
+    fn spread_is_the_mean_and_sample_deviation() {
+        // 0.2, 0.4: mean 0.3, sample variance ((0.1)² + (0.1)²) / 1 = 0.02
+        let s = Spread::of([Some(0.2), None, Some(0.4)]).unwrap();
+        assert_eq!(s.n, 2);
+        assert!((s.mean - 0.3).abs() < 1e-12 && (s.sd - 0.02f64.sqrt()).abs() < 1e-12, "{s:?}");
+        // 1, 2, 3, 4: mean 2.5, sample variance (2.25 + 0.25 + 0.25 + 2.25) / 3 = 5/3
+        let s = Spread::of([1.0, 2.0, 3.0, 4.0].map(Some)).unwrap();
+        assert!((s.mean - 2.5).abs() < 1e-12 && (s.sd - (5.0f64 / 3.0).sqrt()).abs() < 1e-12, "{s:?}");
+        assert_eq!(Spread::of([Some(0.7)]).unwrap().sd, 0.0);
+        assert!(Spread::of([None, None]).is_none());
+    }
+
+    fn row(name: &str, knn: f64, z: f64, finished: bool) -> RunRow {
+        RunRow { name: name.into(), finished, knn_top1: Some(knn), z_std: Some(z), dim: 100, ..Default::default() }
+    }
+
+    #[test]
+    fn runs_group_by_configuration_and_unfinished_runs_are_left_out() {
+        let rows = [
+            row("a-seed1", 0.30, 0.08, true),
+            row("b-seed1", 0.20, 0.001, true),
+            row("a-seed2", 0.34, 0.09, true),
+            row("b-seed2", 0.50, 0.002, true),
+            row("a-seed3", 0.90, 0.09, false),
+        ];
+        let g = group_by_configuration(&rows).unwrap();
+        assert_eq!(g.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(g[0].runs, 2);
+        assert!((g[0].knn_top1.unwrap().mean - 0.32).abs() < 1e-12);
+        // b's z-std 0.001 and 0.002 are under 0.1/√100 = 0.01: both collapsed; a's are not
+        assert_eq!((g[0].collapsed, g[1].collapsed), (0, 2));
+        // one run per configuration: no seed table
+        assert!(group_by_configuration(&rows[..2]).is_none());
+    }
+}
