@@ -115,6 +115,29 @@ fn tiny_byol_run_pretrain_checkpoint_evaluate() {
     let t = tch::Tensor::read_safetensors(&emb).unwrap();
     let feats = &t.iter().find(|(n, _)| n == "features").unwrap().1;
     assert_eq!(feats.size(), vec![100, 32]);
+    // analyze measures each space through its own heads: encoder, + projector, + predictor
+    let analyze = |space: &str, checkpoint: &str, sets: &[&str]| {
+        let mut args: Vec<String> = ["analyze", "--checkpoint", checkpoint, "--data", &test, "--space", space, "--json"].map(String::from).to_vec();
+        let mut all = tiny_model_sets();
+        all.extend(sets.iter().map(|s| s.to_string()));
+        with_sets(&mut args, &all);
+        run_owned(&args)
+    };
+    let spaces: Vec<serde_json::Value> = ["encoder", "projector", "predictor"]
+        .iter()
+        .map(|space| {
+            let o = analyze(space, run.to_str().unwrap(), &[]);
+            assert!(o.status.success(), "{space}: {}", stderr(&o));
+            serde_json::from_str(stdout(&o).trim()).unwrap()
+        })
+        .collect();
+    for w in spaces.windows(2) {
+        assert!(w[0]["z_std"].as_f64().is_some() && w[0]["z_std"] != w[1]["z_std"] && w[0]["effective_rank"] != w[1]["effective_rank"], "{w:?}");
+    }
+    // no predictor to measure: one clear error, for SimCLR and for BYOL without one
+    for sets in [&["method=simclr"][..], &["byol.predictor=\"none\""]] {
+        assert_clean_error(&analyze("predictor", "random", sets), 2, &["--space predictor", "has no predictor"]);
+    }
     // the random-init baseline runs from config alone
     let mut args: Vec<String> = ["eval", "knn", "--checkpoint", "random", "--train", &data, "--test", &test, "--json"].iter().map(|s| s.to_string()).collect();
     with_sets(&mut args, &tiny_model_sets());

@@ -263,6 +263,27 @@ fn z_std_is_zero_when_collapsed_and_near_one_over_sqrt_d_when_spread() {
     assert!((s - 1.0 / 8.0).abs() < 0.003, "{s}");
 }
 
+/// Hypothesis 4's predictor metrics: the mean cosine of each prediction with its own projection by a
+/// plain loop; z-std and effective rank are those of the predictions (checked against their
+/// references elsewhere), and the identity predictor gives cosine 1.
+#[test]
+fn predictor_metrics_match_a_plain_loop() {
+    use selfsup::analysis::{effective_rank, z_std, PredictorMetrics};
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let (p, z) = (rand_matrix(&mut rng, 13, 6), rand_matrix(&mut rng, 13, 6));
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let cos = p.iter().zip(&z).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>() / (norm(a) * norm(b))).sum::<f64>() / p.len() as f64;
+    let (pt, zt) = (to_tensor(&p), to_tensor(&z));
+    let m = PredictorMetrics::of(&pt, &zt);
+    assert!((m.projection_cos - cos).abs() < 1e-5, "{} vs {cos}", m.projection_cos);
+    assert!((m.z_std - z_std(&pt)).abs() < 1e-12 && (m.effective_rank - effective_rank(&pt)).abs() < 1e-9, "{m:?}");
+    // a scaled copy keeps every direction: cosine 1
+    let same = PredictorMetrics::of(&(&zt * 3.0), &zt);
+    assert!((same.projection_cos - 1.0).abs() < 1e-5, "{same:?}");
+    // the opposite direction: cosine -1
+    assert!((PredictorMetrics::of(&(-&zt), &zt).projection_cos + 1.0).abs() < 1e-5);
+}
+
 #[test]
 fn non_finite_gradients_are_detected() {
     let w = Tensor::from_slice(&[1.0f64, 2.0]).set_requires_grad(true);

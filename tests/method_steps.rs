@@ -42,6 +42,13 @@ fn every_method_steps_and_momentum_encoders_follow_the_ema() {
             let out = method.forward(&v, &labels).unwrap();
             assert!(out.loss.double_value(&[]).is_finite(), "{name}: loss");
             assert_eq!(out.embeddings.len(), 2, "{name}: two views' embeddings for the metrics");
+            // predictions (the predictor metrics) from the methods with a predictor only, and
+            // different from the projections they come from (an MLP predictor is not the identity)
+            let with_predictor = matches!(name, "byol" | "simsiam");
+            assert_eq!(out.predictions.len(), if with_predictor { 2 } else { 0 }, "{name}: predictions");
+            for (p, z) in out.predictions.iter().zip(&out.embeddings) {
+                assert!(!p.requires_grad() && p.size() == z.size() && !p.allclose(z, 1e-4, 1e-4, false), "{name}: predictions");
+            }
             let upd = apply_update(method.as_mut(), &mut opt, &mut GradSync::Alone, &out.loss, 0.05, step, 10, GradCheck::Now).unwrap();
             let Update::Applied(extra) = upd else { panic!("{name}: update skipped") };
             // θ_k ← m·θ_k + (1 − m)·θ_q with the online weights *after* the optimiser step
@@ -64,6 +71,24 @@ fn every_method_steps_and_momentum_encoders_follow_the_ema() {
         let changed = online_before.iter().any(|(k, v)| (v - &after[k]).abs().max().double_value(&[]) > 0.0);
         assert!(changed, "{name}: the optimiser did not move the online network");
     }
+}
+
+/// Without a predictor (`byol.predictor = "none"`, the paper's collapse case) the predictions are
+/// the projections, so the predictor metrics equal the projector's and the cosine is 1.
+#[test]
+fn without_a_predictor_the_predictions_are_the_projections() {
+    let mut sets = tiny_model_sets();
+    sets.extend(["method=byol", "byol.predictor=\"none\""].map(String::from));
+    let cfg = load(None, &sets).unwrap();
+    let mut method = methods::build(&cfg, Device::Cpu).unwrap();
+    let (v, labels) = views(3);
+    let out = method.forward(&v, &labels).unwrap();
+    assert_eq!(out.predictions.len(), 2);
+    for (p, z) in out.predictions.iter().zip(&out.embeddings) {
+        assert!(p.equal(z), "predictions differ from the projections");
+    }
+    let m = selfsup::analysis::PredictorMetrics::of(&out.predictions[0], &out.embeddings[0]);
+    assert!((m.projection_cos - 1.0).abs() < 1e-5 && m.z_std == selfsup::analysis::z_std(&out.embeddings[0]), "{m:?}");
 }
 
 #[test]
@@ -98,6 +123,10 @@ fn tiny_end_to_end_run_per_method_on_cifar() {
         let line: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
         for key in ["alignment", "uniformity", "z_std", "effective_rank", "batch_mean_cos"] {
             assert!(line[key].as_f64().is_some(), "{name}: {key} missing in {line}");
+        }
+        // and the predictor metrics for the methods with a predictor only
+        for key in ["pred_z_std", "pred_effective_rank", "pred_projection_cos"] {
+            assert_eq!(line[key].as_f64().is_some(), matches!(name, "byol" | "simsiam"), "{name}: {key} in {line}");
         }
         // the checkpoint reloads for evaluation
         let o = run_owned(&["eval".into(), "knn".into(), "--checkpoint".into(), out.to_str().unwrap().into(), "--train".into(), data.clone(), "--test".into(), test.clone(), "--json".into()]);

@@ -31,7 +31,7 @@ fn tiny_study_writes_table_and_plots_and_resumes_without_redoing_runs() {
     let args = vec![file.to_str().unwrap().to_string(), "--out".into(), out.to_str().unwrap().into(), "--quiet".into()];
     let o = study(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    let files = ["results.csv", "results.md", "knn_vs_epoch.png", "loss_vs_step.png", "z_std_vs_epoch.png", "alignment_uniformity.png"];
+    let files = ["results.csv", "results.md", "knn_vs_epoch.png", "loss_vs_step.png", "z_std_vs_epoch.png", "alignment_uniformity.png", "pred_z_std_vs_epoch.png"];
     for f in files {
         let p = out.join(f);
         assert!(p.exists() && std::fs::metadata(&p).unwrap().len() > 100, "{f} missing or empty");
@@ -91,15 +91,16 @@ fn study_file_errors_name_the_file_and_the_run() {
 }
 
 /// A run folder as training leaves it, written by hand: the config's projector width, a summary
-/// and one metrics line per epoch.
-fn fake_run(dir: &std::path::Path, knn: f64, z_std: f64, alignment: f64) {
+/// and one metrics line per epoch (with the predictor metrics when `pred_cos` is given).
+fn fake_run(dir: &std::path::Path, knn: f64, z_std: f64, alignment: f64, pred_cos: Option<f64>) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.toml"), "method = \"byol\"\n[projector]\nout = 100\n").unwrap();
     let summary = format!(r#"{{"knn_top1": {knn}, "knn_random_top1": 0.25, "steps": 20, "epochs": 2, "minutes": 1.0}}"#);
     std::fs::write(dir.join("summary.json"), summary).unwrap();
     let mut lines = String::new();
     for (epoch, step) in [(0, 10), (1, 20)] {
-        lines += &format!(r#"{{"epoch": {epoch}, "step": {step}, "loss": 1.0, "z_std": {z_std}, "alignment": {alignment}, "uniformity": -2.0, "effective_rank": 5.0, "batch_mean_cos": 0.5}}"#);
+        let pred = pred_cos.map(|c| format!(r#", "pred_z_std": 0.05, "pred_effective_rank": 3.0, "pred_projection_cos": {c}"#)).unwrap_or_default();
+        lines += &format!(r#"{{"epoch": {epoch}, "step": {step}, "loss": 1.0, "z_std": {z_std}, "alignment": {alignment}, "uniformity": -2.0, "effective_rank": 5.0, "batch_mean_cos": 0.5{pred}}}"#);
         lines += "\n";
     }
     std::fs::write(dir.join("metrics.jsonl"), lines).unwrap();
@@ -110,12 +111,13 @@ fn runs_over_seeds_are_summarised_per_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path();
     // configuration "a" over three seeds, "b" over two (both collapsed: z-std under 0.1/√100)
-    let a = [(0.30, 0.08, 0.5), (0.36, 0.09, 0.7), (0.33, 0.07, 0.6)];
-    for (s, &(knn, z, al)) in a.iter().enumerate() {
-        fake_run(&out.join(format!("a-seed{}", s + 1)), knn, z, al);
+    // only "a" has a predictor (its predictions' cosine with the projections 0.9, 0.8, 0.7)
+    let a = [(0.30, 0.08, 0.5, 0.9), (0.36, 0.09, 0.7, 0.8), (0.33, 0.07, 0.6, 0.7)];
+    for (s, &(knn, z, al, cos)) in a.iter().enumerate() {
+        fake_run(&out.join(format!("a-seed{}", s + 1)), knn, z, al, Some(cos));
     }
-    fake_run(&out.join("b-seed1"), 0.20, 0.001, 0.0);
-    fake_run(&out.join("b-seed2"), 0.22, 0.003, 0.0);
+    fake_run(&out.join("b-seed1"), 0.20, 0.001, 0.0, None);
+    fake_run(&out.join("b-seed2"), 0.22, 0.003, 0.0, None);
     let o = run_owned(&["study".into(), "report".into(), out.to_str().unwrap().into()]);
     assert!(o.status.success(), "{}", stderr(&o));
 
@@ -134,9 +136,23 @@ fn runs_over_seeds_are_summarised_per_configuration() {
     assert!((num(1, "alignment_mean") - 0.6).abs() < 1e-9 && (num(1, "z_std_sd") - 0.01).abs() < 1e-9, "{csv}");
     assert!((num(2, "knn_top1_mean") - 0.21).abs() < 1e-9, "{csv}");
     assert_eq!((rows[1][col("collapsed")], rows[2][col("collapsed")]), ("0", "2"), "{csv}");
+    assert!((num(1, "pred_projection_cos_mean") - 0.8).abs() < 1e-9 && (num(1, "pred_projection_cos_sd") - 0.1).abs() < 1e-9, "{csv}");
+    assert_eq!(rows[2][col("pred_projection_cos_mean")], "", "b has no predictor: {csv}");
 
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     let line = format!("| a | 3 | {:.4} ± {:.4} |", mean(&knn_a), sd(&knn_a));
     assert!(md.contains("Across seeds") && md.contains(&line), "expected `{line}` in\n{md}");
     assert!(md.contains("| 2/2 |"), "{md}");
+    // the predictor column is shown (a has values); the linear column is not (no run has one)
+    assert!(md.contains("pred.–proj. cos") && !md.contains("linear top-1"), "{md}");
+    assert!(md.contains("(pred_z_std_vs_epoch.png)") && out.join("pred_z_std_vs_epoch.png").exists(), "{md}");
+
+    // rebuilt from one seed per configuration: no seed table, and the old CSV is not left behind
+    for run in ["a-seed2", "a-seed3", "b-seed2"] {
+        std::fs::remove_dir_all(out.join(run)).unwrap();
+    }
+    let o = run_owned(&["study".into(), "report".into(), out.to_str().unwrap().into()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(!md.contains("Across seeds") && !out.join("results_by_configuration.csv").exists(), "{md}");
 }

@@ -18,6 +18,9 @@ pub enum Space {
     Encoder,
     /// Projector outputs (what the loss sees; the training logs use this space).
     Projector,
+    /// Predictor outputs (BYOL, SimSiam: is the predictor's "codebook" diverse? SCIENCE.md
+    /// hypothesis 4).
+    Predictor,
 }
 
 #[derive(Clone, Debug)]
@@ -35,10 +38,17 @@ pub fn analyze(method: &dyn Method, cfg: &Config, data: Arc<Dataset>, device: De
     let recipe = cfg.data.recipe()?;
     anyhow::ensure!(recipe.views.len() >= 2, "recipe {} gives {} view(s); the metrics need two", recipe.name, recipe.views.len());
     let loader = Loader::new(data, MultiView::new(&recipe), LoaderConfig { batch: opts.batch, shuffle: false, drop_last: false, seed: opts.seed, threads: cfg.data.workers, prefetch: 2, pin_memory: device.is_cuda(), shard: (0, 1), augment_on: crate::data::AugmentOn::Cpu, copy_ahead: None })?;
+    // the heads after the encoder, in order
+    let heads: Vec<&crate::models::Mlp> = match (opts.space, method.predictor()) {
+        (Space::Encoder, _) => vec![],
+        (Space::Projector, _) => vec![method.projector()],
+        (Space::Predictor, Some(p)) => vec![method.projector(), p],
+        (Space::Predictor, None) => return Err(crate::Error::usage(format!("--space predictor: this {} network has no predictor (BYOL and SimSiam have one unless their `predictor` is \"none\")", method.name())).into()),
+    };
     let embed = |x: &Tensor| -> Tensor {
         tch::no_grad(|| {
             let h = method.encoder().forward(&x.to_device(device).to_kind(method.encoder().kind()), false);
-            let z = if opts.space == Space::Projector { method.projector().forward(&h, false) } else { h };
+            let z = heads.iter().fold(h, |z, head| head.forward(&z, false));
             z.to_kind(Kind::Float).to_device(Device::Cpu)
         })
     };

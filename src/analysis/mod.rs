@@ -5,4 +5,4 @@ pub mod representation;
 
 pub use analyze::{analyze, AnalyzeOptions, Space};
 pub use collapse::{batch_mean_cos, effective_rank, z_std};
-pub use representation::RepresentationMetrics;
+pub use representation::{PredictorMetrics, RepresentationMetrics};

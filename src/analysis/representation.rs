@@ -1,9 +1,10 @@
 //! The five numbers that describe a representation on a batch of positive pairs: alignment and
-//! uniformity (Wang & Isola 2020), z-std, effective rank and batch-mean cosine (collapse).
+//! uniformity (Wang & Isola 2020), z-std, effective rank and batch-mean cosine (collapse); and
+//! those of a predictor's outputs.
 use crate::analysis::collapse::{batch_mean_cos, effective_rank, z_std};
-use crate::losses::{alignment, uniformity};
+use crate::losses::{alignment, l2_normalize, uniformity};
 use serde::{Deserialize, Serialize};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RepresentationMetrics {
@@ -31,5 +32,35 @@ impl RepresentationMetrics {
     /// As JSON fields for a metrics line.
     pub fn fields(&self) -> [(&'static str, f64); 5] {
         [("alignment", self.alignment), ("uniformity", self.uniformity), ("z_std", self.z_std), ("effective_rank", self.effective_rank), ("batch_mean_cos", self.batch_mean_cos)]
+    }
+}
+
+/// The predictor's outputs on one view (SCIENCE.md hypothesis 4: the predictor is a buffer that
+/// lets online features differ from the target's, and must itself stay diverse, a "codebook", not
+/// collapse). Logged for the methods with a predictor (BYOL, SimSiam).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PredictorMetrics {
+    /// z-std of the L2-normalised predictions (0 = every prediction the same direction).
+    pub z_std: f64,
+    /// Effective rank of the predictions.
+    pub effective_rank: f64,
+    /// Mean over the batch of cos(p_i, z_i), each prediction against the projection it was computed
+    /// from: 1 when the predictor keeps every direction (the identity, or no predictor); lower the
+    /// further it moves the online outputs away from the projector's.
+    pub projection_cos: f64,
+}
+
+impl PredictorMetrics {
+    /// Metrics of predictions `p: [N, D]` computed from projections `z: [N, D]` (row i from row i).
+    pub fn of(p: &Tensor, z: &Tensor) -> PredictorMetrics {
+        tch::no_grad(|| {
+            let cos = (l2_normalize(&p.to_kind(Kind::Float)) * l2_normalize(&z.to_kind(Kind::Float))).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+            PredictorMetrics { z_std: z_std(p), effective_rank: effective_rank(p), projection_cos: cos.mean(Kind::Float).double_value(&[]) }
+        })
+    }
+
+    /// As JSON fields for a metrics line.
+    pub fn fields(&self) -> [(&'static str, f64); 3] {
+        [("pred_z_std", self.z_std), ("pred_effective_rank", self.effective_rank), ("pred_projection_cos", self.projection_cos)]
     }
 }

@@ -13,7 +13,7 @@ pub struct AnalyzeArgs {
     /// Data spec; each image gives a positive pair from the training recipe's two views.
     #[arg(long)]
     data: String,
-    /// encoder | projector
+    /// encoder | projector | predictor (BYOL, SimSiam)
     #[arg(long, value_enum, default_value = "projector")]
     space: Space,
     /// Images per chunk for uniformity (pairs within a chunk).
@@ -41,7 +41,10 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<()> {
     if a.json {
         println!("{}", serde_json::to_string(&m)?);
     } else {
-        let d = if a.space == Space::Projector { cfg.projector.out } else { method.encoder().out_dim() };
+        let d = match a.space {
+            Space::Encoder => method.encoder().out_dim(),
+            Space::Projector | Space::Predictor => cfg.projector.out,
+        };
         println!("{n} images, {:?} space (d = {d}, healthy z-std ≈ 1/√d = {:.4}):", a.space, 1.0 / (d as f64).sqrt());
         for (k, v) in m.fields() {
             println!("  {k:<15} {v:.4}");

@@ -244,7 +244,7 @@ impl Method for AdCo {
         let negatives = self.bank.active().detach();
         let (loss, embeddings, pending) = self.net.loss(views, &negatives, self.cfg.temperature, self.cfg.symmetric, self.cfg.key_negatives())?;
         self.pending = Some(pending);
-        Ok(StepOutput { loss, embeddings })
+        Ok(StepOutput { loss, embeddings, predictions: vec![] })
     }
 
     fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {

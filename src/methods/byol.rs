@@ -149,7 +149,7 @@ impl Method for Byol {
             let a = self.cfg.negatives_temperature;
             loss = loss + (byol_negatives_term(&p1, &t1, &t2, a) + byol_negatives_term(&p2, &t2, &t1, a)) * self.cfg.negatives_weight;
         }
-        Ok(StepOutput { loss, embeddings: vec![z1.detach(), z2.detach()] })
+        Ok(StepOutput { loss, embeddings: vec![z1.detach(), z2.detach()], predictions: vec![p1.detach(), p2.detach()] })
     }
 
     fn parameters(&self) -> Vec<(String, Tensor, f64)> {
@@ -164,6 +164,10 @@ impl Method for Byol {
 
     fn online(&self) -> &Branch {
         &self.online
+    }
+
+    fn predictor(&self) -> Option<&Mlp> {
+        self.predictor.as_ref()
     }
 
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {

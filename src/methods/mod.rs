@@ -23,6 +23,10 @@ pub struct StepOutput {
     /// Online projector outputs `[N, D]` of the first two views, detached (for the collapse and
     /// alignment/uniformity metrics).
     pub embeddings: Vec<Tensor>,
+    /// Predictor outputs of the same views, detached, for the methods with a predictor (BYOL,
+    /// SimSiam; the predictor metrics of SCIENCE.md hypothesis 4); empty otherwise. With no
+    /// predictor configured they are the projections themselves.
+    pub predictions: Vec<Tensor>,
 }
 
 pub trait Method {
@@ -50,6 +54,11 @@ pub trait Method {
     /// The online projector (the space the loss sees; `selfsup analyze --space projector`).
     fn projector(&self) -> &Mlp {
         &self.online().projector
+    }
+    /// The online predictor, for the methods that have one configured (`selfsup analyze --space
+    /// predictor`); `None` for the others and for `predictor = "none"`.
+    fn predictor(&self) -> Option<&Mlp> {
+        None
     }
 }
 

@@ -94,7 +94,7 @@ impl Method for InBatchContrastive {
                 sup_con_views(&all, &labels, self.temperature)
             }
         };
-        Ok(StepOutput { loss, embeddings: z[..2].iter().map(|t| t.detach()).collect() })
+        Ok(StepOutput { loss, embeddings: z[..2].iter().map(|t| t.detach()).collect(), predictions: vec![] })
     }
 
     fn online(&self) -> &Branch {

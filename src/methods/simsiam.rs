@@ -71,7 +71,7 @@ impl Method for SimSiam {
             None => (z1.shallow_clone(), z2.shallow_clone()),
         };
         let loss = (negative_cosine(&p1, &z2.detach()) + negative_cosine(&p2, &z1.detach())) * 0.5;
-        Ok(StepOutput { loss, embeddings: vec![z1.detach(), z2.detach()] })
+        Ok(StepOutput { loss, embeddings: vec![z1.detach(), z2.detach()], predictions: vec![p1.detach(), p2.detach()] })
     }
 
     fn parameters(&self) -> Vec<(String, Tensor, f64)> {
@@ -80,6 +80,10 @@ impl Method for SimSiam {
 
     fn online(&self) -> &Branch {
         &self.branch
+    }
+
+    fn predictor(&self) -> Option<&Mlp> {
+        self.predictor.as_ref()
     }
 
     fn stores(&self) -> Vec<(&'static str, &VarStore)> {

@@ -1,6 +1,7 @@
 //! The study report, rebuilt from the run folders alone (`selfsup study report DIR`):
 //! `results.csv`, `results.md` (the table) and PNG plots — kNN vs epoch, loss vs step,
-//! z-std vs epoch, and the runs on the alignment–uniformity plane.
+//! z-std vs epoch, the runs on the alignment–uniformity plane, and for methods with a predictor
+//! the z-std of its outputs vs epoch.
 //!
 //! Final representation metrics are the mean of the metrics lines of each run's last epoch
 //! (projector outputs on training batches, as logged). A run counts as collapsed when its z-std is
@@ -29,6 +30,9 @@ pub struct RunRow {
     pub uniformity: Option<f64>,
     pub effective_rank: Option<f64>,
     pub batch_mean_cos: Option<f64>,
+    pub pred_z_std: Option<f64>,
+    pub pred_effective_rank: Option<f64>,
+    pub pred_projection_cos: Option<f64>,
     pub dim: i64,
     pub minutes: Option<f64>,
     pub lines: Vec<Value>,
@@ -39,6 +43,38 @@ impl RunRow {
     pub fn collapsed(&self) -> Option<bool> {
         self.z_std.map(|z| z < 0.1 / (self.dim.max(1) as f64).sqrt())
     }
+}
+
+/// One final number of a run, as every table and CSV file of the report shows it.
+pub struct Metric {
+    /// CSV column (the metrics-line key for the logged metrics).
+    pub key: &'static str,
+    /// Markdown column title.
+    pub title: &'static str,
+    /// Decimals shown in Markdown.
+    pub digits: usize,
+    pub of: fn(&RunRow) -> Option<f64>,
+}
+
+/// The report's metrics, in column order.
+pub const METRICS: [Metric; 11] = [
+    Metric { key: "knn_top1", title: "kNN top-1", digits: 4, of: |r| r.knn_top1 },
+    Metric { key: "knn_random_top1", title: "random-init kNN", digits: 4, of: |r| r.knn_random_top1 },
+    Metric { key: "linear_top1", title: "linear top-1", digits: 4, of: |r| r.linear_top1 },
+    Metric { key: "z_std", title: "z-std", digits: 4, of: |r| r.z_std },
+    Metric { key: "alignment", title: "alignment", digits: 3, of: |r| r.alignment },
+    Metric { key: "uniformity", title: "uniformity", digits: 3, of: |r| r.uniformity },
+    Metric { key: "effective_rank", title: "eff. rank", digits: 1, of: |r| r.effective_rank },
+    Metric { key: "batch_mean_cos", title: "batch-mean cos", digits: 3, of: |r| r.batch_mean_cos },
+    Metric { key: "pred_z_std", title: "pred. z-std", digits: 4, of: |r| r.pred_z_std },
+    Metric { key: "pred_effective_rank", title: "pred. eff. rank", digits: 1, of: |r| r.pred_effective_rank },
+    Metric { key: "pred_projection_cos", title: "pred.–proj. cos", digits: 3, of: |r| r.pred_projection_cos },
+];
+
+/// The metrics some row has a value of (Markdown tables leave out empty columns; CSV files keep
+/// every column).
+fn shown_metrics(rows: &[RunRow]) -> Vec<&'static Metric> {
+    METRICS.iter().filter(|m| rows.iter().any(|r| (m.of)(r).is_some())).collect()
 }
 
 fn read_json(p: &Path) -> Option<Value> {
@@ -89,6 +125,9 @@ pub fn read_run(dir: &Path, name: &str, overrides: &str) -> RunRow {
         uniformity: mean("uniformity"),
         effective_rank: mean("effective_rank"),
         batch_mean_cos: mean("batch_mean_cos"),
+        pred_z_std: mean("pred_z_std"),
+        pred_effective_rank: mean("pred_effective_rank"),
+        pred_projection_cos: mean("pred_projection_cos"),
         dim: projector_dim(dir),
         minutes: f(&summary, "minutes"),
         steps_per_epoch,
@@ -124,31 +163,20 @@ fn opt(v: Option<f64>, digits: usize) -> String {
 }
 
 const PLOTS: [(&str, &str); 4] = [("knn_vs_epoch.png", "kNN top-1 vs epoch"), ("loss_vs_step.png", "loss vs step"), ("z_std_vs_epoch.png", "z-std vs epoch"), ("alignment_uniformity.png", "runs on the alignment–uniformity plane")];
+/// The fifth plot, for studies with a predictor (SCIENCE.md hypothesis 4: does the predictor's
+/// "codebook" stay diverse?).
+const PREDICTOR_PLOT: (&str, &str) = ("pred_z_std_vs_epoch.png", "z-std of the predictor's outputs vs epoch");
 
 /// Writes `results.csv`, `results.md` and the plots into the study folder.
 pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     let (study, rows) = read_runs(out)?;
-    let mut csv = String::from("run,overrides,finished,epochs,knn_top1,knn_random_top1,linear_top1,z_std,alignment,uniformity,effective_rank,batch_mean_cos,collapsed,minutes\n");
+    let keys: Vec<&str> = METRICS.iter().map(|m| m.key).collect();
+    let mut csv = format!("run,overrides,finished,epochs,{},collapsed,minutes\n", keys.join(","));
+    let cell = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
     for r in &rows {
-        let c = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
-        let _ = writeln!(
-            csv,
-            "{},\"{}\",{},{:.2},{},{},{},{},{},{},{},{},{},{}",
-            r.name,
-            r.overrides.replace('"', "\"\""),
-            r.finished,
-            r.epochs_done,
-            c(r.knn_top1),
-            c(r.knn_random_top1),
-            c(r.linear_top1),
-            c(r.z_std),
-            c(r.alignment),
-            c(r.uniformity),
-            c(r.effective_rank),
-            c(r.batch_mean_cos),
-            r.collapsed().map(|b| b.to_string()).unwrap_or_default(),
-            c(r.minutes)
-        );
+        let values: Vec<String> = METRICS.iter().map(|m| cell((m.of)(r))).collect();
+        let collapsed = r.collapsed().map(|b| b.to_string()).unwrap_or_default();
+        let _ = writeln!(csv, "{},\"{}\",{},{:.2},{},{},{}", r.name, r.overrides.replace('"', "\"\""), r.finished, r.epochs_done, values.join(","), collapsed, cell(r.minutes));
     }
     write_atomic(&out.join("results.csv"), csv.as_bytes())?;
 
@@ -159,35 +187,38 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     if let Some(c) = study["command"].as_str().filter(|c| !c.is_empty()) {
         let _ = writeln!(md, "Command: `{c}`\n");
     }
-    md.push_str("kNN: the config's protocol on the held-out set; z-std, alignment, uniformity, effective rank and batch-mean cosine: mean over the last epoch's logged training batches (projector outputs, L2-normalised). Collapsed: z-std < 0.1/√d.\n\n");
-    md.push_str("| run | overrides | epochs | kNN top-1 | random-init kNN | linear top-1 | z-std (1/√d) | alignment | uniformity | eff. rank | batch-mean cos | collapsed | minutes |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    md.push_str("kNN: the config's protocol on the held-out set; z-std, alignment, uniformity, effective rank and batch-mean cosine: mean over the last epoch's logged training batches (projector outputs, L2-normalised). Collapsed: z-std < 0.1/√d (1/√d in brackets: outputs spread on the sphere).");
+    let shown = shown_metrics(&rows);
+    if shown.iter().any(|m| m.key.starts_with("pred_")) {
+        md.push_str(" pred.: the same for the predictor's outputs; pred.–proj. cos: mean cosine of each prediction with its own projection (1 = the predictor keeps every direction).");
+    }
+    md.push_str("\n\n");
+    let titles: Vec<&str> = shown.iter().map(|m| m.title).collect();
+    let _ = writeln!(md, "| run | overrides | epochs | {} | collapsed | minutes |\n|{}", titles.join(" | "), "---|".repeat(titles.len() + 5));
     for r in &rows {
-        let healthy = if r.dim > 0 { format!(" ({:.3})", 1.0 / (r.dim as f64).sqrt()) } else { String::new() };
-        let _ = writeln!(
-            md,
-            "| {} | `{}` | {:.1}{} | {} | {} | {} | {}{} | {} | {} | {} | {} | {} | {} |",
-            r.name,
-            if r.overrides.is_empty() { "–" } else { &r.overrides },
-            r.epochs_done,
-            if r.finished { "" } else { " (unfinished)" },
-            opt(r.knn_top1, 4),
-            opt(r.knn_random_top1, 4),
-            opt(r.linear_top1, 4),
-            opt(r.z_std, 4),
-            healthy,
-            opt(r.alignment, 3),
-            opt(r.uniformity, 3),
-            opt(r.effective_rank, 1),
-            opt(r.batch_mean_cos, 3),
-            r.collapsed().map(|b| if b { "**yes**" } else { "no" }).unwrap_or("–"),
-            opt(r.minutes, 1)
-        );
+        let values: Vec<String> = shown
+            .iter()
+            .map(|m| {
+                let v = opt((m.of)(r), m.digits);
+                match m.key {
+                    "z_std" if r.dim > 0 => format!("{v} ({:.3})", 1.0 / (r.dim as f64).sqrt()),
+                    _ => v,
+                }
+            })
+            .collect();
+        let overrides = if r.overrides.is_empty() { "–" } else { &r.overrides };
+        let unfinished = if r.finished { "" } else { " (unfinished)" };
+        let collapsed = r.collapsed().map(|b| if b { "**yes**" } else { "no" }).unwrap_or("–");
+        let _ = writeln!(md, "| {} | `{overrides}` | {:.1}{unfinished} | {} | {collapsed} | {} |", r.name, r.epochs_done, values.join(" | "), opt(r.minutes, 1));
     }
     md.push('\n');
-    if let Some(groups) = group_by_configuration(&rows) {
-        write_seed_table(out, &mut md, &groups)?;
+    match group_by_configuration(&rows) {
+        Some(groups) => write_seed_table(out, &mut md, &groups, &shown)?,
+        // a single-seed study (also one rebuilt after its seeds were removed): no such table
+        None => remove_if_present(&out.join(SEED_CSV))?,
     }
-    for (file, title) in PLOTS {
+    let with_predictor = rows.iter().any(|r| r.pred_z_std.is_some());
+    for (file, title) in PLOTS.iter().chain(with_predictor.then_some(&PREDICTOR_PLOT)) {
         let _ = writeln!(md, "![{title}]({file})\n");
     }
     write_atomic(&out.join("results.md"), md.as_bytes())?;
@@ -204,41 +235,44 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     line_plot(&out.join(PLOTS[0].0), "kNN top-1 vs epoch (epoch 0: random init)", "epoch", "kNN top-1", &knn)?;
     let loss = series(&|r| r.lines.iter().filter_map(|l| Some((l["step"].as_f64()?, l["loss"].as_f64()?))).collect());
     line_plot(&out.join(PLOTS[1].0), "training loss vs step", "step", "loss", &loss)?;
-    let zstd = series(&|r| r.lines.iter().filter_map(|l| Some((l["step"].as_f64()? / r.steps_per_epoch, l["z_std"].as_f64()?))).collect());
-    line_plot(&out.join(PLOTS[2].0), "z-std of projector outputs vs epoch", "epoch", "z-std", &zstd)?;
+    // a logged metric against the (fractional) epoch of its step
+    let per_epoch = |key: &str| series(&|r| r.lines.iter().filter_map(|l| Some((l["step"].as_f64()? / r.steps_per_epoch, l[key].as_f64()?))).collect());
+    line_plot(&out.join(PLOTS[2].0), "z-std of projector outputs vs epoch", "epoch", "z-std", &per_epoch("z_std"))?;
+    match with_predictor {
+        true => line_plot(&out.join(PREDICTOR_PLOT.0), PREDICTOR_PLOT.1, "epoch", "z-std of predictions", &per_epoch("pred_z_std"))?,
+        false => remove_if_present(&out.join(PREDICTOR_PLOT.0))?,
+    }
     let plane: Vec<(String, f64, f64)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.uniformity?, r.alignment?))).collect();
     scatter_plot(&out.join(PLOTS[3].0), "alignment vs uniformity (lower-left is better)", "uniformity  log E exp(-2‖z_i − z_j‖²)", "alignment  E‖z − z'‖²", &plane)?;
     Ok(rows)
 }
 
-/// The across-seeds table (appended to `md`) and `results_by_configuration.csv`.
-fn write_seed_table(out: &Path, md: &mut String, groups: &[SeedGroup]) -> anyhow::Result<()> {
+const SEED_CSV: &str = "results_by_configuration.csv";
+
+fn remove_if_present(p: &Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(crate::Error::data(p, format!("cannot remove a stale report file: {e}")).into()),
+        _ => Ok(()),
+    }
+}
+
+/// The across-seeds table (appended to `md`, with the `shown` metrics) and
+/// `results_by_configuration.csv` (every metric's mean and sd).
+fn write_seed_table(out: &Path, md: &mut String, groups: &[SeedGroup], shown: &[&Metric]) -> anyhow::Result<()> {
     md.push_str("Across seeds: each configuration's finished runs, mean ± sample standard deviation.\n\n");
-    md.push_str("| configuration | seeds | kNN top-1 | random-init kNN | linear top-1 | z-std | alignment | uniformity | eff. rank | collapsed |\n|---|---|---|---|---|---|---|---|---|---|\n");
-    let mut csv = String::from("configuration,seeds,knn_top1_mean,knn_top1_sd,knn_random_top1_mean,knn_random_top1_sd,linear_top1_mean,linear_top1_sd,z_std_mean,z_std_sd,alignment_mean,alignment_sd,uniformity_mean,uniformity_sd,effective_rank_mean,effective_rank_sd,collapsed\n");
+    let titles: Vec<&str> = shown.iter().map(|m| m.title).collect();
+    let _ = writeln!(md, "| configuration | seeds | {} | collapsed |\n|{}", titles.join(" | "), "---|".repeat(titles.len() + 3));
+    let columns: Vec<String> = METRICS.iter().flat_map(|m| [format!("{}_mean", m.key), format!("{}_sd", m.key)]).collect();
+    let mut csv = format!("configuration,seeds,{},collapsed\n", columns.join(","));
     for g in groups {
-        let _ = writeln!(
-            md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |",
-            g.name,
-            g.runs,
-            Spread::show(g.knn_top1, 4),
-            Spread::show(g.knn_random_top1, 4),
-            Spread::show(g.linear_top1, 4),
-            Spread::show(g.z_std, 4),
-            Spread::show(g.alignment, 3),
-            Spread::show(g.uniformity, 3),
-            Spread::show(g.effective_rank, 1),
-            g.collapsed,
-            g.runs
-        );
-        let stats = [g.knn_top1, g.knn_random_top1, g.linear_top1, g.z_std, g.alignment, g.uniformity, g.effective_rank];
-        let cells: Vec<String> = stats.iter().flat_map(|s| match s {
+        let values: Vec<String> = shown.iter().map(|m| Spread::show(g.spread(m.key), m.digits)).collect();
+        let _ = writeln!(md, "| {} | {} | {} | {}/{} |", g.name, g.runs, values.join(" | "), g.collapsed, g.runs);
+        let cells: Vec<String> = g.spreads.iter().flat_map(|s| match s {
             Some(s) => [s.mean.to_string(), s.sd.to_string()],
             None => [String::new(), String::new()],
         }).collect();
         let _ = writeln!(csv, "{},{},{},{}", g.name, g.runs, cells.join(","), g.collapsed);
     }
     md.push('\n');
-    write_atomic(&out.join("results_by_configuration.csv"), csv.as_bytes())
+    write_atomic(&out.join(SEED_CSV), csv.as_bytes())
 }

@@ -2,15 +2,14 @@
 //! each configuration once per seed (names ending in `-seedN`, see [`crate::study::plan`]); the
 //! report then gives, per configuration, the mean and the sample standard deviation over its seeds,
 //! so a difference between configurations can be read against the spread within one.
-use crate::study::report::RunRow;
+use crate::study::report::{RunRow, METRICS};
 
 /// Mean and sample standard deviation (n − 1 in the denominator; 0 for a single value) of the
-/// values present, with their count.
+/// values present.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Spread {
     pub mean: f64,
     pub sd: f64,
-    pub n: usize,
 }
 
 impl Spread {
@@ -22,7 +21,7 @@ impl Spread {
         let n = v.len();
         let mean = v.iter().sum::<f64>() / n as f64;
         let sd = if n > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
-        Some(Spread { mean, sd, n })
+        Some(Spread { mean, sd })
     }
 
     /// `mean ± sd`, each with `digits` decimals.
@@ -38,15 +37,17 @@ pub struct SeedGroup {
     pub name: String,
     /// Finished runs in the group.
     pub runs: usize,
-    pub knn_top1: Option<Spread>,
-    pub knn_random_top1: Option<Spread>,
-    pub linear_top1: Option<Spread>,
-    pub z_std: Option<Spread>,
-    pub alignment: Option<Spread>,
-    pub uniformity: Option<Spread>,
-    pub effective_rank: Option<Spread>,
+    /// The spread of each of the report's [`METRICS`], in its order.
+    pub spreads: Vec<Option<Spread>>,
     /// How many of the runs collapsed.
     pub collapsed: usize,
+}
+
+impl SeedGroup {
+    /// The spread of the metric with CSV key `key`.
+    pub fn spread(&self, key: &str) -> Option<Spread> {
+        METRICS.iter().position(|m| m.key == key).and_then(|i| self.spreads[i])
+    }
 }
 
 /// The name a seed's run shares with the other seeds of its configuration: `name` without a
@@ -72,17 +73,10 @@ pub fn group_by_configuration(rows: &[RunRow]) -> Option<Vec<SeedGroup>> {
         .into_iter()
         .map(|name| {
             let runs: Vec<&RunRow> = rows.iter().filter(|r| r.finished && configuration_name(&r.name) == name).collect();
-            let spread = |f: fn(&RunRow) -> Option<f64>| Spread::of(runs.iter().map(|r| f(r)));
             SeedGroup {
                 name: name.to_string(),
                 runs: runs.len(),
-                knn_top1: spread(|r| r.knn_top1),
-                knn_random_top1: spread(|r| r.knn_random_top1),
-                linear_top1: spread(|r| r.linear_top1),
-                z_std: spread(|r| r.z_std),
-                alignment: spread(|r| r.alignment),
-                uniformity: spread(|r| r.uniformity),
-                effective_rank: spread(|r| r.effective_rank),
+                spreads: METRICS.iter().map(|m| Spread::of(runs.iter().map(|r| (m.of)(r)))).collect(),
                 collapsed: runs.iter().filter(|r| r.collapsed() == Some(true)).count(),
             }
         })
@@ -108,7 +102,6 @@ mod tests {
     fn spread_is_the_mean_and_sample_deviation() {
         // 0.2, 0.4: mean 0.3, sample variance ((0.1)² + (0.1)²) / 1 = 0.02
         let s = Spread::of([Some(0.2), None, Some(0.4)]).unwrap();
-        assert_eq!(s.n, 2);
         assert!((s.mean - 0.3).abs() < 1e-12 && (s.sd - 0.02f64.sqrt()).abs() < 1e-12, "{s:?}");
         // 1, 2, 3, 4: mean 2.5, sample variance (2.25 + 0.25 + 0.25 + 2.25) / 3 = 5/3
         let s = Spread::of([1.0, 2.0, 3.0, 4.0].map(Some)).unwrap();
@@ -133,7 +126,8 @@ mod tests {
         let g = group_by_configuration(&rows).unwrap();
         assert_eq!(g.iter().map(|g| g.name.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(g[0].runs, 2);
-        assert!((g[0].knn_top1.unwrap().mean - 0.32).abs() < 1e-12);
+        assert!((g[0].spread("knn_top1").unwrap().mean - 0.32).abs() < 1e-12);
+        assert!((g[1].spread("z_std").unwrap().mean - 0.0015).abs() < 1e-12 && g[0].spread("linear_top1").is_none());
         // b's z-std 0.001 and 0.002 are under 0.1/√100 = 0.01: both collapsed; a's are not
         assert_eq!((g[0].collapsed, g[1].collapsed), (0, 2));
         // one run per configuration: no seed table

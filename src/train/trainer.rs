@@ -2,7 +2,7 @@
 //! method hook (EMA) → logs. Checkpoints at epoch ends (every `train.checkpoint_every`), at the
 //! end, and on Ctrl-C/SIGTERM; `--resume` restores weights, optimiser, step and loader position
 //! so the resumed run ends with the same weights as an uninterrupted one (bit-identical on CPU).
-use crate::analysis::{z_std, RepresentationMetrics};
+use crate::analysis::{z_std, PredictorMetrics, RepresentationMetrics};
 use crate::augment::MultiView;
 use crate::backend::{dist, parse_device, shim};
 use crate::config::Config;
@@ -369,6 +369,11 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                 let metrics = if e.len() >= 2 { RepresentationMetrics::of_pair(&e[0], &e[1]) } else { RepresentationMetrics { z_std: z_std(&e[0]), ..Default::default() } };
                 for (k, v) in metrics.fields() {
                     rec[k] = json!(v);
+                }
+                if let Some(p) = out_step.predictions.first() {
+                    for (k, v) in PredictorMetrics::of(p, &e[0]).fields() {
+                        rec[k] = json!(v);
+                    }
                 }
                 for (k, v) in extra {
                     rec[k] = json!(v);
