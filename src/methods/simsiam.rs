@@ -16,7 +16,7 @@ use tch::{Device, Tensor};
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SimsiamConfig {
-    /// mlp | linear: the predictor (SimSiam's bottleneck MLP, `predictor.hidden` = out/4).
+    /// mlp | linear | none: the predictor (none = identity, the paper's collapse case).
     pub predictor: String,
     /// Learning-rate multiplier of the predictor.
     pub predictor_lr_scale: f64,
