@@ -2,9 +2,9 @@
 //! uniformity (Wang & Isola 2020), z-std, effective rank and batch-mean cosine (collapse); and
 //! those of a predictor's outputs.
 use crate::analysis::collapse::{batch_mean_cos, effective_rank, z_std};
-use crate::losses::{alignment, l2_normalize, uniformity};
+use crate::losses::{alignment, negative_cosine, uniformity};
 use serde::{Deserialize, Serialize};
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RepresentationMetrics {
@@ -53,9 +53,11 @@ pub struct PredictorMetrics {
 impl PredictorMetrics {
     /// Metrics of predictions `p: [N, D]` computed from projections `z: [N, D]` (row i from row i).
     pub fn of(p: &Tensor, z: &Tensor) -> PredictorMetrics {
-        tch::no_grad(|| {
-            let cos = (l2_normalize(&p.to_kind(Kind::Float)) * l2_normalize(&z.to_kind(Kind::Float))).sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
-            PredictorMetrics { z_std: z_std(p), effective_rank: effective_rank(p), projection_cos: cos.mean(Kind::Float).double_value(&[]) }
+        tch::no_grad(|| PredictorMetrics {
+            z_std: z_std(p),
+            effective_rank: effective_rank(p),
+            // SimSiam's D(p, z) is the negated mean cosine of the rows
+            projection_cos: -negative_cosine(p, z).double_value(&[]),
         })
     }
 

@@ -189,7 +189,8 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     }
     md.push_str("kNN: the config's protocol on the held-out set; z-std, alignment, uniformity, effective rank and batch-mean cosine: mean over the last epoch's logged training batches (projector outputs, L2-normalised). Collapsed: z-std < 0.1/√d (1/√d in brackets: outputs spread on the sphere).");
     let shown = shown_metrics(&rows);
-    if shown.iter().any(|m| m.key.starts_with("pred_")) {
+    let with_predictor = shown.iter().any(|m| m.key.starts_with("pred_"));
+    if with_predictor {
         md.push_str(" pred.: the same for the predictor's outputs; pred.–proj. cos: mean cosine of each prediction with its own projection (1 = the predictor keeps every direction).");
     }
     md.push_str("\n\n");
@@ -217,7 +218,6 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
         // a single-seed study (also one rebuilt after its seeds were removed): no such table
         None => remove_if_present(&out.join(SEED_CSV))?,
     }
-    let with_predictor = rows.iter().any(|r| r.pred_z_std.is_some());
     for (file, title) in PLOTS.iter().chain(with_predictor.then_some(&PREDICTOR_PLOT)) {
         let _ = writeln!(md, "![{title}]({file})\n");
     }
