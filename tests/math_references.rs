@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use selfsup::eval::knn_accuracy;
 use selfsup::losses::regression_loss;
 use selfsup::optim::ema::ema_update;
-use selfsup::optim::{OptimConfig, Optimizer};
+use selfsup::optim::{LearningRate, LrRule, OptimConfig, Optimizer};
 use tch::{Kind, Tensor};
 
 /// BYOL Eq. 2 by hand: mean over i of ‖p_i/‖p_i‖ − z_i/‖z_i‖‖².
@@ -78,7 +78,7 @@ fn lars_matches_a_reference_update_on_fixed_gradients() {
     let w = Tensor::from_slice(&w0).view([4, 3]).set_requires_grad(true);
     let b = Tensor::from_slice(&b0).set_requires_grad(true);
     let cfg = OptimConfig { name: "lars".into(), weight_decay: 1e-2, momentum: 0.9, trust_coefficient: 0.001, ..Default::default() };
-    let mut opt = Optimizer::new(&cfg, vec![("w".into(), w.shallow_clone(), 1.0), ("b".into(), b.shallow_clone(), 1.0)]);
+    let mut opt = Optimizer::new(&cfg, vec![("w".into(), w.shallow_clone(), LrRule::scaled(1.0)), ("b".into(), b.shallow_clone(), LrRule::scaled(1.0))]);
     let (mut rw, mut rb) = (w0.clone(), b0.clone());
     let (mut mw, mut mb) = (vec![0.0; 12], vec![0.0; 4]);
     for step in 0..3 {
@@ -88,7 +88,7 @@ fn lars_matches_a_reference_update_on_fixed_gradients() {
         // loss = <w, gw> + <b, gb> has exactly these gradients
         let loss = (&w * Tensor::from_slice(&gw).view([4, 3])).sum(Kind::Double) + (&b * Tensor::from_slice(&gb)).sum(Kind::Double);
         loss.backward();
-        opt.step(0.5).unwrap();
+        opt.step(LearningRate::constant(0.5)).unwrap();
         (rw, mw) = lars_reference(&rw, &gw, &mw, 0.5, 0.9, 1e-2, 0.001, true);
         (rb, mb) = lars_reference(&rb, &gb, &mb, 0.5, 0.9, 1e-2, 0.001, false);
     }
@@ -104,13 +104,13 @@ fn sgd_and_adamw_match_their_reference_updates() {
     for name in ["sgd", "adamw"] {
         let w = Tensor::from_slice(&w0).set_requires_grad(true);
         let cfg = OptimConfig { name: name.into(), weight_decay: 0.1, momentum: 0.9, exclude_bias_norm: false, ..Default::default() };
-        let mut opt = Optimizer::new(&cfg, vec![("w".into(), w.shallow_clone(), 2.0)]);
+        let mut opt = Optimizer::new(&cfg, vec![("w".into(), w.shallow_clone(), LrRule::scaled(2.0))]);
         let (mut r, mut m1, mut m2) = (w0.to_vec(), vec![0.0; 3], vec![0.0; 3]);
         let lr = 0.05 * 2.0; // lr_scale 2
         for t in 1..=3 {
             opt.zero_grad();
             (&w * Tensor::from_slice(&g)).sum(Kind::Double).backward();
-            opt.step(0.05).unwrap();
+            opt.step(LearningRate::constant(0.05)).unwrap();
             for i in 0..3 {
                 if name == "sgd" {
                     let d = g[i] + 0.1 * r[i];
@@ -148,34 +148,40 @@ fn adamw_reference(theta: &[f64], grad: &[f64], m: &[f64], v: &[f64], t: i32, lr
 }
 
 /// The multi-tensor (grouped) SGD, LARS and AdamW updates over parameters of mixed learning-rate
-/// multipliers and decay flags, one without a gradient, in f64 and f32, against the plain loops.
+/// rules (multipliers, scheduled or held at the peak) and decay flags, one without a gradient, in
+/// f64 and f32, under a decaying learning rate, against the plain loops.
 #[test]
 fn grouped_sgd_lars_and_adamw_match_per_tensor_references() {
     let mut rng = ChaCha8Rng::seed_from_u64(9);
-    // (shape, lr multiplier): 2-D tensors decay (and adapt under LARS), 1-D ones do not
-    let specs: [(&[i64], f64); 5] = [(&[3, 4], 1.0), (&[5], 1.0), (&[2, 3], 10.0), (&[4], 10.0), (&[2, 2], 1.0)];
+    // (shape, lr multiplier, held at the peak): 2-D tensors decay (and adapt under LARS), 1-D ones
+    // do not; the last takes no part in the loss (no gradient)
+    let specs: [(&[i64], f64, bool); 7] = [(&[3, 4], 1.0, false), (&[5], 1.0, false), (&[2, 3], 10.0, false), (&[4], 10.0, false), (&[3, 2], 10.0, true), (&[2], 1.0, true), (&[2, 2], 1.0, false)];
+    let last = specs.len() - 1;
     for name in ["sgd", "lars", "adamw"] {
         for kind in [Kind::Double, Kind::Float] {
-            let init: Vec<Vec<f64>> = specs.iter().map(|(s, _)| (0..s.iter().product::<i64>()).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect();
-            let ts: Vec<Tensor> = init.iter().zip(&specs).map(|(v, (s, _))| Tensor::from_slice(v).view(*s).to_kind(kind).set_requires_grad(true)).collect();
+            let init: Vec<Vec<f64>> = specs.iter().map(|(s, _, _)| (0..s.iter().product::<i64>()).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect();
+            let ts: Vec<Tensor> = init.iter().zip(&specs).map(|(v, (s, _, _))| Tensor::from_slice(v).view(*s).to_kind(kind).set_requires_grad(true)).collect();
             let cfg = OptimConfig { name: name.into(), weight_decay: 0.05, momentum: 0.9, trust_coefficient: 0.02, exclude_bias_norm: true, ..Default::default() };
-            let params = ts.iter().zip(&specs).enumerate().map(|(i, (t, (_, sc)))| (format!("p{i}"), t.shallow_clone(), *sc)).collect();
+            let params = ts.iter().zip(&specs).enumerate().map(|(i, (t, (_, scale, fixed)))| (format!("p{i}"), t.shallow_clone(), LrRule { scale: *scale, fixed: *fixed })).collect();
             let mut opt = Optimizer::new(&cfg, params);
             let mut r = init.clone();
             let mut mu: Vec<Vec<f64>> = init.iter().map(|v| vec![0.0; v.len()]).collect();
             let mut nu = mu.clone();
             for step in 0..3 {
-                // gradients of sum_i <t_i, c_i>: c_i; the last tensor takes no part (no gradient)
+                // gradients of sum_i <t_i, c_i>: c_i
                 let coefs: Vec<Vec<f64>> = init.iter().enumerate().map(|(i, v)| (0..v.len()).map(|j| ((i * 7 + j + step) as f64 * 0.3).sin()).collect()).collect();
                 opt.zero_grad();
                 let mut loss = Tensor::zeros([], (Kind::Double, tch::Device::Cpu));
-                for i in 0..4 {
+                for i in 0..last {
                     loss = loss + (ts[i].to_kind(Kind::Double) * Tensor::from_slice(&coefs[i]).view(specs[i].0)).sum(Kind::Double);
                 }
                 loss.backward();
-                opt.step(0.1).unwrap();
-                for i in 0..4 {
-                    let lr = 0.1 * specs[i].1;
+                // the schedule has decayed from its peak 0.1 to 0.1 / (step + 2)
+                let now = 0.1 / (step + 2) as f64;
+                opt.step(LearningRate { now, peak: 0.1 }).unwrap();
+                for i in 0..last {
+                    let (_, scale, fixed) = specs[i];
+                    let lr = scale * if fixed { 0.1 } else { now };
                     let decay = specs[i].0.len() > 1;
                     (r[i], mu[i]) = if name == "adamw" {
                         let (th, m, v) = adamw_reference(&r[i], &coefs[i], &mu[i], &nu[i], step as i32 + 1, lr, if decay { 0.05 } else { 0.0 });
@@ -194,7 +200,7 @@ fn grouped_sgd_lars_and_adamw_match_per_tensor_references() {
                     assert!((a - b).abs() < tol, "{name} {kind:?} tensor {i}: {a} vs {b}");
                 }
             }
-            assert_eq!(flat(&ts[4]), init[4].iter().map(|&x| Tensor::from(x).to_kind(kind).double_value(&[])).collect::<Vec<_>>(), "{name}: a tensor without gradient moved");
+            assert_eq!(flat(&ts[last]), init[last].iter().map(|&x| Tensor::from(x).to_kind(kind).double_value(&[])).collect::<Vec<_>>(), "{name}: a tensor without gradient moved");
         }
     }
 }
@@ -287,7 +293,7 @@ fn predictor_metrics_match_a_plain_loop() {
 #[test]
 fn non_finite_gradients_are_detected() {
     let w = Tensor::from_slice(&[1.0f64, 2.0]).set_requires_grad(true);
-    let mut opt = Optimizer::new(&OptimConfig { name: "sgd".into(), ..Default::default() }, vec![("w".into(), w.shallow_clone(), 1.0)]);
+    let mut opt = Optimizer::new(&OptimConfig { name: "sgd".into(), ..Default::default() }, vec![("w".into(), w.shallow_clone(), LrRule::scaled(1.0))]);
     (&w * 3.0).sum(Kind::Double).backward();
     assert!(opt.grads_finite().unwrap());
     opt.zero_grad();
@@ -301,7 +307,8 @@ fn the_device_side_gradient_check_finds_one_nan_among_tensors_and_no_false_alarm
     let a = Tensor::from_slice(&[1.0f32, 2.0]).set_requires_grad(true);
     let b = Tensor::from_slice(&[1.0f32, 1.0, 1.0]).set_requires_grad(true);
     let unused = Tensor::from_slice(&[5.0f32]).set_requires_grad(true);
-    let params = vec![("a".to_string(), a.shallow_clone(), 1.0), ("b".to_string(), b.shallow_clone(), 1.0), ("unused".to_string(), unused, 1.0)];
+    let one = LrRule::scaled(1.0);
+    let params = vec![("a".to_string(), a.shallow_clone(), one), ("b".to_string(), b.shallow_clone(), one), ("unused".to_string(), unused, one)];
     let mut opt = Optimizer::new(&OptimConfig { name: "lars".into(), ..Default::default() }, params);
     let backward_with = |ga: &[f32], gb: &[f32]| {
         ((&a * Tensor::from_slice(ga)).sum(Kind::Float) + (&b * Tensor::from_slice(gb)).sum(Kind::Float)).backward();

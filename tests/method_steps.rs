@@ -5,7 +5,7 @@ mod common;
 use common::*;
 use selfsup::config::overrides::load;
 use selfsup::methods::{self, METHODS};
-use selfsup::optim::Optimizer;
+use selfsup::optim::{LearningRate, LrRule, Optimizer};
 use selfsup::backend::dist::GradSync;
 use selfsup::train::step::{apply_update, GradCheck, Update};
 use std::collections::HashMap;
@@ -49,7 +49,7 @@ fn every_method_steps_and_momentum_encoders_follow_the_ema() {
             for (p, z) in out.predictions.iter().zip(&out.embeddings) {
                 assert!(!p.requires_grad() && p.size() == z.size() && !p.allclose(z, 1e-4, 1e-4, false), "{name}: predictions");
             }
-            let upd = apply_update(method.as_mut(), &mut opt, &mut GradSync::Alone, &out.loss, 0.05, step, 10, GradCheck::Now).unwrap();
+            let upd = apply_update(method.as_mut(), &mut opt, &mut GradSync::Alone, &out.loss, LearningRate::constant(0.05), step, 10, GradCheck::Now).unwrap();
             let Update::Applied(extra) = upd else { panic!("{name}: update skipped") };
             // θ_k ← m·θ_k + (1 − m)·θ_q with the online weights *after* the optimiser step
             if let Some(before) = target_before {
@@ -89,6 +89,22 @@ fn without_a_predictor_the_predictions_are_the_projections() {
     }
     let m = selfsup::analysis::PredictorMetrics::of(&out.predictions[0], &out.embeddings[0]);
     assert!((m.projection_cos - 1.0).abs() < 1e-5 && m.z_std == selfsup::analysis::z_std(&out.embeddings[0]), "{m:?}");
+}
+
+/// `<method>.predictor_lr_scale` and `<method>.predictor_fixed_lr` reach the optimiser as the
+/// predictor's learning-rate rule, and only the predictor's.
+#[test]
+fn the_predictor_learning_rate_rule_reaches_only_the_predictor() {
+    for name in ["byol", "simsiam"] {
+        let mut sets = tiny_model_sets();
+        sets.extend([format!("method={name}"), format!("{name}.predictor_lr_scale=3.0"), format!("{name}.predictor_fixed_lr=true")]);
+        let method = methods::build(&load(None, &sets).unwrap(), Device::Cpu).unwrap();
+        let params = method.parameters();
+        let (pred, rest): (Vec<_>, Vec<_>) = params.iter().partition(|(n, _, _)| n.starts_with("predictor."));
+        assert!(!pred.is_empty() && !rest.is_empty(), "{name}: {} predictor and {} other parameters", pred.len(), rest.len());
+        assert!(pred.iter().all(|(_, _, r)| *r == LrRule { scale: 3.0, fixed: true }), "{name}: a predictor parameter without the rule");
+        assert!(rest.iter().all(|(_, _, r)| *r == LrRule::scaled(1.0)), "{name}: the rule leaked outside the predictor");
+    }
 }
 
 #[test]

@@ -173,7 +173,7 @@ fn step(a: StepArgs) -> anyhow::Result<()> {
             let _amp = if use_amp { Some(shim::AutocastGuard::bf16()?) } else { None };
             method.forward(&views, &labels)?
         };
-        selfsup::train::step::apply_update(method.as_mut(), &mut opt, &mut GradSync::Alone, &out.loss, a.lr, k, a.steps + a.warmup, selfsup::train::step::GradCheck::Off)?;
+        selfsup::train::step::apply_update(method.as_mut(), &mut opt, &mut GradSync::Alone, &out.loss, selfsup::optim::LearningRate::constant(a.lr), k, a.steps + a.warmup, selfsup::train::step::GradCheck::Off)?;
         Ok(out.loss)
     };
     println!("selfsup {} device={} threads={} batch={} width={} hidden={} opt={} amp={} channels_last={}", env!("CARGO_PKG_VERSION"), a.device, tch::get_num_threads(), a.batch, a.width, a.hidden, a.opt, use_amp, a.channels_last);
@@ -256,7 +256,7 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
                 let _amp = if use_amp { Some(shim::AutocastGuard::bf16()?) } else { None };
                 method.forward(&views, &labels)?
             };
-            selfsup::train::step::apply_update(method.as_mut(), &mut opt, &mut GradSync::Alone, &out.loss, a.lr, k, total, selfsup::train::step::GradCheck::Off)?;
+            selfsup::train::step::apply_update(method.as_mut(), &mut opt, &mut GradSync::Alone, &out.loss, selfsup::optim::LearningRate::constant(a.lr), k, total, selfsup::train::step::GradCheck::Off)?;
             loss = out.loss;
             k += 1;
             if k == a.warmup {

@@ -19,7 +19,8 @@
 use crate::config::Config;
 use crate::losses::{byol_negatives_term, regression_loss, uniformity};
 use crate::methods::branch::{Branch, MomentumBranch};
-use crate::methods::{scaled_parameters, Method, StepOutput};
+use crate::methods::{parameters_with_rule, Method, StepOutput};
+use crate::optim::LrRule;
 use crate::models::{Mlp, MlpConfig};
 use crate::optim::schedule::target_tau;
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,9 @@ pub struct ByolConfig {
     pub predictor: String,
     /// Learning-rate multiplier of the predictor.
     pub predictor_lr_scale: f64,
+    /// The predictor's learning rate stays at the peak (times the multiplier) instead of
+    /// following warm-up and cosine decay (SimSiam, arXiv:2011.10566, §4.2).
+    pub predictor_fixed_lr: bool,
     /// λ of an explicit uniformity term on the online projections (0 = off).
     pub uniformity_weight: f64,
     /// β of the negatives term (Appendix F.4; 0 = off, plain BYOL).
@@ -47,7 +51,7 @@ pub struct ByolConfig {
 
 impl Default for ByolConfig {
     fn default() -> Self {
-        ByolConfig { tau_base: 0.99, tau_schedule: "cosine".into(), predictor: "mlp".into(), predictor_lr_scale: 1.0, uniformity_weight: 0.0, negatives_weight: 0.0, negatives_temperature: 0.1 }
+        ByolConfig { tau_base: 0.99, tau_schedule: "cosine".into(), predictor: "mlp".into(), predictor_lr_scale: 1.0, predictor_fixed_lr: false, uniformity_weight: 0.0, negatives_weight: 0.0, negatives_temperature: 0.1 }
     }
 }
 
@@ -152,8 +156,8 @@ impl Method for Byol {
         Ok(StepOutput { loss, embeddings: vec![z1.detach(), z2.detach()], predictions: vec![p1.detach(), p2.detach()] })
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor, f64)> {
-        scaled_parameters(&self.online_vs, "predictor.", self.cfg.predictor_lr_scale)
+    fn parameters(&self) -> Vec<(String, Tensor, LrRule)> {
+        parameters_with_rule(&self.online_vs, "predictor.", LrRule { scale: self.cfg.predictor_lr_scale, fixed: self.cfg.predictor_fixed_lr })
     }
 
     fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {

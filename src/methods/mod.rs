@@ -13,6 +13,7 @@ pub mod supcon;
 use crate::config::Config;
 use crate::methods::branch::Branch;
 use crate::models::{Mlp, ResNet};
+use crate::optim::LrRule;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
@@ -37,10 +38,10 @@ pub trait Method {
     fn online(&self) -> &Branch;
     /// Every variable store to checkpoint, by prefix; the first is the online network's.
     fn stores(&self) -> Vec<(&'static str, &VarStore)>;
-    /// Parameters the optimiser updates: (name, tensor, learning-rate multiplier). Default: every
-    /// trainable tensor of the first store, at the base learning rate.
-    fn parameters(&self) -> Vec<(String, Tensor, f64)> {
-        named_trainable(self.stores()[0].1).into_iter().map(|(n, t)| (n, t, 1.0)).collect()
+    /// Parameters the optimiser updates: (name, tensor, learning-rate rule). Default: every
+    /// trainable tensor of the first store, at the scheduled learning rate.
+    fn parameters(&self) -> Vec<(String, Tensor, LrRule)> {
+        named_trainable(self.stores()[0].1).into_iter().map(|(n, t)| (n, t, LrRule::scaled(1.0))).collect()
     }
     /// Work after the optimiser step (EMA of the target, queue, bank); `step` counts from 0 of
     /// `total`. Returns scalars to log (e.g. `tau`).
@@ -62,12 +63,12 @@ pub trait Method {
     }
 }
 
-/// Trainable tensors with the learning-rate multiplier `scale` for names under `prefix` (a
-/// predictor's faster learning rate), 1 elsewhere.
-pub fn scaled_parameters(vs: &VarStore, prefix: &str, scale: f64) -> Vec<(String, Tensor, f64)> {
+/// Trainable tensors with the learning-rate rule `rule` for names under `prefix` (a predictor's
+/// faster or constant learning rate), the scheduled learning rate elsewhere.
+pub fn parameters_with_rule(vs: &VarStore, prefix: &str, rule: LrRule) -> Vec<(String, Tensor, LrRule)> {
     named_trainable(vs).into_iter().map(|(n, t)| {
-        let s = if n.starts_with(prefix) { scale } else { 1.0 };
-        (n, t, s)
+        let r = if n.starts_with(prefix) { rule } else { LrRule::scaled(1.0) };
+        (n, t, r)
     }).collect()
 }
 

@@ -7,7 +7,8 @@ use crate::error::Error;
 use crate::losses::negative_cosine;
 use crate::methods::branch::Branch;
 use crate::methods::byol::build_predictor;
-use crate::methods::{scaled_parameters, Method, StepOutput};
+use crate::methods::{parameters_with_rule, Method, StepOutput};
+use crate::optim::LrRule;
 use crate::models::Mlp;
 use serde::{Deserialize, Serialize};
 use tch::nn::VarStore;
@@ -20,11 +21,14 @@ pub struct SimsiamConfig {
     pub predictor: String,
     /// Learning-rate multiplier of the predictor.
     pub predictor_lr_scale: f64,
+    /// The predictor's learning rate stays at the peak (times the multiplier) instead of
+    /// following warm-up and cosine decay (SimSiam, arXiv:2011.10566, §4.2).
+    pub predictor_fixed_lr: bool,
 }
 
 impl Default for SimsiamConfig {
     fn default() -> Self {
-        SimsiamConfig { predictor: "mlp".into(), predictor_lr_scale: 1.0 }
+        SimsiamConfig { predictor: "mlp".into(), predictor_lr_scale: 1.0, predictor_fixed_lr: false }
     }
 }
 
@@ -74,8 +78,8 @@ impl Method for SimSiam {
         Ok(StepOutput { loss, embeddings: vec![z1.detach(), z2.detach()], predictions: vec![p1.detach(), p2.detach()] })
     }
 
-    fn parameters(&self) -> Vec<(String, Tensor, f64)> {
-        scaled_parameters(&self.vs, "predictor.", self.cfg.predictor_lr_scale)
+    fn parameters(&self) -> Vec<(String, Tensor, LrRule)> {
+        parameters_with_rule(&self.vs, "predictor.", LrRule { scale: self.cfg.predictor_lr_scale, fixed: self.cfg.predictor_fixed_lr })
     }
 
     fn online(&self) -> &Branch {

@@ -3,4 +3,4 @@ pub mod ema;
 pub mod optimizer;
 pub mod schedule;
 
-pub use optimizer::{OptimConfig, Optimizer};
+pub use optimizer::{LearningRate, LrRule, OptimConfig, Optimizer};

@@ -83,12 +83,47 @@ impl OptimConfig {
     }
 }
 
+/// How one parameter's learning rate follows the schedule.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LrRule {
+    /// Multiplies the learning rate (e.g. a faster predictor).
+    pub scale: f64,
+    /// Stays at the peak (times `scale`) instead of following warm-up and decay: SimSiam's
+    /// predictor with a constant learning rate (arXiv:2011.10566, §4.2 and Table 1, 68.1 vs 67.7).
+    pub fixed: bool,
+}
+
+impl LrRule {
+    /// The scheduled learning rate times `scale`.
+    pub fn scaled(scale: f64) -> LrRule {
+        LrRule { scale, fixed: false }
+    }
+
+    /// The learning rate for this parameter at `lr`.
+    pub fn at(&self, lr: LearningRate) -> f64 {
+        self.scale * if self.fixed { lr.peak } else { lr.now }
+    }
+}
+
+/// The learning rate of one step: the scheduled value and the schedule's peak.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LearningRate {
+    pub now: f64,
+    pub peak: f64,
+}
+
+impl LearningRate {
+    /// A learning rate without a schedule (benchmarks, tests): now = peak = `lr`.
+    pub fn constant(lr: f64) -> LearningRate {
+        LearningRate { now: lr, peak: lr }
+    }
+}
+
 /// One optimised tensor.
 pub struct Param {
     pub name: String,
     pub tensor: Tensor,
-    /// Multiplies the learning rate (e.g. a faster predictor).
-    pub lr_scale: f64,
+    pub lr: LrRule,
     /// Weight decay (and, for LARS, trust-ratio adaptation) applies.
     pub decay: bool,
     state: Vec<Tensor>,
@@ -102,16 +137,16 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    /// `params`: (name, tensor, lr multiplier). 1-D tensors are "bias/norm" parameters.
-    pub fn new(cfg: &OptimConfig, params: Vec<(String, Tensor, f64)>) -> Self {
+    /// `params`: (name, tensor, learning-rate rule). 1-D tensors are "bias/norm" parameters.
+    pub fn new(cfg: &OptimConfig, params: Vec<(String, Tensor, LrRule)>) -> Self {
         let exclude = cfg.name == "lars" || cfg.exclude_bias_norm;
         let params = params
             .into_iter()
-            .map(|(name, tensor, lr_scale)| {
+            .map(|(name, tensor, lr)| {
                 let decay = !(exclude && tensor.dim() <= 1);
                 let slots = if cfg.name == "adamw" { 2 } else { 1 };
                 let state = (0..slots).map(|_| tensor.zeros_like().detach()).collect();
-                Param { name, tensor, lr_scale, decay, state }
+                Param { name, tensor, lr, decay, state }
             })
             .collect();
         Optimizer { cfg: cfg.clone(), params, steps: 0 }
@@ -136,15 +171,15 @@ impl Optimizer {
         Ok(self.grads_finite_flag()?.int64_value(&[]) != 0)
     }
 
-    /// One update with learning rate `lr` (already scheduled and batch-scaled), as multi-tensor
-    /// operations: one call per group of parameters sharing their learning-rate multiplier and
-    /// decay flag (a few kernel launches per group, as `torch.optim`'s foreach paths).
-    /// Parameters without a gradient are left alone.
-    pub fn step(&mut self, lr: f64) -> anyhow::Result<()> {
+    /// One update at learning rate `lr` (already scheduled and batch-scaled; each parameter takes
+    /// it through its [`LrRule`]), as multi-tensor operations: one call per group of parameters
+    /// sharing their learning rate and decay flag (a few kernel launches per group, as
+    /// `torch.optim`'s foreach paths). Parameters without a gradient are left alone.
+    pub fn step(&mut self, lr: LearningRate) -> anyhow::Result<()> {
         let _guard = tch::no_grad_guard();
         self.steps += 1;
         let c = &self.cfg;
-        // groups in first-seen order: (decay, lr multiplier) -> params, grads, one list per state slot
+        // groups in first-seen order: (decay, learning rate) -> params, grads, one list per state slot
         type Group = ((bool, u64), Vec<Tensor>, Vec<Tensor>, Vec<Vec<Tensor>>);
         let mut groups: Vec<Group> = Vec::new();
         for p in &self.params {
@@ -152,7 +187,7 @@ impl Optimizer {
             if !g.defined() {
                 continue;
             }
-            let key = (p.decay, p.lr_scale.to_bits());
+            let key = (p.decay, p.lr.at(lr).to_bits());
             let i = match groups.iter().position(|gr| gr.0 == key) {
                 Some(i) => i,
                 None => {
@@ -166,9 +201,9 @@ impl Optimizer {
                 slot.push(s.shallow_clone());
             }
         }
-        for ((decay, scale), params, grads, state) in groups {
+        for ((decay, lr), params, grads, state) in groups {
             let wd = if decay { c.weight_decay } else { 0.0 };
-            let lr = lr * f64::from_bits(scale);
+            let lr = f64::from_bits(lr);
             if c.name == "adamw" {
                 let t = self.steps as i32;
                 crate::backend::shim::foreach_adamw(&params, &grads, &state[0], &state[1], lr, wd, c.beta1, c.beta2, c.eps, 1.0 - c.beta1.powi(t), 1.0 - c.beta2.powi(t))?;

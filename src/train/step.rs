@@ -3,7 +3,7 @@
 //! (optional gradient check) → optimiser → method hook (EMA), in that fixed order.
 use crate::backend::dist::GradSync;
 use crate::methods::Method;
-use crate::optim::Optimizer;
+use crate::optim::{LearningRate, Optimizer};
 use crate::train::nonfinite::NonFiniteWatch;
 use tch::Tensor;
 
@@ -30,7 +30,7 @@ pub enum GradCheck<'a> {
 /// reads a non-finite gradient now) applies the optimiser with `lr` and the method's post-step
 /// work for step `step` of `total`.
 #[allow(clippy::too_many_arguments)]
-pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, sync: &mut GradSync, loss: &Tensor, lr: f64, step: usize, total: usize, check: GradCheck) -> anyhow::Result<Update> {
+pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, sync: &mut GradSync, loss: &Tensor, lr: LearningRate, step: usize, total: usize, check: GradCheck) -> anyhow::Result<Update> {
     opt.zero_grad();
     sync.before_backward()?;
     loss.backward();

@@ -12,7 +12,7 @@ use crate::eval::{knn_accuracy, train_test_features};
 use crate::methods::{self, Method};
 use crate::models::ResNet;
 use crate::optim::schedule::{scaled_lr, warmup_cosine};
-use crate::optim::Optimizer;
+use crate::optim::{LearningRate, Optimizer};
 use crate::train::checkpoint::{self, TrainState};
 use crate::train::lock::RunLock;
 use crate::train::metrics::MetricsLog;
@@ -302,7 +302,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                 views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
             }
             let labels = batch.labels_on(device)?;
-            let lr = warmup_cosine(peak_lr, state.step, warmup, total);
+            let lr = LearningRate { now: warmup_cosine(peak_lr, state.step, warmup, total), peak: peak_lr };
             let out_step = {
                 let _amp = if cfg.train.amp && device.is_cuda() { Some(shim::AutocastGuard::bf16()?) } else { None };
                 method.forward(&views, &labels)?
@@ -364,7 +364,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                 let ips = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
                 let wait_ms = 1e3 * window.2 / (window.1 / images_per_step).max(1) as f64;
                 window = (Instant::now(), 0, 0.0);
-                let mut rec = json!({"step": state.step, "epoch": epoch, "loss": loss_value, "lr": lr, "images_per_s": ips, "data_wait_ms": wait_ms});
+                let mut rec = json!({"step": state.step, "epoch": epoch, "loss": loss_value, "lr": lr.now, "images_per_s": ips, "data_wait_ms": wait_ms});
                 let e = &out_step.embeddings;
                 let metrics = if e.len() >= 2 { RepresentationMetrics::of_pair(&e[0], &e[1]) } else { RepresentationMetrics { z_std: z_std(&e[0]), ..Default::default() } };
                 for (k, v) in metrics.fields() {
