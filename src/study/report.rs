@@ -12,6 +12,7 @@ use crate::study::plots::{line_plot, scatter_plot, Series};
 use crate::study::seeds::{group_by_configuration, SeedGroup, Spread};
 use crate::train::checkpoint::write_atomic;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -22,17 +23,8 @@ pub struct RunRow {
     pub overrides: String,
     pub finished: bool,
     pub epochs_done: f64,
-    pub knn_top1: Option<f64>,
-    pub knn_random_top1: Option<f64>,
-    pub linear_top1: Option<f64>,
-    pub z_std: Option<f64>,
-    pub alignment: Option<f64>,
-    pub uniformity: Option<f64>,
-    pub effective_rank: Option<f64>,
-    pub batch_mean_cos: Option<f64>,
-    pub pred_z_std: Option<f64>,
-    pub pred_effective_rank: Option<f64>,
-    pub pred_projection_cos: Option<f64>,
+    /// The final value of each of the [`METRICS`] the run has, by key.
+    pub values: BTreeMap<&'static str, f64>,
     pub dim: i64,
     pub minutes: Option<f64>,
     pub lines: Vec<Value>,
@@ -40,41 +32,57 @@ pub struct RunRow {
 }
 
 impl RunRow {
-    pub fn collapsed(&self) -> Option<bool> {
-        self.z_std.map(|z| z < 0.1 / (self.dim.max(1) as f64).sqrt())
+    /// The final value of the metric with key `key`, if the run has one.
+    pub fn get(&self, key: &str) -> Option<f64> {
+        self.values.get(key).copied()
     }
+
+    pub fn collapsed(&self) -> Option<bool> {
+        self.get("z_std").map(|z| z < 0.1 / (self.dim.max(1) as f64).sqrt())
+    }
+}
+
+/// Where a run's final value of a metric is read from (under the metric's key in each).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Source {
+    /// `summary.json` (the evaluation at the end of training).
+    Summary,
+    /// `linear.json` (the linear probe).
+    Linear,
+    /// The mean of the last epoch's lines in `metrics.jsonl` (logged training batches).
+    LastEpoch,
 }
 
 /// One final number of a run, as every table and CSV file of the report shows it.
 pub struct Metric {
-    /// CSV column (the metrics-line key for the logged metrics).
+    /// CSV column, and the key the value is logged under in its [`Source`].
     pub key: &'static str,
     /// Markdown column title.
     pub title: &'static str,
     /// Decimals shown in Markdown.
     pub digits: usize,
-    pub of: fn(&RunRow) -> Option<f64>,
+    pub source: Source,
 }
 
 /// The report's metrics, in column order.
 pub const METRICS: [Metric; 11] = [
-    Metric { key: "knn_top1", title: "kNN top-1", digits: 4, of: |r| r.knn_top1 },
-    Metric { key: "knn_random_top1", title: "random-init kNN", digits: 4, of: |r| r.knn_random_top1 },
-    Metric { key: "linear_top1", title: "linear top-1", digits: 4, of: |r| r.linear_top1 },
-    Metric { key: "z_std", title: "z-std", digits: 4, of: |r| r.z_std },
-    Metric { key: "alignment", title: "alignment", digits: 3, of: |r| r.alignment },
-    Metric { key: "uniformity", title: "uniformity", digits: 3, of: |r| r.uniformity },
-    Metric { key: "effective_rank", title: "eff. rank", digits: 1, of: |r| r.effective_rank },
-    Metric { key: "batch_mean_cos", title: "batch-mean cos", digits: 3, of: |r| r.batch_mean_cos },
-    Metric { key: "pred_z_std", title: "pred. z-std", digits: 4, of: |r| r.pred_z_std },
-    Metric { key: "pred_effective_rank", title: "pred. eff. rank", digits: 1, of: |r| r.pred_effective_rank },
-    Metric { key: "pred_projection_cos", title: "pred.–proj. cos", digits: 3, of: |r| r.pred_projection_cos },
+    Metric { key: "knn_top1", title: "kNN top-1", digits: 4, source: Source::Summary },
+    Metric { key: "knn_random_top1", title: "random-init kNN", digits: 4, source: Source::Summary },
+    Metric { key: "linear_top1", title: "linear top-1", digits: 4, source: Source::Linear },
+    Metric { key: "z_std", title: "z-std", digits: 4, source: Source::LastEpoch },
+    Metric { key: "alignment", title: "alignment", digits: 3, source: Source::LastEpoch },
+    Metric { key: "uniformity", title: "uniformity", digits: 3, source: Source::LastEpoch },
+    Metric { key: "effective_rank", title: "eff. rank", digits: 1, source: Source::LastEpoch },
+    Metric { key: "batch_mean_cos", title: "batch-mean cos", digits: 3, source: Source::LastEpoch },
+    Metric { key: "pred_z_std", title: "pred. z-std", digits: 4, source: Source::LastEpoch },
+    Metric { key: "pred_effective_rank", title: "pred. eff. rank", digits: 1, source: Source::LastEpoch },
+    Metric { key: "pred_projection_cos", title: "pred.–proj. cos", digits: 3, source: Source::LastEpoch },
 ];
 
 /// The metrics some row has a value of (Markdown tables leave out empty columns; CSV files keep
 /// every column).
 fn shown_metrics(rows: &[RunRow]) -> Vec<&'static Metric> {
-    METRICS.iter().filter(|m| rows.iter().any(|r| (m.of)(r).is_some())).collect()
+    METRICS.iter().filter(|m| rows.iter().any(|r| r.get(m.key).is_some())).collect()
 }
 
 fn read_json(p: &Path) -> Option<Value> {
@@ -112,22 +120,23 @@ pub fn read_run(dir: &Path, name: &str, overrides: &str) -> RunRow {
     }
     .max(1.0);
     let f = |v: &Option<Value>, k: &str| v.as_ref().and_then(|s| s[k].as_f64());
+    let values = METRICS
+        .iter()
+        .filter_map(|m| {
+            let v = match m.source {
+                Source::Summary => f(&summary, m.key),
+                Source::Linear => f(&linear, m.key),
+                Source::LastEpoch => mean(m.key),
+            };
+            Some((m.key, v?))
+        })
+        .collect();
     RunRow {
         name: name.to_string(),
         overrides: overrides.to_string(),
         finished: summary.is_some(),
         epochs_done: max_step / steps_per_epoch,
-        knn_top1: f(&summary, "knn_top1"),
-        knn_random_top1: f(&summary, "knn_random_top1"),
-        linear_top1: f(&linear, "linear_top1"),
-        z_std: mean("z_std"),
-        alignment: mean("alignment"),
-        uniformity: mean("uniformity"),
-        effective_rank: mean("effective_rank"),
-        batch_mean_cos: mean("batch_mean_cos"),
-        pred_z_std: mean("pred_z_std"),
-        pred_effective_rank: mean("pred_effective_rank"),
-        pred_projection_cos: mean("pred_projection_cos"),
+        values,
         dim: projector_dim(dir),
         minutes: f(&summary, "minutes"),
         steps_per_epoch,
@@ -174,7 +183,7 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     let mut csv = format!("run,overrides,finished,epochs,{},collapsed,minutes\n", keys.join(","));
     let cell = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
     for r in &rows {
-        let values: Vec<String> = METRICS.iter().map(|m| cell((m.of)(r))).collect();
+        let values: Vec<String> = METRICS.iter().map(|m| cell(r.get(m.key))).collect();
         let collapsed = r.collapsed().map(|b| b.to_string()).unwrap_or_default();
         let _ = writeln!(csv, "{},\"{}\",{},{:.2},{},{},{}", r.name, r.overrides.replace('"', "\"\""), r.finished, r.epochs_done, values.join(","), collapsed, cell(r.minutes));
     }
@@ -200,7 +209,7 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
         let values: Vec<String> = shown
             .iter()
             .map(|m| {
-                let v = opt((m.of)(r), m.digits);
+                let v = opt(r.get(m.key), m.digits);
                 match m.key {
                     "z_std" if r.dim > 0 => format!("{v} ({:.3})", 1.0 / (r.dim as f64).sqrt()),
                     _ => v,
@@ -227,7 +236,7 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     let knn = series(&|r| {
         let mut pts: Vec<(f64, f64)> = r.lines.iter().filter(|l| l.get("knn_top1").is_some()).filter_map(|l| Some((l["epoch"].as_f64()?, l["knn_top1"].as_f64()?))).collect();
         pts.dedup_by(|a, b| a.0 == b.0);
-        if let Some(rand) = r.knn_random_top1 {
+        if let Some(rand) = r.get("knn_random_top1") {
             pts.insert(0, (0.0, rand)); // epoch 0 = the random-init encoder
         }
         pts
@@ -242,7 +251,7 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
         true => line_plot(&out.join(PREDICTOR_PLOT.0), PREDICTOR_PLOT.1, "epoch", "z-std of predictions", &per_epoch("pred_z_std"))?,
         false => remove_if_present(&out.join(PREDICTOR_PLOT.0))?,
     }
-    let plane: Vec<(String, f64, f64)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.uniformity?, r.alignment?))).collect();
+    let plane: Vec<(String, f64, f64)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.get("uniformity")?, r.get("alignment")?))).collect();
     scatter_plot(&out.join(PLOTS[3].0), "alignment vs uniformity (lower-left is better)", "uniformity  log E exp(-2‖z_i − z_j‖²)", "alignment  E‖z − z'‖²", &plane)?;
     Ok(rows)
 }

@@ -76,7 +76,7 @@ pub fn group_by_configuration(rows: &[RunRow]) -> Option<Vec<SeedGroup>> {
             SeedGroup {
                 name: name.to_string(),
                 runs: runs.len(),
-                spreads: METRICS.iter().map(|m| Spread::of(runs.iter().map(|r| (m.of)(r)))).collect(),
+                spreads: METRICS.iter().map(|m| Spread::of(runs.iter().map(|r| r.get(m.key)))).collect(),
                 collapsed: runs.iter().filter(|r| r.collapsed() == Some(true)).count(),
             }
         })
@@ -111,7 +111,7 @@ mod tests {
     }
 
     fn row(name: &str, knn: f64, z: f64, finished: bool) -> RunRow {
-        RunRow { name: name.into(), finished, knn_top1: Some(knn), z_std: Some(z), dim: 100, ..Default::default() }
+        RunRow { name: name.into(), finished, values: [("knn_top1", knn), ("z_std", z)].into(), dim: 100, ..Default::default() }
     }
 
     #[test]
