@@ -5,7 +5,7 @@ use common::plain::{rand_matrix, to_tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use selfsup::eval::knn_accuracy;
-use selfsup::losses::regression_loss;
+use selfsup::losses::{normalised_regression_loss, regression_loss, LossNorm};
 use selfsup::optim::ema::ema_update;
 use selfsup::optim::{LearningRate, LrRule, OptimConfig, Optimizer};
 use tch::{Kind, Tensor};
@@ -45,6 +45,60 @@ fn byol_loss_analytic_values() {
     let a = Tensor::from_slice(&[1.0f32, 0.0]).view([1, 2]);
     let b = Tensor::from_slice(&[0.0f32, 5.0]).view([1, 2]);
     assert!((regression_loss(&a, &b).double_value(&[]) - 2.0).abs() < 1e-6, "orthogonal: 2");
+}
+
+/// BYOL's loss-normalisation ablation by hand: each row (layernorm) or each column (batchnorm)
+/// standardised with the biased variance and ε = 1e-5, scaled by 1/√D; none leaves the outputs
+/// as they are; then the batch mean of the squared distance.
+fn normalised_byol_reference(p: &[Vec<f64>], z: &[Vec<f64>], norm: &str) -> f64 {
+    let (n, d) = (p.len(), p[0].len());
+    let standardise = |v: &[f64]| -> Vec<f64> {
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / v.len() as f64;
+        v.iter().map(|x| (x - mean) / (var + 1e-5).sqrt() / (d as f64).sqrt()).collect()
+    };
+    let map = |m: &[Vec<f64>]| -> Vec<Vec<f64>> {
+        match norm {
+            "layernorm" => m.iter().map(|row| standardise(row)).collect(),
+            "batchnorm" => {
+                let cols: Vec<Vec<f64>> = (0..d).map(|j| standardise(&m.iter().map(|row| row[j]).collect::<Vec<_>>())).collect();
+                (0..n).map(|i| (0..d).map(|j| cols[j][i]).collect()).collect()
+            }
+            _ => m.to_vec(),
+        }
+    };
+    let (mp, mz) = (map(p), map(z));
+    mp.iter().zip(&mz).map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f64>()).sum::<f64>() / n as f64
+}
+
+#[test]
+fn byol_loss_normalisations_match_the_reference_and_their_invariances() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for &(n, d) in &[(2, 3), (8, 5), (33, 17)] {
+        let (p, z) = (rand_matrix(&mut rng, n, d), rand_matrix(&mut rng, n, d));
+        let (pt, zt) = (to_tensor(&p), to_tensor(&z));
+        for name in ["layernorm", "batchnorm", "none"] {
+            let norm = LossNorm::parse(name).unwrap();
+            let ours = normalised_regression_loss(&pt, &zt, norm).double_value(&[]);
+            let reference = normalised_byol_reference(&p, &z, name);
+            assert!((ours - reference).abs() < 1e-4 * reference.max(1.0), "{name} n={n} d={d}: {ours} vs {reference}");
+        }
+        // ℓ2 is the paper's loss itself, the same computation
+        assert_eq!(normalised_regression_loss(&pt, &zt, LossNorm::L2).double_value(&[]), regression_loss(&pt, &zt).double_value(&[]));
+    }
+    // invariances: LayerNorm ignores a per-row shift and positive scale, BatchNorm a per-column one;
+    // the opposite sign gives 4 (unit-norm rows pointing apart)
+    let z = to_tensor(&rand_matrix(&mut rng, 16, 8));
+    let row = Tensor::linspace(0.5, 3.0, 16, (Kind::Float, tch::Device::Cpu)).view([16, 1]);
+    let col = Tensor::linspace(0.5, 3.0, 8, (Kind::Float, tch::Device::Cpu)).view([1, 8]);
+    let layer = |a: &Tensor| normalised_regression_loss(a, &z, LossNorm::LayerNorm).double_value(&[]);
+    let batch = |a: &Tensor| normalised_regression_loss(a, &z, LossNorm::BatchNorm).double_value(&[]);
+    assert!(layer(&(&z * &row + &row)) < 1e-4, "layernorm: row affine copy");
+    assert!(batch(&(&z * &col - &col)) < 1e-4, "batchnorm: column affine copy");
+    assert!((layer(&(-&z)) - 4.0).abs() < 1e-3 && (batch(&(-&z)) - 4.0).abs() < 1e-3, "negation: 4");
+    // and each is sensitive to what the other ignores
+    assert!(layer(&(&z * &col)) > 1e-2 && batch(&(&z * &row)) > 1e-2);
+    assert!((normalised_regression_loss(&(&z + 1.0), &z, LossNorm::None).double_value(&[]) - 8.0).abs() < 1e-4, "none: ‖1‖² over D = 8");
 }
 
 /// One LARS step by hand (BYOL/SimCLR LARS; 1-D tensors: no decay, no adaptation).

@@ -107,6 +107,33 @@ fn the_predictor_learning_rate_rule_reaches_only_the_predictor() {
     }
 }
 
+/// `byol.loss_norm` reaches BYOL's loss: from the same weights and views, each normalisation
+/// gives a finite loss of its own, and a step with it trains.
+#[test]
+fn byol_takes_each_loss_normalisation() {
+    let mut losses = Vec::new();
+    for name in selfsup::losses::LossNorm::NAMES {
+        let mut sets = tiny_model_sets();
+        sets.extend(["method=byol".to_string(), format!("byol.loss_norm=\"{name}\"")]);
+        let cfg = load(None, &sets).unwrap();
+        tch::manual_seed(0);
+        let mut method = methods::build(&cfg, Device::Cpu).unwrap();
+        let mut opt = Optimizer::new(&cfg.optim, method.parameters());
+        let (v, labels) = views(4);
+        let out = method.forward(&v, &labels).unwrap();
+        let loss = out.loss.double_value(&[]);
+        assert!(loss.is_finite(), "{name}: loss {loss}");
+        let upd = apply_update(method.as_mut(), &mut opt, &mut GradSync::Alone, &out.loss, LearningRate::constant(0.05), 0, 10, GradCheck::Now).unwrap();
+        assert!(matches!(upd, Update::Applied(_)), "{name}: the step was not applied");
+        losses.push((name, loss));
+    }
+    for (i, a) in losses.iter().enumerate() {
+        for b in &losses[i + 1..] {
+            assert!((a.1 - b.1).abs() > 1e-6, "{} and {} give the same loss {}", a.0, b.0, a.1);
+        }
+    }
+}
+
 #[test]
 fn supcon_refuses_unlabelled_batches() {
     let cfg = tiny("supcon");

@@ -28,6 +28,7 @@ pub const FIELD_DOCS: &[(&str, &str, &str)] = &[
     ("byol.predictor", "mlp \\| linear \\| none", "Predictor head; none removes it (BYOL Table 5b collapse case)."),
     ("byol.predictor_lr_scale", "> 0", "Learning-rate multiplier for the predictor."),
     ("byol.predictor_fixed_lr", "bool", "The predictor's learning rate stays at the peak (times the multiplier) instead of following warm-up and cosine decay (SimSiam §4.2)."),
+    ("byol.loss_norm", "l2 \\| layernorm \\| none \\| batchnorm", "Map applied to predictions and targets before the squared error (BYOL's loss-normalisation ablation): l2 = Eq. 2; layernorm / batchnorm standardise over features / over the batch, scaled by 1/√D; none = raw outputs."),
     ("byol.uniformity_weight", "≥ 0", "λ of an explicit uniformity term λ·(U(z₁)+U(z₂))/2 on the online projections (Wang & Isola 2020; 0 = off)."),
     ("byol.negatives_weight", "≥ 0", "β of the negatives term (BYOL Appendix F.4, generalised InfoNCE; 0 = plain BYOL)."),
     ("byol.negatives_temperature", "> 0", "α, temperature of the negatives term."),

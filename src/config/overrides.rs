@@ -175,6 +175,8 @@ mod tests {
         assert!(e.contains("byol.tau_base") && e.contains("[0, 1]"), "{e}");
         let e = load(None, &["model.arch=resnet99".into()]).unwrap_err().to_string();
         assert!(e.contains("model.arch") && e.contains("resnet99"), "{e}");
+        let e = load(None, &["byol.loss_norm=\"l1\"".into()]).unwrap_err().to_string();
+        assert!(e.contains("byol.loss_norm") && e.contains("l1") && e.contains("layernorm"), "{e}");
     }
 
     #[test]

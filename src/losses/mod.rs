@@ -5,7 +5,7 @@ pub mod contrastive;
 pub mod simsiam;
 
 pub use alignment_uniformity::{alignment, uniformity};
-pub use byol::{byol_negatives_term, regression_loss};
+pub use byol::{byol_negatives_term, normalised_regression_loss, regression_loss, LossNorm};
 pub use contrastive::{info_nce, info_nce_batch_keys, info_nce_logits, nt_xent, sup_con, sup_con_views};
 pub use simsiam::negative_cosine;
 

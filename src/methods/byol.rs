@@ -15,9 +15,11 @@
 //! Ablation terms (both off by default): an explicit uniformity term on the online projections,
 //! `λ·(U(z₁) + U(z₂))/2` (Wang & Isola 2020, see [`crate::losses::uniformity`]), and the paper's
 //! negatives term `β·(N(p₁; t₁, t₂) + N(p₂; t₂, t₁))` (Appendix F.4, see
-//! [`crate::losses::byol_negatives_term`]).
+//! [`crate::losses::byol_negatives_term`]). The loss-normalisation ablation (`byol.loss_norm`:
+//! LayerNorm, BatchNorm or nothing in place of Eq. 2's ℓ2 normalisation, see
+//! [`crate::losses::LossNorm`]) changes the regression term only; both extra terms stay cosine-based.
 use crate::config::Config;
-use crate::losses::{byol_negatives_term, regression_loss, uniformity};
+use crate::losses::{byol_negatives_term, normalised_regression_loss, uniformity, LossNorm};
 use crate::methods::branch::{Branch, MomentumBranch};
 use crate::methods::{parameters_with_rule, Method, StepOutput};
 use crate::optim::LrRule;
@@ -41,6 +43,9 @@ pub struct ByolConfig {
     /// The predictor's learning rate stays at the peak (times the multiplier) instead of
     /// following warm-up and cosine decay (SimSiam, arXiv:2011.10566, §4.2).
     pub predictor_fixed_lr: bool,
+    /// l2 | layernorm | none | batchnorm: the map applied to predictions and targets before the
+    /// squared error (the paper's loss-normalisation ablation; l2 = Eq. 2).
+    pub loss_norm: String,
     /// λ of an explicit uniformity term on the online projections (0 = off).
     pub uniformity_weight: f64,
     /// β of the negatives term (Appendix F.4; 0 = off, plain BYOL).
@@ -51,11 +56,16 @@ pub struct ByolConfig {
 
 impl Default for ByolConfig {
     fn default() -> Self {
-        ByolConfig { tau_base: 0.99, tau_schedule: "cosine".into(), predictor: "mlp".into(), predictor_lr_scale: 1.0, predictor_fixed_lr: false, uniformity_weight: 0.0, negatives_weight: 0.0, negatives_temperature: 0.1 }
+        ByolConfig { tau_base: 0.99, tau_schedule: "cosine".into(), predictor: "mlp".into(), predictor_lr_scale: 1.0, predictor_fixed_lr: false, loss_norm: "l2".into(), uniformity_weight: 0.0, negatives_weight: 0.0, negatives_temperature: 0.1 }
     }
 }
 
 impl ByolConfig {
+    /// `loss_norm`, parsed.
+    pub fn loss_norm(&self) -> Result<LossNorm, crate::Error> {
+        LossNorm::parse(&self.loss_norm).ok_or_else(|| crate::Error::config("byol.loss_norm", &self.loss_norm, "expected l2, layernorm, none or batchnorm"))
+    }
+
     pub fn validate(&self) -> Result<(), crate::Error> {
         use crate::Error;
         if !(0.0..=1.0).contains(&self.tau_base) {
@@ -70,6 +80,7 @@ impl ByolConfig {
         if !(self.predictor_lr_scale > 0.0) {
             return Err(Error::config("byol.predictor_lr_scale", self.predictor_lr_scale, "must be > 0"));
         }
+        self.loss_norm()?;
         if !(self.uniformity_weight >= 0.0 && self.uniformity_weight.is_finite()) {
             return Err(Error::config("byol.uniformity_weight", self.uniformity_weight, "must be ≥ 0"));
         }
@@ -85,6 +96,7 @@ impl ByolConfig {
 
 pub struct Byol {
     cfg: ByolConfig,
+    loss_norm: LossNorm,
     online_vs: VarStore,
     online: Branch,
     predictor: Option<Mlp>,
@@ -109,7 +121,8 @@ impl Byol {
         let predictor = build_predictor(&root, &cfg.byol.predictor, cfg);
         // the target starts as an exact copy of the online encoder + projector
         let target = MomentumBranch::copy_of(&online_vs, cfg, device)?;
-        Ok(Byol { cfg: cfg.byol.clone(), online_vs, online, predictor, target })
+        let loss_norm = cfg.byol.loss_norm()?;
+        Ok(Byol { cfg: cfg.byol.clone(), loss_norm, online_vs, online, predictor, target })
     }
 
     /// Online projection and prediction of one view.
@@ -145,7 +158,7 @@ impl Method for Byol {
         let t1 = self.target.forward(&views[0]);
         let t2 = self.target.forward(&views[1]);
         // Eq. 3: the symmetrised loss is the sum over both view orders, not the mean.
-        let mut loss = regression_loss(&p1, &t2) + regression_loss(&p2, &t1);
+        let mut loss = normalised_regression_loss(&p1, &t2, self.loss_norm) + normalised_regression_loss(&p2, &t1, self.loss_norm);
         if self.cfg.uniformity_weight > 0.0 {
             loss = loss + (uniformity(&z1, 2.0) + uniformity(&z2, 2.0)) * (self.cfg.uniformity_weight / 2.0);
         }
