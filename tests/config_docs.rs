@@ -25,3 +25,19 @@ fn shipped_configs_load_and_validate() {
     // two CPU references per method family plus a CIFAR and an ImageNet preset per method
     assert!(n >= 6 + 12, "only {n} shipped configs");
 }
+
+/// Every study file under `studies/` resolves: each run's config (base, study-wide and run
+/// overrides, seed) loads and validates, and the run names are distinct.
+#[test]
+fn shipped_studies_plan() {
+    let mut n = 0;
+    for entry in std::fs::read_dir(common::root().join("studies")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().map(|e| e == "toml").unwrap_or(false) {
+            let (_, runs) = selfsup::study::plan(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(runs.len() >= 2, "{}: {} run(s)", path.display(), runs.len());
+            n += 1;
+        }
+    }
+    assert!(n >= 10, "only {n} shipped studies");
+}
