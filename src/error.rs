@@ -16,6 +16,11 @@ pub enum Error {
     /// The run was interrupted by a signal after a checkpoint was written.
     #[error("interrupted by {signal}; checkpoint written to {}", checkpoint.display())]
     Interrupted { signal: &'static str, code: i32, checkpoint: PathBuf },
+    /// Training stopped on a non-finite loss or gradient (`train.on_nonfinite = "stop"`); the
+    /// message names the step and the last good checkpoint (exit code 1). A study records it as
+    /// the run's outcome and goes on with the next run.
+    #[error("{0}")]
+    Diverged(String),
     /// A child process failed with this exit code (`selfsup launch`).
     #[error("{message}")]
     Exit { code: i32, message: String },
@@ -42,7 +47,7 @@ pub fn exit_code(err: &anyhow::Error) -> i32 {
             return match e {
                 Error::Usage(_) | Error::Config { .. } => 2,
                 Error::Interrupted { code, .. } | Error::Exit { code, .. } => *code,
-                Error::Data { .. } => 1,
+                Error::Data { .. } | Error::Diverged(_) => 1,
             };
         }
     }

@@ -156,3 +156,41 @@ fn runs_over_seeds_are_summarised_per_configuration() {
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(!md.contains("Across seeds") && !out.join("results_by_configuration.csv").exists(), "{md}");
 }
+
+/// A run that diverges is the study's result for that configuration, not its end: the next run
+/// trains, the report says which run diverged and why, and a rerun skips it.
+#[test]
+fn a_diverging_run_is_reported_and_the_study_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.toml");
+    let text = r#"
+name = "diverge"
+set = ["train.epochs=1", "train.batch=16", "data.train=\"synthetic:160\"", "eval.test=\"synthetic:20@test\"", "eval.knn_k=5"]
+[[runs]]
+name = "blows-up"
+set = ["optim.weight_decay=1e30"]
+[[runs]]
+name = "fine"
+"#;
+    std::fs::write(&file, text).unwrap();
+    let out = dir.path().join("out");
+    let args = vec![file.to_str().unwrap().to_string(), "--out".into(), out.to_str().unwrap().into(), "--quiet".into()];
+    let o = study(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("blows-up: diverged: non-finite") && err.contains("1 of 2 runs diverged"), "{err}");
+    assert!(out.join("fine/summary.json").exists() && !out.join("blows-up/summary.json").exists());
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].ends_with(",stopped"), "{csv}");
+    assert!(rows[1].starts_with("blows-up,") && rows[1].contains(",false,") && rows[1].contains("non-finite"), "{csv}");
+    assert!(rows[2].starts_with("fine,") && rows[2].ends_with(','), "the finished run has no stop reason: {csv}");
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("(**diverged**)") && md.contains("Runs that diverged") && md.contains("- blows-up: non-finite"), "{md}");
+
+    // a rerun skips the diverged run instead of training it again
+    let o = study(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("blows-up: diverged in an earlier attempt, skipped") && err.contains("fine: finished, skipped"), "{err}");
+}

@@ -9,6 +9,7 @@
 //! A study run over several seeds also gets each configuration's mean ± standard deviation
 //! ([`crate::study::seeds`]): a second table and `results_by_configuration.csv`.
 use crate::study::plots::{line_plot, scatter_plot, Series};
+use crate::study::runner::stopped_reason;
 use crate::study::seeds::{group_by_configuration, SeedGroup, Spread};
 use crate::train::checkpoint::write_atomic;
 use serde_json::Value;
@@ -22,6 +23,8 @@ pub struct RunRow {
     pub name: String,
     pub overrides: String,
     pub finished: bool,
+    /// Why the run stopped early (it diverged), if it did.
+    pub stopped: Option<String>,
     pub epochs_done: f64,
     /// The final value of each of the [`METRICS`] the run has, by key.
     pub values: BTreeMap<&'static str, f64>,
@@ -135,6 +138,7 @@ pub fn read_run(dir: &Path, name: &str, overrides: &str) -> RunRow {
         name: name.to_string(),
         overrides: overrides.to_string(),
         finished: summary.is_some(),
+        stopped: stopped_reason(dir),
         epochs_done: max_step / steps_per_epoch,
         values,
         dim: projector_dim(dir),
@@ -167,6 +171,11 @@ pub fn read_runs(out: &Path) -> anyhow::Result<(Value, Vec<RunRow>)> {
     Ok((study, rows))
 }
 
+/// A CSV field in double quotes (inner quotes doubled).
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
 fn opt(v: Option<f64>, digits: usize) -> String {
     v.map(|x| format!("{x:.digits$}")).unwrap_or_else(|| "–".into())
 }
@@ -180,12 +189,13 @@ const PREDICTOR_PLOT: (&str, &str) = ("pred_z_std_vs_epoch.png", "z-std of the p
 pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     let (study, rows) = read_runs(out)?;
     let keys: Vec<&str> = METRICS.iter().map(|m| m.key).collect();
-    let mut csv = format!("run,overrides,finished,epochs,{},collapsed,minutes\n", keys.join(","));
+    let mut csv = format!("run,overrides,finished,epochs,{},collapsed,minutes,stopped\n", keys.join(","));
     let cell = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
     for r in &rows {
         let values: Vec<String> = METRICS.iter().map(|m| cell(r.get(m.key))).collect();
         let collapsed = r.collapsed().map(|b| b.to_string()).unwrap_or_default();
-        let _ = writeln!(csv, "{},\"{}\",{},{:.2},{},{},{}", r.name, r.overrides.replace('"', "\"\""), r.finished, r.epochs_done, values.join(","), collapsed, cell(r.minutes));
+        let stopped = r.stopped.as_deref().map(quoted).unwrap_or_default();
+        let _ = writeln!(csv, "{},{},{},{:.2},{},{},{},{stopped}", r.name, quoted(&r.overrides), r.finished, r.epochs_done, values.join(","), collapsed, cell(r.minutes));
     }
     write_atomic(&out.join("results.csv"), csv.as_bytes())?;
 
@@ -217,11 +227,19 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
             })
             .collect();
         let overrides = if r.overrides.is_empty() { "–" } else { &r.overrides };
-        let unfinished = if r.finished { "" } else { " (unfinished)" };
+        let unfinished = match (r.finished, &r.stopped) {
+            (true, _) => "",
+            (false, Some(_)) => " (**diverged**)",
+            (false, None) => " (unfinished)",
+        };
         let collapsed = r.collapsed().map(|b| if b { "**yes**" } else { "no" }).unwrap_or("–");
         let _ = writeln!(md, "| {} | `{overrides}` | {:.1}{unfinished} | {} | {collapsed} | {} |", r.name, r.epochs_done, values.join(" | "), opt(r.minutes, 1));
     }
     md.push('\n');
+    let stopped: Vec<String> = rows.iter().filter_map(|r| Some(format!("- {}: {}", r.name, r.stopped.as_deref()?))).collect();
+    if !stopped.is_empty() {
+        let _ = writeln!(md, "Runs that diverged (a non-finite loss or gradient stopped them):\n\n{}\n", stopped.join("\n"));
+    }
     match group_by_configuration(&rows) {
         Some(groups) => write_seed_table(out, &mut md, &groups, &shown)?,
         // a single-seed study (also one rebuilt after its seeds were removed): no such table

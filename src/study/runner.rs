@@ -1,5 +1,8 @@
 //! Runs a study's runs one after another, each in `OUT/<run>/`. A run whose `summary.json` exists
 //! is finished and skipped; one with checkpoints but no summary was interrupted and is resumed.
+//! A run that diverges (a non-finite loss or gradient) is an outcome, not the study's end: the
+//! reason goes to `OUT/<run>/stopped.json`, the report shows it, the next run starts, and a later
+//! `selfsup study` skips it (delete that file to retry). Any other error stops the study.
 //! The report is rewritten after every run, so a long study shows partial results.
 use crate::eval::{linear_probe, train_test_features, LinearProbeConfig};
 use crate::study::{plan, write_report};
@@ -31,17 +34,35 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         "runs": runs.iter().map(|r| json!({"name": r.name, "overrides": r.overrides})).collect::<Vec<_>>(),
     });
     write_atomic(&out.join("study.json"), serde_json::to_string_pretty(&plan_json)?.as_bytes())?;
+    let mut diverged = Vec::new();
     for (i, run) in runs.iter().enumerate() {
         let dir = out.join(&run.name);
+        let at = format!("[{}/{}] {}", i + 1, runs.len(), run.name);
         if dir.join("summary.json").exists() && (!spec.linear || dir.join("linear.json").exists()) {
-            eprintln!("[{}/{}] {}: finished, skipped", i + 1, runs.len(), run.name);
+            eprintln!("{at}: finished, skipped");
+            continue;
+        }
+        if let Some(reason) = stopped_reason(&dir) {
+            eprintln!("{at}: diverged in an earlier attempt, skipped (delete {} to retry): {reason}", dir.join(STOPPED).display());
+            diverged.push(run.name.clone());
             continue;
         }
         if !dir.join("summary.json").exists() {
             let resume = !candidates(&dir).is_empty();
-            eprintln!("[{}/{}] {}{}: {}", i + 1, runs.len(), run.name, if resume { " (resuming)" } else { "" }, run.overrides.join(" "));
-            let s = train(&run.config, &TrainOptions { out: dir.clone(), resume, quiet: opts.quiet, stop_after_steps: None })?;
-            eprintln!("[{}/{}] {}: loss {:.4}, kNN {}, {:.1} min", i + 1, runs.len(), run.name, s.final_loss, s.knn_top1.map(|k| format!("{k:.4}")).unwrap_or("-".into()), s.minutes);
+            eprintln!("{at}{}: {}", if resume { " (resuming)" } else { "" }, run.overrides.join(" "));
+            match train(&run.config, &TrainOptions { out: dir.clone(), resume, quiet: opts.quiet, stop_after_steps: None }) {
+                Ok(s) => eprintln!("{at}: loss {:.4}, kNN {}, {:.1} min", s.final_loss, s.knn_top1.map(|k| format!("{k:.4}")).unwrap_or("-".into()), s.minutes),
+                Err(e) => match e.downcast_ref::<crate::Error>() {
+                    Some(crate::Error::Diverged(reason)) => {
+                        eprintln!("{at}: diverged: {reason}");
+                        write_atomic(&dir.join(STOPPED), json!({"reason": reason}).to_string().as_bytes())?;
+                        diverged.push(run.name.clone());
+                        write_report(out)?;
+                        continue;
+                    }
+                    _ => return Err(e.context(format!("study run `{}`", run.name))),
+                },
+            }
         }
         if spec.linear {
             let device = crate::backend::parse_device(&run.config.train.device)?;
@@ -54,5 +75,17 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         write_report(out)?;
     }
     write_report(out)?;
+    if !diverged.is_empty() {
+        eprintln!("{} of {} runs diverged ({}); the report shows why", diverged.len(), runs.len(), diverged.join(", "));
+    }
     Ok(())
+}
+
+/// The file in a run folder that records why the run stopped early.
+pub const STOPPED: &str = "stopped.json";
+
+/// Why the run in `dir` stopped early, if it did (see [`STOPPED`]).
+pub fn stopped_reason(dir: &Path) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(STOPPED)).ok()?).ok()?;
+    v["reason"].as_str().map(String::from)
 }

@@ -516,7 +516,7 @@ fn stop_if_non_finite(s: &Settled, now: usize, nb: usize, last_ckpt: Option<&Pat
         (None, false) => return Ok(()),
     };
     let seen = if at + 1 < now { format!(", read back after step {now}") } else { String::new() };
-    anyhow::bail!("{what} at step {at} (epoch {}){seen}; stopping. The last good checkpoint is {ck}; lower optim.lr or set train.on_nonfinite=skip", at / nb.max(1) + 1)
+    Err(Error::Diverged(format!("{what} at step {at} (epoch {}){seen}; stopping. The last good checkpoint is {ck}; lower optim.lr or set train.on_nonfinite=skip", at / nb.max(1) + 1)).into())
 }
 
 /// Every rank must hold the same weights after a step: compares a checksum (the float64 sum of
