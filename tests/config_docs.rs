@@ -41,3 +41,40 @@ fn shipped_studies_plan() {
     }
     assert!(n >= 10, "only {n} shipped studies");
 }
+
+/// The names a config error lists after "expected" (`a, b or c`, `one of: a, b, c`, serde's
+/// "one of `a`, `b`").
+fn names_in_error(message: &str) -> Vec<String> {
+    let after = message.rsplit("expected ").next().unwrap().lines().next().unwrap();
+    let list = after.trim_start_matches("one of").trim_start_matches(':').trim().trim_end_matches(')');
+    list.split(", ").flat_map(|part| part.split(" or ")).map(|name| name.trim().trim_matches('`').to_string()).collect()
+}
+
+/// For every key the page documents as a list of names (`a \| b \| c`): each listed name is
+/// accepted, and an unknown name is refused by an error that names the key and lists exactly the
+/// documented names — so the page, the parser and the error text agree.
+#[test]
+fn documented_names_are_exactly_the_accepted_ones() {
+    let mut checked = 0;
+    for (key, allowed, _) in selfsup::config::docs::FIELD_DOCS {
+        if !allowed.contains("\\|") || *key == "train.device" {
+            continue; // ranges and bools; the device list needs a GPU for `cuda`
+        }
+        let names: Vec<&str> = allowed.split(" \\| ").collect();
+        for name in &names {
+            let value = if *name == "empty" { "" } else { name };
+            // Keys a name needs beside it: shuffling-BN's split norm is not involved here; the
+            // method-specific sections are validated whatever the method.
+            selfsup::config::load(None, &[format!("{key}=\"{value}\"")]).unwrap_or_else(|e| panic!("{key} = {name} (documented) refused: {e}"));
+        }
+        let err = selfsup::config::load(None, &[format!("{key}=\"no-such-name\"")]).expect_err(key).to_string();
+        assert!(err.contains(key), "{key}: the error does not name the key: {err}");
+        let mut listed = names_in_error(&err);
+        let mut documented: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        listed.sort();
+        documented.sort();
+        assert_eq!(listed, documented, "{key}: error lists {listed:?}, page documents {documented:?}\n{err}");
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} keys with named values");
+}

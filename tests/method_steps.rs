@@ -112,7 +112,7 @@ fn the_predictor_learning_rate_rule_reaches_only_the_predictor() {
 #[test]
 fn byol_takes_each_loss_normalisation() {
     let mut losses = Vec::new();
-    for name in selfsup::losses::LossNorm::NAMES {
+    for (name, _) in selfsup::losses::LossNorm::CHOICES {
         let mut sets = tiny_model_sets();
         sets.extend(["method=byol".to_string(), format!("byol.loss_norm=\"{name}\"")]);
         let cfg = load(None, &sets).unwrap();

@@ -187,6 +187,14 @@ name = "fine"
     assert!(rows[2].starts_with("fine,") && rows[2].ends_with(','), "the finished run has no stop reason: {csv}");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("(**diverged**)") && md.contains("Runs that diverged") && md.contains("- blows-up: non-finite"), "{md}");
+    // a run that diverged before its first log line (as BYOL without loss normalisation does) has
+    // no metrics, and its row shows none — not the 1/√d reference beside an empty z-std
+    std::fs::write(out.join("blows-up/metrics.jsonl"), "").unwrap();
+    let o = run_owned(&["study".into(), "report".into(), out.to_str().unwrap().into()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    let row = md.lines().find(|l| l.starts_with("| blows-up |")).expect("the diverged run's row");
+    assert!(row.contains("(**diverged**) | – |") && !row.contains("– ("), "{row}");
 
     // a rerun skips the diverged run instead of training it again
     let o = study(&args);

@@ -9,14 +9,17 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 pub const CIFAR10_STD: [f32; 3] = [0.247, 0.243, 0.261];
 
-/// Resolves a normalisation name (`imagenet`, `cifar10`, `none`) to (mean, std).
+/// The normalisation names (`data.normalize`, `eval.normalize`) and their (mean, std).
+pub const NORMALIZATIONS: [(&str, ([f32; 3], [f32; 3])); 4] = [
+    ("imagenet", (IMAGENET_MEAN, IMAGENET_STD)),
+    ("cifar10", (CIFAR10_MEAN, CIFAR10_STD)),
+    ("cifar", (CIFAR10_MEAN, CIFAR10_STD)),
+    ("none", ([0.0; 3], [1.0; 3])),
+];
+
+/// Resolves a normalisation name ([`NORMALIZATIONS`]) to (mean, std).
 pub fn normalization(name: &str) -> Result<([f32; 3], [f32; 3]), Error> {
-    match name {
-        "imagenet" => Ok((IMAGENET_MEAN, IMAGENET_STD)),
-        "cifar10" | "cifar" => Ok((CIFAR10_MEAN, CIFAR10_STD)),
-        "none" => Ok(([0.0; 3], [1.0; 3])),
-        other => Err(Error::config("data.normalize", other, "expected imagenet, cifar10 or none")),
-    }
+    crate::config::choose("data.normalize", name, &NORMALIZATIONS)
 }
 
 /// Everything one view's pipeline does, in order: crop → flip → colour jitter → grayscale →

@@ -86,7 +86,7 @@ pub const FIELD_DOCS: &[(&str, &str, &str)] = &[
     ("data.crop_size", "0..=4096", "View side in pixels (0 = recipe default: 32 for -cifar, 224 otherwise)."),
     ("data.jitter_strength", "[0, 5]", "Colour-jitter strength multiplier (lightly's cj_strength)."),
     ("data.min_scale", "[0, 1]", "Smallest crop area fraction (0 = recipe default)."),
-    ("data.normalize", "imagenet \\| cifar10 \\| none", "Channel normalisation of training views."),
+    ("data.normalize", "imagenet \\| cifar10 \\| cifar \\| none", "Channel normalisation of training views."),
     ("data.workers", "≥ 0", "Loader threads (0 = one per core)."),
     ("data.prefetch", "1..=1024", "Batches prepared ahead of the step."),
     ("data.small_crops", "0..=16", "Extra small views (multi-crop)."),
@@ -98,7 +98,7 @@ pub const FIELD_DOCS: &[(&str, &str, &str)] = &[
     ("eval.knn_train", "data spec or empty", "kNN reference set (empty = the training data, un-augmented)."),
     ("eval.knn_k", "≥ 1", "Neighbours in the kNN vote (200 lightly, 20 solo-learn)."),
     ("eval.knn_temperature", "> 0", "kNN vote temperature (0.1 lightly, 0.07 solo-learn)."),
-    ("eval.normalize", "imagenet \\| cifar10 \\| none \\| empty", "Normalisation of evaluation images (empty = data.normalize)."),
+    ("eval.normalize", "imagenet \\| cifar10 \\| cifar \\| none \\| empty", "Normalisation of evaluation images (empty = data.normalize)."),
     ("eval.compare_random", "bool", "After training, also report kNN of a random-init encoder."),
     ("eval.batch", "≥ 1", "Batch size for feature extraction."),
 ];

@@ -1,6 +1,6 @@
 //! The configuration schema. Every key is documented in [`super::docs::FIELD_DOCS`] and rendered
 //! to `docs/config.md` by `selfsup config docs` (a test keeps the file current).
-use crate::augment::recipe::{normalization, Recipe, RecipeParams};
+use crate::augment::recipe::{normalization, Recipe, RecipeParams, NORMALIZATIONS};
 use crate::error::Error;
 use crate::methods::adco::AdcoConfig;
 use crate::methods::byol::ByolConfig;
@@ -222,7 +222,10 @@ impl Default for EvalConfig {
 impl EvalConfig {
     pub fn normalization(&self, data: &DataConfig) -> Result<([f32; 3], [f32; 3]), Error> {
         normalization(if self.normalize.is_empty() { &data.normalize } else { &self.normalize })
-            .map_err(|_| Error::config("eval.normalize", &self.normalize, "expected imagenet, cifar10, none or empty"))
+            .map_err(|_| {
+                let names: Vec<&str> = NORMALIZATIONS.iter().map(|(name, _)| *name).chain(["empty"]).collect();
+                Error::config("eval.normalize", &self.normalize, format!("expected {}", crate::config::names_sentence(&names)))
+            })
     }
 }
 
@@ -265,23 +268,15 @@ impl Config {
         if t.keep_checkpoints == 0 {
             return Err(Error::config("train.keep_checkpoints", 0, "must be at least 1"));
         }
-        if !matches!(t.on_nonfinite.as_str(), "stop" | "skip") {
-            return Err(Error::config("train.on_nonfinite", &t.on_nonfinite, "expected stop or skip"));
-        }
+        crate::config::check_one_of("train.on_nonfinite", &t.on_nonfinite, &["stop", "skip"])?;
         if t.sync_debug && t.on_nonfinite == "skip" {
             return Err(Error::config("train.sync_debug", true, "checks the stop mode's step; skip mode reads the loss every step by design (set train.on_nonfinite = \"stop\")"));
         }
-        if !matches!(t.grad_sync.as_str(), "overlap" | "after") {
-            return Err(Error::config("train.grad_sync", &t.grad_sync, "expected overlap or after"));
-        }
-        if !matches!(t.precision.as_str(), "f32" | "f64") {
-            return Err(Error::config("train.precision", &t.precision, "expected f32 or f64"));
-        }
+        crate::config::check_one_of("train.grad_sync", &t.grad_sync, &["overlap", "after"])?;
+        crate::config::check_one_of("train.precision", &t.precision, &["f32", "f64"])?;
         crate::backend::device::parse_device(&t.device)?;
         self.data.recipe()?;
-        if crate::data::AugmentOn::parse(&self.data.augment_on).is_none() {
-            return Err(Error::config("data.augment_on", &self.data.augment_on, format!("expected {}", crate::data::AugmentOn::NAMES)));
-        }
+        crate::data::AugmentOn::parse(&self.data.augment_on)?;
         if !(1..=1024).contains(&self.data.prefetch) {
             return Err(Error::config("data.prefetch", self.data.prefetch, "must lie in 1..=1024"));
         }

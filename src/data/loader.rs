@@ -84,15 +84,11 @@ pub enum AugmentOn {
 }
 
 impl AugmentOn {
-    pub const NAMES: &'static str = "cpu, gpu or split";
+    /// The config names (`data.augment_on`).
+    pub const CHOICES: [(&'static str, AugmentOn); 3] = [("cpu", AugmentOn::Cpu), ("gpu", AugmentOn::Gpu), ("split", AugmentOn::Split)];
 
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "cpu" => Some(AugmentOn::Cpu),
-            "gpu" => Some(AugmentOn::Gpu),
-            "split" => Some(AugmentOn::Split),
-            _ => None,
-        }
+    pub fn parse(name: &str) -> Result<Self, crate::Error> {
+        crate::config::choose("data.augment_on", name, &Self::CHOICES)
     }
 }
 

@@ -26,18 +26,9 @@ pub enum LossNorm {
 }
 
 impl LossNorm {
-    /// The config names, in the order of the paper's table.
-    pub const NAMES: [&'static str; 4] = ["l2", "layernorm", "none", "batchnorm"];
-
-    pub fn parse(name: &str) -> Option<LossNorm> {
-        match name {
-            "l2" => Some(LossNorm::L2),
-            "layernorm" => Some(LossNorm::LayerNorm),
-            "batchnorm" => Some(LossNorm::BatchNorm),
-            "none" => Some(LossNorm::None),
-            _ => None,
-        }
-    }
+    /// The config names (`byol.loss_norm`), in the order of the paper's table.
+    pub const CHOICES: [(&'static str, LossNorm); 4] =
+        [("l2", LossNorm::L2), ("layernorm", LossNorm::LayerNorm), ("none", LossNorm::None), ("batchnorm", LossNorm::BatchNorm)];
 
     /// Applies the map to `x: [N, D]` (already in the compute kind).
     pub fn apply(self, x: &Tensor) -> Tensor {

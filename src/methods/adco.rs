@@ -103,9 +103,7 @@ impl AdcoConfig {
         if !(self.bank_weight_decay >= 0.0 && self.bank_weight_decay.is_finite()) {
             return Err(Error::config("adco.bank_weight_decay", self.bank_weight_decay, "must be ≥ 0"));
         }
-        if !matches!(self.bank_init.as_str(), "features" | "random") {
-            return Err(Error::config("adco.bank_init", &self.bank_init, "expected features or random"));
-        }
+        crate::config::check_one_of("adco.bank_init", &self.bank_init, &["features", "random"])?;
         validate_momentum("adco", self.momentum_base, self.momentum_end)
     }
 }

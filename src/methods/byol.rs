@@ -63,7 +63,7 @@ impl Default for ByolConfig {
 impl ByolConfig {
     /// `loss_norm`, parsed.
     pub fn loss_norm(&self) -> Result<LossNorm, crate::Error> {
-        LossNorm::parse(&self.loss_norm).ok_or_else(|| crate::Error::config("byol.loss_norm", &self.loss_norm, "expected l2, layernorm, none or batchnorm"))
+        crate::config::choose("byol.loss_norm", &self.loss_norm, &LossNorm::CHOICES)
     }
 
     pub fn validate(&self) -> Result<(), crate::Error> {
@@ -71,12 +71,8 @@ impl ByolConfig {
         if !(0.0..=1.0).contains(&self.tau_base) {
             return Err(Error::config("byol.tau_base", self.tau_base, "must lie in [0, 1]"));
         }
-        if !matches!(self.tau_schedule.as_str(), "cosine" | "constant") {
-            return Err(Error::config("byol.tau_schedule", &self.tau_schedule, "expected cosine or constant"));
-        }
-        if !matches!(self.predictor.as_str(), "mlp" | "linear" | "none") {
-            return Err(Error::config("byol.predictor", &self.predictor, "expected mlp, linear or none"));
-        }
+        crate::config::check_one_of("byol.tau_schedule", &self.tau_schedule, &["cosine", "constant"])?;
+        crate::config::check_one_of("byol.predictor", &self.predictor, &PREDICTORS)?;
         if !(self.predictor_lr_scale > 0.0) {
             return Err(Error::config("byol.predictor_lr_scale", self.predictor_lr_scale, "must be > 0"));
         }
@@ -102,6 +98,9 @@ pub struct Byol {
     predictor: Option<Mlp>,
     target: MomentumBranch,
 }
+
+/// The predictor kinds `byol.predictor` and `simsiam.predictor` take (see [`build_predictor`]).
+pub const PREDICTORS: [&str; 3] = ["mlp", "linear", "none"];
 
 /// The predictor head a config asks for (shared with SimSiam): `mlp` per the predictor section,
 /// `linear` a single linear map, `none` no predictor.

@@ -34,9 +34,7 @@ impl Default for SimsiamConfig {
 
 impl SimsiamConfig {
     pub fn validate(&self) -> Result<(), Error> {
-        if !matches!(self.predictor.as_str(), "mlp" | "linear" | "none") {
-            return Err(Error::config("simsiam.predictor", &self.predictor, "expected mlp, linear or none"));
-        }
+        crate::config::check_one_of("simsiam.predictor", &self.predictor, &super::byol::PREDICTORS)?;
         if !(self.predictor_lr_scale > 0.0) {
             return Err(Error::config("simsiam.predictor_lr_scale", self.predictor_lr_scale, "must be > 0"));
         }

@@ -22,16 +22,18 @@ pub enum NormKind {
 }
 
 impl NormKind {
+    /// The config names of the kinds.
+    pub const CHOICES: [(&'static str, NormKind); 6] = [
+        ("bn", NormKind::Bn),
+        ("splitbn", NormKind::Splitbn),
+        ("syncbn", NormKind::Syncbn),
+        ("ln", NormKind::Ln),
+        ("gnws", NormKind::Gnws),
+        ("none", NormKind::None),
+    ];
+
     pub fn parse(field: &str, s: &str) -> Result<Self, Error> {
-        Ok(match s {
-            "bn" => NormKind::Bn,
-            "splitbn" => NormKind::Splitbn,
-            "syncbn" => NormKind::Syncbn,
-            "ln" => NormKind::Ln,
-            "gnws" => NormKind::Gnws,
-            "none" => NormKind::None,
-            other => return Err(Error::config(field, other, "expected bn, splitbn, syncbn, ln, gnws or none")),
-        })
+        crate::config::choose(field, s, &Self::CHOICES)
     }
     /// Whether convolutions feeding this norm standardise their weights.
     pub fn weight_standardised(self) -> bool {

@@ -32,19 +32,16 @@ impl Default for ResNetConfig {
 impl ResNetConfig {
     /// (blocks per stage, bottleneck?)
     pub fn layout(&self) -> Result<([usize; 4], bool), Error> {
-        Ok(match self.arch.as_str() {
-            "resnet18" => ([2, 2, 2, 2], false),
-            "resnet34" => ([3, 4, 6, 3], false),
-            "resnet50" => ([3, 4, 6, 3], true),
-            other => return Err(Error::config("model.arch", other, "expected resnet18, resnet34 or resnet50")),
-        })
+        crate::config::choose(
+            "model.arch",
+            &self.arch,
+            &[("resnet18", ([2, 2, 2, 2], false)), ("resnet34", ([3, 4, 6, 3], false)), ("resnet50", ([3, 4, 6, 3], true))],
+        )
     }
 
     pub fn validate(&self) -> Result<(), Error> {
         self.layout()?;
-        if !matches!(self.stem.as_str(), "cifar" | "imagenet") {
-            return Err(Error::config("model.stem", &self.stem, "expected cifar or imagenet"));
-        }
+        crate::config::check_one_of("model.stem", &self.stem, &["cifar", "imagenet"])?;
         if !(1..=1024).contains(&self.width) {
             return Err(Error::config("model.width", self.width, "must lie in 1..=1024"));
         }

@@ -53,9 +53,7 @@ impl Default for OptimConfig {
 
 impl OptimConfig {
     pub fn validate(&self) -> Result<(), Error> {
-        if !matches!(self.name.as_str(), "lars" | "sgd" | "adamw") {
-            return Err(Error::config("optim.name", &self.name, "expected lars, sgd or adamw"));
-        }
+        crate::config::check_one_of("optim.name", &self.name, &["lars", "sgd", "adamw"])?;
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(Error::config("optim.lr", self.lr, "must be a positive finite number"));
         }

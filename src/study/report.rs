@@ -221,7 +221,7 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
             .map(|m| {
                 let v = opt(r.get(m.key), m.digits);
                 match m.key {
-                    "z_std" if r.dim > 0 => format!("{v} ({:.3})", 1.0 / (r.dim as f64).sqrt()),
+                    "z_std" if r.dim > 0 && r.get("z_std").is_some() => format!("{v} ({:.3})", 1.0 / (r.dim as f64).sqrt()),
                     _ => v,
                 }
             })

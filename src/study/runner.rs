@@ -5,6 +5,7 @@
 //! `selfsup study` skips it (delete that file to retry). Any other error stops the study.
 //! The report is rewritten after every run, so a long study shows partial results.
 use crate::eval::{linear_probe, train_test_features, LinearProbeConfig};
+use crate::study::spec::PlannedRun;
 use crate::study::{plan, write_report};
 use crate::train::checkpoint::{candidates, write_atomic};
 use crate::train::trainer::{eval_sets, load_method};
@@ -47,24 +48,10 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
             diverged.push(run.name.clone());
             continue;
         }
-        if !dir.join("summary.json").exists() {
-            let resume = !candidates(&dir).is_empty();
-            eprintln!("{at}{}: {}", if resume { " (resuming)" } else { "" }, run.overrides.join(" "));
-            match train(&run.config, &TrainOptions { out: dir.clone(), resume, quiet: opts.quiet, stop_after_steps: None }) {
-                Ok(s) => eprintln!("{at}: loss {:.4}, kNN {}, {:.1} min", s.final_loss, s.knn_top1.map(|k| format!("{k:.4}")).unwrap_or("-".into()), s.minutes),
-                Err(e) => match e.downcast_ref::<crate::Error>() {
-                    Some(crate::Error::Diverged(reason)) => {
-                        eprintln!("{at}: diverged: {reason}");
-                        write_atomic(&dir.join(STOPPED), json!({"reason": reason}).to_string().as_bytes())?;
-                        diverged.push(run.name.clone());
-                        write_report(out)?;
-                        continue;
-                    }
-                    _ => return Err(e.context(format!("study run `{}`", run.name))),
-                },
-            }
-        }
-        if spec.linear {
+        let trained = if dir.join("summary.json").exists() { true } else { train_run(run, &dir, &at, opts)? };
+        if !trained {
+            diverged.push(run.name.clone());
+        } else if spec.linear {
             let device = crate::backend::parse_device(&run.config.train.device)?;
             let (cfg, method) = load_method(&dir, device)?;
             let sets = eval_sets(&cfg)?;
@@ -79,6 +66,27 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         eprintln!("{} of {} runs diverged ({}); the report shows why", diverged.len(), runs.len(), diverged.join(", "));
     }
     Ok(())
+}
+
+/// Trains (or resumes) one run into `dir`. Returns false when it diverged, having recorded why in
+/// [`STOPPED`]; any other error ends the study, naming the run.
+fn train_run(run: &PlannedRun, dir: &Path, at: &str, opts: &StudyOptions) -> anyhow::Result<bool> {
+    let resume = !candidates(dir).is_empty();
+    eprintln!("{at}{}: {}", if resume { " (resuming)" } else { "" }, run.overrides.join(" "));
+    match train(&run.config, &TrainOptions { out: dir.to_path_buf(), resume, quiet: opts.quiet, stop_after_steps: None }) {
+        Ok(s) => {
+            eprintln!("{at}: loss {:.4}, kNN {}, {:.1} min", s.final_loss, s.knn_top1.map(|k| format!("{k:.4}")).unwrap_or("-".into()), s.minutes);
+            Ok(true)
+        }
+        Err(e) => match e.downcast_ref::<crate::Error>() {
+            Some(crate::Error::Diverged(reason)) => {
+                eprintln!("{at}: diverged: {reason}");
+                write_atomic(&dir.join(STOPPED), json!({"reason": reason}).to_string().as_bytes())?;
+                Ok(false)
+            }
+            _ => Err(e.context(format!("study run `{}`", run.name))),
+        },
+    }
 }
 
 /// The file in a run folder that records why the run stopped early.
