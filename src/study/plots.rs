@@ -84,11 +84,34 @@ fn plot(path: &Path, title: &str, x_label: &str, y_label: &str, x: (f64, f64), y
     Ok(())
 }
 
-/// Lines with markers, one per series, with a legend.
+/// Whether values are best read on a log axis: all positive and spanning more than two decades
+/// (an unnormalised loss in thousands beside losses near 1 would flatten the latter to a line).
+fn wants_log_axis(values: impl Iterator<Item = f64>) -> bool {
+    let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
+    for v in values.filter(|v| v.is_finite()) {
+        if v <= 0.0 {
+            return false;
+        }
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    lo.is_finite() && hi / lo > 100.0
+}
+
+/// Lines with markers, one per series, with a legend. When the values span more than two decades
+/// (all positive), y is drawn as log10(y) and the axis says so.
 pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> anyhow::Result<()> {
+    let log = wants_log_axis(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
+    let logged: Vec<Series>;
+    let (series, y_label) = if log {
+        logged = series.iter().map(|(name, pts)| (name.clone(), pts.iter().map(|&(x, y)| (x, y.log10())).collect())).collect();
+        (logged.as_slice(), format!("log10 {y_label}"))
+    } else {
+        (series, y_label.to_string())
+    };
     let x = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.0)));
     let y = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
-    plot(path, title, x_label, y_label, x, y, |chart| {
+    plot(path, title, x_label, &y_label, x, y, |chart| {
         for (i, (name, pts)) in series.iter().enumerate() {
             let (c, dash) = line_style(i);
             let pts: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
@@ -139,6 +162,16 @@ pub fn scatter_plot(path: &Path, title: &str, x_label: &str, y_label: &str, poin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_log_axis_only_for_positive_values_over_two_decades() {
+        assert!(wants_log_axis([0.9, 75.0, 37_549.0].into_iter()));
+        assert!(!wants_log_axis([0.5, 0.9, 40.0].into_iter()), "under two decades");
+        assert!(!wants_log_axis([-1.9, 0.01, 3.0].into_iter()), "a negative value (uniformity)");
+        assert!(!wants_log_axis([0.0, 0.5, 100.0].into_iter()), "a zero");
+        assert!(!wants_log_axis([f64::NAN, 1.0].into_iter()));
+        assert!(wants_log_axis([f64::NAN, 1e-4, 1.0].into_iter()), "non-finite values are skipped");
+    }
 
     #[test]
     fn the_first_forty_series_are_told_apart() {
