@@ -213,3 +213,58 @@ fn export_loads_into_torchvision_with_identical_features() {
     let diff: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(diff < 1e-5, "{line}");
 }
+
+/// The online linear probe (`eval.online_probe`) in training: it never changes the method (the
+/// loss curve is bit-identical with and without it), it is reported where it should be, its
+/// tensors are in the checkpoint and a resumed run continues it exactly. (That it learns is
+/// checked on features with a known Bayes accuracy in math_references.rs; this tiny encoder's
+/// features hardly separate the classes.)
+#[test]
+fn the_online_probe_leaves_the_method_alone_and_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = "synthetic:320"; // ten classes, 20 steps per epoch at batch 16
+    let probe = ["--set", "eval.online_probe=true", "--set", "eval.test=\"synthetic:200@test\"", "--set", "eval.knn_every=1"];
+    let without = dir.path().join("without");
+    let o = run_owned(&train_args(&without, data, 3, &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let with = dir.path().join("with");
+    let o = run_owned(&train_args(&with, data, 3, &probe));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(losses(&with), losses(&without), "the probe changed the method's loss curve");
+
+    let records = selfsup::train::metrics::read(&with.join("metrics.jsonl")).unwrap();
+    let series = |key: &str| -> Vec<f64> { records.iter().filter_map(|r| r.get(key).and_then(|v| v.as_f64())).collect() };
+    let (train_top1, held_out) = (series("online_train_top1"), series("online_linear_top1"));
+    assert_eq!(train_top1.len(), 60, "one training accuracy per logged step");
+    assert_eq!(held_out.len(), 4, "one held-out accuracy per epoch and one at the end");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(with.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["online_linear_top1"].as_f64(), held_out.last().copied(), "{summary}");
+    assert!(series("online_probe_loss").iter().all(|l| l.is_finite() && *l > 0.0));
+    let without_summary = std::fs::read_to_string(without.join("summary.json")).unwrap();
+    assert!(!without_summary.contains("online_linear_top1"), "{without_summary}");
+
+    // interrupted after 7 steps, then resumed: the probe continues exactly
+    let parts = dir.path().join("parts");
+    let mut first = train_args(&parts, data, 3, &probe);
+    first.extend(["--stop-after-steps".to_string(), "7".to_string()]);
+    assert!(run_owned(&first).status.success());
+    let mut again = train_args(&parts, data, 3, &probe);
+    again.push("--resume".into());
+    let o = run_owned(&again);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resumed = selfsup::train::metrics::read(&parts.join("metrics.jsonl")).unwrap();
+    let resumed_top1: Vec<f64> = resumed.iter().filter_map(|r| r.get("online_train_top1").and_then(|v| v.as_f64())).collect();
+    assert_eq!(resumed_top1, train_top1);
+    assert!(final_weights(&parts) == final_weights(&with), "resumed weights (probe included) differ from the uninterrupted run");
+
+    // unlabelled training data is refused up front, naming the key
+    let flat = dir.path().join("flat");
+    std::fs::create_dir_all(&flat).unwrap();
+    let ds = selfsup::data::open("synthetic:20").unwrap();
+    for i in 0..ds.len() {
+        ds.image(i).unwrap().save_png(&flat.join(format!("{i}.png"))).unwrap();
+    }
+    let o = run_owned(&train_args(&dir.path().join("unlabelled"), &format!("folder:{}", flat.display()), 1, &probe));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("eval.online_probe") && stderr(&o).contains("no labels"), "{}", stderr(&o));
+}

@@ -215,7 +215,7 @@ fn grouped_sgd_lars_and_adamw_match_per_tensor_references() {
             let init: Vec<Vec<f64>> = specs.iter().map(|(s, _, _)| (0..s.iter().product::<i64>()).map(|_| rng.gen_range(-1.0..1.0)).collect()).collect();
             let ts: Vec<Tensor> = init.iter().zip(&specs).map(|(v, (s, _, _))| Tensor::from_slice(v).view(*s).to_kind(kind).set_requires_grad(true)).collect();
             let cfg = OptimConfig { name: name.into(), weight_decay: 0.05, momentum: 0.9, trust_coefficient: 0.02, exclude_bias_norm: true, ..Default::default() };
-            let params = ts.iter().zip(&specs).enumerate().map(|(i, (t, (_, scale, fixed)))| (format!("p{i}"), t.shallow_clone(), LrRule { scale: *scale, fixed: *fixed })).collect();
+            let params = ts.iter().zip(&specs).enumerate().map(|(i, (t, (_, scale, fixed)))| (format!("p{i}"), t.shallow_clone(), LrRule { scale: *scale, fixed: *fixed, plain: false })).collect();
             let mut opt = Optimizer::new(&cfg, params);
             let mut r = init.clone();
             let mut mu: Vec<Vec<f64>> = init.iter().map(|v| vec![0.0; v.len()]).collect();
@@ -451,4 +451,41 @@ fn linear_probe_reaches_the_bayes_accuracy_and_ignores_feature_scale() {
     let shuffled_test_y = yte.index_select(0, &Tensor::randperm(4000, (Kind::Int64, tch::Device::Cpu)));
     let (_, chance) = linear_probe(&xtr, &ytr, &xte, &shuffled_test_y, 2, &cfg).unwrap();
     assert!((chance - 0.5).abs() < 0.04, "shuffled test labels: {chance}");
+}
+
+/// The online probe alone, on the two-Gaussians problem: trained by the optimiser on
+/// [`OnlineProbe::step_terms`] of batches, it comes within sampling error of the Bayes accuracy
+/// Φ(0.5) (the L2 normalisation it applies keeps the optimal boundary x₁ = 0), whatever the
+/// features' scale, and no gradient reaches the features it is given.
+#[test]
+fn the_online_probe_reaches_the_bayes_accuracy_from_detached_features() {
+    use selfsup::eval::OnlineProbe;
+    use selfsup::methods::named_trainable;
+    const BAYES: f64 = 0.6914624612740131; // Φ(0.5)
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (xtr, ytr) = two_gaussians(4000, 16, 0.5, &mut rng);
+    let (xte, yte) = two_gaussians(4000, 16, 0.5, &mut rng);
+    for scale in [1.0, 300.0] {
+        tch::manual_seed(0);
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let probe = OnlineProbe::attach(&vs, 16, 2);
+        let rule = LrRule { scale: 1.0, fixed: false, plain: true };
+        let params = named_trainable(&vs).into_iter().map(|(n, t)| (n, t, rule)).collect();
+        let cfg = OptimConfig { name: "sgd".into(), momentum: 0.9, weight_decay: 0.0, ..OptimConfig::default() };
+        let mut opt = Optimizer::new(&cfg, params);
+        let mut last_features = None;
+        for epoch in 0..3 {
+            for b in 0..(4000 / 64) {
+                let f = (xtr.narrow(0, b * 64, 64) * scale).set_requires_grad(true);
+                let (loss, _) = probe.step_terms(&f, &ytr.narrow(0, b * 64, 64));
+                opt.zero_grad();
+                loss.backward();
+                opt.step(LearningRate::constant(if epoch == 2 { 0.01 } else { 0.1 })).unwrap();
+                last_features = Some(f);
+            }
+        }
+        assert!(!last_features.unwrap().grad().defined(), "a gradient reached the features");
+        let acc = probe.accuracy(&(&xte * scale), &yte);
+        assert!((acc - BAYES).abs() < 0.025, "scale {scale}: held-out top-1 {acc} vs Bayes {BAYES}");
+    }
 }

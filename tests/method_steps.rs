@@ -102,7 +102,7 @@ fn the_predictor_learning_rate_rule_reaches_only_the_predictor() {
         let params = method.parameters();
         let (pred, rest): (Vec<_>, Vec<_>) = params.iter().partition(|(n, _, _)| n.starts_with("predictor."));
         assert!(!pred.is_empty() && !rest.is_empty(), "{name}: {} predictor and {} other parameters", pred.len(), rest.len());
-        assert!(pred.iter().all(|(_, _, r)| *r == LrRule { scale: 3.0, fixed: true }), "{name}: a predictor parameter without the rule");
+        assert!(pred.iter().all(|(_, _, r)| *r == LrRule { scale: 3.0, fixed: true, plain: false }), "{name}: a predictor parameter without the rule");
         assert!(rest.iter().all(|(_, _, r)| *r == LrRule::scaled(1.0)), "{name}: the rule leaked outside the predictor");
     }
 }

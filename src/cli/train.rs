@@ -90,6 +90,9 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
             }
             println!();
         }
+        if let Some(a) = summary.online_linear_top1 {
+            println!("online linear top-1 (the probe trained during pre-training, eval.online_probe): {a:.4}");
+        }
         println!("checkpoint: {}", summary.checkpoint);
     }
     Ok(())

@@ -211,11 +211,17 @@ pub struct EvalConfig {
     pub compare_random: bool,
     /// Feature-extraction batch size.
     pub batch: usize,
+    /// Train an online linear probe alongside the method (solo-learn's "online linear"; needs
+    /// labelled training data): its accuracy on the training batches is logged, and on the
+    /// held-out set wherever kNN is evaluated.
+    pub online_probe: bool,
+    /// The online probe's learning rate at the schedule's peak (it follows the schedule).
+    pub online_probe_lr: f64,
 }
 
 impl Default for EvalConfig {
     fn default() -> Self {
-        EvalConfig { knn_every: 0, test: String::new(), knn_train: String::new(), knn_k: 200, knn_temperature: 0.1, normalize: String::new(), compare_random: false, batch: 256 }
+        EvalConfig { knn_every: 0, test: String::new(), knn_train: String::new(), knn_k: 200, knn_temperature: 0.1, normalize: String::new(), compare_random: false, batch: 256, online_probe: false, online_probe_lr: 0.1 }
     }
 }
 
@@ -292,6 +298,9 @@ impl Config {
         }
         if !(1..=1 << 20).contains(&e.batch) {
             return Err(Error::config("eval.batch", e.batch, "must lie in 1..=1048576"));
+        }
+        if !(e.online_probe_lr > 0.0 && e.online_probe_lr.is_finite()) {
+            return Err(Error::config("eval.online_probe_lr", e.online_probe_lr, "must be a positive finite number"));
         }
         if e.knn_k > 1 << 20 {
             return Err(Error::config("eval.knn_k", e.knn_k, "must lie in 1..=1048576"));

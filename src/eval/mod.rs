@@ -1,8 +1,11 @@
-//! Evaluation of frozen encoders on L2-normalised features: weighted kNN and a linear probe.
+//! Evaluation of frozen encoders on L2-normalised features: weighted kNN and a linear probe; and
+//! the online linear probe trained alongside a method.
 pub mod features;
 pub mod knn;
 pub mod linear;
+pub mod online_probe;
 
 pub use features::{extract_features, train_test_features};
 pub use knn::{knn_accuracy, KnnResult};
 pub use linear::{linear_probe, LinearProbeConfig};
+pub use online_probe::OnlineProbe;

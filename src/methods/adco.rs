@@ -240,9 +240,9 @@ impl Method for AdCo {
     fn forward(&mut self, views: &[Tensor], _labels: &Tensor) -> anyhow::Result<StepOutput> {
         // the encoder descends against the bank as it is now; the bank is not part of its graph
         let negatives = self.bank.active().detach();
-        let (loss, embeddings, pending) = self.net.loss(views, &negatives, self.cfg.temperature, self.cfg.symmetric, self.cfg.key_negatives())?;
+        let (output, pending) = self.net.loss(views, &negatives, self.cfg.temperature, self.cfg.symmetric, self.cfg.key_negatives())?;
         self.pending = Some(pending);
-        Ok(StepOutput { loss, embeddings, predictions: vec![] })
+        Ok(output)
     }
 
     fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {

@@ -22,7 +22,14 @@ impl Branch {
 
     /// Projector output `[N, projector.out]` (training mode: batch statistics).
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        self.projector.forward(&self.encoder.forward(x, true), true)
+        self.forward_with_features(x).1
+    }
+
+    /// (encoder features `[N, encoder.out_dim]`, projector output), training mode.
+    pub fn forward_with_features(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let h = self.encoder.forward(x, true);
+        let z = self.projector.forward(&h, true);
+        (h, z)
     }
 }
 

@@ -124,14 +124,14 @@ impl Byol {
         Ok(Byol { cfg: cfg.byol.clone(), loss_norm, online_vs, online, predictor, target })
     }
 
-    /// Online projection and prediction of one view.
-    fn online(&self, x: &Tensor) -> (Tensor, Tensor) {
-        let z = self.online.forward(x);
+    /// Online encoder features, projection and prediction of one view.
+    fn online(&self, x: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let (h, z) = self.online.forward_with_features(x);
         let p = match &self.predictor {
             Some(pred) => pred.forward(&z, true),
             None => z.shallow_clone(),
         };
-        (z, p)
+        (h, z, p)
     }
 
     pub fn tau(&self, step: usize, total: usize) -> f64 {
@@ -150,8 +150,8 @@ impl Method for Byol {
     fn forward(&mut self, views: &[Tensor], _labels: &Tensor) -> anyhow::Result<StepOutput> {
         anyhow::ensure!(views.len() >= 2, "BYOL needs two views, the recipe gives {}", views.len());
         // Each view passes separately, so BatchNorm statistics are per view (as the reference).
-        let (z1, p1) = self.online(&views[0]);
-        let (z2, p2) = self.online(&views[1]);
+        let (h1, z1, p1) = self.online(&views[0]);
+        let (_, z2, p2) = self.online(&views[1]);
         // Stop-gradient: the target only provides regression targets; no gradient may reach it
         // (it is updated by the EMA alone, BYOL Eq. 1).
         let t1 = self.target.forward(&views[0]);
@@ -165,11 +165,11 @@ impl Method for Byol {
             let a = self.cfg.negatives_temperature;
             loss = loss + (byol_negatives_term(&p1, &t1, &t2, a) + byol_negatives_term(&p2, &t2, &t1, a)) * self.cfg.negatives_weight;
         }
-        Ok(StepOutput { loss, embeddings: vec![z1.detach(), z2.detach()], predictions: vec![p1.detach(), p2.detach()] })
+        Ok(StepOutput { loss, embeddings: vec![z1.detach(), z2.detach()], predictions: vec![p1.detach(), p2.detach()], features: h1.detach() })
     }
 
     fn parameters(&self) -> Vec<(String, Tensor, LrRule)> {
-        parameters_with_rule(&self.online_vs, "predictor.", LrRule { scale: self.cfg.predictor_lr_scale, fixed: self.cfg.predictor_fixed_lr })
+        parameters_with_rule(&self.online_vs, "predictor.", LrRule { scale: self.cfg.predictor_lr_scale, fixed: self.cfg.predictor_fixed_lr, plain: false })
     }
 
     fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {

@@ -125,9 +125,9 @@ impl Method for MocoV2 {
     }
 
     fn forward(&mut self, views: &[Tensor], _labels: &Tensor) -> anyhow::Result<StepOutput> {
-        let (loss, embeddings, pending) = self.net.loss(views, &self.queue.keys(), self.cfg.temperature, self.cfg.symmetric, KeyNegatives::PositiveOnly)?;
+        let (output, pending) = self.net.loss(views, &self.queue.keys(), self.cfg.temperature, self.cfg.symmetric, KeyNegatives::PositiveOnly)?;
         self.pending = Some(pending);
-        Ok(StepOutput { loss, embeddings, predictions: vec![] })
+        Ok(output)
     }
 
     fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {

@@ -28,6 +28,9 @@ pub struct StepOutput {
     /// SimSiam; the predictor metrics of SCIENCE.md hypothesis 4); empty otherwise. With no
     /// predictor configured they are the projections themselves.
     pub predictions: Vec<Tensor>,
+    /// Online encoder features `[N, D]` of the first view, detached (what the online linear probe
+    /// is trained on, [`crate::eval::OnlineProbe`]).
+    pub features: Tensor,
 }
 
 pub trait Method {

@@ -7,6 +7,7 @@ use crate::error::Error;
 use crate::backend::dist::{self, all_gather_detached};
 use crate::losses::{info_nce, info_nce_batch_keys};
 use crate::methods::branch::{Branch, MomentumBranch};
+use crate::methods::StepOutput;
 use crate::optim::schedule::momentum_schedule;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -109,23 +110,24 @@ impl QueryKey {
     /// The keys are gathered over ranks once here ([`KeyNegatives::Batch`] contrasts with all of
     /// them; the queue and the bank need them after the step). Returns the loss, the online
     /// projections of the first two views (for metrics) and the pending query/key pairs.
-    pub fn loss(&self, views: &[Tensor], negatives: &Tensor, temperature: f64, symmetric: bool, batch: KeyNegatives) -> anyhow::Result<(Tensor, Vec<Tensor>, Pending)> {
+    pub fn loss(&self, views: &[Tensor], negatives: &Tensor, temperature: f64, symmetric: bool, batch: KeyNegatives) -> anyhow::Result<(StepOutput, Pending)> {
         anyhow::ensure!(views.len() >= 2, "momentum contrast needs two views, the recipe gives {}", views.len());
         let offset = dist::place().rank as i64 * views[0].size()[0];
         let term = |q: &Tensor, keys: &Tensor| batch.info_nce(q, keys, negatives, temperature, offset);
-        let q1 = self.query.forward(&views[0]);
+        let (h1, q1) = self.query.forward_with_features(&views[0]);
+        let output = |loss: Tensor, embeddings: Vec<Tensor>| StepOutput { loss, embeddings, predictions: vec![], features: h1.detach() };
         let k2 = all_gather_detached(&self.keys_of(&views[1]))?;
         if symmetric {
             let q2 = self.query.forward(&views[1]);
             let k1 = all_gather_detached(&self.keys_of(&views[0]))?;
             let loss = (term(&q1, &k2) + term(&q2, &k1)) * 0.5;
             let pending = Pending { pairs: vec![(q1.detach(), k2), (q2.detach(), k1)] };
-            Ok((loss, vec![q1.detach(), q2.detach()], pending))
+            Ok((output(loss, vec![q1.detach(), q2.detach()]), pending))
         } else {
             let loss = term(&q1, &k2);
             // the second view's projection is only needed for the metrics: no graph
             let z2 = tch::no_grad(|| self.query.forward(&views[1]));
-            Ok((loss, vec![q1.detach(), z2], Pending { pairs: vec![(q1.detach(), k2)] }))
+            Ok((output(loss, vec![q1.detach(), z2]), Pending { pairs: vec![(q1.detach(), k2)] }))
         }
     }
 }

@@ -76,7 +76,8 @@ impl Method for InBatchContrastive {
 
     fn forward(&mut self, views: &[Tensor], labels: &Tensor) -> anyhow::Result<StepOutput> {
         anyhow::ensure!(views.len() >= 2, "{} needs at least two views, the recipe gives {}", self.name, views.len());
-        let z: Vec<Tensor> = views.iter().map(|v| self.branch.forward(v)).collect();
+        let (features, first) = self.branch.forward_with_features(&views[0]);
+        let z: Vec<Tensor> = std::iter::once(first).chain(views[1..].iter().map(|v| self.branch.forward(v))).collect();
         // Data parallel: negatives (and positives) from every rank. Every rank computes the loss of
         // the global batch; the gather's backward sums gradients over ranks, so after gradient
         // averaging each rank holds the gradient of the global loss.
@@ -94,7 +95,7 @@ impl Method for InBatchContrastive {
                 sup_con_views(&all, &labels, self.temperature)
             }
         };
-        Ok(StepOutput { loss, embeddings: z[..2].iter().map(|t| t.detach()).collect(), predictions: vec![] })
+        Ok(StepOutput { loss, embeddings: z[..2].iter().map(|t| t.detach()).collect(), predictions: vec![], features: features.detach() })
     }
 
     fn online(&self) -> &Branch {

@@ -66,18 +66,18 @@ impl Method for SimSiam {
 
     fn forward(&mut self, views: &[Tensor], _labels: &Tensor) -> anyhow::Result<StepOutput> {
         anyhow::ensure!(views.len() >= 2, "SimSiam needs two views, the recipe gives {}", views.len());
-        let z1 = self.branch.forward(&views[0]);
+        let (h1, z1) = self.branch.forward_with_features(&views[0]);
         let z2 = self.branch.forward(&views[1]);
         let (p1, p2) = match &self.predictor {
             Some(h) => (h.forward(&z1, true), h.forward(&z2, true)),
             None => (z1.shallow_clone(), z2.shallow_clone()),
         };
         let loss = (negative_cosine(&p1, &z2.detach()) + negative_cosine(&p2, &z1.detach())) * 0.5;
-        Ok(StepOutput { loss, embeddings: vec![z1.detach(), z2.detach()], predictions: vec![p1.detach(), p2.detach()] })
+        Ok(StepOutput { loss, embeddings: vec![z1.detach(), z2.detach()], predictions: vec![p1.detach(), p2.detach()], features: h1.detach() })
     }
 
     fn parameters(&self) -> Vec<(String, Tensor, LrRule)> {
-        parameters_with_rule(&self.vs, "predictor.", LrRule { scale: self.cfg.predictor_lr_scale, fixed: self.cfg.predictor_fixed_lr })
+        parameters_with_rule(&self.vs, "predictor.", LrRule { scale: self.cfg.predictor_lr_scale, fixed: self.cfg.predictor_fixed_lr, plain: false })
     }
 
     fn online(&self) -> &Branch {

@@ -89,12 +89,15 @@ pub struct LrRule {
     /// Stays at the peak (times `scale`) instead of following warm-up and decay: SimSiam's
     /// predictor with a constant learning rate (arXiv:2011.10566, §4.2 and Table 1, 68.1 vs 67.7).
     pub fixed: bool,
+    /// No weight decay and no LARS trust ratio (as for biases and norms, whatever its shape): the
+    /// online probe's classifier, which must learn at its own rate under any method's optimiser.
+    pub plain: bool,
 }
 
 impl LrRule {
     /// The scheduled learning rate times `scale`.
     pub fn scaled(scale: f64) -> LrRule {
-        LrRule { scale, fixed: false }
+        LrRule { scale, fixed: false, plain: false }
     }
 
     /// The learning rate for this parameter at `lr`.
@@ -141,7 +144,7 @@ impl Optimizer {
         let params = params
             .into_iter()
             .map(|(name, tensor, lr)| {
-                let decay = !(exclude && tensor.dim() <= 1);
+                let decay = !(lr.plain || (exclude && tensor.dim() <= 1));
                 let slots = if cfg.name == "adamw" { 2 } else { 1 };
                 let state = (0..slots).map(|_| tensor.zeros_like().detach()).collect();
                 Param { name, tensor, lr, decay, state }

@@ -68,10 +68,11 @@ pub struct Metric {
 }
 
 /// The report's metrics, in column order.
-pub const METRICS: [Metric; 11] = [
+pub const METRICS: [Metric; 12] = [
     Metric { key: "knn_top1", title: "kNN top-1", digits: 4, source: Source::Summary },
     Metric { key: "knn_random_top1", title: "random-init kNN", digits: 4, source: Source::Summary },
     Metric { key: "linear_top1", title: "linear top-1", digits: 4, source: Source::Linear },
+    Metric { key: "online_linear_top1", title: "online linear top-1", digits: 4, source: Source::Summary },
     Metric { key: "z_std", title: "z-std", digits: 4, source: Source::LastEpoch },
     Metric { key: "alignment", title: "alignment", digits: 3, source: Source::LastEpoch },
     Metric { key: "uniformity", title: "uniformity", digits: 3, source: Source::LastEpoch },
@@ -211,6 +212,9 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     let with_predictor = shown.iter().any(|m| m.key.starts_with("pred_"));
     if with_predictor {
         md.push_str(" pred.: the same for the predictor's outputs; pred.–proj. cos: mean cosine of each prediction with its own projection (1 = the predictor keeps every direction).");
+    }
+    if shown.iter().any(|m| m.key == "online_linear_top1") {
+        md.push_str(" online linear top-1: the online probe (`eval.online_probe`, trained during pre-training on augmented views) on the held-out set — not the offline linear probe.");
     }
     md.push_str("\n\n");
     let titles: Vec<&str> = shown.iter().map(|m| m.title).collect();

@@ -8,11 +8,11 @@ use crate::backend::{dist, parse_device, shim};
 use crate::config::Config;
 use crate::data::{DataSpec, Dataset, Loader, LoaderConfig, Split};
 use crate::error::Error;
-use crate::eval::{knn_accuracy, train_test_features};
+use crate::eval::{knn_accuracy, train_test_features, OnlineProbe};
 use crate::methods::{self, Method};
 use crate::models::ResNet;
 use crate::optim::schedule::{scaled_lr, warmup_cosine};
-use crate::optim::{LearningRate, Optimizer};
+use crate::optim::{LearningRate, LrRule, Optimizer};
 use crate::train::checkpoint::{self, TrainState};
 use crate::train::lock::RunLock;
 use crate::train::metrics::MetricsLog;
@@ -58,6 +58,10 @@ pub struct TrainSummary {
     pub knn_top5: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub knn_random_top1: Option<f64>,
+    /// The online linear probe's top-1 on the held-out set (`eval.online_probe`; "online": trained
+    /// during pre-training on augmented views, not the offline probe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online_linear_top1: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_gpu_bytes: Option<i64>,
     /// Data-parallel processes (1 without `selfsup launch`).
@@ -95,9 +99,15 @@ pub fn eval_sets(cfg: &Config) -> anyhow::Result<EvalSets> {
 
 /// kNN accuracy (top-1, top-5) of an encoder with the config's protocol.
 pub fn knn_eval(encoder: &ResNet, cfg: &Config, sets: &EvalSets, device: Device) -> anyhow::Result<(f64, f64)> {
+    let (top1, top5, _) = evaluate(encoder, None, cfg, sets, device)?;
+    Ok((top1, top5))
+}
+
+/// kNN top-1 and top-5 and, given an online probe, its top-1 on the same held-out features.
+fn evaluate(encoder: &ResNet, probe: Option<&OnlineProbe>, cfg: &Config, sets: &EvalSets, device: Device) -> anyhow::Result<(f64, f64, Option<f64>)> {
     let (ftr, ytr, fte, yte, classes) = train_test_features(encoder, cfg, sets.train.clone(), sets.test.clone(), device)?;
     let r = knn_accuracy(&ftr, &ytr, &fte, &yte, cfg.eval.knn_k, cfg.eval.knn_temperature, classes);
-    Ok((r.knn_top1, r.knn_top5))
+    Ok((r.knn_top1, r.knn_top5, probe.map(|p| p.accuracy(&fte, &yte))))
 }
 
 /// A randomly initialised method of the same config (seeded with `seed`), for baselines.
@@ -212,6 +222,15 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
 
     shim::manual_seed(cfg.train.seed)?;
     let mut method = methods::build(cfg, device)?;
+    // after the method, so its initial weights do not depend on whether a probe is trained
+    let probe = if cfg.eval.online_probe {
+        if !dataset.is_labelled() {
+            return Err(Error::config("eval.online_probe", true, format!("needs labelled training data; {} has no labels", dataset.source)).into());
+        }
+        Some(OnlineProbe::attach(method.stores()[0].1, method.encoder().out_dim(), dataset.num_classes() as i64))
+    } else {
+        None
+    };
     let channels_last = cfg.train.channels_last && device.is_cuda();
     if channels_last {
         for (_, vs) in method.stores() {
@@ -237,7 +256,17 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
         vars.sort_by(|x, y| x.0.cmp(&y.0)); // the same order on every rank
         dist::broadcast_all(&vars.into_iter().map(|(_, t)| t).collect::<Vec<_>>())?;
     }
-    let mut opt = Optimizer::new(&cfg.optim, method.parameters());
+    let mut params = method.parameters();
+    if probe.is_some() {
+        // the probe learns at its own rate, without decay or trust-ratio adaptation
+        let rule = LrRule { scale: cfg.eval.online_probe_lr / peak_lr, fixed: false, plain: true };
+        for (name, _, r) in params.iter_mut() {
+            if name.starts_with(OnlineProbe::PREFIX) {
+                *r = rule;
+            }
+        }
+    }
+    let mut opt = Optimizer::new(&cfg.optim, params);
     let mut state = TrainState { step: 0, total_steps: total, epochs: cfg.train.epochs, batches_per_epoch: nb, skipped_steps: 0, last_loss: f64::NAN, method: cfg.method.clone() };
     if let Some(l) = &loaded {
         for (prefix, vs) in method.stores() {
@@ -259,7 +288,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             None => Ok(()),
         }
     };
-    let eval = if main && (cfg.eval.knn_every > 0 || cfg.eval.compare_random) { Some(eval_sets(cfg)?) } else { None };
+    let eval = if main && (cfg.eval.knn_every > 0 || cfg.eval.compare_random || probe.is_some()) { Some(eval_sets(cfg)?) } else { None };
 
     signals::install();
     let stores_save = |method: &dyn Method, opt: &Optimizer, state: &TrainState| -> anyhow::Result<PathBuf> {
@@ -303,9 +332,16 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             }
             let labels = batch.labels_on(device)?;
             let lr = LearningRate { now: warmup_cosine(peak_lr, state.step, warmup, total), peak: peak_lr };
-            let out_step = {
+            let (out_step, probe_terms) = {
                 let _amp = if cfg.train.amp && device.is_cuda() { Some(shim::AutocastGuard::bf16()?) } else { None };
-                method.forward(&views, &labels)?
+                let out = method.forward(&views, &labels)?;
+                let terms = probe.as_ref().map(|p| p.step_terms(&out.features, &labels));
+                (out, terms)
+            };
+            // what is differentiated: the method's loss, plus the probe's on detached features
+            let objective = match &probe_terms {
+                Some((probe_loss, _)) => &out_step.loss + probe_loss,
+                None => out_step.loss.shallow_clone(),
             };
             // Every rank must take the same branch below: at a synchronisation point the loss is
             // averaged over ranks together with a "stop" flag (a signal seen by any rank) and a
@@ -316,7 +352,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                 // skip mode decides before the update, so it reads the loss and gradients every step
                 let s = settle(&out_step.loss, &watch, stop_code, place)?;
                 (loss_value, any_stop) = (s.loss, s.stop);
-                let update = if loss_value.is_finite() { apply_update(method.as_mut(), &mut opt, &mut grad_sync, &out_step.loss, lr, state.step, total, GradCheck::Now)? } else { Update::NonFinite };
+                let update = if loss_value.is_finite() { apply_update(method.as_mut(), &mut opt, &mut grad_sync, &objective, lr, state.step, total, GradCheck::Now)? } else { Update::NonFinite };
                 extra = match update {
                     Update::Applied(extra) => extra,
                     Update::NonFinite => {
@@ -332,7 +368,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             } else {
                 // stop mode: non-finite values are recorded on the device and read back only at
                 // synchronisation points, before anything is logged, evaluated or saved
-                let update = apply_update(method.as_mut(), &mut opt, &mut grad_sync, &out_step.loss, lr, state.step, total, GradCheck::Watch(&mut watch, state.step, &out_step.loss))?;
+                let update = apply_update(method.as_mut(), &mut opt, &mut grad_sync, &objective, lr, state.step, total, GradCheck::Watch(&mut watch, state.step, &out_step.loss))?;
                 drop(debug);
                 extra = match update {
                     Update::Applied(extra) => extra,
@@ -378,6 +414,10 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                 for (k, v) in extra {
                     rec[k] = json!(v);
                 }
+                if let Some((probe_loss, correct)) = &probe_terms {
+                    rec["online_train_top1"] = json!(correct.double_value(&[]) / labels.size()[0] as f64);
+                    rec["online_probe_loss"] = json!(probe_loss.double_value(&[]));
+                }
                 write_log(&rec)?;
                 if let Some(pb) = &pb {
                     pb.set_message(format!("loss {loss_value:.4} {ips:.0} img/s"));
@@ -412,10 +452,10 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             eprintln!("epoch {finished}/{} step {} loss {:.4} {:.0}s", cfg.train.epochs, state.step, state.last_loss, t0.elapsed().as_secs_f64());
         }
         if let (Some(sets), true) = (&eval, cfg.eval.knn_every > 0 && finished % cfg.eval.knn_every.max(1) == 0) {
-            let (top1, top5) = knn_eval(method.encoder(), cfg, sets, device)?;
-            write_log(&json!({"step": state.step, "epoch": finished, "knn_top1": top1, "knn_top5": top5}))?;
+            let (top1, top5, online) = evaluate(method.encoder(), probe.as_ref(), cfg, sets, device)?;
+            write_log(&json!({"step": state.step, "epoch": finished, "knn_top1": top1, "knn_top5": top5, "online_linear_top1": online}))?;
             if pb.is_none() && !quiet {
-                eprintln!("epoch {finished} kNN top-1 {top1:.4}");
+                eprintln!("epoch {finished} kNN top-1 {top1:.4}{}", online.map(|a| format!(", online linear top-1 {a:.4}")).unwrap_or_default());
             }
         }
         if finished == cfg.train.epochs || (cfg.train.checkpoint_every > 0 && finished % cfg.train.checkpoint_every == 0) {
@@ -439,6 +479,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
         knn_top1: None,
         knn_top5: None,
         knn_random_top1: None,
+        online_linear_top1: None,
         peak_gpu_bytes: None,
         processes: place.world,
         process_group: place.backend_name().map(String::from),
@@ -446,14 +487,15 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
     };
     if !stopped_early {
         if let Some(sets) = &eval {
-            let (top1, top5) = knn_eval(method.encoder(), cfg, sets, device)?;
+            let (top1, top5, online) = evaluate(method.encoder(), probe.as_ref(), cfg, sets, device)?;
             summary.knn_top1 = Some(top1);
             summary.knn_top5 = Some(top5);
+            summary.online_linear_top1 = online;
             if cfg.eval.compare_random {
                 let random = random_method(cfg, cfg.train.seed.wrapping_add(1), device)?;
                 summary.knn_random_top1 = Some(knn_eval(random.encoder(), cfg, sets, device)?.0);
             }
-            write_log(&json!({"step": state.step, "epoch": cfg.train.epochs, "final": true, "knn_top1": top1, "knn_top5": top5, "knn_random_top1": summary.knn_random_top1}))?;
+            write_log(&json!({"step": state.step, "epoch": cfg.train.epochs, "final": true, "knn_top1": top1, "knn_top5": top5, "knn_random_top1": summary.knn_random_top1, "online_linear_top1": online}))?;
         }
     }
     if let Device::Cuda(i) = device {
