@@ -223,9 +223,10 @@ fn export_loads_into_torchvision_with_identical_features() {
 fn the_online_probe_leaves_the_method_alone_and_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let data = "synthetic:320"; // ten classes, 20 steps per epoch at batch 16
-    let probe = ["--set", "eval.online_probe=true", "--set", "eval.test=\"synthetic:200@test\"", "--set", "eval.knn_every=1"];
+    let eval = ["--set", "eval.test=\"synthetic:200@test\"", "--set", "eval.knn_every=1"];
+    let probe = [&eval[..], &["--set", "eval.online_probe=true"]].concat();
     let without = dir.path().join("without");
-    let o = run_owned(&train_args(&without, data, 3, &[]));
+    let o = run_owned(&train_args(&without, data, 3, &eval));
     assert!(o.status.success(), "{}", stderr(&o));
     let with = dir.path().join("with");
     let o = run_owned(&train_args(&with, data, 3, &probe));
@@ -242,6 +243,8 @@ fn the_online_probe_leaves_the_method_alone_and_resumes_exactly() {
     assert!(series("online_probe_loss").iter().all(|l| l.is_finite() && *l > 0.0));
     let without_summary = std::fs::read_to_string(without.join("summary.json")).unwrap();
     assert!(!without_summary.contains("online_linear_top1"), "{without_summary}");
+    let without_log = std::fs::read_to_string(without.join("metrics.jsonl")).unwrap();
+    assert!(!without_log.contains("online"), "a run without the probe logs nothing of it");
 
     // interrupted after 7 steps, then resumed: the probe continues exactly
     let parts = dir.path().join("parts");

@@ -453,7 +453,11 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
         }
         if let (Some(sets), true) = (&eval, cfg.eval.knn_every > 0 && finished % cfg.eval.knn_every.max(1) == 0) {
             let (top1, top5, online) = evaluate(method.encoder(), probe.as_ref(), cfg, sets, device)?;
-            write_log(&json!({"step": state.step, "epoch": finished, "knn_top1": top1, "knn_top5": top5, "online_linear_top1": online}))?;
+            let mut rec = json!({"step": state.step, "epoch": finished, "knn_top1": top1, "knn_top5": top5});
+            if let Some(a) = online {
+                rec["online_linear_top1"] = json!(a);
+            }
+            write_log(&rec)?;
             if pb.is_none() && !quiet {
                 eprintln!("epoch {finished} kNN top-1 {top1:.4}{}", online.map(|a| format!(", online linear top-1 {a:.4}")).unwrap_or_default());
             }
@@ -495,7 +499,11 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                 let random = random_method(cfg, cfg.train.seed.wrapping_add(1), device)?;
                 summary.knn_random_top1 = Some(knn_eval(random.encoder(), cfg, sets, device)?.0);
             }
-            write_log(&json!({"step": state.step, "epoch": cfg.train.epochs, "final": true, "knn_top1": top1, "knn_top5": top5, "knn_random_top1": summary.knn_random_top1, "online_linear_top1": online}))?;
+            let mut rec = json!({"step": state.step, "epoch": cfg.train.epochs, "final": true, "knn_top1": top1, "knn_top5": top5, "knn_random_top1": summary.knn_random_top1});
+            if let Some(a) = online {
+                rec["online_linear_top1"] = json!(a);
+            }
+            write_log(&rec)?;
         }
     }
     if let Device::Cuda(i) = device {
