@@ -89,7 +89,8 @@ fn shown_metrics(rows: &[RunRow]) -> Vec<&'static Metric> {
     METRICS.iter().filter(|m| rows.iter().any(|r| r.get(m.key).is_some())).collect()
 }
 
-fn read_json(p: &Path) -> Option<Value> {
+/// A JSON file, if it exists and parses.
+pub(crate) fn read_json(p: &Path) -> Option<Value> {
     serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
 }
 

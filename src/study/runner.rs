@@ -94,6 +94,5 @@ pub const STOPPED: &str = "stopped.json";
 
 /// Why the run in `dir` stopped early, if it did (see [`STOPPED`]).
 pub fn stopped_reason(dir: &Path) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join(STOPPED)).ok()?).ok()?;
-    v["reason"].as_str().map(String::from)
+    crate::study::report::read_json(&dir.join(STOPPED))?["reason"].as_str().map(String::from)
 }
