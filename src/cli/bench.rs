@@ -225,13 +225,14 @@ pub fn run(cmd: BenchCmd) -> anyhow::Result<()> {
 fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
     use selfsup::augment::MultiView;
     use selfsup::backend::shim;
-    use selfsup::data::{Loader, LoaderConfig};
+    use selfsup::data::{AugmentOn, Loader, LoaderConfig};
     let a = &t.step;
+    let augment_on = AugmentOn::parse(&t.augment_on)?;
     let cfg = bench_config(a, &[format!("data.recipe={}", toml::Value::String(t.recipe.clone())), format!("data.train={}", toml::Value::String(t.data.clone()))])?;
     let (device, use_amp, mut method, mut opt) = bench_setup(a, &cfg)?;
     let ds = std::sync::Arc::new(selfsup::data::open(&t.data)?);
     let recipe = cfg.data.recipe()?;
-    let loader = Loader::new(ds, MultiView::new(&recipe), LoaderConfig::training(a.batch, a.seed, t.workers, t.prefetch, device, &t.augment_on, t.copy_ahead))?;
+    let loader = Loader::new(ds, MultiView::new(&recipe), LoaderConfig::training(a.batch, a.seed, t.workers, t.prefetch, device, augment_on, t.copy_ahead))?;
     let total = a.warmup + a.steps;
     println!("selfsup {} bench train data={} recipe={} augment_on={} copy_ahead={} device={} threads={} workers={} batch={} width={} hidden={} amp={} channels_last={}", env!("CARGO_PKG_VERSION"), t.data, t.recipe, t.augment_on, t.copy_ahead, a.device, tch::get_num_threads(), if t.workers == 0 { rayon::current_num_threads() } else { t.workers }, a.batch, a.width, a.hidden, use_amp, a.channels_last);
     let mut k = 0usize;

@@ -238,9 +238,7 @@ impl EvalConfig {
 impl Config {
     /// Checks every section; the first problem is returned, naming the field.
     pub fn validate(&self) -> Result<(), Error> {
-        if !crate::methods::METHODS.contains(&self.method.as_str()) {
-            return Err(Error::config("method", &self.method, format!("expected one of: {}", crate::methods::METHODS.join(", "))));
-        }
+        crate::config::check_one_of("method", &self.method, crate::methods::METHODS)?;
         self.model.validate()?;
         self.projector.validate("projector")?;
         self.predictor.validate("predictor")?;

@@ -54,16 +54,16 @@ impl Default for LoaderConfig {
 
 impl LoaderConfig {
     /// Shuffled whole batches for training on `device` (the trainer's and `bench train`'s): views
-    /// made where `augment_on` says (a validated `data.augment_on`), and on a GPU page-locked
+    /// made where `augment_on` says, and on a GPU page-locked
     /// batches, copied ahead on the loader's stream when `copy_ahead`.
-    pub fn training(batch: usize, seed: u64, threads: usize, prefetch: usize, device: tch::Device, augment_on: &str, copy_ahead: bool) -> Self {
+    pub fn training(batch: usize, seed: u64, threads: usize, prefetch: usize, device: tch::Device, augment_on: AugmentOn, copy_ahead: bool) -> Self {
         LoaderConfig {
             batch,
             seed,
             threads,
             prefetch,
             pin_memory: device.is_cuda(),
-            augment_on: AugmentOn::parse(augment_on).unwrap_or(AugmentOn::Cpu),
+            augment_on,
             copy_ahead: (copy_ahead && device.is_cuda()).then_some(device),
             ..LoaderConfig::default()
         }

@@ -69,10 +69,16 @@ pub trait Method {
 /// Trainable tensors with the learning-rate rule `rule` for names under `prefix` (a predictor's
 /// faster or constant learning rate), the scheduled learning rate elsewhere.
 pub fn parameters_with_rule(vs: &VarStore, prefix: &str, rule: LrRule) -> Vec<(String, Tensor, LrRule)> {
-    named_trainable(vs).into_iter().map(|(n, t)| {
-        let r = if n.starts_with(prefix) { rule } else { LrRule::scaled(1.0) };
-        (n, t, r)
-    }).collect()
+    let mut params: Vec<_> = named_trainable(vs).into_iter().map(|(n, t)| (n, t, LrRule::scaled(1.0))).collect();
+    set_rule_under(&mut params, prefix, rule);
+    params
+}
+
+/// Gives the parameters whose names start with `prefix` the learning-rate rule `rule`.
+pub fn set_rule_under(params: &mut [(String, Tensor, LrRule)], prefix: &str, rule: LrRule) {
+    for (_, _, r) in params.iter_mut().filter(|(n, _, _)| n.starts_with(prefix)) {
+        *r = rule;
+    }
 }
 
 pub const METHODS: &[&str] = &["byol", "simclr", "mocov2", "adco", "simsiam", "supcon"];

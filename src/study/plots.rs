@@ -15,15 +15,19 @@ fn register_font() {
 /// A named series of (x, y) points.
 pub type Series = (String, Vec<(f64, f64)>);
 
+/// The smallest and largest finite value, or `None` when there is none.
+fn finite_bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    values.filter(|v| v.is_finite()).fold(None, |b, v| match b {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
+}
+
+/// An axis range over the finite values with 5% padding; (0, 1) when there is none.
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for v in values.filter(|v| v.is_finite()) {
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
-    if !lo.is_finite() {
+    let Some((lo, hi)) = finite_bounds(values) else {
         return (0.0, 1.0);
-    }
+    };
     let pad = ((hi - lo) * 0.05).max(1e-6);
     (lo - pad, hi + pad)
 }
@@ -87,15 +91,7 @@ fn plot(path: &Path, title: &str, x_label: &str, y_label: &str, x: (f64, f64), y
 /// Whether values are best read on a log axis: all positive and spanning more than two decades
 /// (an unnormalised loss in thousands beside losses near 1 would flatten the latter to a line).
 fn wants_log_axis(values: impl Iterator<Item = f64>) -> bool {
-    let (mut lo, mut hi) = (f64::INFINITY, 0.0f64);
-    for v in values.filter(|v| v.is_finite()) {
-        if v <= 0.0 {
-            return false;
-        }
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
-    lo.is_finite() && hi / lo > 100.0
+    matches!(finite_bounds(values), Some((lo, hi)) if lo > 0.0 && hi / lo > 100.0)
 }
 
 /// Lines with markers, one per series, with a legend. When the values span more than two decades
