@@ -2,7 +2,7 @@
 //! 2 ranks × 16 with synchronised BatchNorm follow the loss trajectory and reach the final weights
 //! of 1 rank × 32 with plain BatchNorm (gradients all-reduced by c10d's Reducer while backward
 //! runs, and the same again when they are all-reduced after it) (float64, so the comparison is not blurred by float32
-//! rounding amplified by small-batch BN); per-rank BN does not. SimCLR with negatives gathered from
+//! rounding amplified by small-batch BN), the online probe included; per-rank BN does not. SimCLR with negatives gathered from
 //! both ranks, MoCo v2's queue and AdCo's bank fed by both ranks give the single-process loss. A killed rank makes the survivor exit with an error.
 mod common;
 use common::*;
@@ -56,7 +56,19 @@ fn summary(run: &Path) -> serde_json::Value {
 }
 
 fn losses(run: &Path) -> Vec<f64> {
-    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64()).collect()
+    logged(run, "loss")
+}
+
+/// Every value of `key` in a run's metrics log, in order.
+fn logged(run: &Path, key: &str) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?[key].as_f64()).collect()
+}
+
+/// A tensor of a run's final checkpoint.
+fn checkpoint_tensor(run: &Path, name: &str) -> Tensor {
+    let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
+    let t = Tensor::read_safetensors(run.join("checkpoints").join(latest.trim()).join("weights.safetensors")).unwrap();
+    t.into_iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("{name} not in the checkpoint")).1
 }
 
 fn max_diff(a: &[f64], b: &[f64]) -> f64 {
@@ -91,9 +103,15 @@ fn syncbn_on_two_ranks_equals_batchnorm_on_one_and_per_rank_bn_does_not() {
     require_gloo();
     let dir = tempfile::tempdir().unwrap();
     let (one, sync, local, after) = (dir.path().join("one"), dir.path().join("sync"), dir.path().join("local"), dir.path().join("after"));
-    let o = run_owned(&train_args(&one, 32, &sets("byol", "bn")));
+    // with the online probe: its BatchNorm takes the global batch's statistics and its logged
+    // loss and accuracy are the global batch's, so it too trains as in one process
+    let with_probe = |mut s: Vec<String>| {
+        s.push("eval.online_probe=true".into());
+        s
+    };
+    let o = run_owned(&train_args(&one, 32, &with_probe(sets("byol", "bn"))));
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = launch(2, train_args(&sync, 16, &sets("byol", "syncbn")));
+    let o = launch(2, train_args(&sync, 16, &with_probe(sets("byol", "syncbn"))));
     assert!(o.status.success(), "{}", stderr(&o));
     let o = launch(2, train_args(&local, 16, &sets("byol", "bn")));
     assert!(o.status.success(), "{}", stderr(&o));
@@ -103,8 +121,18 @@ fn syncbn_on_two_ranks_equals_batchnorm_on_one_and_per_rank_bn_does_not() {
     assert!(d < 1e-5, "syncbn 2×16 vs bn 1×32: loss differs by {d:e}");
     let w = weight_diff(&one, &sync);
     assert!(w < 1e-5, "final weights differ by {w:e}");
+    for key in ["online_probe_loss", "online_train_top1"] {
+        let (a, b) = (logged(&one, key), logged(&sync, key));
+        assert_eq!(a.len(), 20, "{key} logged each step");
+        let d = max_diff(&a, &b);
+        assert!(d < 1e-5, "{key}: 2×16 vs 1×32 differ by {d:e}: {a:?} vs {b:?}");
+    }
+    for name in ["online.online_probe.linear.weight", "online.online_probe.norm.running_mean", "online.online_probe.norm.running_var"] {
+        let d = (checkpoint_tensor(&one, name) - checkpoint_tensor(&sync, name)).abs().max().double_value(&[]);
+        assert!(d < 1e-5, "{name}: 2×16 vs 1×32 differ by {d:e}");
+    }
     // gradients all-reduced after backward instead of by c10d's Reducer during it: the same run
-    let mut s_after = sets("byol", "syncbn");
+    let mut s_after = with_probe(sets("byol", "syncbn"));
     s_after.push("train.grad_sync=\"after\"".into());
     let o = launch(2, train_args(&after, 16, &s_after));
     assert!(o.status.success(), "{}", stderr(&o));

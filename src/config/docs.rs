@@ -102,7 +102,7 @@ pub const FIELD_DOCS: &[(&str, &str, &str)] = &[
     ("eval.compare_random", "bool", "After training, also report kNN of a random-init encoder."),
     ("eval.batch", "≥ 1", "Batch size for feature extraction."),
     ("eval.online_probe_lr", "> 0", "The online probe's learning rate at the schedule's peak (solo-learn's classifier_lr 0.1); it follows warm-up and cosine decay with the rest."),
-    ("eval.online_probe", "bool", "Train an online linear probe alongside the method (solo-learn's \"online linear\" accuracy; needs labelled training data): L2-normalised, detached encoder features of the first view → BatchNorm without affine → linear, trained by the method's optimiser without weight decay or LARS adaptation. Logs `online_train_top1` on the training batches and `online_linear_top1` on the held-out set wherever kNN is evaluated (summary.json too). Always labelled online: augmented views, a moving encoder — not the offline probe."),
+    ("eval.online_probe", "bool", "Train an online linear probe alongside the method (solo-learn's \"online linear\" accuracy; needs labelled training data): L2-normalised, detached encoder features of the first view → BatchNorm without affine (global-batch statistics across ranks) → linear, trained by the method's optimiser without weight decay or LARS adaptation. Logs `online_train_top1` on the (global) training batches and `online_linear_top1` on the held-out set wherever kNN is evaluated (summary.json too). Always labelled online: augmented views, a moving encoder — not the offline probe."),
 ];
 
 fn default_value(key: &str) -> String {

@@ -5,18 +5,20 @@
 //! never the offline probe's number). The features are L2-normalised, as the frozen-encoder
 //! evaluation extracts them, and pass a BatchNorm without affine parameters before the linear map
 //! (MAE's linear-probing head, arXiv:2111.06377 §A.2), so their scale does not set the probe's
-//! effective learning rate.
+//! effective learning rate. In a data-parallel job that BatchNorm takes the global batch's
+//! statistics (whatever `model.norm` is), so the probe trains as it would in one process.
 //!
 //! Its tensors live in the method's online store under `online_probe.`: the method's optimiser
 //! trains them on its schedule, checkpoints hold them (so a resumed run continues the probe
 //! exactly), and data-parallel ranks average their gradients with the rest. The features are
 //! detached, so the probe never changes the encoder.
 use crate::losses::l2_normalize;
-use tch::nn::{self, Module, ModuleT, VarStore};
+use crate::models::norm::Norm;
+use tch::nn::{self, Module, VarStore};
 use tch::{Kind, Tensor};
 
 pub struct OnlineProbe {
-    norm: nn::BatchNorm,
+    norm: Norm,
     linear: nn::Linear,
 }
 
@@ -29,7 +31,7 @@ impl OnlineProbe {
     /// (precision, memory format) or broadcast, so the probe follows the rest.
     pub fn attach(vs: &VarStore, in_dim: i64, classes: i64) -> OnlineProbe {
         let root = vs.root() / Self::PREFIX;
-        let norm = nn::batch_norm1d(&root / "norm", in_dim, nn::BatchNormConfig { affine: false, ..Default::default() });
+        let norm = Norm::global_batch_statistics(&root / "norm", in_dim);
         let linear = nn::linear(&root / "linear", in_dim, classes, Default::default());
         OnlineProbe { norm, linear }
     }
@@ -37,7 +39,7 @@ impl OnlineProbe {
     /// Logits of the probe for `features: [N, D]` (detached here; batch statistics when `train`).
     pub fn logits(&self, features: &Tensor, train: bool) -> Tensor {
         let x = l2_normalize(&features.detach());
-        self.linear.forward(&self.norm.forward_t(&x, train))
+        self.linear.forward(&self.norm.forward(&x, train))
     }
 
     /// The training term for one batch: (mean cross-entropy, number of correct top-1 predictions),

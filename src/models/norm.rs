@@ -58,7 +58,10 @@ pub const EPS: f64 = 1e-5;
 
 impl Norm {
     pub fn new(vs: nn::Path, kind: NormKind, channels: i64, splits: i64) -> Norm {
-        let affine = kind != NormKind::None;
+        Norm::build(vs, kind, channels, splits, kind != NormKind::None)
+    }
+
+    fn build(vs: nn::Path, kind: NormKind, channels: i64, splits: i64, affine: bool) -> Norm {
         let stats = matches!(kind, NormKind::Bn | NormKind::Splitbn | NormKind::Syncbn);
         Norm {
             kind,
@@ -69,6 +72,13 @@ impl Norm {
             running_mean: stats.then(|| vs.zeros_no_train("running_mean", &[channels])),
             running_var: stats.then(|| vs.ones_no_train("running_var", &[channels])),
         }
+    }
+
+    /// BatchNorm without affine parameters whose training statistics are the global batch's in a
+    /// data-parallel job (as `syncbn`) — the input normalisation of a probe, which must not
+    /// depend on how the batch is split over processes.
+    pub fn global_batch_statistics(vs: nn::Path, channels: i64) -> Norm {
+        Norm::build(vs, NormKind::Syncbn, channels, 1, false)
     }
 
     pub fn kind(&self) -> NormKind {

@@ -6,7 +6,7 @@ use crate::analysis::{z_std, PredictorMetrics, RepresentationMetrics};
 use crate::augment::MultiView;
 use crate::backend::{dist, parse_device, shim};
 use crate::config::Config;
-use crate::data::{DataSpec, Dataset, Loader, LoaderConfig, Split};
+use crate::data::{AugmentOn, DataSpec, Dataset, Loader, LoaderConfig, Split};
 use crate::error::Error;
 use crate::eval::{knn_accuracy, train_test_features, OnlineProbe};
 use crate::methods::{self, Method};
@@ -212,7 +212,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
     let loader = Loader::new(
         dataset.clone(),
         MultiView::new(&recipe),
-        LoaderConfig { shard: (place.rank, place.world), ..LoaderConfig::training(cfg.train.batch, cfg.train.seed, cfg.data.workers, cfg.data.prefetch, device, &cfg.data.augment_on, cfg.data.copy_ahead) },
+        LoaderConfig { shard: (place.rank, place.world), ..LoaderConfig::training(cfg.train.batch, cfg.train.seed, cfg.data.workers, cfg.data.prefetch, device, AugmentOn::parse(&cfg.data.augment_on)?, cfg.data.copy_ahead) },
     )?;
     let nb = loader.batches_per_epoch();
     let total = nb * cfg.train.epochs;
@@ -259,12 +259,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
     let mut params = method.parameters();
     if probe.is_some() {
         // the probe learns at its own rate, without decay or trust-ratio adaptation
-        let rule = LrRule { scale: cfg.eval.online_probe_lr / peak_lr, fixed: false, plain: true };
-        for (name, _, r) in params.iter_mut() {
-            if name.starts_with(OnlineProbe::PREFIX) {
-                *r = rule;
-            }
-        }
+        methods::set_rule_under(&mut params, OnlineProbe::PREFIX, LrRule { scale: cfg.eval.online_probe_lr / peak_lr, fixed: false, plain: true });
     }
     let mut opt = Optimizer::new(&cfg.optim, params);
     let mut state = TrainState { step: 0, total_steps: total, epochs: cfg.train.epochs, batches_per_epoch: nb, skipped_steps: 0, last_loss: f64::NAN, method: cfg.method.clone() };
@@ -348,10 +343,11 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             // "non-finite" flag, in one all-reduce.
             let stop_code = signals::pending().map(|(_, c)| c).unwrap_or(0) as f64;
             let (loss_value, any_stop, extra);
+            let mut probe_value = None;
             if skip_nonfinite {
                 // skip mode decides before the update, so it reads the loss and gradients every step
-                let s = settle(&out_step.loss, &watch, stop_code, place)?;
-                (loss_value, any_stop) = (s.loss, s.stop);
+                let s = settle(&out_step.loss, probe_terms.as_ref(), &watch, stop_code, place)?;
+                (loss_value, any_stop, probe_value) = (s.loss, s.stop, s.probe);
                 let update = if loss_value.is_finite() { apply_update(method.as_mut(), &mut opt, &mut grad_sync, &objective, lr, state.step, total, GradCheck::Now)? } else { Update::NonFinite };
                 extra = match update {
                     Update::Applied(extra) => extra,
@@ -381,9 +377,9 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                     || (!place.distributed() && stop_code > 0.0)
                     || opts.stop_after_steps.map(|n| state.step >= n).unwrap_or(false);
                 if sync_now {
-                    let s = settle(&out_step.loss, &watch, stop_code, place)?;
+                    let s = settle(&out_step.loss, probe_terms.as_ref(), &watch, stop_code, place)?;
                     stop_if_non_finite(&s, state.step, nb, last_ckpt.as_deref())?;
-                    (loss_value, any_stop) = (s.loss, s.stop);
+                    (loss_value, any_stop, probe_value) = (s.loss, s.stop, s.probe);
                     state.last_loss = loss_value;
                 } else {
                     (loss_value, any_stop) = (f64::NAN, false);
@@ -414,9 +410,10 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                 for (k, v) in extra {
                     rec[k] = json!(v);
                 }
-                if let Some((probe_loss, correct)) = &probe_terms {
-                    rec["online_train_top1"] = json!(correct.double_value(&[]) / labels.size()[0] as f64);
-                    rec["online_probe_loss"] = json!(probe_loss.double_value(&[]));
+                if let Some((probe_loss, correct)) = probe_value {
+                    // over the global batch (every rank's rows), read with the loss
+                    rec["online_train_top1"] = json!(correct / (labels.size()[0] * place.world as i64) as f64);
+                    rec["online_probe_loss"] = json!(probe_loss);
                 }
                 write_log(&rec)?;
                 if let Some(pb) = &pb {
@@ -443,7 +440,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
         drop(batches); // the epoch's producer thread ends here
         // the epoch's last values are read before its line, evaluation and checkpoint
         if let (false, Some(loss)) = (skip_nonfinite, &last_loss_t) {
-            let s = settle(loss, &watch, 0.0, place)?;
+            let s = settle(loss, None, &watch, 0.0, place)?;
             stop_if_non_finite(&s, state.step, nb, last_ckpt.as_deref())?;
             state.last_loss = s.loss;
         }
@@ -534,6 +531,9 @@ pub fn sync_interval(cfg: &Config, device: Device) -> usize {
 struct Settled {
     /// The last step's loss (averaged over ranks).
     loss: f64,
+    /// The online probe's last training loss (averaged over ranks) and its correct predictions
+    /// (summed over ranks), when it runs.
+    probe: Option<(f64, f64)>,
     /// A signal was seen (by any rank).
     stop: bool,
     /// This rank's first non-finite step since the start.
@@ -542,19 +542,31 @@ struct Settled {
     non_finite_elsewhere: bool,
 }
 
-/// Reads the last step's loss and the non-finite record in one transfer; with data parallel, one
-/// all-reduce averages the loss and ORs the stop and non-finite flags over ranks.
-fn settle(loss: &Tensor, watch: &NonFiniteWatch, stop_code: f64, place: dist::Place) -> anyhow::Result<Settled> {
-    let local = Tensor::cat(&[loss.detach().to_kind(Kind::Double).reshape([1]), watch.raw()], 0).to_device(Device::Cpu);
-    let v: Vec<f64> = Vec::<f64>::try_from(&local)?;
-    let non_finite = NonFiniteWatch::decode(v[1], v[2]);
-    if !place.distributed() {
-        return Ok(Settled { loss: v[0], stop: stop_code > 0.0, non_finite, non_finite_elsewhere: false });
+/// Reads the last step's loss, the online probe's terms (if given) and the non-finite record in
+/// one transfer; with data parallel, one all-reduce averages the losses, sums the probe's correct
+/// predictions and ORs the stop and non-finite flags over ranks.
+fn settle(loss: &Tensor, probe: Option<&(Tensor, Tensor)>, watch: &NonFiniteWatch, stop_code: f64, place: dist::Place) -> anyhow::Result<Settled> {
+    let scalar = |t: &Tensor| t.detach().to_kind(Kind::Double).reshape([1]);
+    let mut parts = vec![scalar(loss)];
+    if let Some((probe_loss, correct)) = probe {
+        parts.extend([scalar(probe_loss), scalar(correct)]);
     }
-    let t = Tensor::from_slice(&[v[0], stop_code, if non_finite.is_some() { 1.0 } else { 0.0 }]);
+    parts.push(watch.raw());
+    let v: Vec<f64> = Vec::<f64>::try_from(&Tensor::cat(&parts, 0).to_device(Device::Cpu))?;
+    let (probe_local, w) = if probe.is_some() { (Some((v[1], v[2])), &v[3..]) } else { (None, &v[1..]) };
+    let non_finite = NonFiniteWatch::decode(w[0], w[1]);
+    if !place.distributed() {
+        return Ok(Settled { loss: v[0], probe: probe_local, stop: stop_code > 0.0, non_finite, non_finite_elsewhere: false });
+    }
+    let mut shared = vec![v[0], stop_code, if non_finite.is_some() { 1.0 } else { 0.0 }];
+    if let Some((probe_loss, correct)) = probe_local {
+        shared.extend([probe_loss, correct]);
+    }
+    let t = Tensor::from_slice(&shared);
     dist::all_reduce_sum_(&t)?;
     let r: Vec<f64> = Vec::<f64>::try_from(&t)?;
-    Ok(Settled { loss: r[0] / place.world as f64, stop: r[1] > 0.0, non_finite, non_finite_elsewhere: non_finite.is_none() && r[2] > 0.0 })
+    let world = place.world as f64;
+    Ok(Settled { loss: r[0] / world, probe: probe_local.map(|_| (r[3] / world, r[4])), stop: r[1] > 0.0, non_finite, non_finite_elsewhere: non_finite.is_none() && r[2] > 0.0 })
 }
 
 /// Stop mode: the error for a non-finite step found at a synchronisation point (after step `now`).
