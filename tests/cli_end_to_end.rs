@@ -134,6 +134,46 @@ fn tiny_byol_run_pretrain_checkpoint_evaluate() {
     for w in spaces.windows(2) {
         assert!(w[0]["z_std"].as_f64().is_some() && w[0]["z_std"] != w[1]["z_std"] && w[0]["effective_rank"] != w[1]["effective_rank"], "{w:?}");
     }
+    // several networks side by side, on the same images and augmentations, with their spectra
+    let png = dir.path().join("spectrum.png");
+    let (ckpt, png_arg) = (run.to_str().unwrap(), png.to_str().unwrap());
+    let mut args: Vec<String> = ["analyze", "--checkpoint", ckpt, "--checkpoint", "random", "--data", &test, "--space", "encoder", "--spectrum", png_arg, "--json"].map(String::from).to_vec();
+    with_sets(&mut args, &tiny_model_sets());
+    let o = run_owned(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2, "one line per network");
+    assert_eq!(rows[0]["checkpoint"], ckpt);
+    assert_eq!(rows[1]["checkpoint"], "random");
+    for key in ["alignment", "uniformity", "z_std", "effective_rank", "batch_mean_cos"] {
+        assert_eq!(rows[0][key], spaces[0][key], "{key}: the trained network measured alone and beside another");
+    }
+    assert_ne!(rows[0]["effective_rank"], rows[1]["effective_rank"]);
+    assert_eq!(&std::fs::read(&png).unwrap()[1..4], b"PNG");
+    let csv = std::fs::read_to_string(png.with_extension("csv")).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("network,k,eigenvalue,cumulative_variance"));
+    let table: Vec<(String, usize, f64, f64)> = lines
+        .map(|l| {
+            let f: Vec<&str> = l.rsplitn(4, ',').collect(); // the name may hold commas
+            (f[3].trim_matches('"').to_string(), f[2].parse().unwrap(), f[1].parse().unwrap(), f[0].parse().unwrap())
+        })
+        .collect();
+    for (i, row) in rows.iter().enumerate() {
+        let name = row["checkpoint"].as_str().unwrap();
+        let mine: Vec<&(String, usize, f64, f64)> = table.iter().filter(|r| r.0 == name).collect();
+        assert_eq!(mine.len(), 32, "{name}: one eigenvalue per encoder dimension");
+        assert_eq!(row["dims"].as_u64(), Some(32));
+        assert!(mine.iter().enumerate().all(|(k, r)| r.1 == k + 1 && r.2 >= 0.0), "{name}: ranks 1..=32, no negative eigenvalue");
+        assert!(mine.windows(2).all(|w| w[0].2 >= w[1].2), "{name}: descending");
+        assert!((mine[31].3 - 1.0).abs() < 1e-5, "{name}: all the variance");
+        // the printed count of directions is where the cumulative share first reaches 99%
+        let k99 = mine.iter().position(|r| r.3 >= 0.99 - 1e-6).unwrap() + 1;
+        assert_eq!(row["dims_99pct_variance"].as_u64(), Some(k99 as u64), "network {i}");
+    }
+    let mut args: Vec<String> = ["analyze", "--checkpoint", ckpt, "--data", &test, "--spectrum", "spectrum.svg"].map(String::from).to_vec();
+    with_sets(&mut args, &tiny_model_sets());
+    assert_clean_error(&run_owned(&args), 2, &["--spectrum spectrum.svg", ".png"]);
     // no predictor to measure: one clear error, for SimCLR and for BYOL without one
     for sets in [&["method=simclr"][..], &["byol.predictor=\"none\""]] {
         assert_clean_error(&analyze("predictor", "random", sets), 2, &["--space predictor", "has no predictor"]);

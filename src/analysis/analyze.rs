@@ -2,6 +2,7 @@
 //! with the training recipe's two augmented views of each image as the positive pairs.
 //! Networks run in evaluation mode (BatchNorm running statistics).
 use crate::analysis::collapse::{batch_mean_cos, effective_rank, z_std};
+use crate::analysis::spectrum::covariance_spectrum;
 use crate::analysis::RepresentationMetrics;
 use crate::augment::MultiView;
 use crate::config::Config;
@@ -32,9 +33,20 @@ pub struct AnalyzeOptions {
     pub seed: u64,
 }
 
-/// Metrics over the whole dataset: alignment, z-std, effective rank and batch-mean cosine over all
-/// images; uniformity as the mean over chunks of `opts.batch` images.
-pub fn analyze(method: &dyn Method, cfg: &Config, data: Arc<Dataset>, device: Device, opts: &AnalyzeOptions) -> anyhow::Result<(RepresentationMetrics, usize)> {
+/// What [`analyze`] measured.
+#[derive(Clone, Debug)]
+pub struct Analysis {
+    pub metrics: RepresentationMetrics,
+    /// Images measured.
+    pub images: usize,
+    /// Eigenvalues of the first view's embedding covariance, descending
+    /// ([`covariance_spectrum`]).
+    pub spectrum: Vec<f64>,
+}
+
+/// Metrics over the whole dataset: alignment, z-std, effective rank, batch-mean cosine and the
+/// covariance spectrum over all images; uniformity as the mean over chunks of `opts.batch` images.
+pub fn analyze(method: &dyn Method, cfg: &Config, data: Arc<Dataset>, device: Device, opts: &AnalyzeOptions) -> anyhow::Result<Analysis> {
     let recipe = cfg.data.recipe()?;
     anyhow::ensure!(recipe.views.len() >= 2, "recipe {} gives {} view(s); the metrics need two", recipe.name, recipe.views.len());
     let loader = Loader::new(data, MultiView::new(&recipe), LoaderConfig { batch: opts.batch, shuffle: false, drop_last: false, seed: opts.seed, threads: cfg.data.workers, prefetch: 2, pin_memory: device.is_cuda(), shard: (0, 1), augment_on: crate::data::AugmentOn::Cpu, copy_ahead: None })?;
@@ -64,12 +76,12 @@ pub fn analyze(method: &dyn Method, cfg: &Config, data: Arc<Dataset>, device: De
     }
     anyhow::ensure!(!unif.is_empty(), "the dataset needs at least 2 images");
     let (z1, z2) = (Tensor::cat(&z1s, 0), Tensor::cat(&z2s, 0));
-    let m = RepresentationMetrics {
+    let metrics = RepresentationMetrics {
         alignment: alignment(&z1, &z2, 2.0).double_value(&[]),
         uniformity: unif.iter().sum::<f64>() / unif.len() as f64,
         z_std: z_std(&z1),
         effective_rank: effective_rank(&z1),
         batch_mean_cos: batch_mean_cos(&z1),
     };
-    Ok((m, z1.size()[0] as usize))
+    Ok(Analysis { metrics, images: z1.size()[0] as usize, spectrum: covariance_spectrum(&z1) })
 }

@@ -29,7 +29,7 @@ enum Command {
     /// Evaluate a frozen encoder (kNN, linear probe).
     #[command(subcommand)]
     Eval(eval::EvalCmd),
-    /// Representation metrics: alignment, uniformity, z-std, effective rank, batch-mean cosine.
+    /// Representation metrics (alignment, uniformity, z-std, effective rank, batch-mean cosine, covariance spectrum) of one or more networks.
     Analyze(analyze::AnalyzeArgs),
     /// Run a study (a base config, a grid or list of overrides, seeds) and report it as a table and plots.
     Study(study::StudyArgs),
@@ -37,7 +37,7 @@ enum Command {
     Embed(export::EmbedArgs),
     /// Export the encoder with torchvision ResNet parameter names (safetensors).
     Export(export::ExportArgs),
-    /// Benchmarks (augmentation pipeline throughput).
+    /// Benchmarks: the augmentation pipeline, the training step, end to end (docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
     /// Configuration: show the resolved config or the documentation of every key.

@@ -94,10 +94,24 @@ fn wants_log_axis(values: impl Iterator<Item = f64>) -> bool {
     matches!(finite_bounds(values), Some((lo, hi)) if lo > 0.0 && hi / lo > 100.0)
 }
 
+/// How a line plot's y axis is drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum YScale {
+    /// log10(y) when the values span more than two decades (all positive), else linear.
+    Auto,
+    /// Always log10(y); values ≤ 0 are left out.
+    Log10,
+}
+
 /// Lines with markers, one per series, with a legend. When the values span more than two decades
 /// (all positive), y is drawn as log10(y) and the axis says so.
 pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> anyhow::Result<()> {
-    let log = wants_log_axis(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
+    line_plot_scaled(path, title, x_label, y_label, series, YScale::Auto)
+}
+
+/// [`line_plot`] with the y axis's scale chosen by the caller.
+pub fn line_plot_scaled(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], scale: YScale) -> anyhow::Result<()> {
+    let log = scale == YScale::Log10 || wants_log_axis(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
     let logged: Vec<Series>;
     let (series, y_label) = if log {
         logged = series.iter().map(|(name, pts)| (name.clone(), pts.iter().map(|&(x, y)| (x, y.log10())).collect())).collect();

@@ -174,7 +174,7 @@ pub fn read_runs(out: &Path) -> anyhow::Result<(Value, Vec<RunRow>)> {
 }
 
 /// A CSV field in double quotes (inner quotes doubled).
-fn quoted(s: &str) -> String {
+pub(crate) fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 

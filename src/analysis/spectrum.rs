@@ -1,0 +1,157 @@
+//! The eigenvalue spectrum of the embeddings' covariance — "dimensional collapse" (Jing et al.,
+//! ICLR 2022, arXiv:2110.09348, §3 and Fig. 1): embeddings that span fewer directions than they
+//! have show a tail of eigenvalues falling off a cliff on a log scale, even when no single
+//! collapse number (z-std, uniformity) flags them.
+use tch::{Kind, Tensor};
+
+/// Eigenvalues of the sample covariance `C = 1/N Σ_i (z_i − z̄)(z_i − z̄)ᵀ` of `z: [N, D]`, in
+/// descending order (Jing et al. Eq. 1 and Fig. 1, on the raw embedding vectors). `C` is symmetric
+/// positive semi-definite, so they are the squared singular values of the centred rows over `N`:
+/// `min(N, D)` of them come from the SVD, padded with zeros to `D`.
+pub fn covariance_spectrum(z: &Tensor) -> Vec<f64> {
+    let z = z.to_kind(Kind::Double);
+    let (n, d) = (z.size()[0], z.size()[1]);
+    let centred = &z - z.mean_dim([0i64].as_slice(), true, Kind::Double);
+    let (_, s, _) = centred.svd(true, false);
+    let mut eig: Vec<f64> = Vec::<f64>::try_from(s.square() / n as f64).unwrap_or_default();
+    eig.sort_by(|a, b| b.total_cmp(a));
+    eig.resize(d as usize, 0.0);
+    eig
+}
+
+/// The fewest leading eigenvalues that hold at least `fraction` of the total variance
+/// (`eigenvalues` in descending order); 0 when there is no variance.
+pub fn dims_for_variance(eigenvalues: &[f64], fraction: f64) -> usize {
+    let total: f64 = eigenvalues.iter().sum();
+    if !(total > 0.0) {
+        return 0;
+    }
+    let mut held = 0.0;
+    for (k, v) in eigenvalues.iter().enumerate() {
+        held += v;
+        if held >= fraction * total * (1.0 - 1e-12) {
+            return k + 1;
+        }
+    }
+    eigenvalues.len()
+}
+
+/// Eigenvalues below this fraction of the largest are numerical zeros, left out of the plot (the
+/// CSV keeps them).
+const PLOT_FLOOR: f64 = 1e-12;
+
+/// Writes the spectra of several networks (`(name, eigenvalues)`) to `png` — log10 eigenvalue
+/// against its rank, one line per network, as Jing et al. draw them, each eigenvalue as its share
+/// of the total variance so networks whose outputs differ in scale compare by shape — and to the
+/// CSV beside it (`png` with the extension `csv`): `network,k,eigenvalue,cumulative_variance`
+/// (raw eigenvalues).
+pub fn write_spectra(png: &std::path::Path, title: &str, spectra: &[(String, Vec<f64>)]) -> anyhow::Result<std::path::PathBuf> {
+    use std::fmt::Write;
+    let mut csv = String::from("network,k,eigenvalue,cumulative_variance\n");
+    for (name, eig) in spectra {
+        let total: f64 = eig.iter().sum();
+        let mut held = 0.0;
+        for (k, v) in eig.iter().enumerate() {
+            held += v;
+            let _ = writeln!(csv, "{},{},{v:e},{:.6}", crate::study::report::quoted(name), k + 1, if total > 0.0 { held / total } else { 0.0 });
+        }
+    }
+    let csv_path = png.with_extension("csv");
+    crate::train::checkpoint::write_atomic(&csv_path, csv.as_bytes())?;
+    let series: Vec<crate::study::plots::Series> = spectra
+        .iter()
+        .map(|(name, eig)| {
+            let total: f64 = eig.iter().sum();
+            let floor = eig.first().copied().unwrap_or(0.0) * PLOT_FLOOR;
+            (name.clone(), eig.iter().enumerate().filter(|(_, v)| **v > floor).map(|(k, v)| ((k + 1) as f64, v / total)).collect())
+        })
+        .collect();
+    crate::study::plots::line_plot_scaled(png, title, "rank k (eigenvalues sorted, largest first)", "share of variance", &series, crate::study::plots::YScale::Log10)?;
+    Ok(csv_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The covariance matrix by plain loops over rows (the definition, nothing shared with the SVD).
+    fn covariance_by_loops(rows: &[Vec<f64>]) -> Vec<Vec<f64>> {
+        let (n, d) = (rows.len(), rows[0].len());
+        let mean: Vec<f64> = (0..d).map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n as f64).collect();
+        let mut c = vec![vec![0.0; d]; d];
+        for r in rows {
+            for a in 0..d {
+                for b in 0..d {
+                    c[a][b] += (r[a] - mean[a]) * (r[b] - mean[b]) / n as f64;
+                }
+            }
+        }
+        c
+    }
+
+    fn tensor(rows: &[Vec<f64>]) -> Tensor {
+        let flat: Vec<f64> = rows.iter().flatten().copied().collect();
+        Tensor::from_slice(&flat).view([rows.len() as i64, rows[0].len() as i64])
+    }
+
+    fn pseudo_random(n: usize, d: usize, seed: u64) -> Vec<Vec<f64>> {
+        let mut s = seed;
+        let mut next = move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        (0..n).map(|_| (0..d).map(|_| next()).collect()).collect()
+    }
+
+    #[test]
+    fn two_dimensions_match_the_closed_form_eigenvalues() {
+        // correlated, unequal scales, off-centre: C = [[a, b], [b, c]]
+        let rows: Vec<Vec<f64>> = pseudo_random(50, 2, 7).into_iter().map(|r| vec![3.0 * r[0] + 1.0, r[0] + 0.5 * r[1] - 2.0]).collect();
+        let c = covariance_by_loops(&rows);
+        let (a, b, cc) = (c[0][0], c[0][1], c[1][1]);
+        let root = (((a - cc) / 2.0).powi(2) + b * b).sqrt();
+        let want = [(a + cc) / 2.0 + root, (a + cc) / 2.0 - root];
+        let got = covariance_spectrum(&tensor(&rows));
+        assert_eq!(got.len(), 2);
+        for (g, w) in got.iter().zip(want) {
+            assert!((g - w).abs() < 1e-10 * want[0], "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn a_two_dimensional_subspace_has_two_eigenvalues_summing_to_the_trace() {
+        // 8-D embeddings that only span 2 directions: x W^T with x [N, 2], W [8, 2]
+        let x = pseudo_random(40, 2, 3);
+        let w = pseudo_random(8, 2, 5);
+        let rows: Vec<Vec<f64>> = x.iter().map(|r| w.iter().map(|wj| r[0] * wj[0] + r[1] * wj[1]).collect()).collect();
+        let c = covariance_by_loops(&rows);
+        let trace: f64 = (0..8).map(|j| c[j][j]).sum();
+        let frob2: f64 = c.iter().flatten().map(|v| v * v).sum();
+        let got = covariance_spectrum(&tensor(&rows));
+        assert_eq!(got.len(), 8);
+        assert!(got.windows(2).all(|p| p[0] >= p[1]), "descending: {got:?}");
+        assert!(got[1] > 1e-3 * got[0] && got[2] < 1e-12 * got[0], "two directions: {got:?}");
+        assert!((got.iter().sum::<f64>() - trace).abs() < 1e-10 * trace, "sum = trace(C)");
+        assert!((got.iter().map(|v| v * v).sum::<f64>() - frob2).abs() < 1e-10 * frob2, "sum of squares = ‖C‖_F²");
+        assert_eq!(dims_for_variance(&got, 0.999), 2);
+    }
+
+    #[test]
+    fn fewer_rows_than_dimensions_pad_with_zeros() {
+        let rows = pseudo_random(3, 6, 11);
+        let got = covariance_spectrum(&tensor(&rows));
+        assert_eq!(got.len(), 6);
+        // three centred rows span at most two directions
+        assert!(got[1] > 0.0 && got[2..].iter().all(|v| *v < 1e-12 * got[0]), "{got:?}");
+    }
+
+    #[test]
+    fn variance_fractions_count_leading_eigenvalues() {
+        let eig = [4.0, 3.0, 2.0, 1.0];
+        assert_eq!(dims_for_variance(&eig, 0.4), 1);
+        assert_eq!(dims_for_variance(&eig, 0.7), 2);
+        assert_eq!(dims_for_variance(&eig, 0.9), 3, "exactly 9/10");
+        assert_eq!(dims_for_variance(&eig, 0.99), 4);
+        assert_eq!(dims_for_variance(&[0.0, 0.0], 0.99), 0);
+    }
+}
