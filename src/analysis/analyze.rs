@@ -39,8 +39,9 @@ pub struct Analysis {
     pub metrics: RepresentationMetrics,
     /// Images measured.
     pub images: usize,
-    /// Eigenvalues of the first view's embedding covariance, descending
-    /// ([`covariance_spectrum`]).
+    /// Eigenvalues of the covariance of the first view's L2-normalised embeddings, descending
+    /// ([`covariance_spectrum`]): the directions the other metrics and kNN see. (Jing et al. use
+    /// the raw vectors; there, variation in length puts most of the variance on one direction.)
     pub spectrum: Vec<f64>,
 }
 
@@ -83,5 +84,5 @@ pub fn analyze(method: &dyn Method, cfg: &Config, data: Arc<Dataset>, device: De
         effective_rank: effective_rank(&z1),
         batch_mean_cos: batch_mean_cos(&z1),
     };
-    Ok(Analysis { metrics, images: z1.size()[0] as usize, spectrum: covariance_spectrum(&z1) })
+    Ok(Analysis { metrics, images: z1.size()[0] as usize, spectrum: covariance_spectrum(&crate::losses::l2_normalize(&z1)) })
 }
