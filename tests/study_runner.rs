@@ -31,7 +31,7 @@ fn tiny_study_writes_table_and_plots_and_resumes_without_redoing_runs() {
     let args = vec![file.to_str().unwrap().to_string(), "--out".into(), out.to_str().unwrap().into(), "--quiet".into()];
     let o = study(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    let files = ["results.csv", "results.md", "knn_vs_epoch.png", "loss_vs_step.png", "z_std_vs_epoch.png", "alignment_uniformity.png", "pred_z_std_vs_epoch.png"];
+    let files = ["results.csv", "results.md", "knn_vs_epoch.png", "loss_vs_step.png", "z_std_vs_epoch.png", "alignment_uniformity.png", "pred_z_std_vs_epoch.png", "encoder_spectrum.png"];
     for f in files {
         let p = out.join(f);
         assert!(p.exists() && std::fs::metadata(&p).unwrap().len() > 100, "{f} missing or empty");
@@ -50,6 +50,35 @@ fn tiny_study_writes_table_and_plots_and_resumes_without_redoing_runs() {
     let column = |name: &str| lines[0].split(',').position(|c| c == name).unwrap_or_else(|| panic!("no `{name}` column: {}", lines[0]));
     let a = lines[1].split(',').collect::<Vec<_>>();
     assert!(a[column("knn_top1")].parse::<f64>().is_ok() && a[column("z_std")].parse::<f64>().is_ok(), "{}", lines[1]);
+
+    // the held-out encoder features' covariance spectrum: in the summary, counted in the table,
+    // plotted; checked against the same features written by `embed` (trace and Frobenius norm of
+    // their covariance by plain loops)
+    assert!(md.contains("dims for 99% var.") && md.contains("(encoder_spectrum.png)"), "{md}");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("a/summary.json")).unwrap()).unwrap();
+    let eig: Vec<f64> = summary["encoder_spectrum"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    assert!(eig.windows(2).all(|w| w[0] >= w[1]) && eig[eig.len() - 1] >= 0.0, "{eig:?}");
+    let total: f64 = eig.iter().sum();
+    let k99 = eig.iter().scan(0.0, |held, v| { *held += v; Some(*held) }).position(|held| held >= 0.99 * total * (1.0 - 1e-12)).unwrap() + 1;
+    assert_eq!(summary["encoder_dims_99pct"].as_u64(), Some(k99 as u64));
+    assert_eq!(a[column("encoder_dims_99pct")], k99.to_string(), "{}", lines[1]);
+    let emb = dir.path().join("a.safetensors");
+    let o = run_owned(&["embed".into(), "--checkpoint".into(), out.join("a").to_str().unwrap().into(), "--data".into(), "synthetic:40@test".into(), "--out".into(), emb.to_str().unwrap().into()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = tch::Tensor::read_safetensors(&emb).unwrap();
+    let f = &t.iter().find(|(n, _)| n == "features").unwrap().1;
+    let (n, d) = (f.size()[0] as usize, f.size()[1] as usize);
+    assert_eq!(eig.len(), d, "one eigenvalue per encoder dimension");
+    let rows: Vec<Vec<f64>> = (0..n).map(|i| (0..d).map(|j| f.double_value(&[i as i64, j as i64])).collect()).collect();
+    let mean: Vec<f64> = (0..d).map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n as f64).collect();
+    let cov = |a: usize, b: usize| rows.iter().map(|r| (r[a] - mean[a]) * (r[b] - mean[b])).sum::<f64>() / n as f64;
+    let trace: f64 = (0..d).map(|j| cov(j, j)).sum();
+    let frob2: f64 = (0..d).flat_map(|a| (0..d).map(move |b| (a, b))).map(|(a, b)| cov(a, b).powi(2)).sum();
+    assert!((total - trace).abs() < 1e-6 * trace, "sum of eigenvalues {total} vs trace {trace}");
+    let sq: f64 = eig.iter().map(|v| v * v).sum();
+    assert!((sq - frob2).abs() < 1e-6 * frob2, "sum of squared eigenvalues {sq} vs ‖C‖_F² {frob2}");
+    let per_epoch: Vec<u64> = std::fs::read_to_string(out.join("a/metrics.jsonl")).unwrap().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["encoder_dims_99pct"].as_u64()).collect();
+    assert_eq!(per_epoch.len(), 3, "at each of the 2 kNN evaluations and the final one");
 
     // interrupt: run b lost its summary (killed after its last checkpoint); a is finished
     let a_summary = std::fs::read(out.join("a/summary.json")).unwrap();

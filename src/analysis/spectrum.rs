@@ -5,17 +5,17 @@
 use tch::{Kind, Tensor};
 
 /// Eigenvalues of the sample covariance `C = 1/N Σ_i (z_i − z̄)(z_i − z̄)ᵀ` of `z: [N, D]`, in
-/// descending order (Jing et al. Eq. 1 and Fig. 1, on the raw embedding vectors). `C` is symmetric
-/// positive semi-definite, so they are the squared singular values of the centred rows over `N`:
-/// `min(N, D)` of them come from the SVD, padded with zeros to `D`.
+/// descending order (Jing et al. Eq. 1 and Fig. 1), all `D` of them: `C` is formed in float64 and
+/// its symmetric eigensolver run (a `D × D` problem, cheap beside the `N × D` product), rounding
+/// below zero clamped to 0 (`C` is positive semi-definite).
 pub fn covariance_spectrum(z: &Tensor) -> Vec<f64> {
     let z = z.to_kind(Kind::Double);
-    let (n, d) = (z.size()[0], z.size()[1]);
+    let n = z.size()[0].max(1);
     let centred = &z - z.mean_dim([0i64].as_slice(), true, Kind::Double);
-    let (_, s, _) = centred.svd(true, false);
-    let mut eig: Vec<f64> = Vec::<f64>::try_from(s.square() / n as f64).unwrap_or_default();
+    let c = centred.transpose(0, 1).matmul(&centred) / n as f64;
+    let eig = c.linalg_eigvalsh("L").clamp_min(0.0).to_device(tch::Device::Cpu);
+    let mut eig: Vec<f64> = Vec::<f64>::try_from(&eig).unwrap_or_default();
     eig.sort_by(|a, b| b.total_cmp(a));
-    eig.resize(d as usize, 0.0);
     eig
 }
 
@@ -137,7 +137,7 @@ mod tests {
     }
 
     #[test]
-    fn fewer_rows_than_dimensions_pad_with_zeros() {
+    fn fewer_rows_than_dimensions_give_zeros() {
         let rows = pseudo_random(3, 6, 11);
         let got = covariance_spectrum(&tensor(&rows));
         assert_eq!(got.len(), 6);

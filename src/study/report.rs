@@ -1,7 +1,8 @@
 //! The study report, rebuilt from the run folders alone (`selfsup study report DIR`):
 //! `results.csv`, `results.md` (the table) and PNG plots — kNN vs epoch, loss vs step,
-//! z-std vs epoch, the runs on the alignment–uniformity plane, and for methods with a predictor
-//! the z-std of its outputs vs epoch.
+//! z-std vs epoch, the runs on the alignment–uniformity plane, for methods with a predictor
+//! the z-std of its outputs vs epoch, and for runs evaluated on a held-out set the covariance
+//! spectrum of their encoder features.
 //!
 //! Final representation metrics are the mean of the metrics lines of each run's last epoch
 //! (projector outputs on training batches, as logged). A run counts as collapsed when its z-std is
@@ -32,6 +33,8 @@ pub struct RunRow {
     pub minutes: Option<f64>,
     pub lines: Vec<Value>,
     pub steps_per_epoch: f64,
+    /// The covariance spectrum of the held-out encoder features at the end of training.
+    pub encoder_spectrum: Option<Vec<f64>>,
 }
 
 impl RunRow {
@@ -68,11 +71,12 @@ pub struct Metric {
 }
 
 /// The report's metrics, in column order.
-pub const METRICS: [Metric; 12] = [
+pub const METRICS: [Metric; 13] = [
     Metric { key: "knn_top1", title: "kNN top-1", digits: 4, source: Source::Summary },
     Metric { key: "knn_random_top1", title: "random-init kNN", digits: 4, source: Source::Summary },
     Metric { key: "linear_top1", title: "linear top-1", digits: 4, source: Source::Linear },
     Metric { key: "online_linear_top1", title: "online linear top-1", digits: 4, source: Source::Summary },
+    Metric { key: "encoder_dims_99pct", title: "dims for 99% var.", digits: 0, source: Source::Summary },
     Metric { key: "z_std", title: "z-std", digits: 4, source: Source::LastEpoch },
     Metric { key: "alignment", title: "alignment", digits: 3, source: Source::LastEpoch },
     Metric { key: "uniformity", title: "uniformity", digits: 3, source: Source::LastEpoch },
@@ -146,6 +150,7 @@ pub fn read_run(dir: &Path, name: &str, overrides: &str) -> RunRow {
         dim: projector_dim(dir),
         minutes: f(&summary, "minutes"),
         steps_per_epoch,
+        encoder_spectrum: summary.as_ref().and_then(|s| s["encoder_spectrum"].as_array()?.iter().map(Value::as_f64).collect()),
         lines,
     }
 }
@@ -187,6 +192,10 @@ const PLOTS: [(&str, &str); 4] = [("knn_vs_epoch.png", "kNN top-1 vs epoch"), ("
 /// "codebook" stay diverse?).
 const PREDICTOR_PLOT: (&str, &str) = ("pred_z_std_vs_epoch.png", "z-std of the predictor's outputs vs epoch");
 
+/// The covariance spectrum of each run's held-out encoder features at the end of training (from
+/// summary.json), for studies whose runs evaluate on a held-out set; its CSV lies beside it.
+const SPECTRUM_PLOT: (&str, &str) = ("encoder_spectrum.png", "covariance spectrum of the held-out encoder features");
+
 /// Writes `results.csv`, `results.md` and the plots into the study folder.
 pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     let (study, rows) = read_runs(out)?;
@@ -213,6 +222,9 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     let with_predictor = shown.iter().any(|m| m.key.starts_with("pred_"));
     if with_predictor {
         md.push_str(" pred.: the same for the predictor's outputs; pred.–proj. cos: mean cosine of each prediction with its own projection (1 = the predictor keeps every direction).");
+    }
+    if shown.iter().any(|m| m.key == "encoder_dims_99pct") {
+        md.push_str(" dims for 99% var.: how many directions hold 99% of the variance of the held-out encoder features (L2-normalised, as kNN sees them; of d = the encoder's width), the count of the covariance spectrum plotted below (dimensional collapse, Jing et al. 2022).");
     }
     if shown.iter().any(|m| m.key == "online_linear_top1") {
         md.push_str(" online linear top-1: the online probe (`eval.online_probe`, trained during pre-training on augmented views) on the held-out set — not the offline linear probe.");
@@ -250,7 +262,8 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
         // a single-seed study (also one rebuilt after its seeds were removed): no such table
         None => remove_if_present(&out.join(SEED_CSV))?,
     }
-    for (file, title) in PLOTS.iter().chain(with_predictor.then_some(&PREDICTOR_PLOT)) {
+    let spectra: Vec<(String, Vec<f64>)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.encoder_spectrum.clone()?))).collect();
+    for (file, title) in PLOTS.iter().chain(with_predictor.then_some(&PREDICTOR_PLOT)).chain((!spectra.is_empty()).then_some(&SPECTRUM_PLOT)) {
         let _ = writeln!(md, "![{title}]({file})\n");
     }
     write_atomic(&out.join("results.md"), md.as_bytes())?;
@@ -273,6 +286,15 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     match with_predictor {
         true => line_plot(&out.join(PREDICTOR_PLOT.0), PREDICTOR_PLOT.1, "epoch", "z-std of predictions", &per_epoch("pred_z_std"))?,
         false => remove_if_present(&out.join(PREDICTOR_PLOT.0))?,
+    }
+    match spectra.is_empty() {
+        false => {
+            crate::analysis::spectrum::write_spectra(&out.join(SPECTRUM_PLOT.0), "covariance spectrum of the held-out encoder features (end of training)", &spectra)?;
+        }
+        true => {
+            remove_if_present(&out.join(SPECTRUM_PLOT.0))?;
+            remove_if_present(&out.join(SPECTRUM_PLOT.0).with_extension("csv"))?;
+        }
     }
     let plane: Vec<(String, f64, f64)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.get("uniformity")?, r.get("alignment")?))).collect();
     scatter_plot(&out.join(PLOTS[3].0), "alignment vs uniformity (lower-left is better)", "uniformity  log E exp(-2‖z_i − z_j‖²)", "alignment  E‖z − z'‖²", &plane)?;

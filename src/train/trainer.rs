@@ -2,7 +2,7 @@
 //! method hook (EMA) → logs. Checkpoints at epoch ends (every `train.checkpoint_every`), at the
 //! end, and on Ctrl-C/SIGTERM; `--resume` restores weights, optimiser, step and loader position
 //! so the resumed run ends with the same weights as an uninterrupted one (bit-identical on CPU).
-use crate::analysis::{z_std, PredictorMetrics, RepresentationMetrics};
+use crate::analysis::{covariance_spectrum, dims_for_variance, z_std, PredictorMetrics, RepresentationMetrics};
 use crate::augment::MultiView;
 use crate::backend::{dist, parse_device, shim};
 use crate::config::Config;
@@ -62,6 +62,13 @@ pub struct TrainSummary {
     /// during pre-training on augmented views, not the offline probe).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub online_linear_top1: Option<f64>,
+    /// Directions holding 99% of the variance of the held-out encoder features (L2-normalised),
+    /// and all the eigenvalues of their covariance, descending (dimensional collapse, Jing et al.
+    /// 2022; [`crate::analysis::covariance_spectrum`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder_dims_99pct: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder_spectrum: Option<Vec<f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_gpu_bytes: Option<i64>,
     /// Data-parallel processes (1 without `selfsup launch`).
@@ -99,15 +106,43 @@ pub fn eval_sets(cfg: &Config) -> anyhow::Result<EvalSets> {
 
 /// kNN accuracy (top-1, top-5) of an encoder with the config's protocol.
 pub fn knn_eval(encoder: &ResNet, cfg: &Config, sets: &EvalSets, device: Device) -> anyhow::Result<(f64, f64)> {
-    let (top1, top5, _) = evaluate(encoder, None, cfg, sets, device)?;
-    Ok((top1, top5))
+    let e = evaluate(encoder, None, cfg, sets, device)?;
+    Ok((e.knn_top1, e.knn_top5))
+}
+
+/// What an evaluation during or after training measured on the held-out set.
+struct Evaluation {
+    knn_top1: f64,
+    knn_top5: f64,
+    /// The online probe's top-1, when it runs.
+    online: Option<f64>,
+    /// Eigenvalues of the held-out encoder features' covariance (L2-normalised, as kNN sees
+    /// them), descending: how many directions the representation uses (dimensional collapse).
+    spectrum: Vec<f64>,
+}
+
+impl Evaluation {
+    /// Directions holding 99% of the held-out features' variance.
+    fn dims_99(&self) -> usize {
+        dims_for_variance(&self.spectrum, 0.99)
+    }
+
+    /// The metrics-log fields of this evaluation.
+    fn log_fields(&self, rec: &mut serde_json::Value) {
+        rec["knn_top1"] = json!(self.knn_top1);
+        rec["knn_top5"] = json!(self.knn_top5);
+        rec["encoder_dims_99pct"] = json!(self.dims_99());
+        if let Some(a) = self.online {
+            rec["online_linear_top1"] = json!(a);
+        }
+    }
 }
 
 /// kNN top-1 and top-5 and, given an online probe, its top-1 on the same held-out features.
-fn evaluate(encoder: &ResNet, probe: Option<&OnlineProbe>, cfg: &Config, sets: &EvalSets, device: Device) -> anyhow::Result<(f64, f64, Option<f64>)> {
+fn evaluate(encoder: &ResNet, probe: Option<&OnlineProbe>, cfg: &Config, sets: &EvalSets, device: Device) -> anyhow::Result<Evaluation> {
     let (ftr, ytr, fte, yte, classes) = train_test_features(encoder, cfg, sets.train.clone(), sets.test.clone(), device)?;
     let r = knn_accuracy(&ftr, &ytr, &fte, &yte, cfg.eval.knn_k, cfg.eval.knn_temperature, classes);
-    Ok((r.knn_top1, r.knn_top5, probe.map(|p| p.accuracy(&fte, &yte))))
+    Ok(Evaluation { knn_top1: r.knn_top1, knn_top5: r.knn_top5, online: probe.map(|p| p.accuracy(&fte, &yte)), spectrum: covariance_spectrum(&fte) })
 }
 
 /// A randomly initialised method of the same config (seeded with `seed`), for baselines.
@@ -449,14 +484,12 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             eprintln!("epoch {finished}/{} step {} loss {:.4} {:.0}s", cfg.train.epochs, state.step, state.last_loss, t0.elapsed().as_secs_f64());
         }
         if let (Some(sets), true) = (&eval, cfg.eval.knn_every > 0 && finished % cfg.eval.knn_every.max(1) == 0) {
-            let (top1, top5, online) = evaluate(method.encoder(), probe.as_ref(), cfg, sets, device)?;
-            let mut rec = json!({"step": state.step, "epoch": finished, "knn_top1": top1, "knn_top5": top5});
-            if let Some(a) = online {
-                rec["online_linear_top1"] = json!(a);
-            }
+            let e = evaluate(method.encoder(), probe.as_ref(), cfg, sets, device)?;
+            let mut rec = json!({"step": state.step, "epoch": finished});
+            e.log_fields(&mut rec);
             write_log(&rec)?;
             if pb.is_none() && !quiet {
-                eprintln!("epoch {finished} kNN top-1 {top1:.4}{}", online.map(|a| format!(", online linear top-1 {a:.4}")).unwrap_or_default());
+                eprintln!("epoch {finished} kNN top-1 {:.4}{}", e.knn_top1, e.online.map(|a| format!(", online linear top-1 {a:.4}")).unwrap_or_default());
             }
         }
         if finished == cfg.train.epochs || (cfg.train.checkpoint_every > 0 && finished % cfg.train.checkpoint_every == 0) {
@@ -481,6 +514,8 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
         knn_top5: None,
         knn_random_top1: None,
         online_linear_top1: None,
+        encoder_dims_99pct: None,
+        encoder_spectrum: None,
         peak_gpu_bytes: None,
         processes: place.world,
         process_group: place.backend_name().map(String::from),
@@ -488,19 +523,19 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
     };
     if !stopped_early {
         if let Some(sets) = &eval {
-            let (top1, top5, online) = evaluate(method.encoder(), probe.as_ref(), cfg, sets, device)?;
-            summary.knn_top1 = Some(top1);
-            summary.knn_top5 = Some(top5);
-            summary.online_linear_top1 = online;
+            let e = evaluate(method.encoder(), probe.as_ref(), cfg, sets, device)?;
+            summary.knn_top1 = Some(e.knn_top1);
+            summary.knn_top5 = Some(e.knn_top5);
+            summary.online_linear_top1 = e.online;
+            summary.encoder_dims_99pct = Some(e.dims_99());
             if cfg.eval.compare_random {
                 let random = random_method(cfg, cfg.train.seed.wrapping_add(1), device)?;
                 summary.knn_random_top1 = Some(knn_eval(random.encoder(), cfg, sets, device)?.0);
             }
-            let mut rec = json!({"step": state.step, "epoch": cfg.train.epochs, "final": true, "knn_top1": top1, "knn_top5": top5, "knn_random_top1": summary.knn_random_top1});
-            if let Some(a) = online {
-                rec["online_linear_top1"] = json!(a);
-            }
+            let mut rec = json!({"step": state.step, "epoch": cfg.train.epochs, "final": true, "knn_random_top1": summary.knn_random_top1});
+            e.log_fields(&mut rec);
             write_log(&rec)?;
+            summary.encoder_spectrum = Some(e.spectrum);
         }
     }
     if let Device::Cuda(i) = device {
