@@ -40,11 +40,11 @@ pub fn dims_for_variance(eigenvalues: &[f64], fraction: f64) -> usize {
 /// CSV keeps them).
 const PLOT_FLOOR: f64 = 1e-12;
 
-/// Writes the spectra of several networks (`(name, eigenvalues)`) to `png` — log10 eigenvalue
-/// against its rank, one line per network, as Jing et al. draw them, each eigenvalue as its share
-/// of the total variance so networks whose outputs differ in scale compare by shape — and to the
-/// CSV beside it (`png` with the extension `csv`): `network,k,eigenvalue,cumulative_variance`
-/// (raw eigenvalues).
+/// Writes the spectra of several networks (`(name, eigenvalues)`, of L2-normalised outputs, so on
+/// one scale: they sum to the total variance `1 − ‖z̄‖²`) to `png` — log10 eigenvalue against its
+/// rank, one line per network, as Jing et al. draw them: a collapsed network's line lies far below
+/// the others — and to the CSV beside it (`png` with the extension `csv`):
+/// `network,k,eigenvalue,cumulative_variance` (the cumulative share of the total).
 pub fn write_spectra(png: &std::path::Path, title: &str, spectra: &[(String, Vec<f64>)]) -> anyhow::Result<std::path::PathBuf> {
     use std::fmt::Write;
     let mut csv = String::from("network,k,eigenvalue,cumulative_variance\n");
@@ -61,12 +61,11 @@ pub fn write_spectra(png: &std::path::Path, title: &str, spectra: &[(String, Vec
     let series: Vec<crate::study::plots::Series> = spectra
         .iter()
         .map(|(name, eig)| {
-            let total: f64 = eig.iter().sum();
             let floor = eig.first().copied().unwrap_or(0.0) * PLOT_FLOOR;
-            (name.clone(), eig.iter().enumerate().filter(|(_, v)| **v > floor).map(|(k, v)| ((k + 1) as f64, v / total)).collect())
+            (name.clone(), eig.iter().enumerate().filter(|(_, v)| **v > floor).map(|(k, v)| ((k + 1) as f64, *v)).collect())
         })
         .collect();
-    crate::study::plots::line_plot_scaled(png, title, "rank k (eigenvalues sorted, largest first)", "share of variance", &series, crate::study::plots::YScale::Log10)?;
+    crate::study::plots::line_plot_scaled(png, title, "rank k (eigenvalues sorted, largest first)", "eigenvalue", &series, crate::study::plots::YScale::Log10)?;
     Ok(csv_path)
 }
 
@@ -74,7 +73,7 @@ pub fn write_spectra(png: &std::path::Path, title: &str, spectra: &[(String, Vec
 mod tests {
     use super::*;
 
-    /// The covariance matrix by plain loops over rows (the definition, nothing shared with the SVD).
+    /// The covariance matrix by plain loops over rows (the definition, nothing shared with the eigensolver).
     fn covariance_by_loops(rows: &[Vec<f64>]) -> Vec<Vec<f64>> {
         let (n, d) = (rows.len(), rows[0].len());
         let mean: Vec<f64> = (0..d).map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / n as f64).collect();

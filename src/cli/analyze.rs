@@ -60,6 +60,7 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<()> {
             v["checkpoint"] = checkpoint.as_str().into();
             v["images"] = r.images.into();
             v["dims"] = d.into();
+            v["total_variance"] = r.spectrum.iter().sum::<f64>().into();
             v["dims_90pct_variance"] = k90.into();
             v["dims_99pct_variance"] = k99.into();
             println!("{v}");
@@ -68,7 +69,8 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<()> {
             for (k, v) in r.metrics.fields() {
                 println!("  {k:<15} {v:.4}");
             }
-            println!("  directions holding 90% / 99% of the variance: {k90} / {k99} of {d}");
+            println!("  total variance  {:.4} (of the L2-normalised outputs: 1 − ‖mean‖²; 0 = collapsed)", r.spectrum.iter().sum::<f64>());
+            println!("  directions holding 90% / 99% of it: {k90} / {k99} of {d}");
         }
         spectra.push((checkpoint.clone(), r.spectrum));
     }

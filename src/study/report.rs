@@ -224,7 +224,7 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
         md.push_str(" pred.: the same for the predictor's outputs; pred.–proj. cos: mean cosine of each prediction with its own projection (1 = the predictor keeps every direction).");
     }
     if shown.iter().any(|m| m.key == "encoder_dims_99pct") {
-        md.push_str(" dims for 99% var.: how many directions hold 99% of the variance of the held-out encoder features (L2-normalised, as kNN sees them; of d = the encoder's width), the count of the covariance spectrum plotted below (dimensional collapse, Jing et al. 2022).");
+        md.push_str(" dims for 99% var.: how many directions hold 99% of the variance of the held-out encoder features (L2-normalised, as kNN sees them; of d = the encoder's width), from the covariance spectrum plotted below (dimensional collapse, Jing et al. 2022) — read it with the plot: around a collapsed point the little variance left is noise spread over many directions, and that run's line lies far below the others.");
     }
     if shown.iter().any(|m| m.key == "online_linear_top1") {
         md.push_str(" online linear top-1: the online probe (`eval.online_probe`, trained during pre-training on augmented views) on the held-out set — not the offline linear probe.");
