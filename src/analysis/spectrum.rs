@@ -7,16 +7,22 @@ use tch::{Kind, Tensor};
 /// Eigenvalues of the sample covariance `C = 1/N Σ_i (z_i − z̄)(z_i − z̄)ᵀ` of `z: [N, D]`, in
 /// descending order (Jing et al. Eq. 1 and Fig. 1), all `D` of them: `C` is formed in float64 and
 /// its symmetric eigensolver run (a `D × D` problem, cheap beside the `N × D` product), rounding
-/// below zero clamped to 0 (`C` is positive semi-definite).
+/// below zero clamped to 0 (`C` is positive semi-definite). Non-finite embeddings (a diverged
+/// network) have no spectrum: `D` NaNs, never a panic.
 pub fn covariance_spectrum(z: &Tensor) -> Vec<f64> {
     let z = z.to_kind(Kind::Double);
-    let n = z.size()[0].max(1);
+    let (n, d) = (z.size()[0].max(1), z.size()[1]);
     let centred = &z - z.mean_dim([0i64].as_slice(), true, Kind::Double);
     let c = centred.transpose(0, 1).matmul(&centred) / n as f64;
-    let eig = c.linalg_eigvalsh("L").clamp_min(0.0).to_device(tch::Device::Cpu);
-    let mut eig: Vec<f64> = Vec::<f64>::try_from(&eig).unwrap_or_default();
-    eig.sort_by(|a, b| b.total_cmp(a));
-    eig
+    let finite = c.isfinite().all().int64_value(&[]) == 1;
+    let eig = finite.then(|| c.f_linalg_eigvalsh("L").ok()).flatten().and_then(|e| Vec::<f64>::try_from(&e.clamp_min(0.0).to_device(tch::Device::Cpu)).ok());
+    match eig {
+        Some(mut eig) => {
+            eig.sort_by(|a, b| b.total_cmp(a));
+            eig
+        }
+        None => vec![f64::NAN; d as usize],
+    }
 }
 
 /// The fewest leading eigenvalues that hold at least `fraction` of the total variance
@@ -142,6 +148,16 @@ mod tests {
         assert_eq!(got.len(), 6);
         // three centred rows span at most two directions
         assert!(got[1] > 0.0 && got[2..].iter().all(|v| *v < 1e-12 * got[0]), "{got:?}");
+    }
+
+    #[test]
+    fn non_finite_embeddings_have_no_spectrum() {
+        let mut rows = pseudo_random(10, 4, 13);
+        rows[3][2] = f64::NAN;
+        let got = covariance_spectrum(&tensor(&rows));
+        assert_eq!(got.len(), 4);
+        assert!(got.iter().all(|v| v.is_nan()), "{got:?}");
+        assert_eq!(dims_for_variance(&got, 0.99), 0);
     }
 
     #[test]
