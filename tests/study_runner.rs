@@ -31,7 +31,7 @@ fn tiny_study_writes_table_and_plots_and_resumes_without_redoing_runs() {
     let args = vec![file.to_str().unwrap().to_string(), "--out".into(), out.to_str().unwrap().into(), "--quiet".into()];
     let o = study(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    let files = ["results.csv", "results.md", "knn_vs_epoch.png", "loss_vs_step.png", "z_std_vs_epoch.png", "alignment_uniformity.png", "pred_z_std_vs_epoch.png", "encoder_spectrum.png"];
+    let files = ["results.csv", "results.md", "knn_vs_epoch.png", "loss_vs_step.png", "z_std_vs_epoch.png", "alignment_uniformity.png", "pred_z_std_vs_epoch.png", "encoder_spectrum.png", "encoder_dims_vs_epoch.png"];
     for f in files {
         let p = out.join(f);
         assert!(p.exists() && std::fs::metadata(&p).unwrap().len() > 100, "{f} missing or empty");
@@ -54,7 +54,7 @@ fn tiny_study_writes_table_and_plots_and_resumes_without_redoing_runs() {
     // the held-out encoder features' covariance spectrum: in the summary, counted in the table,
     // plotted; checked against the same features written by `embed` (trace and Frobenius norm of
     // their covariance by plain loops)
-    assert!(md.contains("dims for 99% var.") && md.contains("(encoder_spectrum.png)"), "{md}");
+    assert!(md.contains("dims for 99% var.") && md.contains("(encoder_spectrum.png)") && md.contains("(encoder_dims_vs_epoch.png)"), "{md}");
     let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("a/summary.json")).unwrap()).unwrap();
     let eig: Vec<f64> = summary["encoder_spectrum"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
     assert!(eig.windows(2).all(|w| w[0] >= w[1]) && eig[eig.len() - 1] >= 0.0, "{eig:?}");

@@ -93,7 +93,7 @@ pub fn run(a: TrainArgs) -> anyhow::Result<()> {
         if let Some(a) = summary.online_linear_top1 {
             println!("online linear top-1 (the probe trained during pre-training, eval.online_probe): {a:.4}");
         }
-        if let (Some(k), Some(eig)) = (summary.encoder_dims_99pct, &summary.encoder_spectrum) {
+        if let (Some(k @ 1..), Some(eig)) = (summary.encoder_dims_99pct, &summary.encoder_spectrum) {
             println!("held-out encoder features: {k} of {} directions hold 99% of the variance (spectrum in summary.json)", eig.len());
         }
         println!("checkpoint: {}", summary.checkpoint);

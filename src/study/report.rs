@@ -2,7 +2,7 @@
 //! `results.csv`, `results.md` (the table) and PNG plots — kNN vs epoch, loss vs step,
 //! z-std vs epoch, the runs on the alignment–uniformity plane, for methods with a predictor
 //! the z-std of its outputs vs epoch, and for runs evaluated on a held-out set the covariance
-//! spectrum of their encoder features.
+//! spectrum of their encoder features and its count of directions vs epoch.
 //!
 //! Final representation metrics are the mean of the metrics lines of each run's last epoch
 //! (projector outputs on training batches, as logged). A run counts as collapsed when its z-std is
@@ -195,6 +195,8 @@ const PREDICTOR_PLOT: (&str, &str) = ("pred_z_std_vs_epoch.png", "z-std of the p
 /// The covariance spectrum of each run's held-out encoder features at the end of training (from
 /// summary.json), for studies whose runs evaluate on a held-out set; its CSV lies beside it.
 const SPECTRUM_PLOT: (&str, &str) = ("encoder_spectrum.png", "covariance spectrum of the held-out encoder features");
+/// The count of directions holding 99% of that variance at each kNN evaluation.
+const DIMS_PLOT: (&str, &str) = ("encoder_dims_vs_epoch.png", "directions holding 99% of the held-out encoder features' variance vs epoch");
 
 /// Writes `results.csv`, `results.md` and the plots into the study folder.
 pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
@@ -263,7 +265,8 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
         None => remove_if_present(&out.join(SEED_CSV))?,
     }
     let spectra: Vec<(String, Vec<f64>)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.encoder_spectrum.clone()?))).collect();
-    for (file, title) in PLOTS.iter().chain(with_predictor.then_some(&PREDICTOR_PLOT)).chain((!spectra.is_empty()).then_some(&SPECTRUM_PLOT)) {
+    let with_spectra = !spectra.is_empty();
+    for (file, title) in PLOTS.iter().chain(with_predictor.then_some(&PREDICTOR_PLOT)).chain(with_spectra.then_some(&SPECTRUM_PLOT)).chain(with_spectra.then_some(&DIMS_PLOT)) {
         let _ = writeln!(md, "![{title}]({file})\n");
     }
     write_atomic(&out.join("results.md"), md.as_bytes())?;
@@ -287,13 +290,21 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
         true => line_plot(&out.join(PREDICTOR_PLOT.0), PREDICTOR_PLOT.1, "epoch", "z-std of predictions", &per_epoch("pred_z_std"))?,
         false => remove_if_present(&out.join(PREDICTOR_PLOT.0))?,
     }
-    match spectra.is_empty() {
-        false => {
-            crate::analysis::spectrum::write_spectra(&out.join(SPECTRUM_PLOT.0), "covariance spectrum of the held-out encoder features (end of training)", &spectra)?;
-        }
+    match with_spectra {
         true => {
-            remove_if_present(&out.join(SPECTRUM_PLOT.0))?;
-            remove_if_present(&out.join(SPECTRUM_PLOT.0).with_extension("csv"))?;
+            crate::analysis::spectrum::write_spectra(&out.join(SPECTRUM_PLOT.0), "covariance spectrum of the held-out encoder features (end of training)", &spectra)?;
+            // the count at every kNN evaluation: dimensional collapse as it happens
+            let dims = series(&|r| {
+                let mut pts: Vec<(f64, f64)> = r.lines.iter().filter_map(|l| Some((l["epoch"].as_f64()?, l["encoder_dims_99pct"].as_f64()?))).collect();
+                pts.dedup_by(|a, b| a.0 == b.0);
+                pts
+            });
+            line_plot(&out.join(DIMS_PLOT.0), DIMS_PLOT.1, "epoch", "directions holding 99% of the variance", &dims)?;
+        }
+        false => {
+            for p in [out.join(SPECTRUM_PLOT.0), out.join(SPECTRUM_PLOT.0).with_extension("csv"), out.join(DIMS_PLOT.0)] {
+                remove_if_present(&p)?;
+            }
         }
     }
     let plane: Vec<(String, f64, f64)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.get("uniformity")?, r.get("alignment")?))).collect();
