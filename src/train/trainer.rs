@@ -8,7 +8,7 @@ use crate::backend::{dist, parse_device, shim};
 use crate::config::Config;
 use crate::data::{AugmentOn, DataSpec, Dataset, Loader, LoaderConfig, Split};
 use crate::error::Error;
-use crate::eval::{knn_accuracy, train_test_features, OnlineProbe};
+use crate::eval::{knn_accuracy, train_test_features, KnnResult, OnlineProbe};
 use crate::methods::{self, Method};
 use crate::models::ResNet;
 use crate::optim::schedule::{scaled_lr, warmup_cosine};
@@ -106,8 +106,15 @@ pub fn eval_sets(cfg: &Config) -> anyhow::Result<EvalSets> {
 
 /// kNN accuracy (top-1, top-5) of an encoder with the config's protocol.
 pub fn knn_eval(encoder: &ResNet, cfg: &Config, sets: &EvalSets, device: Device) -> anyhow::Result<(f64, f64)> {
-    let e = evaluate(encoder, None, cfg, sets, device)?;
-    Ok((e.knn_top1, e.knn_top5))
+    let (r, _, _) = held_out_knn(encoder, cfg, sets, device)?;
+    Ok((r.knn_top1, r.knn_top5))
+}
+
+/// The kNN result with the held-out features and labels it was measured on.
+fn held_out_knn(encoder: &ResNet, cfg: &Config, sets: &EvalSets, device: Device) -> anyhow::Result<(KnnResult, Tensor, Tensor)> {
+    let (ftr, ytr, fte, yte, classes) = train_test_features(encoder, cfg, sets.train.clone(), sets.test.clone(), device)?;
+    let r = knn_accuracy(&ftr, &ytr, &fte, &yte, cfg.eval.knn_k, cfg.eval.knn_temperature, classes);
+    Ok((r, fte, yte))
 }
 
 /// What an evaluation during or after training measured on the held-out set.
@@ -138,10 +145,10 @@ impl Evaluation {
     }
 }
 
-/// kNN top-1 and top-5 and, given an online probe, its top-1 on the same held-out features.
+/// kNN top-1 and top-5, the held-out features' spectrum and, given an online probe, its top-1 on
+/// the same held-out features.
 fn evaluate(encoder: &ResNet, probe: Option<&OnlineProbe>, cfg: &Config, sets: &EvalSets, device: Device) -> anyhow::Result<Evaluation> {
-    let (ftr, ytr, fte, yte, classes) = train_test_features(encoder, cfg, sets.train.clone(), sets.test.clone(), device)?;
-    let r = knn_accuracy(&ftr, &ytr, &fte, &yte, cfg.eval.knn_k, cfg.eval.knn_temperature, classes);
+    let (r, fte, yte) = held_out_knn(encoder, cfg, sets, device)?;
     Ok(Evaluation { knn_top1: r.knn_top1, knn_top5: r.knn_top5, online: probe.map(|p| p.accuracy(&fte, &yte)), spectrum: covariance_spectrum(&fte) })
 }
 
@@ -319,6 +326,8 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
         }
     };
     let eval = if main && (cfg.eval.knn_every > 0 || cfg.eval.compare_random || probe.is_some()) { Some(eval_sets(cfg)?) } else { None };
+    // the newest evaluation during training (epoch, result): the final one reuses it when it measured the last epoch
+    let mut last_eval: Option<(usize, Evaluation)> = None;
 
     signals::install();
     let stores_save = |method: &dyn Method, opt: &Optimizer, state: &TrainState| -> anyhow::Result<PathBuf> {
@@ -491,6 +500,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             if pb.is_none() && !quiet {
                 eprintln!("epoch {finished} kNN top-1 {:.4}{}", e.knn_top1, e.online.map(|a| format!(", online linear top-1 {a:.4}")).unwrap_or_default());
             }
+            last_eval = Some((finished, e));
         }
         if finished == cfg.train.epochs || (cfg.train.checkpoint_every > 0 && finished % cfg.train.checkpoint_every == 0) {
             last_ckpt = Some(stores_save(method.as_ref(), &opt, &state)?);
@@ -523,7 +533,11 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
     };
     if !stopped_early {
         if let Some(sets) = &eval {
-            let e = evaluate(method.encoder(), probe.as_ref(), cfg, sets, device)?;
+            // the last epoch's evaluation, when there was one, measured these same weights
+            let e = match last_eval.take() {
+                Some((epoch, e)) if epoch == cfg.train.epochs => e,
+                _ => evaluate(method.encoder(), probe.as_ref(), cfg, sets, device)?,
+            };
             summary.knn_top1 = Some(e.knn_top1);
             summary.knn_top5 = Some(e.knn_top5);
             summary.online_linear_top1 = e.online;
