@@ -272,9 +272,14 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     write_atomic(&out.join("results.md"), md.as_bytes())?;
 
     let series = |f: &dyn Fn(&RunRow) -> Vec<(f64, f64)>| -> Vec<Series> { rows.iter().map(|r| (r.name.clone(), f(r))).collect() };
-    let knn = series(&|r| {
-        let mut pts: Vec<(f64, f64)> = r.lines.iter().filter(|l| l.get("knn_top1").is_some()).filter_map(|l| Some((l["epoch"].as_f64()?, l["knn_top1"].as_f64()?))).collect();
+    // a value of each evaluation against its epoch (the final record repeats the last epoch's)
+    let at_evaluations = |r: &RunRow, key: &str| -> Vec<(f64, f64)> {
+        let mut pts: Vec<(f64, f64)> = r.lines.iter().filter_map(|l| Some((l["epoch"].as_f64()?, l[key].as_f64()?))).collect();
         pts.dedup_by(|a, b| a.0 == b.0);
+        pts
+    };
+    let knn = series(&|r| {
+        let mut pts = at_evaluations(r, "knn_top1");
         if let Some(rand) = r.get("knn_random_top1") {
             pts.insert(0, (0.0, rand)); // epoch 0 = the random-init encoder
         }
@@ -294,11 +299,7 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
         true => {
             crate::analysis::spectrum::write_spectra(&out.join(SPECTRUM_PLOT.0), "covariance spectrum of the held-out encoder features (end of training)", &spectra)?;
             // the count at every kNN evaluation: dimensional collapse as it happens
-            let dims = series(&|r| {
-                let mut pts: Vec<(f64, f64)> = r.lines.iter().filter_map(|l| Some((l["epoch"].as_f64()?, l["encoder_dims_99pct"].as_f64()?))).collect();
-                pts.dedup_by(|a, b| a.0 == b.0);
-                pts
-            });
+            let dims = series(&|r| at_evaluations(r, "encoder_dims_99pct"));
             line_plot(&out.join(DIMS_PLOT.0), DIMS_PLOT.1, "epoch", "directions holding 99% of the variance", &dims)?;
         }
         false => {
