@@ -108,8 +108,9 @@ impl QueryKey {
     /// InfoNCE of view-1 queries against view-2 keys (and, if `symmetric`, the mean with the swapped
     /// term — both computed before anything is enqueued) with `negatives` `[K, D]` (detached).
     /// The keys are gathered over ranks once here ([`KeyNegatives::Batch`] contrasts with all of
-    /// them; the queue and the bank need them after the step). Returns the loss, the online
-    /// projections of the first two views (for metrics) and the pending query/key pairs.
+    /// them; the queue and the bank need them after the step). Returns the step's output (the loss,
+    /// the online projections of the first two views for metrics, the first view's encoder
+    /// features) and the pending query/key pairs.
     pub fn loss(&self, views: &[Tensor], negatives: &Tensor, temperature: f64, symmetric: bool, batch: KeyNegatives) -> anyhow::Result<(StepOutput, Pending)> {
         anyhow::ensure!(views.len() >= 2, "momentum contrast needs two views, the recipe gives {}", views.len());
         let offset = dist::place().rank as i64 * views[0].size()[0];
