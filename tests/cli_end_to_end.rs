@@ -239,25 +239,28 @@ fn export_loads_into_torchvision_with_identical_features() {
         std::fs::create_dir_all(&class).unwrap();
         ds.image(i).unwrap().save_png(&class.join(format!("{i:03}.png"))).unwrap();
     }
-    let run = dir.path().join("run");
     let spec = format!("folder:{}", images.display());
-    let mut a: Vec<String> = ["train", "--data", &spec, "--out", run.to_str().unwrap(), "--epochs", "1", "--batch", "8", "--quiet"].iter().map(|s| s.to_string()).collect();
-    with_sets(&mut a, &["model.width=64".into(), "projector.hidden=64".into(), "predictor.hidden=64".into(), "optim.name=sgd".into(), "optim.warmup_epochs=0".into()]);
-    let o = run_owned(&a);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let export = dir.path().join("encoder.safetensors");
-    let emb = dir.path().join("emb.safetensors");
-    assert!(selfsup(&["export", "--checkpoint", run.to_str().unwrap(), "--out", export.to_str().unwrap()]).status.success());
-    assert!(selfsup(&["embed", "--checkpoint", run.to_str().unwrap(), "--data", &spec, "--out", emb.to_str().unwrap()]).status.success());
-    let o = std::process::Command::new(python())
-        .arg(root().join("tests/reference/torchvision_features.py"))
-        .args([export.to_str().unwrap(), emb.to_str().unwrap(), images.to_str().unwrap(), "resnet18", "cifar"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let line = stdout(&o);
-    let diff: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    assert!(diff < 1e-5, "{line}");
+    // BatchNorm, and actnorm exported as the BatchNorm that computes its affine map
+    for norm in ["bn", "actnorm"] {
+        let run = dir.path().join(format!("run-{norm}"));
+        let mut a: Vec<String> = ["train", "--data", &spec, "--out", run.to_str().unwrap(), "--epochs", "1", "--batch", "8", "--quiet"].iter().map(|s| s.to_string()).collect();
+        with_sets(&mut a, &["model.width=64".into(), "projector.hidden=64".into(), "predictor.hidden=64".into(), "optim.name=sgd".into(), "optim.warmup_epochs=0".into(), format!("model.norm=\"{norm}\"")]);
+        let o = run_owned(&a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let export = dir.path().join(format!("encoder-{norm}.safetensors"));
+        let emb = dir.path().join(format!("emb-{norm}.safetensors"));
+        assert!(selfsup(&["export", "--checkpoint", run.to_str().unwrap(), "--out", export.to_str().unwrap()]).status.success());
+        assert!(selfsup(&["embed", "--checkpoint", run.to_str().unwrap(), "--data", &spec, "--out", emb.to_str().unwrap()]).status.success());
+        let o = std::process::Command::new(python())
+            .arg(root().join("tests/reference/torchvision_features.py"))
+            .args([export.to_str().unwrap(), emb.to_str().unwrap(), images.to_str().unwrap(), "resnet18", "cifar"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{norm}: {}", stderr(&o));
+        let line = stdout(&o);
+        let diff: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        assert!(diff < 1e-5, "{norm}: {line}");
+    }
 }
 
 /// The online linear probe (`eval.online_probe`) in training: it never changes the method (the

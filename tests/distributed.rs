@@ -3,10 +3,10 @@
 //! of 1 rank × 32 with plain BatchNorm (gradients all-reduced by c10d's Reducer while backward
 //! runs, and the same again when they are all-reduced after it) (float64, so the comparison is not blurred by float32
 //! rounding amplified by small-batch BN), the online probe included; per-rank BN does not. SimCLR with negatives gathered from
-//! both ranks, MoCo v2's queue and AdCo's bank fed by both ranks give the single-process loss. A killed rank makes the survivor exit with an error.
+//! both ranks, MoCo v2's queue and AdCo's bank fed by both ranks give the single-process loss; `actnorm` initialises from the global batch. A killed rank makes the survivor exit with an error.
 mod common;
 use common::*;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tch::Tensor;
@@ -204,6 +204,24 @@ fn simclr_gathers_negatives_from_every_rank() {
     assert!(weight_diff(&one, &two) < 1e-5);
 }
 
+/// Trains 1 process × 32 with `single` and 2 ranks × 16 with `ranks` (2 epochs, 10 steps) in
+/// `dir/<name>-one` and `dir/<name>-two`, checks that they log the same losses and end with the
+/// same online weights (float64, 1e-5), and returns the two run folders.
+fn two_ranks_follow_one_process(dir: &Path, name: &str, single: &[String], ranks: &[String]) -> (PathBuf, PathBuf) {
+    let (one, two) = (dir.join(format!("{name}-one")), dir.join(format!("{name}-two")));
+    let o = run_owned(&train_args(&one, 32, single));
+    assert!(o.status.success(), "{name}: {}", stderr(&o));
+    let o = launch(2, train_args(&two, 16, ranks));
+    assert!(o.status.success(), "{name}: {}", stderr(&o));
+    let (l1, l2) = (losses(&one), losses(&two));
+    assert_eq!(l1.len(), 10, "{name}: 10 steps logged");
+    let d = max_diff(&l1, &l2);
+    assert!(d < 1e-5, "{name} 2×16 vs 1×32: loss differs by {d:e}");
+    let w = weight_diff(&one, &two);
+    assert!(w < 1e-5, "{name}: final weights differ by {w:e}");
+    (one, two)
+}
+
 /// MoCo v2 and AdCo with the symmetric loss: the keys are gathered once per step, contrasted
 /// (AdCo: the whole batch's keys are negatives), enqueued / written into the bank and used by the
 /// bank's ascent in the same order as one process's; the queue and bank (96 rows, 64 keys a step)
@@ -213,24 +231,28 @@ fn momentum_contrast_on_two_ranks_equals_one_process() {
     require_gloo();
     let dir = tempfile::tempdir().unwrap();
     for (method, extra) in [("mocov2", ["mocov2.symmetric=true", "mocov2.queue_size=96"]), ("adco", ["adco.symmetric=true", "adco.bank_size=96"])] {
-        let (one, two) = (dir.path().join(format!("{method}-one")), dir.path().join(format!("{method}-two")));
         let mut s1 = sets(method, "bn");
         let mut s2 = sets(method, "syncbn");
         for s in [&mut s1, &mut s2] {
             s.push("train.epochs=2".into());
             s.extend(extra.iter().map(|e| e.to_string()));
         }
-        let o = run_owned(&train_args(&one, 32, &s1));
-        assert!(o.status.success(), "{}", stderr(&o));
-        let o = launch(2, train_args(&two, 16, &s2));
-        assert!(o.status.success(), "{}", stderr(&o));
-        let (l1, l2) = (losses(&one), losses(&two));
-        assert_eq!(l1.len(), 10, "{method}: 10 steps logged");
-        let d = max_diff(&l1, &l2);
-        assert!(d < 1e-5, "{method} 2×16 vs 1×32: loss differs by {d:e}");
-        let w = weight_diff(&one, &two);
-        assert!(w < 1e-5, "{method}: final weights differ by {w:e}");
+        two_ranks_follow_one_process(dir.path(), method, &s1, &s2);
     }
+}
+
+/// `actnorm` (BatchNorm's first-batch statistics frozen into a learned affine map) initialises
+/// from the global batch's statistics, so 2 ranks × 16 start from the same parameters as 1 × 32
+/// and, with no batch statistics afterwards, follow its losses to its final weights.
+#[test]
+fn actnorm_initialises_from_the_global_batch_on_two_ranks() {
+    require_gloo();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = sets("byol", "actnorm");
+    s.push("train.epochs=2".into());
+    let (_, two) = two_ranks_follow_one_process(dir.path(), "actnorm", &s, &s);
+    let flag = checkpoint_tensor(&two, "online.encoder.bn1.initialised").double_value(&[0]);
+    assert_eq!(flag, 1.0, "the checkpoint records the initialisation");
 }
 
 #[test]

@@ -314,6 +314,9 @@ fn alignment_and_uniformity_match_wang_and_isola() {
     let c = Tensor::ones([6, 4], (Kind::Float, Device::Cpu));
     assert!(uniformity(&c, 2.0).double_value(&[]).abs() < 1e-6);
     assert!(alignment(&c, &c, 2.0).double_value(&[]).abs() < 1e-6);
+    // a dead network's all-zero outputs are one point too (not orthogonal unit vectors: −4)
+    let zeros = Tensor::zeros([6, 4], (Kind::Float, Device::Cpu));
+    assert!(uniformity(&zeros, 2.0).double_value(&[]).abs() < 1e-6);
     // the corners of a square on the unit circle: 4 sides with ‖·‖² = 2, 2 diagonals with 4
     let sqr = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, -1.0, 0.0, 0.0, -1.0]).view([4, 2]);
     let expect = ((4.0 * (-4.0f64).exp() + 2.0 * (-8.0f64).exp()) / 6.0).ln();

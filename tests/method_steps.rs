@@ -91,6 +91,37 @@ fn without_a_predictor_the_predictions_are_the_projections() {
     assert!((m.projection_cos - 1.0).abs() < 1e-5 && m.z_std == selfsup::analysis::z_std(&out.embeddings[0]), "{m:?}");
 }
 
+/// With `actnorm` everywhere, BYOL's first forward initialises every scale and shift from the
+/// batch (BatchNorm's statistics frozen), and the target, seeing the same first view through the
+/// same weights, initialises to exactly the online network's values (it then follows the EMA).
+#[test]
+fn byol_with_actnorm_initialises_online_and_target_alike() {
+    let mut sets = tiny_model_sets();
+    sets.extend(["method=byol", "model.norm=\"actnorm\"", "projector.norm=\"actnorm\"", "predictor.norm=\"actnorm\""].map(String::from));
+    let cfg = load(None, &sets).unwrap();
+    let mut method = methods::build(&cfg, Device::Cpu).unwrap();
+    let (v, labels) = views(4);
+    method.forward(&v, &labels).unwrap();
+    let stores = method.stores();
+    let online = stores[0].1.variables();
+    let target = stores.iter().find(|(p, _)| *p == "target").unwrap().1.variables();
+    let flags: Vec<&String> = online.keys().filter(|k| k.ends_with(".initialised")).collect();
+    // stem, 8 blocks × 2, 3 downsample shortcuts; projector and predictor hidden layers
+    assert_eq!(flags.len(), 1 + 16 + 3 + 2, "{flags:?}");
+    for flag in flags {
+        let layer = flag.strip_suffix(".initialised").unwrap();
+        assert_eq!(online[flag].double_value(&[0]), 1.0, "{layer}: not initialised");
+        let scale = &online[&format!("{layer}.weight")];
+        assert!((scale - 1.0).abs().max().double_value(&[]) > 1e-3, "{layer}: scale left at 1");
+        if !layer.starts_with("predictor.") {
+            for part in ["weight", "bias", "initialised"] {
+                let name = format!("{layer}.{part}");
+                assert!(target[&name].equal(&online[&name]), "{name}: the target's initialisation differs from the online one");
+            }
+        }
+    }
+}
+
 /// `<method>.predictor_lr_scale` and `<method>.predictor_fixed_lr` reach the optimiser as the
 /// predictor's learning-rate rule, and only the predictor's.
 #[test]
@@ -239,4 +270,50 @@ fn shuffled_keys_take_their_batch_statistics_from_another_group() {
     let b = QueryKey::new(&cfg_bn, Device::Cpu).unwrap().with_shuffle_bn(4);
     let diff = (a.keys_of(&x) - b.keys_of(&x)).abs().max().double_value(&[]);
     assert!(diff < 1e-5, "regrouping under whole-batch BN moved keys by {diff}");
+}
+
+/// The last `z_std` that `tests/reference/byol_first_steps.py` printed.
+fn last_z_std(lines: &str) -> f64 {
+    lines.lines().filter_map(|l| l.split_whitespace().skip_while(|w| *w != "z_std").nth(1)?.parse().ok()).last().expect("a z_std line")
+}
+
+/// BYOL's first four steps at the CPU reference recipe, here and in an independent PyTorch
+/// implementation (`tests/reference/byol_first_steps.py`, built from torch.nn and the shared
+/// benchmark's ResNet): with BatchNorm the projections stay spread; with no normalisation in the
+/// projector and predictor, and with `actnorm` everywhere (BN's first-batch statistics frozen into
+/// learned affine maps, no batch statistics after), they collapse within those four steps — in
+/// both (SCIENCE.md hypothesis 1; docs/studies/byol-norm).
+#[test]
+fn byol_without_batch_statistics_collapses_as_in_an_independent_pytorch_implementation() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = cifar_tree().join("train");
+    for (norm, collapses) in [("bn", false), ("none", true), ("actnorm", true)] {
+        let o = std::process::Command::new(python())
+            .arg(root().join("tests/reference/byol_first_steps.py"))
+            .args(["--data", train.to_str().unwrap(), "--norm", norm, "--steps", "4", "--total", "4"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{norm}: {}", stderr(&o));
+        let theirs = last_z_std(&stdout(&o));
+        let out = dir.path().join(norm);
+        let config = root().join("configs/byol-cifar-cpu-reference.toml");
+        let data = cifar_spec("train", 26); // 260 images: 4 steps of 64 (the schedules' length there too)
+        let mut a: Vec<String> = ["train", "--config", config.to_str().unwrap(), "--data", &data, "--out", out.to_str().unwrap(), "--quiet", "--epochs", "1"].map(String::from).to_vec();
+        let heads = if norm == "none" { "bn" } else { norm };
+        with_sets(&mut a, &["train.log_every=1".into(), "eval.knn_every=0".into(), "eval.compare_random=false".into(), "train.checkpoint_every=0".into(), format!("model.norm=\"{heads}\""), format!("projector.norm=\"{norm}\""), format!("predictor.norm=\"{norm}\"")]);
+        let o = run_owned(&a);
+        assert!(o.status.success(), "{norm}: {}", stderr(&o));
+        let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+        let steps: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v["z_std"].is_number()).collect();
+        assert_eq!(steps.len(), 4, "{norm}: four logged steps");
+        let ours = steps.last().unwrap()["z_std"].as_f64().unwrap();
+        // spread on the sphere: 1/√128 ≈ 0.088; both start near 0.07 with BN heads
+        for (who, z) in [("selfsup", ours), ("PyTorch", theirs)] {
+            if collapses {
+                assert!(z < 0.01, "{norm}: {who}'s projections should have collapsed by step 4 (z-std {z})");
+            } else {
+                assert!(z > 0.04, "{norm}: {who}'s projections should stay spread (z-std {z})");
+            }
+        }
+    }
 }

@@ -44,7 +44,8 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<()> {
 }
 
 /// Encoder tensors renamed to torchvision's ResNet keys (`encoder.` prefix dropped) plus the
-/// `num_batches_tracked` buffers torchvision's BatchNorm keeps, so `load_state_dict` is strict.
+/// `num_batches_tracked` buffers torchvision's BatchNorm keeps, so `load_state_dict` is strict;
+/// `actnorm` layers become BatchNorms computing the same map.
 pub fn torchvision_state(method: &dyn selfsup::methods::Method) -> Vec<(String, Tensor)> {
     let (_, online) = method.stores().into_iter().find(|(p, _)| *p == "online").expect("online store");
     let mut out: Vec<(String, Tensor)> = online
@@ -52,6 +53,15 @@ pub fn torchvision_state(method: &dyn selfsup::methods::Method) -> Vec<(String, 
         .into_iter()
         .filter_map(|(n, t)| n.strip_prefix("encoder.").map(|k| (k.to_string(), t.detach().to_device(tch::Device::Cpu).contiguous())))
         .collect();
+    // an `actnorm` layer y = w·x + b is torchvision's BatchNorm in eval mode with running mean 0
+    // and running variance 1 − ε: (x − 0)/√(1 − ε + ε)·w + b
+    let actnorms: Vec<String> = out.iter().filter_map(|(k, _)| k.strip_suffix(".initialised").map(String::from)).collect();
+    out.retain(|(k, _)| !k.ends_with(".initialised"));
+    for layer in actnorms {
+        let scale = out.iter().find(|(k, _)| *k == format!("{layer}.weight")).map(|(_, t)| t.shallow_clone()).expect("actnorm scale");
+        out.push((format!("{layer}.running_mean"), scale.zeros_like()));
+        out.push((format!("{layer}.running_var"), scale.full_like(1.0 - selfsup::models::norm::EPS)));
+    }
     let bns: Vec<String> = out.iter().filter_map(|(k, _)| k.strip_suffix(".running_mean").map(String::from)).collect();
     for bn in bns {
         out.push((format!("{bn}.num_batches_tracked"), Tensor::from(0i64)));

@@ -19,8 +19,11 @@ pub fn alignment(x: &Tensor, y: &Tensor, alpha: f64) -> Tensor {
 pub fn uniformity(x: &Tensor, t: f64) -> Tensor {
     let kd = super::compute_kind(x.kind());
     let x = l2_normalize(&x.to_kind(kd));
-    // ‖a − b‖² = 2 − 2 a·b on the unit sphere (exact, and differentiable everywhere, unlike pdist at 0)
-    let sq: Tensor = (x.matmul(&x.tr()) * -2.0 + 2.0).clamp_min(0.0);
+    // ‖a − b‖² = ‖a‖² + ‖b‖² − 2 a·b (differentiable everywhere, unlike pdist at 0); the norms are
+    // 1 on the sphere and 0 for an all-zero row (a dead network's output, which normalises to
+    // the origin: all such rows are one point, not mutually orthogonal unit vectors)
+    let norms = x.square().sum_dim_intlist([1i64].as_slice(), true, kd);
+    let sq: Tensor = (x.matmul(&x.tr()) * -2.0 + &norms + norms.tr()).clamp_min(0.0);
     let n = x.size()[0];
     let upper = Tensor::ones([n, n], (Kind::Bool, x.device())).triu(1);
     let pairs = sq.masked_select(&upper);

@@ -5,9 +5,14 @@
 //! (forward and backward; BYOL's "global" BN, `nn.SyncBatchNorm`), plain BN in a single process;
 //! `ln` LayerNorm (over C,H,W for maps, over features for vectors); `gnws` GroupNorm with
 //! weight-standardised convolutions (Qiao et al., arXiv:1903.10520; used for BYOL without batch
-//! statistics in arXiv:2010.10241); `none` identity.
+//! statistics in arXiv:2010.10241); `actnorm` a per-channel affine map with data-dependent
+//! initialisation — BatchNorm's statistics of the first training batch frozen into a trainable
+//! scale and shift, no batch statistics afterwards (Kingma & Dhariwal, "Glow", arXiv:1807.03039,
+//! §3.1; the BN-free "data-dependent initialisation" run of arXiv:2010.10241);
+//! `none` identity.
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{nn, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,17 +23,19 @@ pub enum NormKind {
     Syncbn,
     Ln,
     Gnws,
+    Actnorm,
     None,
 }
 
 impl NormKind {
     /// The config names of the kinds.
-    pub const CHOICES: [(&'static str, NormKind); 6] = [
+    pub const CHOICES: [(&'static str, NormKind); 7] = [
         ("bn", NormKind::Bn),
         ("splitbn", NormKind::Splitbn),
         ("syncbn", NormKind::Syncbn),
         ("ln", NormKind::Ln),
         ("gnws", NormKind::Gnws),
+        ("actnorm", NormKind::Actnorm),
         ("none", NormKind::None),
     ];
 
@@ -51,6 +58,11 @@ pub struct Norm {
     pub bias: Option<Tensor>,
     pub running_mean: Option<Tensor>,
     pub running_var: Option<Tensor>,
+    /// `actnorm`: 1 once the scale and shift hold the first training batch's statistics (a
+    /// buffer, so checkpoints carry it and a resumed run does not initialise again).
+    pub initialised: Option<Tensor>,
+    /// `actnorm`: `initialised` is known to be 1 (saves reading the buffer on every forward).
+    ready: AtomicBool,
 }
 
 pub const BN_MOMENTUM: f64 = 0.1;
@@ -71,6 +83,8 @@ impl Norm {
             bias: affine.then(|| vs.var("bias", &[channels], nn::Init::Const(0.0))),
             running_mean: stats.then(|| vs.zeros_no_train("running_mean", &[channels])),
             running_var: stats.then(|| vs.ones_no_train("running_var", &[channels])),
+            initialised: (kind == NormKind::Actnorm).then(|| vs.zeros_no_train("initialised", &[1])),
+            ready: AtomicBool::new(false),
         }
     }
 
@@ -122,18 +136,50 @@ impl Norm {
                     Tensor::group_norm(&x.unsqueeze(-1), groups, self.weight.as_ref(), self.bias.as_ref(), EPS, true).squeeze_dim(-1)
                 }
             }
+            NormKind::Actnorm => {
+                if train {
+                    self.initialise_once(x).expect("actnorm initialisation: a peer process failed");
+                }
+                let (w, b) = (self.weight.as_ref().expect("actnorm scale"), self.bias.as_ref().expect("actnorm shift"));
+                let shape = channel_shape(x, self.channels);
+                (x * w.view(shape.as_slice()) + b.view(shape.as_slice())).to_kind(x.kind())
+            }
         }
     }
 
-    /// BatchNorm with the statistics of the global batch (every rank's rows): two autograd-aware
-    /// all-reduces, `[Σx, n]` for the mean, then `Σ(x − μ)²` for the (biased) variance, so the
-    /// gradient flows through the statistics to every rank as in one process on the whole batch.
-    /// The running statistics are updated with the global mean and the unbiased variance.
-    fn sync_batch_norm(&self, x: &Tensor) -> anyhow::Result<Tensor> {
+    /// `actnorm`'s data-dependent initialisation, on the first training batch it sees: scale
+    /// 1/√(σ² + ε) and shift −μ/√(σ² + ε) from that batch's per-channel mean μ and (biased)
+    /// variance σ² — so the layer's first output is exactly BatchNorm's in training mode (γ = 1,
+    /// β = 0), and every later one is that affine map, learned, with no batch statistics. In a
+    /// data-parallel job μ and σ² are the global batch's (as `syncbn`), so every rank starts alike.
+    fn initialise_once(&self, x: &Tensor) -> anyhow::Result<()> {
+        if self.ready.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let flag = self.initialised.as_ref().expect("actnorm flag");
+        // one host read per layer and process: a resumed run finds the flag set in its checkpoint
+        if flag.double_value(&[0]) == 0.0 {
+            let moments = tch::no_grad(|| self.global_moments(&x.detach()))?;
+            tch::no_grad(|| {
+                let inv_std = (&moments.var + EPS).rsqrt();
+                let (w, b) = (self.weight.as_ref().expect("actnorm scale"), self.bias.as_ref().expect("actnorm shift"));
+                w.shallow_clone().copy_(&inv_std);
+                b.shallow_clone().copy_(&(-&moments.mean * &inv_std));
+                let _ = flag.shallow_clone().fill_(1.0);
+            });
+        }
+        self.ready.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Per-channel moments of `x` over the batch (and positions) of every process: two
+    /// autograd-aware all-reduces, `[Σx, n]` for the mean, then `Σ(x − μ)²` for the biased
+    /// variance (one process: the local batch's).
+    fn global_moments(&self, x: &Tensor) -> anyhow::Result<Moments> {
         use crate::backend::dist::all_reduce_sum;
         let c = self.channels;
         let dims: Vec<i64> = if x.dim() == 4 { vec![0, 2, 3] } else { vec![0] };
-        let shape: Vec<i64> = if x.dim() == 4 { vec![1, c, 1, 1] } else { vec![1, c] };
+        let shape = channel_shape(x, c);
         let kd = crate::losses::compute_kind(x.kind());
         let xf = x.to_kind(kd);
         let count = (xf.numel() as i64 / c) as f64;
@@ -142,8 +188,17 @@ impl Norm {
         let n = global.narrow(0, c, 1);
         let mean = global.narrow(0, 0, c) / &n;
         let centred = &xf - mean.view(shape.as_slice());
-        let sq = all_reduce_sum(&centred.square().sum_dim_intlist(dims.as_slice(), false, kd))?;
-        let var = &sq / &n;
+        let var = all_reduce_sum(&centred.square().sum_dim_intlist(dims.as_slice(), false, kd))? / &n;
+        Ok(Moments { centred, mean, var, n })
+    }
+
+    /// BatchNorm with the statistics of the global batch (every rank's rows): two autograd-aware
+    /// all-reduces, `[Σx, n]` for the mean, then `Σ(x − μ)²` for the (biased) variance, so the
+    /// gradient flows through the statistics to every rank as in one process on the whole batch.
+    /// The running statistics are updated with the global mean and the unbiased variance.
+    fn sync_batch_norm(&self, x: &Tensor) -> anyhow::Result<Tensor> {
+        let shape = channel_shape(x, self.channels);
+        let Moments { centred, mean, var, n } = self.global_moments(x)?;
         let mut y = centred * (&var + EPS).rsqrt().view(shape.as_slice());
         if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
             y = y * w.view(shape.as_slice()) + b.view(shape.as_slice());
@@ -164,8 +219,141 @@ impl Norm {
     }
 }
 
+/// A normalisation's per-channel statistics: `x − μ`, μ, the biased variance σ² and the count n
+/// (as a one-element tensor, so nothing is read to the host).
+struct Moments {
+    centred: Tensor,
+    mean: Tensor,
+    var: Tensor,
+    n: Tensor,
+}
+
+/// The shape that broadcasts a per-channel `[C]` tensor over `x` (`[1, C, 1, 1]` or `[1, C]`).
+fn channel_shape(x: &Tensor, channels: i64) -> Vec<i64> {
+    if x.dim() == 4 {
+        vec![1, channels, 1, 1]
+    } else {
+        vec![1, channels]
+    }
+}
+
 /// Groups for GroupNorm: 32 where the channel count allows (Wu & He 2018), else the largest
 /// divisor of `channels` not above 32.
 pub fn gn_groups(channels: i64) -> i64 {
     (1..=32.min(channels)).rev().find(|g| channels % g == 0).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    /// Per-channel mean and biased variance by plain loops over `x: [N, C, H, W]` or `[N, C]`.
+    fn loop_moments(x: &Tensor) -> (Vec<f64>, Vec<f64>) {
+        let s = x.size();
+        let (n, c) = (s[0], s[1]);
+        let positions: i64 = s[2..].iter().product();
+        let v: Vec<f64> = Vec::try_from(x.flatten(0, -1).to_kind(Kind::Double)).unwrap();
+        let at = |i: i64, ch: i64, p: i64| v[((i * c + ch) * positions + p) as usize];
+        let mut mean = vec![0.0; c as usize];
+        let mut var = vec![0.0; c as usize];
+        for ch in 0..c {
+            let count = (n * positions) as f64;
+            let m = (0..n).flat_map(|i| (0..positions).map(move |p| (i, p))).map(|(i, p)| at(i, ch, p)).sum::<f64>() / count;
+            let q = (0..n).flat_map(|i| (0..positions).map(move |p| (i, p))).map(|(i, p)| (at(i, ch, p) - m).powi(2)).sum::<f64>() / count;
+            mean[ch as usize] = m;
+            var[ch as usize] = q;
+        }
+        (mean, var)
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).abs().max().double_value(&[])
+    }
+
+    /// `w·x + b` by broadcasting plain per-channel values.
+    fn affine(x: &Tensor, w: &[f64], b: &[f64]) -> Tensor {
+        let shape = channel_shape(x, w.len() as i64);
+        let w = Tensor::from_slice(w).view(shape.as_slice());
+        let b = Tensor::from_slice(b).view(shape.as_slice());
+        x.to_kind(Kind::Double) * w + b
+    }
+
+    #[test]
+    fn actnorm_starts_as_batchnorm_on_its_first_batch_then_stays_a_learned_affine_map() {
+        for shape in [vec![6i64, 3, 4, 5], vec![10, 7]] {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let norm = Norm::new(vs.root(), NormKind::Actnorm, shape[1], 1);
+            let first = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)) * 3.0 + 1.5;
+            let second = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)) * 0.5 - 2.0;
+            // before any training batch: the identity (as BatchNorm with fresh running statistics)
+            assert!(max_abs_diff(&norm.forward(&first, false), &first) == 0.0);
+            let (mean, var) = loop_moments(&first);
+            let scale: Vec<f64> = var.iter().map(|v| 1.0 / (v + EPS).sqrt()).collect();
+            let shift: Vec<f64> = mean.iter().zip(&scale).map(|(m, s)| -m * s).collect();
+            // the first training batch is normalised exactly as BatchNorm (γ = 1, β = 0) would
+            let y = norm.forward(&first, true);
+            let d = max_abs_diff(&y.to_kind(Kind::Double), &affine(&first, &scale, &shift));
+            assert!(d < 1e-5, "{shape:?}: first output differs from (x − μ)/√(σ² + ε) by {d:e}");
+            let (ym, yv) = loop_moments(&y);
+            assert!(ym.iter().all(|m| m.abs() < 1e-5) && yv.iter().all(|v| (v - 1.0).abs() < 1e-3), "{shape:?}: {ym:?} {yv:?}");
+            // the statistics are frozen into the parameters, which stay trainable
+            let w: Vec<f64> = Vec::try_from(norm.weight.as_ref().unwrap().to_kind(Kind::Double)).unwrap();
+            let b: Vec<f64> = Vec::try_from(norm.bias.as_ref().unwrap().to_kind(Kind::Double)).unwrap();
+            for (i, (w, b)) in w.iter().zip(&b).enumerate() {
+                assert!((w - scale[i]).abs() < 1e-5 * scale[i] && (b - shift[i]).abs() < 1e-4, "{shape:?}: channel {i}");
+            }
+            assert!(norm.weight.as_ref().unwrap().requires_grad() && norm.bias.as_ref().unwrap().requires_grad());
+            // a later batch goes through the same affine map: no statistics of its own
+            let d2 = max_abs_diff(&norm.forward(&second, true).to_kind(Kind::Double), &affine(&second, &scale, &shift));
+            assert!(d2 < 1e-4, "{shape:?}: the second batch was renormalised (differs by {d2:e})");
+            let (m2, _) = loop_moments(&norm.forward(&second, true));
+            assert!(m2.iter().any(|m| m.abs() > 1.0), "{shape:?}: the second batch should not be centred: {m2:?}");
+            // gradients reach the scale and shift
+            norm.forward(&second, true).square().sum(Kind::Float).backward();
+            assert!(norm.weight.as_ref().unwrap().grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        }
+    }
+
+    #[test]
+    fn actnorm_copied_from_a_checkpoint_keeps_its_parameters_and_does_not_initialise_again() {
+        let trained = nn::VarStore::new(Device::Cpu);
+        let a = Norm::new(trained.root(), NormKind::Actnorm, 4, 1);
+        let _ = a.forward(&(Tensor::randn([8, 4], (Kind::Float, Device::Cpu)) * 4.0), true);
+        assert_eq!(a.initialised.as_ref().unwrap().double_value(&[0]), 1.0, "the flag is set");
+        let mut resumed = nn::VarStore::new(Device::Cpu);
+        let b = Norm::new(resumed.root(), NormKind::Actnorm, 4, 1);
+        resumed.copy(&trained).unwrap();
+        let x = Tensor::randn([8, 4], (Kind::Float, Device::Cpu)) + 3.0;
+        let d = max_abs_diff(&b.forward(&x, true), &a.forward(&x, false));
+        assert!(d < 1e-6, "a resumed layer initialised itself again (differs by {d:e})");
+    }
+
+    #[test]
+    fn a_resnet_with_actnorm_computes_the_batchnorm_network_on_its_first_batch_only() {
+        use crate::models::{ResNet, ResNetConfig};
+        let cfg = |norm| ResNetConfig { width: 4, norm, ..ResNetConfig::default() };
+        let build = |norm| {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let net = ResNet::new(vs.root() / "encoder", &cfg(norm)).unwrap();
+            (vs, net)
+        };
+        let (bn_vs, bn) = build(NormKind::Bn);
+        let (an_vs, an) = build(NormKind::Actnorm);
+        // the same convolution weights (tests share torch's generator, so seeding is not enough)
+        let from = bn_vs.variables();
+        tch::no_grad(|| {
+            for (name, t) in an_vs.variables() {
+                if let Some(v) = from.get(&name) {
+                    t.shallow_clone().copy_(v);
+                }
+            }
+        });
+        let first = Tensor::rand([6, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let second = Tensor::rand([6, 3, 16, 16], (Kind::Float, Device::Cpu)) * 0.5;
+        let d1 = max_abs_diff(&bn.forward(&first, true), &an.forward(&first, true));
+        assert!(d1 < 1e-4, "first batch: actnorm network differs from the BatchNorm network by {d1:e}");
+        let d2 = max_abs_diff(&bn.forward(&second, true), &an.forward(&second, true));
+        assert!(d2 > 1e-2, "second batch: actnorm should not use batch statistics (differs by only {d2:e})");
+    }
 }

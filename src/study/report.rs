@@ -6,7 +6,9 @@
 //!
 //! Final representation metrics are the mean of the metrics lines of each run's last epoch
 //! (projector outputs on training batches, as logged). A run counts as collapsed when its z-std is
-//! under a tenth of 1/√d (d = projector.out), the healthy value for outputs spread on the sphere.
+//! under a tenth of 1/√d (d = projector.out), the healthy value for outputs spread on the sphere,
+//! or when its outputs lie on one line (effective rank under [`ONE_LINE_RANK`]: a dead network whose
+//! outputs are one direction or zero has a z-std above that bar but is collapsed all the same).
 //! A study run over several seeds also gets each configuration's mean ± standard deviation
 //! ([`crate::study::seeds`]): a second table and `results_by_configuration.csv`.
 use crate::study::plots::{line_plot, scatter_plot, Series};
@@ -44,9 +46,15 @@ impl RunRow {
     }
 
     pub fn collapsed(&self) -> Option<bool> {
-        self.get("z_std").map(|z| z < 0.1 / (self.dim.max(1) as f64).sqrt())
+        let on_one_line = self.get("effective_rank").is_some_and(|r| r < ONE_LINE_RANK);
+        self.get("z_std").map(|z| z < 0.1 / (self.dim.max(1) as f64).sqrt() || on_one_line)
     }
 }
+
+/// Effective rank under which a run's outputs count as lying on one line (1 = exactly one
+/// direction; every run of the committed studies either collapsed by z-std with an effective rank
+/// of 1.0–1.7 or kept 2.5 or more).
+pub const ONE_LINE_RANK: f64 = 1.5;
 
 /// Where a run's final value of a metric is read from (under the metric's key in each).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -219,7 +227,7 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     if let Some(c) = study["command"].as_str().filter(|c| !c.is_empty()) {
         let _ = writeln!(md, "Command: `{c}`\n");
     }
-    md.push_str("kNN: the config's protocol on the held-out set; z-std, alignment, uniformity, effective rank and batch-mean cosine: mean over the last epoch's logged training batches (projector outputs, L2-normalised). Collapsed: z-std < 0.1/√d (1/√d in brackets: outputs spread on the sphere).");
+    md.push_str("kNN: the config's protocol on the held-out set; z-std, alignment, uniformity, effective rank and batch-mean cosine: mean over the last epoch's logged training batches (projector outputs, L2-normalised). Collapsed: z-std < 0.1/√d (1/√d in brackets: outputs spread on the sphere) or effective rank < 1.5 (every output on one line, or zero).");
     let shown = shown_metrics(&rows);
     let with_predictor = shown.iter().any(|m| m.key.starts_with("pred_"));
     if with_predictor {
@@ -334,6 +342,7 @@ fn write_seed_table(out: &Path, md: &mut String, groups: &[SeedGroup], shown: &[
         let values: Vec<String> = shown.iter().map(|m| Spread::show(g.spread(m.key), m.digits)).collect();
         let _ = writeln!(md, "| {} | {} | {} | {}/{} |", g.name, g.runs, values.join(" | "), g.collapsed, g.runs);
         let cells: Vec<String> = g.spreads.iter().flat_map(|s| match s {
+            Some(s) if s.n == 1 => [s.mean.to_string(), String::new()],
             Some(s) => [s.mean.to_string(), s.sd.to_string()],
             None => [String::new(), String::new()],
         }).collect();
@@ -341,4 +350,29 @@ fn write_seed_table(out: &Path, md: &mut String, groups: &[SeedGroup], shown: &[
     }
     md.push('\n');
     write_atomic(&out.join(SEED_CSV), csv.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(z_std: f64, effective_rank: Option<f64>) -> RunRow {
+        let mut values: BTreeMap<&'static str, f64> = [("z_std", z_std)].into();
+        if let Some(r) = effective_rank {
+            values.insert("effective_rank", r);
+        }
+        RunRow { values, dim: 100, ..Default::default() }
+    }
+
+    #[test]
+    fn collapse_is_a_low_z_std_or_outputs_on_one_line() {
+        // d = 100: the z-std bar is 0.1/√100 = 0.01
+        assert_eq!(row(0.05, Some(8.0)).collapsed(), Some(false));
+        assert_eq!(row(0.005, Some(8.0)).collapsed(), Some(true));
+        assert_eq!(row(0.005, None).collapsed(), Some(true));
+        // a dead network: some outputs zero, the rest one direction — z-std above the bar
+        assert_eq!(row(0.019, Some(1.0006)).collapsed(), Some(true));
+        assert_eq!(row(0.019, Some(2.5)).collapsed(), Some(false));
+        assert_eq!(row(0.019, None).collapsed(), Some(false));
+    }
 }

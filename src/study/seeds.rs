@@ -5,11 +5,12 @@
 use crate::study::report::{RunRow, METRICS};
 
 /// Mean and sample standard deviation (n − 1 in the denominator; 0 for a single value) of the
-/// values present.
+/// values present, and how many there were.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Spread {
     pub mean: f64,
     pub sd: f64,
+    pub n: usize,
 }
 
 impl Spread {
@@ -21,12 +22,17 @@ impl Spread {
         let n = v.len();
         let mean = v.iter().sum::<f64>() / n as f64;
         let sd = if n > 1 { (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt() } else { 0.0 };
-        Some(Spread { mean, sd })
+        Some(Spread { mean, sd, n })
     }
 
-    /// `mean ± sd`, each with `digits` decimals.
+    /// `mean ± sd`, each with `digits` decimals; a single value (a metric only some of the seeds'
+    /// runs recorded) as `value (1 run)`, not as a spread of 0.
     pub fn show(s: Option<Spread>, digits: usize) -> String {
-        s.map(|s| format!("{:.digits$} ± {:.digits$}", s.mean, s.sd)).unwrap_or_else(|| "–".into())
+        match s {
+            Some(s) if s.n == 1 => format!("{:.digits$} (1 run)", s.mean),
+            Some(s) => format!("{:.digits$} ± {:.digits$}", s.mean, s.sd),
+            None => "–".into(),
+        }
     }
 }
 
@@ -108,6 +114,10 @@ mod tests {
         assert!((s.mean - 2.5).abs() < 1e-12 && (s.sd - (5.0f64 / 3.0).sqrt()).abs() < 1e-12, "{s:?}");
         assert_eq!(Spread::of([Some(0.7)]).unwrap().sd, 0.0);
         assert!(Spread::of([None, None]).is_none());
+        // shown as a spread only when there is one: a value one run of two recorded is not "± 0"
+        assert_eq!(Spread::show(Spread::of([Some(36.0), None]), 0), "36 (1 run)");
+        assert_eq!(Spread::show(Spread::of([Some(0.25), Some(0.35)]), 2), "0.30 ± 0.07");
+        assert_eq!(Spread::show(None, 2), "–");
     }
 
     fn row(name: &str, knn: f64, z: f64, finished: bool) -> RunRow {
