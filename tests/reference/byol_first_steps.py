@@ -7,11 +7,15 @@ heads, at the CPU reference recipe (width-16 CIFAR ResNet-18 of ../shared/bench/
   none     BatchNorm in the encoder, none in the projector and predictor;
   actnorm  every BatchNorm replaced by an affine map initialised from the first batch's BN statistics
            (scale 1/sqrt(var + eps), shift -mean/sqrt(var + eps)) and then learned, with no batch
-           statistics (arXiv:2010.10241's data-dependent initialisation; selfsup's `actnorm`).
+           statistics (arXiv:2010.10241's data-dependent initialisation; selfsup's `actnorm`);
+  ln       LayerNorm everywhere (over C, H, W for maps, with per-channel affine; over features in
+           the heads);
+  gnws     GroupNorm (32 groups, or the largest divisor of the channels below that) everywhere,
+           with weight-standardised convolutions (arXiv:1903.10520; BYOL's arXiv:2010.10241).
 Prints, per step, the loss and the online projections' z-std (mean per-dimension std of the
 L2-normalised batch; about 1/sqrt(128) = 0.088 when spread, 0 when collapsed) and their mean cosine
 to the batch mean: what `selfsup train --set train.log_every=1` logs as loss / z_std / batch_mean_cos.
-Usage: byol_first_steps.py --data CIFAR_TRAIN_DIR --norm bn|none|actnorm [--steps 20 --total 276 --seed 1]"""
+Usage: byol_first_steps.py --data CIFAR_TRAIN_DIR --norm bn|none|actnorm|ln|gnws [--steps 20 --total 276 --seed 1]"""
 import argparse, copy, math, os, sys
 import torch, torchvision, torch.nn as nn, torch.nn.functional as F
 import torchvision.transforms as T
@@ -20,16 +24,46 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../../shared/benc
 from byol_step import ResNet18Cifar  # noqa: E402
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--data", required=True); ap.add_argument("--norm", default="bn", choices=["bn", "none", "actnorm"])
+ap.add_argument("--data", required=True); ap.add_argument("--norm", default="bn", choices=["bn", "none", "actnorm", "ln", "gnws"])
 ap.add_argument("--steps", type=int, default=20); ap.add_argument("--total", type=int, default=276)
 ap.add_argument("--seed", type=int, default=1)
 a = ap.parse_args()
 torch.set_num_threads(1); torch.manual_seed(a.seed)
 
 
+def groups(channels):
+    return next(g for g in range(min(32, channels), 0, -1) if channels % g == 0)
+
+
+def vector_norm(hidden):
+    return {"none": [], "ln": [nn.LayerNorm(hidden)], "gnws": [nn.GroupNorm(groups(hidden), hidden)]}.get(a.norm, [nn.BatchNorm1d(hidden)])
+
+
 def mlp(din, hidden, dout):
-    mid = [] if a.norm == "none" else [nn.BatchNorm1d(hidden)]
-    return nn.Sequential(nn.Linear(din, hidden), *mid, nn.ReLU(), nn.Linear(hidden, dout))
+    return nn.Sequential(nn.Linear(din, hidden), *vector_norm(hidden), nn.ReLU(), nn.Linear(hidden, dout))
+
+
+class WSConv2d(nn.Conv2d):
+    """A convolution whose filters are standardised (zero mean, unit variance over the fan-in)."""
+    def forward(self, x):
+        w = self.weight
+        mean = w.mean(dim=(1, 2, 3), keepdim=True)
+        var = w.var(dim=(1, 2, 3), unbiased=False, keepdim=True)
+        return F.conv2d(x, (w - mean) / (var + 1e-5).sqrt(), None, self.stride, self.padding)
+
+
+def swap_encoder_norms(module):
+    """BatchNorm2d -> GroupNorm(1) (ln) or GroupNorm(32) with weight-standardised convolutions (gnws)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            c = child.num_features
+            setattr(module, name, nn.GroupNorm(1 if a.norm == "ln" else groups(c), c))
+        elif isinstance(child, nn.Conv2d) and a.norm == "gnws":
+            ws = WSConv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride, child.padding, bias=False)
+            ws.weight.data.copy_(child.weight.data)
+            setattr(module, name, ws)
+        else:
+            swap_encoder_norms(child)
 
 
 class Affine(nn.Module):
@@ -50,6 +84,8 @@ aug = T.Compose([T.RandomResizedCrop(32, scale=(0.08, 1.0)), T.RandomHorizontalF
 ds = torchvision.datasets.ImageFolder(a.data, transform=lambda img: (aug(img), aug(img)))
 dl = torch.utils.data.DataLoader(ds, batch_size=64, shuffle=True, drop_last=True, num_workers=0)
 enc = ResNet18Cifar(width=16)
+if a.norm in ("ln", "gnws"):
+    swap_encoder_norms(enc)
 online = nn.Sequential(enc, mlp(enc.out_dim, 512, 128))
 pred = mlp(128, 512, 128)
 batches = iter(dl)
