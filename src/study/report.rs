@@ -227,7 +227,7 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     if let Some(c) = study["command"].as_str().filter(|c| !c.is_empty()) {
         let _ = writeln!(md, "Command: `{c}`\n");
     }
-    md.push_str("kNN: the config's protocol on the held-out set; z-std, alignment, uniformity, effective rank and batch-mean cosine: mean over the last epoch's logged training batches (projector outputs, L2-normalised). Collapsed: z-std < 0.1/√d (1/√d in brackets: outputs spread on the sphere) or effective rank < 1.5 (every output on one line, or zero).");
+    let _ = write!(md, "kNN: the config's protocol on the held-out set; z-std, alignment, uniformity, effective rank and batch-mean cosine: mean over the last epoch's logged training batches (projector outputs, L2-normalised). Collapsed: z-std < 0.1/√d (1/√d in brackets: outputs spread on the sphere) or effective rank < {ONE_LINE_RANK} (every output on one line, or zero).");
     let shown = shown_metrics(&rows);
     let with_predictor = shown.iter().any(|m| m.key.starts_with("pred_"));
     if with_predictor {
