@@ -337,6 +337,15 @@ fn collapse_metrics_analytic_cases() {
     // ±e pairs: the batch mean is 0, so no sample points along it
     let pm = Tensor::cat(&[&eye, &(-&eye)], 0);
     assert!(batch_mean_cos(&pm).abs() < 1e-6);
+    // two rows along x, one along y: the mean of the unit rows is (2/3, 1/3); cosines by hand
+    let three = Tensor::from_slice(&[1.0f32, 0.0, 2.0, 0.0, 0.0, 3.0]).view([3, 2]);
+    let (mx, my) = (2.0f64 / 3.0, 1.0f64 / 3.0);
+    let norm = (mx * mx + my * my).sqrt();
+    let expect = (2.0 * mx / norm + my / norm) / 3.0;
+    assert!((batch_mean_cos(&three) - expect).abs() < 1e-6);
+    // all-zero outputs are one point (as for uniformity): collapsed, not an undefined cosine read as 0
+    let zeros = Tensor::zeros([6, 4], (Kind::Float, Device::Cpu));
+    assert!((batch_mean_cos(&zeros) - 1.0).abs() < 1e-6);
     // singular values (2, 1): p = (2/3, 1/3), exp(entropy) by hand
     let m = Tensor::from_slice(&[2.0f32, 0.0, 0.0, 1.0]).view([2, 2]);
     let h: f64 = -(2.0 / 3.0f64) * (2.0 / 3.0f64).ln() - (1.0 / 3.0f64) * (1.0 / 3.0f64).ln();

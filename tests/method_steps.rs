@@ -91,32 +91,36 @@ fn without_a_predictor_the_predictions_are_the_projections() {
     assert!((m.projection_cos - 1.0).abs() < 1e-5 && m.z_std == selfsup::analysis::z_std(&out.embeddings[0]), "{m:?}");
 }
 
-/// With `actnorm` everywhere, BYOL's first forward initialises every scale and shift from the
-/// batch (BatchNorm's statistics frozen), and the target, seeing the same first view through the
-/// same weights, initialises to exactly the online network's values (it then follows the EMA).
+/// With `actnorm` everywhere, the first forward initialises every scale and shift from the batch
+/// (BatchNorm's statistics frozen), and the momentum copy — BYOL's target, MoCo v2's and AdCo's key
+/// encoder, which sees the other view — starts with exactly the online network's values (it then
+/// follows the EMA).
 #[test]
-fn byol_with_actnorm_initialises_online_and_target_alike() {
-    let mut sets = tiny_model_sets();
-    sets.extend(["method=byol", "model.norm=\"actnorm\"", "projector.norm=\"actnorm\"", "predictor.norm=\"actnorm\""].map(String::from));
-    let cfg = load(None, &sets).unwrap();
-    let mut method = methods::build(&cfg, Device::Cpu).unwrap();
-    let (v, labels) = views(4);
-    method.forward(&v, &labels).unwrap();
-    let stores = method.stores();
-    let online = stores[0].1.variables();
-    let target = stores.iter().find(|(p, _)| *p == "target").unwrap().1.variables();
-    let flags: Vec<&String> = online.keys().filter(|k| k.ends_with(".initialised")).collect();
-    // stem, 8 blocks × 2, 3 downsample shortcuts; projector and predictor hidden layers
-    assert_eq!(flags.len(), 1 + 16 + 3 + 2, "{flags:?}");
-    for flag in flags {
-        let layer = flag.strip_suffix(".initialised").unwrap();
-        assert_eq!(online[flag].double_value(&[0]), 1.0, "{layer}: not initialised");
-        let scale = &online[&format!("{layer}.weight")];
-        assert!((scale - 1.0).abs().max().double_value(&[]) > 1e-3, "{layer}: scale left at 1");
-        if !layer.starts_with("predictor.") {
-            for part in ["weight", "bias", "initialised"] {
-                let name = format!("{layer}.{part}");
-                assert!(target[&name].equal(&online[&name]), "{name}: the target's initialisation differs from the online one");
+fn actnorm_momentum_copies_start_with_the_online_initialisation() {
+    for name in ["byol", "mocov2", "adco"] {
+        let mut sets = tiny_model_sets();
+        sets.extend([format!("method={name}"), "model.norm=\"actnorm\"".into(), "projector.norm=\"actnorm\"".into(), "predictor.norm=\"actnorm\"".into()]);
+        let cfg = load(None, &sets).unwrap();
+        let mut method = methods::build(&cfg, Device::Cpu).unwrap();
+        let (v, labels) = views(4);
+        method.forward(&v, &labels).unwrap();
+        let stores = method.stores();
+        let online = stores[0].1.variables();
+        let target = stores.iter().find(|(p, _)| *p == "target").unwrap().1.variables();
+        let flags: Vec<&String> = online.keys().filter(|k| k.ends_with(".initialised")).collect();
+        let in_heads = flags.iter().filter(|f| f.starts_with("projector.") || f.starts_with("predictor.")).count();
+        // stem, 8 blocks × 2, 3 downsample shortcuts; the projector's (and BYOL's predictor's) hidden layer
+        assert_eq!((flags.len() - in_heads, in_heads), (1 + 16 + 3, if name == "byol" { 2 } else { 1 }), "{name}: {flags:?}");
+        for flag in flags {
+            let layer = flag.strip_suffix(".initialised").unwrap();
+            assert_eq!(online[flag].double_value(&[0]), 1.0, "{name} {layer}: not initialised");
+            let scale = &online[&format!("{layer}.weight")];
+            assert!((scale - 1.0).abs().max().double_value(&[]) > 1e-3, "{name} {layer}: scale left at 1");
+            if !layer.starts_with("predictor.") {
+                for part in ["weight", "bias", "initialised"] {
+                    let name_ = format!("{layer}.{part}");
+                    assert!(target[&name_].equal(&online[&name_]), "{name} {name_}: the momentum copy's initialisation differs from the online one");
+                }
             }
         }
     }

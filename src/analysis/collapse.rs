@@ -24,9 +24,14 @@ pub fn effective_rank(z: &Tensor) -> f64 {
 
 /// Mean cosine between each L2-normalised embedding and the batch mean of the normalised
 /// embeddings (the "batch mean acts as a negative" hypothesis: BN pushes samples away from it).
-/// 1 for a collapsed batch.
+/// 1 for a collapsed batch, 0 for a batch whose mean is 0. An all-zero output (normalised to 0)
+/// and an all-zero mean count as the same point, cosine 1 — all-zero outputs are one point, as
+/// `uniformity` reads them, not an undefined cosine read as 0 ("spread"): for unit-or-zero vectors
+/// `ẑ_i·m̂ + (1 − ‖ẑ_i‖²)(1 − ‖m̂‖²)`.
 pub fn batch_mean_cos(z: &Tensor) -> f64 {
     let z = l2_normalize(&z.to_kind(Kind::Float));
     let m = l2_normalize(&z.mean_dim([0i64].as_slice(), true, Kind::Float));
-    (&z * m).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean(Kind::Float).double_value(&[])
+    let row_sq = |t: &Tensor| t.square().sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+    let both_zero: Tensor = (1.0 - row_sq(&z)) * (1.0 - row_sq(&m));
+    ((&z * &m).sum_dim_intlist([1i64].as_slice(), false, Kind::Float) + both_zero).mean(Kind::Float).double_value(&[])
 }

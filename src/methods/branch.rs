@@ -1,8 +1,9 @@
 //! The part every method shares: encoder → projector (a "branch" of the Siamese network), and an
 //! exponential-moving-average copy of it (BYOL's target, MoCo's and AdCo's key encoder).
 use crate::config::Config;
-use crate::models::{Mlp, ResNet};
+use crate::models::{copy_shared_variables, Mlp, ResNet};
 use crate::optim::ema::ema_update;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tch::nn::{self, VarStore};
 use tch::{Device, Tensor};
 
@@ -41,6 +42,10 @@ pub struct MomentumBranch {
     pub branch: Branch,
     targets: Vec<Tensor>,
     sources: Vec<Tensor>,
+    /// `actnorm` layers as (the copy's, the online branch's) `[weight, bias, initialised]`.
+    data_init: Vec<([Tensor; 3], [Tensor; 3])>,
+    /// Every `actnorm` layer of the copy holds its initialisation (checked once, then cached).
+    data_init_done: AtomicBool,
 }
 
 impl MomentumBranch {
@@ -48,21 +53,47 @@ impl MomentumBranch {
     pub fn copy_of(online: &VarStore, cfg: &Config, device: Device) -> anyhow::Result<MomentumBranch> {
         let mut vs = VarStore::new(device);
         let branch = Branch::new(&vs.root(), cfg)?;
+        copy_shared_variables(&vs, online);
         let src = online.variables();
         let dst = vs.variables();
-        tch::no_grad(|| {
-            for (name, t) in &dst {
-                if let Some(v) = src.get(name) {
-                    t.shallow_clone().copy_(v);
-                }
-            }
-        });
         vs.freeze();
         let mut names: Vec<&String> = dst.keys().filter(|n| src.get(*n).map(|t| t.requires_grad()).unwrap_or(false)).collect();
         names.sort();
         let targets = names.iter().map(|n| dst[*n].shallow_clone()).collect();
         let sources = names.iter().map(|n| src[*n].shallow_clone()).collect();
-        Ok(MomentumBranch { vs, branch, targets, sources })
+        let mut layers: Vec<&str> = dst.keys().filter_map(|n| n.strip_suffix(".initialised")).filter(|l| src.contains_key(&format!("{l}.initialised"))).collect();
+        layers.sort();
+        let parts = |vars: &std::collections::HashMap<String, Tensor>, l: &str| ["weight", "bias", "initialised"].map(|p| vars[&format!("{l}.{p}")].shallow_clone());
+        let data_init = layers.iter().map(|l| (parts(&dst, l), parts(&src, l))).collect();
+        Ok(MomentumBranch { vs, branch, targets, sources, data_init, data_init_done: AtomicBool::new(false) })
+    }
+
+    /// Gives every `actnorm` layer of the copy that has not been initialised the scale, shift and
+    /// flag the online branch's layer already holds — the copy starts as an exact copy of the online
+    /// branch, data-dependent initialisation included, whatever batch it sees first (MoCo's key
+    /// encoder sees the other view). A layer whose online twin is not initialised yet is left to
+    /// initialise from its own first batch. One host read per call until every layer is done; a
+    /// resumed run finds them done in its checkpoint and copies nothing.
+    fn adopt_online_initialisation(&self) {
+        if self.data_init.is_empty() || self.data_init_done.load(Ordering::Relaxed) {
+            return;
+        }
+        let flags = |side: fn(&([Tensor; 3], [Tensor; 3])) -> &Tensor| Tensor::cat(&self.data_init.iter().map(side).collect::<Vec<_>>(), 0);
+        let copy_flags: Vec<f64> = Vec::try_from(flags(|(c, _)| &c[2]).to_kind(tch::Kind::Double)).expect("actnorm flags");
+        let online_flags: Vec<f64> = Vec::try_from(flags(|(_, o)| &o[2]).to_kind(tch::Kind::Double)).expect("actnorm flags");
+        let mut done = true;
+        tch::no_grad(|| {
+            for (((copy, online), c), o) in self.data_init.iter().zip(&copy_flags).zip(&online_flags) {
+                if *c == 0.0 && *o == 1.0 {
+                    for (dst, src) in copy.iter().zip(online) {
+                        dst.shallow_clone().copy_(src);
+                    }
+                } else if *c == 0.0 {
+                    done = false;
+                }
+            }
+        });
+        self.data_init_done.store(done, Ordering::Relaxed);
     }
 
     /// One EMA step with decay `tau` (τ = 1 leaves the copy fixed).
@@ -72,6 +103,7 @@ impl MomentumBranch {
 
     /// Forward without recording a graph (stop-gradient).
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.adopt_online_initialisation();
         tch::no_grad(|| self.branch.forward(x)).detach()
     }
 }

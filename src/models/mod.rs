@@ -8,3 +8,17 @@ pub mod resnet;
 pub use mlp::{Mlp, MlpConfig};
 pub use norm::NormKind;
 pub use resnet::{ResNet, ResNetConfig};
+use tch::nn::VarStore;
+
+/// Copies into `dst` the value of every variable `src` has under the same name (architectures that
+/// share names: an online branch and its momentum copy, a network and its twin with another norm).
+pub fn copy_shared_variables(dst: &VarStore, src: &VarStore) {
+    let from = src.variables();
+    tch::no_grad(|| {
+        for (name, t) in dst.variables() {
+            if let Some(v) = from.get(&name) {
+                t.shallow_clone().copy_(v);
+            }
+        }
+    });
+}

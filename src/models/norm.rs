@@ -140,7 +140,7 @@ impl Norm {
                 if train {
                     self.initialise_once(x).expect("actnorm initialisation: a peer process failed");
                 }
-                let (w, b) = (self.weight.as_ref().expect("actnorm scale"), self.bias.as_ref().expect("actnorm shift"));
+                let (w, b) = self.scale_and_shift();
                 let shape = channel_shape(x, self.channels);
                 (x * w.view(shape.as_slice()) + b.view(shape.as_slice())).to_kind(x.kind())
             }
@@ -162,7 +162,7 @@ impl Norm {
             let moments = tch::no_grad(|| self.global_moments(&x.detach()))?;
             tch::no_grad(|| {
                 let inv_std = (&moments.var + EPS).rsqrt();
-                let (w, b) = (self.weight.as_ref().expect("actnorm scale"), self.bias.as_ref().expect("actnorm shift"));
+                let (w, b) = self.scale_and_shift();
                 w.shallow_clone().copy_(&inv_std);
                 b.shallow_clone().copy_(&(-&moments.mean * &inv_std));
                 let _ = flag.shallow_clone().fill_(1.0);
@@ -170,6 +170,11 @@ impl Norm {
         }
         self.ready.store(true, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// `actnorm`'s scale and shift (its affine weight and bias, always present for this kind).
+    fn scale_and_shift(&self) -> (&Tensor, &Tensor) {
+        (self.weight.as_ref().expect("actnorm scale"), self.bias.as_ref().expect("actnorm shift"))
     }
 
     /// Per-channel moments of `x` over the batch (and positions) of every process: two
@@ -341,14 +346,7 @@ mod tests {
         let (bn_vs, bn) = build(NormKind::Bn);
         let (an_vs, an) = build(NormKind::Actnorm);
         // the same convolution weights (tests share torch's generator, so seeding is not enough)
-        let from = bn_vs.variables();
-        tch::no_grad(|| {
-            for (name, t) in an_vs.variables() {
-                if let Some(v) = from.get(&name) {
-                    t.shallow_clone().copy_(v);
-                }
-            }
-        });
+        crate::models::copy_shared_variables(&an_vs, &bn_vs);
         let first = Tensor::rand([6, 3, 16, 16], (Kind::Float, Device::Cpu));
         let second = Tensor::rand([6, 3, 16, 16], (Kind::Float, Device::Cpu)) * 0.5;
         let d1 = max_abs_diff(&bn.forward(&first, true), &an.forward(&first, true));
