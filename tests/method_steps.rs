@@ -118,8 +118,8 @@ fn actnorm_momentum_copies_start_with_the_online_initialisation() {
             assert!((scale - 1.0).abs().max().double_value(&[]) > 1e-3, "{name} {layer}: scale left at 1");
             if !layer.starts_with("predictor.") {
                 for part in ["weight", "bias", "initialised"] {
-                    let name_ = format!("{layer}.{part}");
-                    assert!(target[&name_].equal(&online[&name_]), "{name} {name_}: the momentum copy's initialisation differs from the online one");
+                    let var = format!("{layer}.{part}");
+                    assert!(target[&var].equal(&online[&var]), "{name} {var}: the momentum copy's initialisation differs from the online one");
                 }
             }
         }

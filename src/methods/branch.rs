@@ -78,12 +78,13 @@ impl MomentumBranch {
         if self.data_init.is_empty() || self.data_init_done.load(Ordering::Relaxed) {
             return;
         }
-        let flags = |side: fn(&([Tensor; 3], [Tensor; 3])) -> &Tensor| Tensor::cat(&self.data_init.iter().map(side).collect::<Vec<_>>(), 0);
-        let copy_flags: Vec<f64> = Vec::try_from(flags(|(c, _)| &c[2]).to_kind(tch::Kind::Double)).expect("actnorm flags");
-        let online_flags: Vec<f64> = Vec::try_from(flags(|(_, o)| &o[2]).to_kind(tch::Kind::Double)).expect("actnorm flags");
+        // the copy's flags, then the online branch's: one read
+        let flags: Vec<&Tensor> = self.data_init.iter().map(|(c, _)| &c[2]).chain(self.data_init.iter().map(|(_, o)| &o[2])).collect();
+        let flags: Vec<f64> = Vec::try_from(Tensor::cat(&flags, 0).to_kind(tch::Kind::Double)).expect("actnorm flags");
+        let (copy_flags, online_flags) = flags.split_at(self.data_init.len());
         let mut done = true;
         tch::no_grad(|| {
-            for (((copy, online), c), o) in self.data_init.iter().zip(&copy_flags).zip(&online_flags) {
+            for (((copy, online), c), o) in self.data_init.iter().zip(copy_flags).zip(online_flags) {
                 if *c == 0.0 && *o == 1.0 {
                     for (dst, src) in copy.iter().zip(online) {
                         dst.shallow_clone().copy_(src);
