@@ -120,8 +120,9 @@ fn study_file_errors_name_the_file_and_the_run() {
     assert!(e.contains("bad.toml") && e.contains("bogus"), "{e}");
 }
 
-/// A run folder as training leaves it, written by hand: the config's projector width, a summary
-/// and one metrics line per epoch (with the predictor metrics when `pred_cos` is given).
+/// A run folder as training leaves it, written by hand: the config's projector width, a summary,
+/// one metrics line per epoch (with the predictor metrics when `pred_cos` is given) and the kNN
+/// evaluation after the second epoch.
 fn fake_run(dir: &std::path::Path, knn: f64, z_std: f64, alignment: f64, pred_cos: Option<f64>) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.toml"), "method = \"byol\"\n[projector]\nout = 100\n").unwrap();
@@ -133,6 +134,7 @@ fn fake_run(dir: &std::path::Path, knn: f64, z_std: f64, alignment: f64, pred_co
         lines += &format!(r#"{{"epoch": {epoch}, "step": {step}, "loss": 1.0, "z_std": {z_std}, "alignment": {alignment}, "uniformity": -2.0, "effective_rank": 5.0, "batch_mean_cos": 0.5{pred}}}"#);
         lines += "\n";
     }
+    lines += &format!("{{\"epoch\": 2, \"step\": 20, \"knn_top1\": {knn}}}\n");
     std::fs::write(dir.join("metrics.jsonl"), lines).unwrap();
 }
 
@@ -177,6 +179,29 @@ fn runs_over_seeds_are_summarised_per_configuration() {
     assert!(md.contains("pred.–proj. cos") && !md.contains("linear top-1"), "{md}");
     assert!(md.contains("(pred_z_std_vs_epoch.png)") && out.join("pred_z_std_vs_epoch.png").exists(), "{md}");
 
+    // each configuration's mean kNN curve: random init (0.25 in every run) at epoch 0, the
+    // evaluation at epoch 2; every run's epoch holds 10 updates, so no kNN-vs-step plot
+    let curves = std::fs::read_to_string(out.join("knn_by_configuration.csv")).unwrap();
+    let lines: Vec<&str> = curves.lines().collect();
+    assert_eq!(lines[0], "configuration,seeds,epoch,knn_top1_mean,knn_top1_sd", "{curves}");
+    assert!(lines[1].starts_with("\"a\",3,0,0.25,0"), "{curves}");
+    let a2: Vec<f64> = lines[2].split(',').skip(3).map(|v| v.parse().unwrap()).collect();
+    assert!(lines[2].starts_with("\"a\",3,2,") && (a2[0] - mean(&knn_a)).abs() < 1e-9 && (a2[1] - sd(&knn_a)).abs() < 1e-9, "{curves}");
+    assert_eq!(lines.len(), 5, "{curves}");
+    assert!(md.contains("(knn_by_configuration.png)") && out.join("knn_by_configuration.png").exists(), "{md}");
+    assert!(!md.contains("(knn_vs_step.png)") && !out.join("knn_vs_step.png").exists(), "{md}");
+
+    // b's epochs hold four times the updates (a larger dataset, say): the curves go against the step
+    for run in ["b-seed1", "b-seed2"] {
+        std::fs::write(out.join(run).join("summary.json"), r#"{"knn_top1": 0.2, "knn_random_top1": 0.25, "steps": 80, "epochs": 2, "minutes": 1.0}"#).unwrap();
+    }
+    let o = run_owned(&["study".into(), "report".into(), out.to_str().unwrap().into()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("(knn_vs_step.png)") && out.join("knn_vs_step.png").exists(), "{md}");
+    let curves = std::fs::read_to_string(out.join("knn_by_configuration.csv")).unwrap();
+    assert!(curves.starts_with("configuration,seeds,step,") && curves.contains("\"a\",3,20,"), "{curves}");
+
     // rebuilt from one seed per configuration: no seed table, and the old CSV is not left behind
     for run in ["a-seed2", "a-seed3", "b-seed2"] {
         std::fs::remove_dir_all(out.join(run)).unwrap();
@@ -185,6 +210,7 @@ fn runs_over_seeds_are_summarised_per_configuration() {
     assert!(o.status.success(), "{}", stderr(&o));
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(!md.contains("Across seeds") && !out.join("results_by_configuration.csv").exists(), "{md}");
+    assert!(!md.contains("(knn_by_configuration.png)") && !out.join("knn_by_configuration.png").exists() && !out.join("knn_by_configuration.csv").exists(), "{md}");
 }
 
 /// A run that diverges is the study's result for that configuration, not its end: the next run

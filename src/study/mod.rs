@@ -1,5 +1,6 @@
 //! Studies: one base config, a list and/or grid of overrides and seeds, run one after another;
 //! a table (CSV + Markdown) and PNG plots built from the finished runs' logs.
+pub mod curves;
 pub mod plots;
 pub mod report;
 pub mod runner;

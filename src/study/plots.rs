@@ -101,6 +101,8 @@ pub enum YScale {
     Auto,
     /// Always log10(y); values ≤ 0 are left out.
     Log10,
+    /// Always y.
+    Linear,
 }
 
 /// Lines with markers, one per series, with a legend. When the values span more than two decades
@@ -111,7 +113,17 @@ pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series:
 
 /// [`line_plot`] with the y axis's scale chosen by the caller.
 pub fn line_plot_scaled(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], scale: YScale) -> anyhow::Result<()> {
-    let log = scale == YScale::Log10 || wants_log_axis(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
+    lines(path, title, x_label, y_label, series, scale, None)
+}
+
+/// [`line_plot`] with a vertical error bar of ± `sd[i][j]` at point j of series i (a linear axis).
+pub fn line_plot_with_error_bars(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], sd: &[Vec<f64>]) -> anyhow::Result<()> {
+    anyhow::ensure!(sd.len() == series.len() && series.iter().zip(sd).all(|(s, e)| s.1.len() == e.len()), "{}: one error bar per point", path.display());
+    lines(path, title, x_label, y_label, series, YScale::Linear, Some(sd))
+}
+
+fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], scale: YScale, sd: Option<&[Vec<f64>]>) -> anyhow::Result<()> {
+    let log = scale == YScale::Log10 || (scale == YScale::Auto && wants_log_axis(series.iter().flat_map(|s| s.1.iter().map(|p| p.1))));
     let logged: Vec<Series>;
     let (series, y_label) = if log {
         logged = series.iter().map(|(name, pts)| (name.clone(), pts.iter().map(|&(x, y)| (x, y.log10())).collect())).collect();
@@ -120,10 +132,16 @@ pub fn line_plot_scaled(path: &Path, title: &str, x_label: &str, y_label: &str, 
         (series, y_label.to_string())
     };
     let x = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.0)));
-    let y = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
+    // the bars' ends are inside the y range too
+    let bar = |i: usize, j: usize| sd.map_or(0.0, |sd| sd[i][j].abs());
+    let y = range(series.iter().enumerate().flat_map(|(i, s)| s.1.iter().enumerate().flat_map(move |(j, p)| [p.1 - bar(i, j), p.1 + bar(i, j)])));
     plot(path, title, x_label, &y_label, x, y, |chart| {
         for (i, (name, pts)) in series.iter().enumerate() {
             let (c, dash) = line_style(i);
+            if sd.is_some() {
+                let bars = pts.iter().enumerate().filter(|(j, p)| p.0.is_finite() && p.1.is_finite() && bar(i, *j).is_finite());
+                chart.draw_series(bars.map(|(j, p)| ErrorBar::new_vertical(p.0, p.1 - bar(i, j), p.1, p.1 + bar(i, j), c.stroke_width(1), 8))).map_err(draw_err(path))?;
+            }
             let pts: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
             match dash {
                 None => {

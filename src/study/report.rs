@@ -2,7 +2,9 @@
 //! `results.csv`, `results.md` (the table) and PNG plots — kNN vs epoch, loss vs step,
 //! z-std vs epoch, the runs on the alignment–uniformity plane, for methods with a predictor
 //! the z-std of its outputs vs epoch, and for runs evaluated on a held-out set the covariance
-//! spectrum of their encoder features and its count of directions vs epoch.
+//! spectrum of their encoder features and its count of directions vs epoch. When the runs' epochs
+//! hold different numbers of updates, kNN vs step as well; over seeds, each configuration's mean
+//! kNN curve with its spread ([`crate::study::curves`]).
 //!
 //! Final representation metrics are the mean of the metrics lines of each run's last epoch
 //! (projector outputs on training batches, as logged). A run counts as collapsed when its z-std is
@@ -11,7 +13,8 @@
 //! outputs are one direction or zero has a z-std above that bar but is collapsed all the same).
 //! A study run over several seeds also gets each configuration's mean ± standard deviation
 //! ([`crate::study::seeds`]): a second table and `results_by_configuration.csv`.
-use crate::study::plots::{line_plot, scatter_plot, Series};
+use crate::study::curves::{at_evaluations, knn_curve, mean_curves, mean_curves_csv, Axis};
+use crate::study::plots::{line_plot, line_plot_with_error_bars, scatter_plot, Series};
 use crate::study::runner::stopped_reason;
 use crate::study::seeds::{group_by_configuration, SeedGroup, Spread};
 use crate::train::checkpoint::write_atomic;
@@ -205,6 +208,11 @@ const PREDICTOR_PLOT: (&str, &str) = ("pred_z_std_vs_epoch.png", "z-std of the p
 const SPECTRUM_PLOT: (&str, &str) = ("encoder_spectrum.png", "covariance spectrum of the held-out encoder features");
 /// The count of directions holding 99% of that variance at each kNN evaluation.
 const DIMS_PLOT: (&str, &str) = ("encoder_dims_vs_epoch.png", "directions holding 99% of the held-out encoder features' variance vs epoch");
+/// kNN against the update step, for runs whose epochs hold different numbers of updates.
+const KNN_STEP_PLOT: (&str, &str) = ("knn_vs_step.png", "kNN top-1 vs step");
+/// Each configuration's mean kNN curve over its seeds (against the step when
+/// [`KNN_STEP_PLOT`] is drawn, else the epoch); its CSV lies beside it.
+const KNN_MEAN_PLOT: (&str, &str) = ("knn_by_configuration.png", "kNN top-1 per configuration, mean ± sd over seeds");
 
 /// Writes `results.csv`, `results.md` and the plots into the study folder.
 pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
@@ -267,33 +275,48 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     if !stopped.is_empty() {
         let _ = writeln!(md, "Runs that diverged (a non-finite loss or gradient stopped them):\n\n{}\n", stopped.join("\n"));
     }
-    match group_by_configuration(&rows) {
-        Some(groups) => write_seed_table(out, &mut md, &groups, &shown)?,
+    let over_seeds = match group_by_configuration(&rows) {
+        Some(groups) => {
+            write_seed_table(out, &mut md, &groups, &shown)?;
+            true
+        }
         // a single-seed study (also one rebuilt after its seeds were removed): no such table
-        None => remove_if_present(&out.join(SEED_CSV))?,
-    }
+        None => {
+            remove_if_present(&out.join(SEED_CSV))?;
+            false
+        }
+    };
+    let axis = Axis::for_runs(&rows);
     let spectra: Vec<(String, Vec<f64>)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.encoder_spectrum.clone()?))).collect();
     let with_spectra = !spectra.is_empty();
-    for (file, title) in PLOTS.iter().chain(with_predictor.then_some(&PREDICTOR_PLOT)).chain(with_spectra.then_some(&SPECTRUM_PLOT)).chain(with_spectra.then_some(&DIMS_PLOT)) {
+    let extra = [(axis == Axis::Step, &KNN_STEP_PLOT), (over_seeds, &KNN_MEAN_PLOT), (with_predictor, &PREDICTOR_PLOT), (with_spectra, &SPECTRUM_PLOT), (with_spectra, &DIMS_PLOT)];
+    for (file, title) in PLOTS.iter().chain(extra.iter().filter(|e| e.0).map(|e| e.1)) {
         let _ = writeln!(md, "![{title}]({file})\n");
     }
     write_atomic(&out.join("results.md"), md.as_bytes())?;
 
     let series = |f: &dyn Fn(&RunRow) -> Vec<(f64, f64)>| -> Vec<Series> { rows.iter().map(|r| (r.name.clone(), f(r))).collect() };
-    // a value of each evaluation against its epoch (the final record repeats the last epoch's)
-    let at_evaluations = |r: &RunRow, key: &str| -> Vec<(f64, f64)> {
-        let mut pts: Vec<(f64, f64)> = r.lines.iter().filter_map(|l| Some((l["epoch"].as_f64()?, l[key].as_f64()?))).collect();
-        pts.dedup_by(|a, b| a.0 == b.0);
-        pts
-    };
-    let knn = series(&|r| {
-        let mut pts = at_evaluations(r, "knn_top1");
-        if let Some(rand) = r.get("knn_random_top1") {
-            pts.insert(0, (0.0, rand)); // epoch 0 = the random-init encoder
+    line_plot(&out.join(PLOTS[0].0), "kNN top-1 vs epoch (epoch 0: random init)", "epoch", "kNN top-1", &series(&|r| knn_curve(r, Axis::Epoch)))?;
+    match axis {
+        Axis::Step => line_plot(&out.join(KNN_STEP_PLOT.0), "kNN top-1 vs step (step 0: random init)", "step", "kNN top-1", &series(&|r| knn_curve(r, Axis::Step)))?,
+        Axis::Epoch => remove_if_present(&out.join(KNN_STEP_PLOT.0))?,
+    }
+    let mean_png = out.join(KNN_MEAN_PLOT.0);
+    match over_seeds {
+        true => {
+            let curves = mean_curves(&rows, |r| knn_curve(r, axis));
+            write_atomic(&mean_png.with_extension("csv"), mean_curves_csv(&curves, axis, "knn_top1").as_bytes())?;
+            let means: Vec<Series> = curves.iter().map(|c| (format!("{} ({} seeds)", c.name, c.runs), c.points.iter().map(|p| (p.0, p.1.mean)).collect())).collect();
+            let sds: Vec<Vec<f64>> = curves.iter().map(|c| c.points.iter().map(|p| p.1.sd).collect()).collect();
+            let title = format!("kNN top-1 vs {} per configuration, mean ± sd over seeds ({0} 0: random init)", axis.key());
+            line_plot_with_error_bars(&mean_png, &title, axis.key(), "kNN top-1", &means, &sds)?;
         }
-        pts
-    });
-    line_plot(&out.join(PLOTS[0].0), "kNN top-1 vs epoch (epoch 0: random init)", "epoch", "kNN top-1", &knn)?;
+        false => {
+            for p in [mean_png.clone(), mean_png.with_extension("csv")] {
+                remove_if_present(&p)?;
+            }
+        }
+    }
     let loss = series(&|r| r.lines.iter().filter_map(|l| Some((l["step"].as_f64()?, l["loss"].as_f64()?))).collect());
     line_plot(&out.join(PLOTS[1].0), "training loss vs step", "step", "loss", &loss)?;
     // a logged metric against the (fractional) epoch of its step
@@ -307,7 +330,7 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
         true => {
             crate::analysis::spectrum::write_spectra(&out.join(SPECTRUM_PLOT.0), "covariance spectrum of the held-out encoder features (end of training)", &spectra)?;
             // the count at every kNN evaluation: dimensional collapse as it happens
-            let dims = series(&|r| at_evaluations(r, "encoder_dims_99pct"));
+            let dims = series(&|r| at_evaluations(r, "encoder_dims_99pct", Axis::Epoch));
             line_plot(&out.join(DIMS_PLOT.0), DIMS_PLOT.1, "epoch", "directions holding 99% of the variance", &dims)?;
         }
         false => {

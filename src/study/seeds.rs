@@ -65,26 +65,29 @@ pub fn configuration_name(name: &str) -> &str {
     }
 }
 
+/// The finished runs of each configuration, configurations in first-seen order.
+pub fn finished_by_configuration(rows: &[RunRow]) -> Vec<(&str, Vec<&RunRow>)> {
+    let mut groups: Vec<(&str, Vec<&RunRow>)> = Vec::new();
+    for r in rows.iter().filter(|r| r.finished) {
+        let c = configuration_name(&r.name);
+        match groups.iter_mut().find(|g| g.0 == c) {
+            Some(g) => g.1.push(r),
+            None => groups.push((c, vec![r])),
+        }
+    }
+    groups
+}
+
 /// Finished runs grouped by configuration, in first-seen order; `None` when no configuration has
 /// more than one finished run (a single-seed study: the per-run table says everything).
 pub fn group_by_configuration(rows: &[RunRow]) -> Option<Vec<SeedGroup>> {
-    let mut names: Vec<&str> = Vec::new();
-    for r in rows.iter().filter(|r| r.finished) {
-        let c = configuration_name(&r.name);
-        if !names.contains(&c) {
-            names.push(c);
-        }
-    }
-    let groups: Vec<SeedGroup> = names
+    let groups: Vec<SeedGroup> = finished_by_configuration(rows)
         .into_iter()
-        .map(|name| {
-            let runs: Vec<&RunRow> = rows.iter().filter(|r| r.finished && configuration_name(&r.name) == name).collect();
-            SeedGroup {
-                name: name.to_string(),
-                runs: runs.len(),
-                spreads: METRICS.iter().map(|m| Spread::of(runs.iter().map(|r| r.get(m.key)))).collect(),
-                collapsed: runs.iter().filter(|r| r.collapsed() == Some(true)).count(),
-            }
+        .map(|(name, runs)| SeedGroup {
+            name: name.to_string(),
+            runs: runs.len(),
+            spreads: METRICS.iter().map(|m| Spread::of(runs.iter().map(|r| r.get(m.key)))).collect(),
+            collapsed: runs.iter().filter(|r| r.collapsed() == Some(true)).count(),
         })
         .collect();
     groups.iter().any(|g| g.runs > 1).then_some(groups)
