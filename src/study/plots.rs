@@ -117,9 +117,14 @@ pub fn line_plot_scaled(path: &Path, title: &str, x_label: &str, y_label: &str, 
 }
 
 /// [`line_plot`] with a vertical error bar of ± `sd[i][j]` at point j of series i (a linear axis).
+/// Series i is drawn shifted right by `(i − (n−1)/2)` × 0.6% of the x span, so bars of series that
+/// share an x (the same evaluation steps) stand side by side instead of on top of each other.
 pub fn line_plot_with_error_bars(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], sd: &[Vec<f64>]) -> anyhow::Result<()> {
     anyhow::ensure!(sd.len() == series.len() && series.iter().zip(sd).all(|(s, e)| s.1.len() == e.len()), "{}: one error bar per point", path.display());
-    lines(path, title, x_label, y_label, series, YScale::Linear, Some(sd))
+    let (x0, x1) = finite_bounds(series.iter().flat_map(|s| s.1.iter().map(|p| p.0))).unwrap_or((0.0, 1.0));
+    let centre = (series.len() as f64 - 1.0) / 2.0;
+    let dodged: Vec<Series> = series.iter().enumerate().map(|(i, (name, pts))| (name.clone(), pts.iter().map(|&(x, y)| (x + (i as f64 - centre) * 0.006 * (x1 - x0), y)).collect())).collect();
+    lines(path, title, x_label, y_label, &dodged, YScale::Linear, Some(sd))
 }
 
 fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series], scale: YScale, sd: Option<&[Vec<f64>]>) -> anyhow::Result<()> {
