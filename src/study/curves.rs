@@ -25,10 +25,11 @@ impl Axis {
         }
     }
 
-    /// [`Axis::Step`] when the runs' epochs hold different numbers of updates (by more than 1%),
-    /// else [`Axis::Epoch`].
+    /// [`Axis::Step`] when the finished runs' epochs hold different numbers of updates (by more
+    /// than 1%), else [`Axis::Epoch`]. An unfinished run's count is an estimate from its log (off
+    /// in the middle of an epoch), so it does not decide.
     pub fn for_runs(rows: &[RunRow]) -> Axis {
-        let (lo, hi) = rows.iter().map(|r| r.steps_per_epoch).fold((f64::INFINITY, 0.0f64), |(lo, hi), s| (lo.min(s), hi.max(s)));
+        let (lo, hi) = rows.iter().filter(|r| r.finished).map(|r| r.steps_per_epoch).fold((f64::INFINITY, 0.0f64), |(lo, hi), s| (lo.min(s), hi.max(s)));
         if hi > lo * 1.01 {
             Axis::Step
         } else {
@@ -124,6 +125,9 @@ mod tests {
         let differ = [run("a", 92.0, 0.2, &[]), run("b", 11.0, 0.2, &[])];
         assert_eq!(Axis::for_runs(&same), Axis::Epoch);
         assert_eq!(Axis::for_runs(&differ), Axis::Step);
+        let running = [run("a", 46.0, 0.2, &[]), RunRow { finished: false, ..run("b", 30.7, 0.2, &[]) }];
+        assert_eq!(Axis::for_runs(&running), Axis::Epoch, "an unfinished run's estimate does not decide");
+        assert_eq!(Axis::for_runs(&[]), Axis::Epoch);
     }
 
     #[test]

@@ -306,7 +306,7 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
         true => {
             let curves = mean_curves(&rows, |r| knn_curve(r, axis));
             write_atomic(&mean_png.with_extension("csv"), mean_curves_csv(&curves, axis, "knn_top1").as_bytes())?;
-            let means: Vec<Series> = curves.iter().map(|c| (format!("{} ({} seeds)", c.name, c.runs), c.points.iter().map(|p| (p.0, p.1.mean)).collect())).collect();
+            let means: Vec<Series> = curves.iter().map(|c| (format!("{} ({} seed{})", c.name, c.runs, if c.runs == 1 { "" } else { "s" }), c.points.iter().map(|p| (p.0, p.1.mean)).collect())).collect();
             let sds: Vec<Vec<f64>> = curves.iter().map(|c| c.points.iter().map(|p| p.1.sd).collect()).collect();
             let title = format!("kNN top-1 vs {} per configuration, mean ± sd over seeds ({0} 0: random init)", axis.key());
             line_plot_with_error_bars(&mean_png, &title, axis.key(), "kNN top-1", &means, &sds)?;
