@@ -18,8 +18,8 @@ SHARED=${SHARED:-../shared}
 [ -d "$SHARED/bench" ] || SHARED=target/gpu-shared
 REF=${REF:-$SHARED/bench}
 DATA=${DATA:-/tmp/cifar}
-STEPS=${STEPS:-20}
-DEV=cuda; BATCHES="256 512"; BIG=512; SIZE=""; LW=14; E2E="--steps 40 --warmup 10"; AUGN=20480; PC=1000; TSIZE=()
+STEPS=${STEPS:-50}
+DEV=cuda; BATCHES="256 512"; BIG=512; SIZE=""; LW=14; E2E="--steps 150 --warmup 20"; AUGN=20480; PC=5000; TSIZE=()
 if [ "${DRY:-0}" = 1 ]; then
   DEV=cpu; BATCHES="8 16"; BIG=16; SIZE="--width 8 --hidden 64"; LW=2; E2E="--steps 3 --warmup 1"; AUGN=512; STEPS=2
   PC=10; TSIZE=(--set model.width=8 --set projector.hidden=64 --set predictor.hidden=64)
@@ -35,7 +35,14 @@ fi
 if [ -d "$REF/wheels" ] && ! python3 -c 'import lightly' 2>/dev/null; then
   python3 -m pip install -q --root-user-action=ignore --no-index --no-deps --target /tmp/site "$REF"/wheels/*.whl && export PYTHONPATH=/tmp/site
 fi
-ips() { grep -o 'images_per_s=[0-9.]*' | head -1 | cut -d= -f2; }
+# each row's finishing time (seconds since the start) beside the log, to plan a rerun in the lease
+row() { echo "$1"; echo "${SECONDS}s ${1:0:70}" >> "${OUT:-/tmp}/gpu-times.log"; }
+# every run's whole output is kept beside the log (loader waits, peak memory, the settings printed)
+RUNS="${OUT:-/tmp}/gpu-runs.log"; : > "$RUNS"
+ips() { tee -a "$RUNS" | field images_per_s; }
+# one number of a RESULT line; the step rows also compare median step times (both step scripts
+# print them), steadier than the mean on a machine whose steps jitter
+field() { grep -o "$1=[0-9.]*" | head -1 | cut -d= -f2; }
 ratio() { python3 -c "import sys; a,b=sys.argv[1:]; print(f'{float(a)/float(b):.2f}x' if a and b else 'n/a')" "$1" "$2" 2>/dev/null || echo n/a; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 echo
@@ -44,10 +51,13 @@ echo "|---|---|---|---|---|"
 STEP_OURS=""
 for batch in $BATCHES; do
   for flags in "" "--amp --channels-last"; do
-    ref=$(timeout 120 $PY "$REF/byol_step.py" --device $DEV --batch $batch --steps $STEPS $SIZE $flags 2>&1 | ips)
-    ours=$(timeout 120 "$BIN" bench step --device $DEV --batch $batch --steps $STEPS $SIZE $flags 2>&1 | ips)
+    rout=$(timeout 120 $PY "$REF/byol_step.py" --device $DEV --batch $batch --steps $STEPS $SIZE $flags 2>&1)
+    oout=$(timeout 120 "$BIN" bench step --device $DEV --batch $batch --steps $STEPS $SIZE $flags 2>&1)
+    printf '%s\n%s\n' "$rout" "$oout" >> "$RUNS"
+    ref=$(echo "$rout" | field images_per_s); rmed=$(echo "$rout" | field median_ms)
+    ours=$(echo "$oout" | field images_per_s); omed=$(echo "$oout" | field median_ms)
     [ "$batch" = $BIG ] && [ -n "$flags" ] && STEP_OURS=$ours
-    echo "| step (byol_step.py) | batch $batch ${flags:-f32} | ${ours:-fail} | ${ref:-fail} | $(ratio "$ours" "$ref") |"
+    row "| step (byol_step.py) | batch $batch ${flags:-f32} | ${ours:-fail} | ${ref:-fail} | $(ratio "$ours" "$ref") (median step: $(ratio "$rmed" "$omed")) |"
   done
 done
 lref=$(timeout 180 $PY "$REF/lightly_byol.py" --data "$DATA/train" --batch $BIG --workers $LW $E2E --device $DEV --amp 2>&1 | ips)
@@ -59,8 +69,24 @@ if [ -z "$e2e" ]; then
   e2e=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device $DEV --batch $BIG $E2E $SIZE --amp --channels-last --copy-ahead false 2>&1 | ips)
   CA=" --copy-ahead false (the default FAILED)"
 fi
-echo "| end to end vs lightly ($LW workers) | batch $BIG --amp$CA | ${e2e:-fail} | ${lref:-fail} | $(ratio "$e2e" "$lref") |"
-echo "| end to end vs our step | batch $BIG --amp --channels-last$CA | ${e2e:-fail} | ${STEP_OURS:-fail} | $(ratio "$e2e" "$STEP_OURS") |"
+row "| end to end vs lightly ($LW workers) | batch $BIG --amp$CA | ${e2e:-fail} | ${lref:-fail} | $(ratio "$e2e" "$lref") |"
+row "| end to end vs our step | batch $BIG --amp --channels-last$CA | ${e2e:-fail} | ${STEP_OURS:-fail} | $(ratio "$e2e" "$STEP_OURS") |"
+# the spread of the end-to-end number (one run of 150 steps), and the loader's settings around the
+# defaults: loader threads one per core (default) vs one per core but one (a core left to the
+# thread that launches the step's kernels), copies on a side stream (default) or by the step's thread
+e2 () { timeout 120 "$BIN" bench train --data "folder:$DATA@train" --device $DEV --batch $BIG $E2E $SIZE --amp --channels-last "$@" 2>&1 | ips; }
+r2=$(e2); r3=$(e2)
+row "| end to end, repeats of the default | batch $BIG --amp --channels-last | ${r2:-fail} | ${r3:-fail} | $(ratio "$r2" "$r3") |"
+w1=$(e2 --workers "$(($(nproc) - 1))"); w2=$(e2 --workers "$(($(nproc) - 1))")
+row "| end to end, loader threads one per core but one ($(($(nproc) - 1))), twice | batch $BIG --amp --channels-last | ${w1:-fail} | ${w2:-fail} | $(ratio "$w1" "$w2") |"
+# few loader threads: about 20 k samples/s keep the step fed and 16 threads make 100 k+, so fewer
+# may leave the thread that launches the step a core (and its clock) to itself
+q4=$(e2 --workers 4); q8=$(e2 --workers 8)
+row "| end to end, 4 vs 8 loader threads | batch $BIG --amp --channels-last | ${q4:-fail} | ${q8:-fail} | $(ratio "$q4" "$q8") |"
+c1=$(e2 --copy-ahead false); c2=$(e2 --copy-ahead false)
+row "| end to end, copies by the step's thread, twice | batch $BIG --amp --channels-last | ${c1:-fail} | ${c2:-fail} | $(ratio "$c1" "$c2") |"
+s1=$(e2 --augment-on split --copy-ahead false)
+row "| end to end, views split, copies by the step's thread vs default | batch $BIG --amp --channels-last | ${s1:-fail} | ${e2e:-fail} | $(ratio "$s1" "$e2e") |"
 [ "${EXTRA:-1}" = 0 ] && exit 0
 # correctness on the GPU (`make gpu-tests` here, carry target/gpu-tests): views made on the GPU
 # equal the CPU pipeline's; batches copied ahead on the side stream arrive exactly as built
@@ -70,29 +96,29 @@ for t in target/gpu-tests/*; do
   timeout 180 "$t" --test-threads 1 --skip training_with > "/tmp/gpu-test-$name.log" 2>&1
   r=$(grep -m1 '^test result' "/tmp/gpu-test-$name.log" | cut -c14-60)
   why=$(grep -m1 -A2 'panicked' "/tmp/gpu-test-$name.log" | tr '\n|' '  ' | cut -c1-200)
-  echo "| tests/$name.rs on the device | | ${r:-fail} | $why | |"
+  row "| tests/$name.rs on the device | | ${r:-fail} | $why | |"
 done
 # views made on the GPU from decoded images (data.augment_on=gpu) instead of on the loader's threads
 e2e_dev=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device $DEV --batch $BIG $E2E $SIZE --amp --channels-last --augment-on gpu 2>&1 | ips)
-echo "| end to end, views on the GPU vs on loader threads | batch $BIG --amp --channels-last | ${e2e_dev:-fail} | ${e2e:-fail} | $(ratio "$e2e_dev" "$e2e") |"
+row "| end to end, views on the GPU vs on loader threads | batch $BIG --amp --channels-last | ${e2e_dev:-fail} | ${e2e:-fail} | $(ratio "$e2e_dev" "$e2e") |"
 # split: crops made on the loader's threads, colour work on the GPU (for large images)
 e2e_split=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device $DEV --batch $BIG $E2E $SIZE --amp --channels-last --augment-on split 2>&1 | ips)
-echo "| end to end, views split (crops on loader threads, colour on the GPU) vs on loader threads | batch $BIG --amp --channels-last | ${e2e_split:-fail} | ${e2e:-fail} | $(ratio "$e2e_split" "$e2e") |"
+row "| end to end, views split (crops on loader threads, colour on the GPU) vs on loader threads | batch $BIG --amp --channels-last | ${e2e_split:-fail} | ${e2e:-fail} | $(ratio "$e2e_split" "$e2e") |"
 # copies: on the loader's side stream as soon as a batch is built (data.copy_ahead, default) vs
 # queued by the training thread on the default stream when it takes the batch
 e2e_nca=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device $DEV --batch $BIG $E2E $SIZE --amp --channels-last --copy-ahead false 2>&1 | ips)
-echo "| end to end, copies on a side stream vs by the step's thread | batch $BIG --amp --channels-last | ${e2e:-fail} | ${e2e_nca:-fail} | $(ratio "$e2e" "$e2e_nca") |"
+row "| end to end, copies on a side stream vs by the step's thread | batch $BIG --amp --channels-last | ${e2e:-fail} | ${e2e_nca:-fail} | $(ratio "$e2e" "$e2e_nca") |"
 # augmentation alone: batched on the GPU vs the per-image pipeline on all 16 CPU cores
 sps() { grep -o 'samples_per_s=[0-9.]*' | head -1 | cut -d= -f2; }
 aug_gpu=$(timeout 120 "$BIN" bench augment --data "folder:$DATA@train" --recipe byol-cifar --device $DEV --batch $BIG --samples $AUGN 2>&1 | sps)
 aug_cpu=$(timeout 120 "$BIN" bench augment --data "folder:$DATA@train" --recipe byol-cifar --threads "$(nproc)" --samples $AUGN 2>&1 | sps)
-echo "| augmentation samples/s (2 views), GPU batched vs $(nproc) CPU threads | byol-cifar, batch $BIG | ${aug_gpu:-fail} | ${aug_cpu:-fail} | $(ratio "$aug_gpu" "$aug_cpu") |"
+row "| augmentation samples/s (2 views), GPU batched vs $(nproc) CPU threads | byol-cifar, batch $BIG | ${aug_gpu:-fail} | ${aug_cpu:-fail} | $(ratio "$aug_gpu" "$aug_cpu") |"
 # The trainer itself (selfsup train: checkpoints off, kNN off): host reads of the loss and the
 # non-finite record every 10 steps (the GPU default) vs every step (train.sync_every=1).
 trn() {
   rm -rf /tmp/gpu-train
   timeout 150 "$BIN" train --config configs/presets/byol-cifar.toml --data "folder:$DATA@train?per_class=$PC" --device $DEV \
-    --batch $BIG --epochs 3 --out /tmp/gpu-train "${TSIZE[@]}" --quiet --json --set train.amp=true --set train.channels_last=true \
+    --batch $BIG --epochs 2 --out /tmp/gpu-train "${TSIZE[@]}" --quiet --json --set train.amp=true --set train.channels_last=true \
     --set eval.knn_every=0 --set eval.compare_random=false --set train.checkpoint_every=0 "$@" 2>/dev/null \
     | python3 -c 'import json, sys; s = json.load(sys.stdin); print("%.1f (data wait %.1f%%)" % (s["images_per_s"], 100 * s["data_wait_fraction"]))' 2>/dev/null
 }
@@ -104,11 +130,11 @@ sd_out=$(timeout 150 "$BIN" train --config configs/presets/byol-cifar.toml --dat
   --set data.augment_on=gpu --set eval.knn_every=0 --set eval.compare_random=false --set train.checkpoint_every=0 \
   --set train.sync_debug=true 2>&1)
 if echo "$sd_out" | grep -q '"images_per_s"'; then sd="none (2 epochs)"; else sd="FOUND: $(echo "$sd_out" | grep -m1 -i 'synchroniz\|error' | cut -c1-120)"; fi
-echo "| host syncs inside the step (train.sync_debug) | byol, batch $BIG --amp, views on the GPU | $sd | | |"
+row "| host syncs inside the step (train.sync_debug) | byol, batch $BIG --amp, views on the GPU | $sd | | |"
 t10=$(trn --set train.sync_every=10)
 t1=$(trn --set train.sync_every=1)
-echo "| selfsup train, reads every 10 vs every step | batch $BIG --amp --channels-last, 3 epochs of $((PC * 10)) images | ${t10:-fail} | ${t1:-fail} | $(ratio "${t10%% *}" "${t1%% *}") |"
-echo "| selfsup train vs bench train | batch $BIG --amp --channels-last | ${t10:-fail} | ${e2e:-fail} | $(ratio "${t10%% *}" "$e2e") |"
+row "| selfsup train, reads every 10 vs every step | batch $BIG --amp --channels-last, 2 epochs of $((PC * 10)) images | ${t10:-fail} | ${t1:-fail} | $(ratio "${t10%% *}" "${t1%% *}") |"
+row "| selfsup train vs bench train | batch $BIG --amp --channels-last | ${t10:-fail} | ${e2e:-fail} | $(ratio "${t10%% *}" "$e2e") |"
 # data parallel on one GPU: `launch --nproc 1 --backend nccl|gloo` forms a process group of one, so
 # every collective runs (weights' broadcast, gradient all-reduce, synchronised BN) through NCCL vs
 # through Gloo (host copies); the final losses should agree
@@ -122,4 +148,4 @@ lch() {
 }
 dn=$(lch nccl)
 dg=$(lch gloo)
-echo "| data parallel, group of one: NCCL vs Gloo | byol syncbn, batch $BIG --amp --channels-last | $dn | $dg | $(ratio "${dn%% *}" "${dg%% *}") |"
+row "| data parallel, group of one: NCCL vs Gloo | byol syncbn, batch $BIG --amp --channels-last | $dn | $dg | $(ratio "${dn%% *}" "${dg%% *}") |"

@@ -260,6 +260,14 @@ int selfsup_channels_last(at::Tensor *t, int in_place, at::Tensor **out) {
   SHIM_CATCH
 }
 
+// A page-locked copy for asynchronous copies to the accelerator. tch's `pin_memory(device)` passes
+// the device argument that torch 2.11 deprecates, which prints two warnings per tensor pinned.
+int selfsup_pin_memory(at::Tensor *t, at::Tensor **out) {
+  SHIM_TRY
+  *out = new at::Tensor(t->pin_memory());
+  SHIM_CATCH
+}
+
 int selfsup_is_channels_last(at::Tensor *t, int *out) {
   SHIM_TRY
   *out = t->is_contiguous(at::MemoryFormat::ChannelsLast) ? 1 : 0;

@@ -16,6 +16,7 @@ extern "C" {
     fn selfsup_cuda_peak_bytes(device: c_int, out: *mut i64) -> c_int;
     fn selfsup_channels_last(t: *mut torch_sys::C_tensor, in_place: c_int, out: *mut *mut torch_sys::C_tensor) -> c_int;
     fn selfsup_is_channels_last(t: *mut torch_sys::C_tensor, out: *mut c_int) -> c_int;
+    fn selfsup_pin_memory(t: *mut torch_sys::C_tensor, out: *mut *mut torch_sys::C_tensor) -> c_int;
     fn selfsup_foreach_adamw(params: *const *mut torch_sys::C_tensor, grads: *const *mut torch_sys::C_tensor, exp_avg: *const *mut torch_sys::C_tensor, exp_avg_sq: *const *mut torch_sys::C_tensor, n: i64, lr: f64, weight_decay: f64, beta1: f64, beta2: f64, eps: f64, bias1: f64, bias2: f64) -> c_int;
     fn selfsup_cuda_sync_debug(mode: c_int) -> c_int;
     fn selfsup_foreach_all_finite(ts: *const *mut torch_sys::C_tensor, n: i64, out: *mut *mut torch_sys::C_tensor) -> c_int;
@@ -218,6 +219,15 @@ pub fn to_channels_last(t: &Tensor) -> anyhow::Result<Tensor> {
     Ok(unsafe { Tensor::from_ptr(out) })
 }
 
+/// A page-locked (pinned) copy of a CPU tensor, for asynchronous copies to the GPU. Unlike tch's
+/// `Tensor::pin_memory(device)` it passes no device, which torch 2.11 deprecates with a warning
+/// on every call.
+pub fn pin_memory(t: &Tensor) -> anyhow::Result<Tensor> {
+    let mut out: *mut torch_sys::C_tensor = std::ptr::null_mut();
+    check(unsafe { selfsup_pin_memory(t.as_ptr() as *mut _, &mut out) })?;
+    Ok(unsafe { Tensor::from_ptr(out) })
+}
+
 /// Re-lays every 4-D parameter (conv weights) as channels-last in place.
 pub fn params_to_channels_last(params: &[Tensor]) -> anyhow::Result<()> {
     for p in params {
@@ -231,4 +241,29 @@ pub fn is_channels_last(t: &Tensor) -> anyhow::Result<bool> {
     let mut out = 0;
     check(unsafe { selfsup_is_channels_last(t.as_ptr() as *mut _, &mut out) })?;
     Ok(out != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With a GPU: the pinned copy holds the same values in page-locked memory. Without one there
+    /// is no pinned allocator: an error carrying libtorch's message, not a panic.
+    #[test]
+    fn pin_memory_copies_into_page_locked_memory_or_says_why_not() {
+        let t = Tensor::arange(12, (tch::Kind::Float, tch::Device::Cpu)).view([3, 4]);
+        match pin_memory(&t) {
+            Ok(p) => {
+                assert!(tch::Cuda::is_available(), "pinned memory without an accelerator");
+                assert!(p.is_pinned(tch::Device::Cuda(0)));
+                assert!(!t.is_pinned(tch::Device::Cuda(0)));
+                assert_eq!(p.size(), t.size());
+                assert_eq!((&p - &t).abs().max().double_value(&[]), 0.0);
+            }
+            Err(e) => {
+                assert!(!tch::Cuda::is_available(), "pinning failed with a GPU present: {e}");
+                assert!(e.to_string().starts_with("libtorch: "), "{e}");
+            }
+        }
+    }
 }

@@ -271,7 +271,7 @@ fn build_batch(ds: &Dataset, views: &MultiView, cfg: &LoaderConfig, pool: &rayon
     // page-locked for fast asynchronous copies to a GPU
     if cfg.pin_memory {
         for t in batch.tensors_mut() {
-            *t = t.pin_memory(tch::Device::Cuda(0));
+            *t = crate::backend::shim::pin_memory(t)?;
         }
     }
     Ok(batch)
