@@ -33,11 +33,11 @@ demo: build
 test: build
 	cargo test --release -- --test-threads 2
 
-# Test binaries whose checks need CUDA (views made on the GPU, side-stream copies), gathered in
+# Test binaries whose checks need CUDA (views made on the GPU, side-stream copies, CUDA graph replay), gathered in
 # target/gpu-tests for bench/gpu.sh to run on a GPU machine (carry that folder with the binary).
 gpu-tests: build
 	rm -rf target/gpu-tests && mkdir -p target/gpu-tests
-	cargo test --release --test copy_ahead --test augment_batched --no-run --message-format=json \
+	cargo test --release --test copy_ahead --test augment_batched --test cuda_graph --no-run --message-format=json \
 	  | $(PY) -c 'import json, sys; [print(m["executable"]) for m in map(json.loads, sys.stdin) if m.get("executable") and m["profile"]["test"]]' \
 	  | xargs -I{} cp {} target/gpu-tests/
 	@ls target/gpu-tests

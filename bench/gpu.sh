@@ -49,6 +49,7 @@ echo
 echo "| measurement | flags | selfsup images/s | reference images/s | ratio |"
 echo "|---|---|---|---|---|"
 STEP_OURS=""
+declare -A OURS
 for batch in $BATCHES; do
   for flags in "" "--amp --channels-last"; do
     rout=$(timeout 120 $PY "$REF/byol_step.py" --device $DEV --batch $batch --steps $STEPS $SIZE $flags 2>&1)
@@ -57,6 +58,7 @@ for batch in $BATCHES; do
     ref=$(echo "$rout" | field images_per_s); rmed=$(echo "$rout" | field median_ms)
     ours=$(echo "$oout" | field images_per_s); omed=$(echo "$oout" | field median_ms)
     [ "$batch" = $BIG ] && [ -n "$flags" ] && STEP_OURS=$ours
+    OURS["$batch $flags"]=$ours
     row "| step (byol_step.py) | batch $batch ${flags:-f32} | ${ours:-fail} | ${ref:-fail} | $(ratio "$ours" "$ref") (median step: $(ratio "$rmed" "$omed")) |"
   done
 done
@@ -71,10 +73,24 @@ if [ -z "$e2e" ]; then
 fi
 row "| end to end vs lightly ($LW workers) | batch $BIG --amp$CA | ${e2e:-fail} | ${lref:-fail} | $(ratio "$e2e" "$lref") |"
 row "| end to end vs our step | batch $BIG --amp --channels-last$CA | ${e2e:-fail} | ${STEP_OURS:-fail} | $(ratio "$e2e" "$STEP_OURS") |"
+# bench train at the end-to-end row's settings, with extra flags
+e2 () { timeout 120 "$BIN" bench train --data "folder:$DATA@train" --device $DEV --batch $BIG $E2E $SIZE --amp --channels-last "$@" 2>&1 | ips; }
+# experiment: the step captured as a CUDA graph and replayed (one launch per step instead of the
+# ~20 ms of launches that bound the bf16 step at these sizes), alone and end to end
+GSTEP=""
+for batch in $BATCHES; do
+  gout=$(timeout 120 "$BIN" bench step --device $DEV --batch $batch --steps $STEPS $SIZE --amp --channels-last --cuda-graph 2>&1); echo "$gout" >> "$RUNS"
+  g=$(echo "$gout" | field images_per_s); [ "$batch" = $BIG ] && GSTEP=$g
+  e=${OURS["$batch --amp --channels-last"]}
+  row "| step, CUDA graph replay vs eager | batch $batch --amp --channels-last | ${g:-fail: $(echo "$gout" | grep -m1 -i error | cut -c1-100)} | ${e:-fail} | $(ratio "$g" "$e") |"
+done
+ge=$(e2 --cuda-graph)
+row "| end to end, CUDA graph replay vs eager | batch $BIG --amp --channels-last | ${ge:-fail} | ${e2e:-fail} | $(ratio "$ge" "$e2e") |"
+row "| end to end, CUDA graph replay vs lightly ($LW workers) | batch $BIG --amp | ${ge:-fail} | ${lref:-fail} | $(ratio "$ge" "$lref") |"
+row "| end to end vs step, both CUDA graph replays | batch $BIG --amp --channels-last | ${ge:-fail} | ${GSTEP:-fail} | $(ratio "$ge" "$GSTEP") |"
 # the spread of the end-to-end number (one run of 150 steps), and the loader's settings around the
 # defaults: loader threads one per core (default) vs one per core but one (a core left to the
 # thread that launches the step's kernels), copies on a side stream (default) or by the step's thread
-e2 () { timeout 120 "$BIN" bench train --data "folder:$DATA@train" --device $DEV --batch $BIG $E2E $SIZE --amp --channels-last "$@" 2>&1 | ips; }
 r2=$(e2); r3=$(e2)
 row "| end to end, repeats of the default | batch $BIG --amp --channels-last | ${r2:-fail} | ${r3:-fail} | $(ratio "$r2" "$r3") |"
 w1=$(e2 --workers "$(($(nproc) - 1))"); w2=$(e2 --workers "$(($(nproc) - 1))")

@@ -8,8 +8,10 @@
 #include <c10/core/StreamGuard.h>
 #include <c10/core/impl/DeviceGuardImplInterface.h>
 #ifdef SELFSUP_HAVE_CUDA_HEADERS
+#include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAFunctions.h>
 #endif
+#include <optional>
 #include <string>
 
 static thread_local std::string last_error;
@@ -239,6 +241,104 @@ int selfsup_event_wait(void *event, int device, at::Tensor **ts, int64_t n) {
 int selfsup_event_free(void *event) {
   SHIM_TRY
   delete static_cast<c10::Event *>(event);
+  SHIM_CATCH
+}
+
+// CUDA graphs (torch.cuda.CUDAGraph): work queued between capture_begin and capture_end is
+// recorded, not run, and replay launches all of it with one call. Capture needs a stream other
+// than the default one, so a graph owns a stream from torch's pool: `enter` makes it current
+// (after the work already queued on the previous stream), warm-up iterations and the capture run
+// there, `exit` restores the previous stream and orders it after the side stream. Memory the
+// captured work allocates comes from the graph's private pool and keeps its addresses on replay.
+// Streams and events go through c10's device-generic interfaces (as the side stream's above): the
+// CUDA-specific guards and events are inline code calling the CUDA runtime, which is not linked.
+#ifdef SELFSUP_HAVE_CUDA_HEADERS
+struct SelfsupGraph {
+  at::cuda::CUDAGraph graph;
+  c10::Stream stream;
+  std::optional<c10::StreamGuard> guard;
+  explicit SelfsupGraph(c10::Stream s) : stream(s) {}
+};
+
+// `waiter` waits (on the device) for the work queued so far on `after`.
+static void order_after(c10::Stream after, c10::Stream waiter) {
+  c10::Event ev(c10::DeviceType::CUDA);
+  ev.record(after);
+  ev.block(waiter);
+}
+#endif
+
+static std::runtime_error no_cuda_graphs() {
+  return std::runtime_error("this build has no CUDA runtime headers, so CUDA graphs are unavailable");
+}
+
+// The body, given the graph `sg`, in a build with CUDA's headers; otherwise the error above.
+#ifdef SELFSUP_HAVE_CUDA_HEADERS
+#define WITH_GRAPH(g, ...)                               \
+  {                                                      \
+    auto *sg = static_cast<SelfsupGraph *>(g);           \
+    auto *impl = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA); \
+    (void)impl;                                          \
+    __VA_ARGS__;                                         \
+  }
+#else
+#define WITH_GRAPH(g, ...) \
+  {                        \
+    (void)(g);             \
+    throw no_cuda_graphs(); \
+  }
+#endif
+
+int selfsup_graph_new(int device, void **out) {
+  SHIM_TRY
+#ifdef SELFSUP_HAVE_CUDA_HEADERS
+  auto *impl = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA);
+  *out = new SelfsupGraph(impl->getStreamFromGlobalPool(c10::Device(c10::DeviceType::CUDA, static_cast<c10::DeviceIndex>(device)), false));
+#else
+  (void)device; (void)out;
+  throw no_cuda_graphs();
+#endif
+  SHIM_CATCH
+}
+
+int selfsup_graph_enter(void *g) {
+  SHIM_TRY
+  WITH_GRAPH(g, order_after(impl->getStream(sg->stream.device()), sg->stream); sg->guard.emplace(sg->stream))
+  SHIM_CATCH
+}
+
+int selfsup_graph_exit(void *g) {
+  SHIM_TRY
+  WITH_GRAPH(g, sg->guard.reset(); order_after(sg->stream, impl->getStream(sg->stream.device())))
+  SHIM_CATCH
+}
+
+int selfsup_graph_capture_begin(void *g) {
+  SHIM_TRY
+  WITH_GRAPH(g, sg->graph.capture_begin())
+  SHIM_CATCH
+}
+
+int selfsup_graph_capture_end(void *g) {
+  SHIM_TRY
+  WITH_GRAPH(g, sg->graph.capture_end())
+  SHIM_CATCH
+}
+
+// Replays on the calling thread's current stream.
+int selfsup_graph_replay(void *g) {
+  SHIM_TRY
+  WITH_GRAPH(g, sg->graph.replay())
+  SHIM_CATCH
+}
+
+int selfsup_graph_free(void *g) {
+  SHIM_TRY
+#ifdef SELFSUP_HAVE_CUDA_HEADERS
+  delete static_cast<SelfsupGraph *>(g);
+#else
+  (void)g;
+#endif
   SHIM_CATCH
 }
 

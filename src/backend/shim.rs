@@ -17,6 +17,13 @@ extern "C" {
     fn selfsup_channels_last(t: *mut torch_sys::C_tensor, in_place: c_int, out: *mut *mut torch_sys::C_tensor) -> c_int;
     fn selfsup_is_channels_last(t: *mut torch_sys::C_tensor, out: *mut c_int) -> c_int;
     fn selfsup_pin_memory(t: *mut torch_sys::C_tensor, out: *mut *mut torch_sys::C_tensor) -> c_int;
+    fn selfsup_graph_new(device: c_int, out: *mut *mut c_void) -> c_int;
+    fn selfsup_graph_enter(g: *mut c_void) -> c_int;
+    fn selfsup_graph_exit(g: *mut c_void) -> c_int;
+    fn selfsup_graph_capture_begin(g: *mut c_void) -> c_int;
+    fn selfsup_graph_capture_end(g: *mut c_void) -> c_int;
+    fn selfsup_graph_replay(g: *mut c_void) -> c_int;
+    fn selfsup_graph_free(g: *mut c_void) -> c_int;
     fn selfsup_foreach_adamw(params: *const *mut torch_sys::C_tensor, grads: *const *mut torch_sys::C_tensor, exp_avg: *const *mut torch_sys::C_tensor, exp_avg_sq: *const *mut torch_sys::C_tensor, n: i64, lr: f64, weight_decay: f64, beta1: f64, beta2: f64, eps: f64, bias1: f64, bias2: f64) -> c_int;
     fn selfsup_cuda_sync_debug(mode: c_int) -> c_int;
     fn selfsup_foreach_all_finite(ts: *const *mut torch_sys::C_tensor, n: i64, out: *mut *mut torch_sys::C_tensor) -> c_int;
@@ -172,6 +179,68 @@ impl SideStream {
 impl Drop for SideStream {
     fn drop(&mut self) {
         let _ = check(unsafe { selfsup_side_stream_exit(self.guard) });
+    }
+}
+
+/// A CUDA graph (torch.cuda.CUDAGraph) and the stream it is captured on. Between
+/// [`CudaGraph::capture`]'s start and end the queued work is recorded, not run (nothing may wait
+/// for the device or copy from pageable memory then); [`CudaGraph::replay`] then launches all of it
+/// with one call, on the same memory. Warm-up iterations (cuDNN's algorithm search, lazy
+/// allocations) belong on the graph's stream too, inside [`CudaGraph::enter`].
+pub struct CudaGraph {
+    ptr: *mut c_void,
+    entered: bool,
+}
+
+impl CudaGraph {
+    pub fn new(device: usize) -> anyhow::Result<Self> {
+        let mut ptr = std::ptr::null_mut();
+        check(unsafe { selfsup_graph_new(device as c_int, &mut ptr) })?;
+        Ok(CudaGraph { ptr, entered: false })
+    }
+
+    /// Makes the graph's stream the current one (after the work queued on the previous one).
+    pub fn enter(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.entered, "CUDA graph: stream entered twice");
+        check(unsafe { selfsup_graph_enter(self.ptr) })?;
+        self.entered = true;
+        Ok(())
+    }
+
+    /// Restores the previous stream, ordered after the work queued on the graph's stream.
+    pub fn exit(&mut self) -> anyhow::Result<()> {
+        if self.entered {
+            self.entered = false;
+            check(unsafe { selfsup_graph_exit(self.ptr) })?;
+        }
+        Ok(())
+    }
+
+    /// Records what `work` queues (on the graph's stream, entered if it was not) and returns its
+    /// result: the tensors it returns live in the graph's memory and are rewritten by each replay.
+    pub fn capture<T>(&mut self, work: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        if !self.entered {
+            self.enter()?;
+        }
+        check(unsafe { selfsup_graph_capture_begin(self.ptr) })?;
+        let out = work();
+        // end the capture even when `work` failed, so the stream is usable again
+        let ended = check(unsafe { selfsup_graph_capture_end(self.ptr) });
+        let out = out?;
+        ended?;
+        Ok(out)
+    }
+
+    /// Launches the captured work on the calling thread's current stream.
+    pub fn replay(&self) -> anyhow::Result<()> {
+        check(unsafe { selfsup_graph_replay(self.ptr) })
+    }
+}
+
+impl Drop for CudaGraph {
+    fn drop(&mut self) {
+        let _ = self.exit();
+        let _ = check(unsafe { selfsup_graph_free(self.ptr) });
     }
 }
 

@@ -99,6 +99,12 @@ pub struct StepArgs {
     /// torch CPU threads (0 = torch's default).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Experiment (CUDA): capture one step as a CUDA graph after the warm-up and time its replays
+    /// (one launch per step instead of thousands). The replay repeats the captured learning rate
+    /// and EMA coefficient, which are constant in these benchmarks; `selfsup train` has no such
+    /// mode yet.
+    #[arg(long)]
+    cuda_graph: bool,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
@@ -150,6 +156,28 @@ fn bench_setup(a: &StepArgs, cfg: &selfsup::config::Config) -> anyhow::Result<(t
     Ok((device, use_amp, method, opt))
 }
 
+/// One training step of the benchmark model on `views` (bf16 autocast if `amp`); the loss.
+#[allow(clippy::too_many_arguments)]
+fn bench_step(method: &mut dyn selfsup::methods::Method, opt: &mut selfsup::optim::Optimizer, views: &[tch::Tensor], labels: &tch::Tensor, amp: bool, lr: f64, k: usize, total: usize) -> anyhow::Result<tch::Tensor> {
+    let out = {
+        let _amp = if amp { Some(selfsup::backend::shim::AutocastGuard::bf16()?) } else { None };
+        method.forward(views, labels)?
+    };
+    selfsup::train::step::apply_update(method, opt, &mut GradSync::Alone, &out.loss, selfsup::optim::LearningRate::constant(lr), k, total, selfsup::train::step::GradCheck::Off)?;
+    Ok(out.loss)
+}
+
+/// The CUDA graph `--cuda-graph` asks for: an error naming the flag off CUDA, or with too short
+/// a warm-up to settle cuDNN's algorithm choice and the lazy allocations before the capture.
+fn graph_for(a: &StepArgs, device: tch::Device, eager_steps: usize) -> anyhow::Result<Option<selfsup::backend::shim::CudaGraph>> {
+    if !a.cuda_graph {
+        return Ok(None);
+    }
+    let tch::Device::Cuda(index) = device else { anyhow::bail!("--cuda-graph needs --device cuda (got --device {})", a.device) };
+    anyhow::ensure!(eager_steps >= 3, "--cuda-graph needs 3 eager warm-up steps before the capture (--warmup {} gives {eager_steps}): they settle cuDNN's algorithms and the lazy allocations", a.warmup);
+    Ok(Some(selfsup::backend::shim::CudaGraph::new(index)?))
+}
+
 fn sync(device: tch::Device) {
     if let tch::Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);
@@ -168,25 +196,30 @@ fn step(a: StepArgs) -> anyhow::Result<()> {
     }
     let labels = tch::Tensor::zeros([a.batch as i64], (tch::Kind::Int64, device));
     let sync = || sync(device);
-    let mut one = |k: usize| -> anyhow::Result<tch::Tensor> {
-        let out = {
-            let _amp = if use_amp { Some(shim::AutocastGuard::bf16()?) } else { None };
-            method.forward(&views, &labels)?
-        };
-        selfsup::train::step::apply_update(method.as_mut(), &mut opt, &mut GradSync::Alone, &out.loss, selfsup::optim::LearningRate::constant(a.lr), k, a.steps + a.warmup, selfsup::train::step::GradCheck::Off)?;
-        Ok(out.loss)
-    };
-    println!("selfsup {} device={} threads={} batch={} width={} hidden={} opt={} amp={} channels_last={}", env!("CARGO_PKG_VERSION"), a.device, tch::get_num_threads(), a.batch, a.width, a.hidden, a.opt, use_amp, a.channels_last);
+    let total = a.steps + a.warmup;
+    let mut one = |views: &[tch::Tensor], k: usize| bench_step(method.as_mut(), &mut opt, views, &labels, use_amp, a.lr, k, total);
+    println!("selfsup {} device={} threads={} batch={} width={} hidden={} opt={} amp={} channels_last={} cuda_graph={}", env!("CARGO_PKG_VERSION"), a.device, tch::get_num_threads(), a.batch, a.width, a.hidden, a.opt, use_amp, a.channels_last, a.cuda_graph);
+    let mut graph = graph_for(&a, device, a.warmup)?;
+    if let Some(g) = &mut graph {
+        g.enter()?; // warm-up and capture on the graph's stream
+    }
     for k in 0..a.warmup {
-        let _ = one(k)?;
+        let _ = one(&views, k)?;
+    }
+    let mut loss = tch::Tensor::zeros([1], (tch::Kind::Float, device));
+    if let Some(g) = &mut graph {
+        loss = g.capture(|| one(&views, a.warmup))?;
+        g.exit()?;
     }
     sync();
     let mut ms = Vec::with_capacity(a.steps);
-    let mut loss = tch::Tensor::zeros([1], (tch::Kind::Float, device));
     for k in 0..a.steps {
         sync();
         let t = Instant::now();
-        loss = one(a.warmup + k)?;
+        match &graph {
+            Some(g) => g.replay()?,
+            None => loss = one(&views, a.warmup + k)?,
+        }
         sync();
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
@@ -234,7 +267,14 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
     let recipe = cfg.data.recipe()?;
     let loader = Loader::new(ds, MultiView::new(&recipe), LoaderConfig::training(a.batch, a.seed, t.workers, t.prefetch, device, augment_on, t.copy_ahead))?;
     let total = a.warmup + a.steps;
-    println!("selfsup {} bench train data={} recipe={} augment_on={} copy_ahead={} device={} threads={} workers={} batch={} width={} hidden={} amp={} channels_last={}", env!("CARGO_PKG_VERSION"), t.data, t.recipe, t.augment_on, t.copy_ahead, a.device, tch::get_num_threads(), if t.workers == 0 { rayon::current_num_threads() } else { t.workers }, a.batch, a.width, a.hidden, use_amp, a.channels_last);
+    println!("selfsup {} bench train data={} recipe={} augment_on={} copy_ahead={} device={} threads={} workers={} batch={} width={} hidden={} amp={} channels_last={} cuda_graph={}", env!("CARGO_PKG_VERSION"), t.data, t.recipe, t.augment_on, t.copy_ahead, a.device, tch::get_num_threads(), if t.workers == 0 { rayon::current_num_threads() } else { t.workers }, a.batch, a.width, a.hidden, use_amp, a.channels_last, a.cuda_graph);
+    // --cuda-graph: the last warm-up step is captured on copies of its batch (the graph's
+    // inputs); every later step copies its batch into them and replays
+    let mut graph = graph_for(a, device, a.warmup.saturating_sub(1))?;
+    if let Some(g) = &mut graph {
+        g.enter()?;
+    }
+    let mut graph_inputs: Option<(Vec<tch::Tensor>, tch::Tensor)> = None;
     let mut k = 0usize;
     let mut started: Option<Instant> = None;
     let mut waited = 0.0f64;
@@ -253,12 +293,23 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
                 views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
             }
             let labels = batch.labels_on(device)?;
-            let out = {
-                let _amp = if use_amp { Some(shim::AutocastGuard::bf16()?) } else { None };
-                method.forward(&views, &labels)?
-            };
-            selfsup::train::step::apply_update(method.as_mut(), &mut opt, &mut GradSync::Alone, &out.loss, selfsup::optim::LearningRate::constant(a.lr), k, total, selfsup::train::step::GradCheck::Off)?;
-            loss = out.loss;
+            match (&mut graph, &mut graph_inputs) {
+                (Some(g), Some((inputs, input_labels))) => {
+                    for (input, v) in inputs.iter_mut().zip(&views) {
+                        input.copy_(v);
+                    }
+                    input_labels.copy_(&labels);
+                    g.replay()?;
+                }
+                (Some(g), None) if k + 1 == a.warmup => {
+                    let (inputs, input_labels) = (views.iter().map(|v| v.copy()).collect::<Vec<_>>(), labels.copy());
+                    loss = g.capture(|| bench_step(method.as_mut(), &mut opt, &inputs, &input_labels, use_amp, a.lr, k, total))?;
+                    g.exit()?;
+                    g.replay()?;
+                    graph_inputs = Some((inputs, input_labels));
+                }
+                _ => loss = bench_step(method.as_mut(), &mut opt, &views, &labels, use_amp, a.lr, k, total)?,
+            }
             k += 1;
             if k == a.warmup {
                 sync(device);
