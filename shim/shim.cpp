@@ -313,9 +313,14 @@ int selfsup_graph_exit(void *g) {
   SHIM_CATCH
 }
 
+// Thread-local capture mode: only this thread's unsafe calls (a synchronisation, an event query)
+// break the capture. In the default global mode, those of any thread would: the loader's producer
+// keeps pinning (the pinned allocator queries events) and copying on its own stream meanwhile
+// (torch.cuda.graph's capture_error_mode="thread_local"). Kernels the autograd engine's thread
+// queues on the capturing stream are captured in either mode.
 int selfsup_graph_capture_begin(void *g) {
   SHIM_TRY
-  WITH_GRAPH(g, sg->graph.capture_begin())
+  WITH_GRAPH(g, sg->graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal))
   SHIM_CATCH
 }
 
