@@ -77,10 +77,10 @@ row "| end to end vs our step | batch $BIG --amp --channels-last$CA | ${e2e:-fai
 e2 () { timeout 120 "$BIN" bench train --data "folder:$DATA@train" --device $DEV --batch $BIG $E2E $SIZE --amp --channels-last "$@" 2>&1 | ips; }
 # experiment: the step captured as a CUDA graph and replayed (one launch per step instead of the
 # ~20 ms of launches that bound the bf16 step at these sizes), alone and end to end
-GSTEP=""
+GSTEP=""; GOPS=""
 for batch in $BATCHES; do
-  gout=$(timeout 120 "$BIN" bench step --device $DEV --batch $batch --steps $STEPS $SIZE --amp --channels-last --cuda-graph 2>&1); echo "$gout" >> "$RUNS"
-  g=$(echo "$gout" | field images_per_s); [ "$batch" = $BIG ] && GSTEP=$g
+  gout=$(timeout 120 "$BIN" bench step --device $DEV --batch $batch --steps $STEPS $SIZE --amp --channels-last --cuda-graph --count-ops 2>&1); echo "$gout" >> "$RUNS"
+  g=$(echo "$gout" | field images_per_s); [ "$batch" = $BIG ] && GSTEP=$g && GOPS=$(echo "$gout" | field ops_per_step)
   e=${OURS["$batch --amp --channels-last"]}
   row "| step, CUDA graph replay vs eager | batch $batch --amp --channels-last | ${g:-fail: $(echo "$gout" | grep -m1 -i error | cut -c1-100)} | ${e:-fail} | $(ratio "$g" "$e") |"
 done
@@ -151,6 +151,13 @@ t10=$(trn --set train.sync_every=10)
 t1=$(trn --set train.sync_every=1)
 row "| selfsup train, reads every 10 vs every step | batch $BIG --amp --channels-last, 2 epochs of $((PC * 10)) images | ${t10:-fail} | ${t1:-fail} | $(ratio "${t10%% *}" "${t1%% *}") |"
 row "| selfsup train vs bench train | batch $BIG --amp --channels-last | ${t10:-fail} | ${e2e:-fail} | $(ratio "${t10%% *}" "$e2e") |"
+# the host's share of a step: ATen operators one step dispatches (every thread), ours eager and as
+# a graph replay vs byol_step.py's (bench/count_ops.py: two profiled runs, the difference per step)
+cnt() { grep -o 'ops_per_step=[0-9]*' | tail -1 | cut -d= -f2; }
+oe=$(timeout 120 "$BIN" bench step --device $DEV --batch $BIG --steps 3 $SIZE --amp --channels-last --count-ops 2>&1 | tee -a "$RUNS" | cnt)
+og=${GOPS:-}
+pe=$(timeout 150 $PY bench/count_ops.py --script "$REF/byol_step.py" -- --device $DEV --batch $BIG $SIZE --amp --channels-last 2>&1 | tee -a "$RUNS" | cnt)
+row "| ATen operators per step: ours eager (graph replay: ${og:-n/a}) vs byol_step.py | batch $BIG --amp --channels-last | ${oe:-fail} | ${pe:-fail} | $(ratio "$oe" "$pe") |"
 # data parallel on one GPU: `launch --nproc 1 --backend nccl|gloo` forms a process group of one, so
 # every collective runs (weights' broadcast, gradient all-reduce, synchronised BN) through NCCL vs
 # through Gloo (host copies); the final losses should agree

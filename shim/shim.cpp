@@ -11,6 +11,9 @@
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAFunctions.h>
 #endif
+#include <ATen/record_function.h>
+#include <atomic>
+#include <cstring>
 #include <optional>
 #include <string>
 
@@ -344,6 +347,30 @@ int selfsup_graph_free(void *g) {
 #else
   (void)g;
 #endif
+  SHIM_CATCH
+}
+
+// ATen operators dispatched while a counter runs, on every thread (a global RecordFunction
+// callback at function scope, as torch.profiler's): each costs the host a dispatch whether or
+// not it launches a kernel, so their number is the host's share of a step.
+static std::atomic<int64_t> dispatched_ops{0};
+
+static std::unique_ptr<at::ObserverContext> count_op(const at::RecordFunction &fn) {
+  if (std::strncmp(fn.name(), "aten::", 6) == 0) dispatched_ops.fetch_add(1, std::memory_order_relaxed);
+  return nullptr;
+}
+
+int selfsup_op_count_start(uint64_t *handle) {
+  SHIM_TRY
+  dispatched_ops = 0;
+  *handle = at::addGlobalCallback(at::RecordFunctionCallback(count_op).scopes({at::RecordScope::FUNCTION}));
+  SHIM_CATCH
+}
+
+int selfsup_op_count_stop(uint64_t handle, int64_t *out) {
+  SHIM_TRY
+  at::removeCallback(handle);
+  *out = dispatched_ops.load();
   SHIM_CATCH
 }
 

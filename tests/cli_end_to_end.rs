@@ -65,13 +65,19 @@ fn inspect_json_preview_png_and_bench_result_lines() {
     // the step benchmarks: a RESULT line with a finite loss; the CUDA-graph experiment is refused
     // off CUDA with an error naming the flag (its replay is checked on a GPU, tests/cuda_graph.rs)
     let tiny = ["--device", "cpu", "--width", "8", "--hidden", "64", "--batch", "8", "--steps", "2", "--warmup", "3"];
-    let o = selfsup(&[&["bench", "step"][..], &tiny].concat());
+    let o = selfsup(&[&["bench", "step"][..], &tiny, &["--count-ops"]].concat());
     let line = stdout(&o).lines().find(|l| l.starts_with("RESULT")).unwrap_or_default().to_string();
     let loss: f64 = line.split("final_loss=").nth(1).and_then(|v| v.trim().parse().ok()).unwrap_or(f64::NAN);
     assert!(o.status.success() && loss.is_finite(), "{}{}", stdout(&o), stderr(&o));
+    // a ResNet-18 BYOL step (two views through online and target nets, backward, updates)
+    // dispatches thousands of operators whatever the width; PyTorch's reference about 4,100
+    let ops: i64 = stdout(&o).lines().find_map(|l| l.strip_prefix("ops_per_step=")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+    assert!((2_000..20_000).contains(&ops), "ops_per_step {ops}: {}", stdout(&o));
     let data = cifar_spec("test", 2);
     let o = selfsup(&[&["bench", "train", "--data", &data][..], &tiny].concat());
     assert!(o.status.success() && stdout(&o).contains("RESULT steps=2 "), "{}{}", stdout(&o), stderr(&o));
+    let o = selfsup(&[&["bench", "train", "--data", &data][..], &tiny, &["--count-ops"]].concat());
+    assert_clean_error(&o, 1, &["--count-ops is for bench step"]);
     for cmd in [&["bench", "step"][..], &["bench", "train", "--data", &data]] {
         let o = selfsup(&[cmd, &tiny, &["--cuda-graph"]].concat());
         assert_clean_error(&o, 1, &["--cuda-graph needs --device cuda (got --device cpu)"]);

@@ -24,6 +24,8 @@ extern "C" {
     fn selfsup_graph_capture_end(g: *mut c_void) -> c_int;
     fn selfsup_graph_replay(g: *mut c_void) -> c_int;
     fn selfsup_graph_free(g: *mut c_void) -> c_int;
+    fn selfsup_op_count_start(handle: *mut u64) -> c_int;
+    fn selfsup_op_count_stop(handle: u64, out: *mut i64) -> c_int;
     fn selfsup_foreach_adamw(params: *const *mut torch_sys::C_tensor, grads: *const *mut torch_sys::C_tensor, exp_avg: *const *mut torch_sys::C_tensor, exp_avg_sq: *const *mut torch_sys::C_tensor, n: i64, lr: f64, weight_decay: f64, beta1: f64, beta2: f64, eps: f64, bias1: f64, bias2: f64) -> c_int;
     fn selfsup_cuda_sync_debug(mode: c_int) -> c_int;
     fn selfsup_foreach_all_finite(ts: *const *mut torch_sys::C_tensor, n: i64, out: *mut *mut torch_sys::C_tensor) -> c_int;
@@ -241,6 +243,37 @@ impl Drop for CudaGraph {
     fn drop(&mut self) {
         let _ = self.exit();
         let _ = check(unsafe { selfsup_graph_free(self.ptr) });
+    }
+}
+
+/// Counts the ATen operators dispatched on every thread while it runs (torch.profiler's
+/// function-scope events named `aten::*`): each is a host dispatch, launched kernel or not, so
+/// the count per step is what bounds a small model's step on a GPU. One counter at a time.
+pub struct OpCounter {
+    handle: Option<u64>,
+}
+
+impl OpCounter {
+    pub fn start() -> anyhow::Result<Self> {
+        let mut handle = 0u64;
+        check(unsafe { selfsup_op_count_start(&mut handle) })?;
+        Ok(OpCounter { handle: Some(handle) })
+    }
+
+    /// The number of operators dispatched since [`OpCounter::start`].
+    pub fn stop(mut self) -> anyhow::Result<i64> {
+        let mut n = 0i64;
+        check(unsafe { selfsup_op_count_stop(self.handle.take().unwrap_or_default(), &mut n) })?;
+        Ok(n)
+    }
+}
+
+impl Drop for OpCounter {
+    fn drop(&mut self) {
+        if let Some(h) = self.handle.take() {
+            let mut n = 0i64;
+            let _ = check(unsafe { selfsup_op_count_stop(h, &mut n) });
+        }
     }
 }
 

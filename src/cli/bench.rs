@@ -105,6 +105,11 @@ pub struct StepArgs {
     /// mode yet.
     #[arg(long)]
     cuda_graph: bool,
+    /// bench step: after the timed steps, count the ATen operators one more step dispatches (every
+    /// thread; one replay with --cuda-graph) and print `ops_per_step=N`: the host's share of a
+    /// step, which bounds a small model's step on a GPU (bench/count_ops.py counts byol_step.py's).
+    #[arg(long)]
+    count_ops: bool,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
@@ -223,6 +228,17 @@ fn step(a: StepArgs) -> anyhow::Result<()> {
         sync();
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let ops = if a.count_ops {
+        let counter = shim::OpCounter::start()?;
+        match &graph {
+            Some(g) => g.replay()?,
+            None => loss = one(&views, total)?,
+        }
+        sync();
+        Some(counter.stop()?)
+    } else {
+        None
+    };
     let lv = loss.double_value(&[]);
     anyhow::ensure!(lv.is_finite(), "non-finite loss {lv}");
     let mean = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
@@ -237,6 +253,9 @@ fn step(a: StepArgs) -> anyhow::Result<()> {
         srt[srt.len() - 1],
         imgs as f64 * 1e3 / mean
     );
+    if let Some(n) = ops {
+        println!("ops_per_step={n} (ATen operators one step dispatches, every thread)");
+    }
     if let tch::Device::Cuda(i) = device {
         println!("peak_mem_GiB={:.2}", shim::cuda_peak_bytes(i)? as f64 / (1u64 << 30) as f64);
     }
@@ -260,6 +279,7 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
     use selfsup::backend::shim;
     use selfsup::data::{AugmentOn, Loader, LoaderConfig};
     let a = &t.step;
+    anyhow::ensure!(!a.count_ops, "--count-ops is for bench step (here the loader's threads would be counted too)");
     let augment_on = AugmentOn::parse(&t.augment_on)?;
     let cfg = bench_config(a, &[format!("data.recipe={}", toml::Value::String(t.recipe.clone())), format!("data.train={}", toml::Value::String(t.data.clone()))])?;
     let (device, use_amp, mut method, mut opt) = bench_setup(a, &cfg)?;
