@@ -392,6 +392,14 @@ int selfsup_channels_last(at::Tensor *t, int in_place, at::Tensor **out) {
   SHIM_CATCH
 }
 
+// Gradients set to none (torch's zero_grad(set_to_none=True)): nothing is launched, and the
+// next backward hands its gradient over instead of adding it to zeros.
+int selfsup_grads_to_none(at::Tensor **ts, int64_t n) {
+  SHIM_TRY
+  for (int64_t i = 0; i < n; ++i) ts[i]->mutable_grad().reset();
+  SHIM_CATCH
+}
+
 // A page-locked copy for asynchronous copies to the accelerator. tch's `pin_memory(device)` passes
 // the device argument that torch 2.11 deprecates, which prints two warnings per tensor pinned.
 int selfsup_pin_memory(at::Tensor *t, at::Tensor **out) {

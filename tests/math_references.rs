@@ -137,7 +137,7 @@ fn lars_matches_a_reference_update_on_fixed_gradients() {
     for step in 0..3 {
         let gw: Vec<f64> = (0..12).map(|i| ((i + step) as f64 * 0.37).sin()).collect();
         let gb: Vec<f64> = (0..4).map(|i| ((i * 3 + step) as f64 * 0.11).cos()).collect();
-        opt.zero_grad();
+        opt.zero_grad().unwrap();
         // loss = <w, gw> + <b, gb> has exactly these gradients
         let loss = (&w * Tensor::from_slice(&gw).view([4, 3])).sum(Kind::Double) + (&b * Tensor::from_slice(&gb)).sum(Kind::Double);
         loss.backward();
@@ -161,7 +161,7 @@ fn sgd_and_adamw_match_their_reference_updates() {
         let (mut r, mut m1, mut m2) = (w0.to_vec(), vec![0.0; 3], vec![0.0; 3]);
         let lr = 0.05 * 2.0; // lr_scale 2
         for t in 1..=3 {
-            opt.zero_grad();
+            opt.zero_grad().unwrap();
             (&w * Tensor::from_slice(&g)).sum(Kind::Double).backward();
             opt.step(LearningRate::constant(0.05)).unwrap();
             for i in 0..3 {
@@ -223,7 +223,7 @@ fn grouped_sgd_lars_and_adamw_match_per_tensor_references() {
             for step in 0..3 {
                 // gradients of sum_i <t_i, c_i>: c_i
                 let coefs: Vec<Vec<f64>> = init.iter().enumerate().map(|(i, v)| (0..v.len()).map(|j| ((i * 7 + j + step) as f64 * 0.3).sin()).collect()).collect();
-                opt.zero_grad();
+                opt.zero_grad().unwrap();
                 let mut loss = Tensor::zeros([], (Kind::Double, tch::Device::Cpu));
                 for i in 0..last {
                     loss = loss + (ts[i].to_kind(Kind::Double) * Tensor::from_slice(&coefs[i]).view(specs[i].0)).sum(Kind::Double);
@@ -349,7 +349,7 @@ fn non_finite_gradients_are_detected() {
     let mut opt = Optimizer::new(&OptimConfig { name: "sgd".into(), ..Default::default() }, vec![("w".into(), w.shallow_clone(), LrRule::scaled(1.0))]);
     (&w * 3.0).sum(Kind::Double).backward();
     assert!(opt.grads_finite().unwrap());
-    opt.zero_grad();
+    opt.zero_grad().unwrap();
     // d/dw sqrt(w - 1) at w = 1 is +inf
     (&w - 1.0).sqrt().sum(Kind::Double).backward();
     assert!(!opt.grads_finite().unwrap());
@@ -373,7 +373,7 @@ fn the_device_side_gradient_check_finds_one_nan_among_tensors_and_no_false_alarm
     assert_eq!(flag.size(), Vec::<i64>::new());
     assert!(opt.grads_finite().unwrap(), "huge but finite gradients reported as non-finite");
     for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
-        opt.zero_grad();
+        opt.zero_grad().unwrap();
         backward_with(&[1.0, 1.0], &[1.0, bad, 1.0]);
         assert!(!opt.grads_finite().unwrap(), "{bad} in the second tensor not found");
     }
@@ -478,7 +478,7 @@ fn the_online_probe_reaches_the_bayes_accuracy_from_detached_features() {
             for b in 0..(4000 / 64) {
                 let f = (xtr.narrow(0, b * 64, 64) * scale).set_requires_grad(true);
                 let (loss, _) = probe.step_terms(&f, &ytr.narrow(0, b * 64, 64));
-                opt.zero_grad();
+                opt.zero_grad().unwrap();
                 loss.backward();
                 opt.step(LearningRate::constant(if epoch == 2 { 0.01 } else { 0.1 })).unwrap();
                 last_features = Some(f);

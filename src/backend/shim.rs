@@ -24,6 +24,7 @@ extern "C" {
     fn selfsup_graph_capture_end(g: *mut c_void) -> c_int;
     fn selfsup_graph_replay(g: *mut c_void) -> c_int;
     fn selfsup_graph_free(g: *mut c_void) -> c_int;
+    fn selfsup_grads_to_none(ts: *const *mut torch_sys::C_tensor, n: i64) -> c_int;
     fn selfsup_op_count_start(handle: *mut u64) -> c_int;
     fn selfsup_op_count_stop(handle: u64, out: *mut i64) -> c_int;
     fn selfsup_foreach_adamw(params: *const *mut torch_sys::C_tensor, grads: *const *mut torch_sys::C_tensor, exp_avg: *const *mut torch_sys::C_tensor, exp_avg_sq: *const *mut torch_sys::C_tensor, n: i64, lr: f64, weight_decay: f64, beta1: f64, beta2: f64, eps: f64, bias1: f64, bias2: f64) -> c_int;
@@ -319,6 +320,13 @@ pub fn to_channels_last(t: &Tensor) -> anyhow::Result<Tensor> {
         return Ok(t.shallow_clone());
     }
     Ok(unsafe { Tensor::from_ptr(out) })
+}
+
+/// Drops the gradients of `params` (torch's `zero_grad(set_to_none=True)`): no kernel per
+/// tensor, and the next backward hands its gradient over instead of adding it to zeros.
+pub fn grads_to_none(params: &[Tensor]) -> anyhow::Result<()> {
+    let p = ptrs(params);
+    check(unsafe { selfsup_grads_to_none(p.as_ptr(), p.len() as i64) })
 }
 
 /// A page-locked (pinned) copy of a CPU tensor, for asynchronous copies to the GPU. Unlike tch's

@@ -153,10 +153,14 @@ impl Optimizer {
         Optimizer { cfg: cfg.clone(), params, steps: 0 }
     }
 
-    pub fn zero_grad(&mut self) {
-        for p in &mut self.params {
-            p.tensor.zero_grad();
-        }
+    /// Drops every gradient (torch's `zero_grad(set_to_none=True)`, as `byol_step.py`): no
+    /// kernel per parameter, and backward then hands each gradient over instead of adding it to
+    /// zeros — 155 fewer operators per BYOL ResNet-18 step (`bench step --count-ops`: 4,184 →
+    /// 4,029). A parameter the next loss does not reach keeps no gradient, so [`Optimizer::step`]
+    /// leaves it alone, as torch.optim does.
+    pub fn zero_grad(&mut self) -> anyhow::Result<()> {
+        let tensors: Vec<Tensor> = self.params.iter().map(|p| p.tensor.shallow_clone()).collect();
+        crate::backend::shim::grads_to_none(&tensors)
     }
 
     /// Whether every gradient is finite, as a boolean scalar on the parameters' device, computed

@@ -31,7 +31,7 @@ pub enum GradCheck<'a> {
 /// work for step `step` of `total`.
 #[allow(clippy::too_many_arguments)]
 pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, sync: &mut GradSync, loss: &Tensor, lr: LearningRate, step: usize, total: usize, check: GradCheck) -> anyhow::Result<Update> {
-    opt.zero_grad();
+    opt.zero_grad()?;
     sync.before_backward()?;
     loss.backward();
     // data parallel: every rank continues with the gradient averaged over ranks
@@ -40,7 +40,7 @@ pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, sync: &mut Gra
         GradCheck::Off => {}
         GradCheck::Now => {
             if !opt.grads_finite()? {
-                opt.zero_grad();
+                opt.zero_grad()?;
                 return Ok(Update::NonFinite);
             }
         }
