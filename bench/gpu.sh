@@ -125,9 +125,8 @@ row "| end to end, views split (crops on loader threads, colour on the GPU) vs o
 e2e_nca=$(timeout 180 "$BIN" bench train --data "folder:$DATA@train" --device $DEV --batch $BIG $E2E $SIZE --amp --channels-last --copy-ahead false 2>&1 | ips)
 row "| end to end, copies on a side stream vs by the step's thread | batch $BIG --amp --channels-last | ${e2e:-fail} | ${e2e_nca:-fail} | $(ratio "$e2e" "$e2e_nca") |"
 # augmentation alone: batched on the GPU vs the per-image pipeline on all 16 CPU cores
-sps() { grep -o 'samples_per_s=[0-9.]*' | head -1 | cut -d= -f2; }
-aug_gpu=$(timeout 120 "$BIN" bench augment --data "folder:$DATA@train" --recipe byol-cifar --device $DEV --batch $BIG --samples $AUGN 2>&1 | sps)
-aug_cpu=$(timeout 120 "$BIN" bench augment --data "folder:$DATA@train" --recipe byol-cifar --threads "$(nproc)" --samples $AUGN 2>&1 | sps)
+aug_gpu=$(timeout 120 "$BIN" bench augment --data "folder:$DATA@train" --recipe byol-cifar --device $DEV --batch $BIG --samples $AUGN 2>&1 | field samples_per_s)
+aug_cpu=$(timeout 120 "$BIN" bench augment --data "folder:$DATA@train" --recipe byol-cifar --threads "$(nproc)" --samples $AUGN 2>&1 | field samples_per_s)
 row "| augmentation samples/s (2 views), GPU batched vs $(nproc) CPU threads | byol-cifar, batch $BIG | ${aug_gpu:-fail} | ${aug_cpu:-fail} | $(ratio "$aug_gpu" "$aug_cpu") |"
 # The trainer itself (selfsup train: checkpoints off, kNN off): host reads of the loss and the
 # non-finite record every 10 steps (the GPU default) vs every step (train.sync_every=1).
@@ -153,11 +152,9 @@ row "| selfsup train, reads every 10 vs every step | batch $BIG --amp --channels
 row "| selfsup train vs bench train | batch $BIG --amp --channels-last | ${t10:-fail} | ${e2e:-fail} | $(ratio "${t10%% *}" "$e2e") |"
 # the host's share of a step: ATen operators one step dispatches (every thread), ours eager and as
 # a graph replay vs byol_step.py's (bench/count_ops.py: two profiled runs, the difference per step)
-cnt() { grep -o 'ops_per_step=[0-9]*' | tail -1 | cut -d= -f2; }
-oe=$(timeout 120 "$BIN" bench step --device $DEV --batch $BIG --steps 3 $SIZE --amp --channels-last --count-ops 2>&1 | tee -a "$RUNS" | cnt)
-og=${GOPS:-}
-pe=$(timeout 150 $PY bench/count_ops.py --script "$REF/byol_step.py" -- --device $DEV --batch $BIG $SIZE --amp --channels-last 2>&1 | tee -a "$RUNS" | cnt)
-row "| ATen operators per step: ours eager (graph replay: ${og:-n/a}) vs byol_step.py | batch $BIG --amp --channels-last | ${oe:-fail} | ${pe:-fail} | $(ratio "$oe" "$pe") |"
+oe=$(timeout 120 "$BIN" bench step --device $DEV --batch $BIG --steps 3 $SIZE --amp --channels-last --count-ops 2>&1 | tee -a "$RUNS" | field ops_per_step)
+pe=$(timeout 150 $PY bench/count_ops.py --script "$REF/byol_step.py" -- --device $DEV --batch $BIG $SIZE --amp --channels-last 2>&1 | tee -a "$RUNS" | field ops_per_step)
+row "| ATen operators per step: ours eager (graph replay: ${GOPS:-n/a}) vs byol_step.py | batch $BIG --amp --channels-last | ${oe:-fail} | ${pe:-fail} | $(ratio "$oe" "$pe") |"
 # data parallel on one GPU: `launch --nproc 1 --backend nccl|gloo` forms a process group of one, so
 # every collective runs (weights' broadcast, gradient all-reduce, synchronised BN) through NCCL vs
 # through Gloo (host copies); the final losses should agree

@@ -25,7 +25,7 @@ fn the_op_counter_counts_dispatched_operators_on_every_thread() {
     .join()
     .unwrap();
     assert_eq!(c.stop().unwrap(), 7);
-    // a stopped counter counts nothing more
+    // each start counts from zero again
     let c = OpCounter::start().unwrap();
     assert_eq!(c.stop().unwrap(), 0);
     let _ = t.shallow_clone().g_add_(&one);
