@@ -325,6 +325,40 @@ fn alignment_and_uniformity_match_wang_and_isola() {
     assert!((alignment(&sqr, &(-&sqr), 2.0).double_value(&[]) - 4.0).abs() < 1e-5);
 }
 
+/// The uniformity term is a loss (`byol.uniformity_weight`): its gradient must be the derivative
+/// of its value — checked against central finite differences of the plain-loop reference above,
+/// in float64, entry by entry.
+#[test]
+fn uniformity_gradient_matches_finite_differences() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let x = rand_matrix(&mut rng, 6, 3);
+    let value = |m: &[Vec<f64>]| -> f64 {
+        let u = units(m);
+        let sq = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| (p - q).powi(2)).sum::<f64>();
+        let mut terms = Vec::new();
+        for i in 0..u.len() {
+            for j in i + 1..u.len() {
+                terms.push((-2.0 * sq(&u[i], &u[j])).exp());
+            }
+        }
+        (terms.iter().sum::<f64>() / terms.len() as f64).ln()
+    };
+    let flat: Vec<f64> = x.iter().flatten().copied().collect();
+    let t = Tensor::from_slice(&flat).view([6, 3]).set_requires_grad(true);
+    uniformity(&t, 2.0).backward();
+    let grad: Vec<f64> = Vec::try_from(t.grad().flatten(0, -1)).unwrap();
+    let h = 1e-6;
+    for i in 0..6 {
+        for j in 0..3 {
+            let (mut up, mut down) = (x.clone(), x.clone());
+            up[i][j] += h;
+            down[i][j] -= h;
+            let fd = (value(&up) - value(&down)) / (2.0 * h);
+            assert!((grad[i * 3 + j] - fd).abs() < 1e-6, "d/dx[{i}][{j}]: autograd {}, finite difference {fd}", grad[i * 3 + j]);
+        }
+    }
+}
+
 #[test]
 fn collapse_metrics_analytic_cases() {
     let collapsed = Tensor::from_slice(&[0.3f32, -1.0, 2.0]).view([1, 3]).repeat([10, 1]);

@@ -71,6 +71,7 @@ pub const FIELD_DOCS: &[(&str, &str, &str)] = &[
     ("train.on_nonfinite", "stop \\| skip", "On a non-finite loss: stop with an error, or skip the step and count it."),
     ("train.sync_every", "≥ 0 steps", "Stop mode: read the loss and the device-side non-finite record back every N steps (0 = every step on the CPU, every log_every steps on a GPU, so the host queues steps ahead of the device). A non-finite step is found at the next read and is never checkpointed. Skip mode reads every step."),
     ("train.sync_debug", "bool", "CUDA check: run every step under torch's sync debug mode set to error, so any operation inside the step that makes the host wait for the GPU (a value read, a copy from pageable memory) stops the run naming it. Reads at log steps, checkpoints and evaluation are outside the step."),
+    ("train.cuda_graph", "bool", "CUDA, one process: capture each step's forward and backward once as a CUDA graph (after 3 eager warm-up steps on the graph's stream) and replay it, so the host issues one launch instead of thousands of operators — for small models whose step is bound by the host. The optimiser, EMA and non-finite checks run eagerly after each replay, on their usual schedules. byol, simsiam, simclr and supcon; every batch must have the same shape (training drops the last partial batch)."),
     ("optim.name", "lars \\| sgd \\| adamw", "Optimiser."),
     ("optim.lr", "> 0", "Base learning rate; the used peak is lr × batch / 256."),
     ("optim.weight_decay", "≥ 0", "Weight decay."),

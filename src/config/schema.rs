@@ -86,6 +86,10 @@ pub struct TrainConfig {
     /// Data parallel: overlap | after — gradients all-reduced in buckets while backward still
     /// runs (c10d's Reducer, as DDP) or after it.
     pub grad_sync: String,
+    /// CUDA, one process: capture each step's forward and backward once as a CUDA graph (after 3
+    /// eager warm-up steps) and replay it; the optimiser, EMA and checks run eagerly after each
+    /// replay. For the host-bound step of small models (byol, simsiam, simclr, supcon).
+    pub cuda_graph: bool,
 }
 
 impl Default for TrainConfig {
@@ -108,6 +112,7 @@ impl Default for TrainConfig {
             precision: "f32".into(),
             check_replicas_every: 0,
             grad_sync: "overlap".into(),
+            cuda_graph: false,
         }
     }
 }
@@ -277,6 +282,18 @@ impl Config {
             return Err(Error::config("train.sync_debug", true, "checks the stop mode's step; skip mode reads the loss every step by design (set train.on_nonfinite = \"stop\")"));
         }
         crate::config::check_one_of("train.grad_sync", &t.grad_sync, &["overlap", "after"])?;
+        if t.cuda_graph {
+            use crate::train::graph::CAPTURABLE_METHODS;
+            if !CAPTURABLE_METHODS.contains(&self.method.as_str()) {
+                return Err(Error::config("train.cuda_graph", true, format!("cannot capture {}'s step (its queue or bank is kept on the host); it works for {}", self.method, CAPTURABLE_METHODS.join(", "))));
+            }
+            if !t.device.starts_with("cuda") {
+                return Err(Error::config("train.cuda_graph", true, format!("needs --device cuda (got {})", t.device)));
+            }
+            if t.sync_debug {
+                return Err(Error::config("train.cuda_graph", true, "and train.sync_debug do not go together: sync_debug checks the eager step"));
+            }
+        }
         crate::config::check_one_of("train.precision", &t.precision, &["f32", "f64"])?;
         crate::backend::device::parse_device(&t.device)?;
         self.data.recipe()?;

@@ -25,8 +25,11 @@ pub fn uniformity(x: &Tensor, t: f64) -> Tensor {
     let norms = x.square().sum_dim_intlist([1i64].as_slice(), true, kd);
     let sq: Tensor = (x.matmul(&x.tr()) * -2.0 + &norms + norms.tr()).clamp_min(0.0);
     let n = x.size()[0];
-    let upper = Tensor::ones([n, n], (Kind::Bool, x.device())).triu(1);
-    let pairs = sq.masked_select(&upper);
+    // the pairs i < j: the rest of the matrix is filled with −∞, which adds exp(−∞) = 0 to the
+    // sum and no gradient (a mask of fixed shape: no host read of how many were selected, so
+    // the step stays free of synchronisation and can be captured in a CUDA graph)
+    let not_upper = Tensor::ones([n, n], (Kind::Bool, x.device())).triu(1).logical_not();
+    let exponents = (sq * -t).masked_fill(&not_upper, f64::NEG_INFINITY);
     // log mean exp, stably
-    (pairs * -t).logsumexp([0i64].as_slice(), false) - ((n * (n - 1) / 2) as f64).ln()
+    exponents.logsumexp([0i64, 1].as_slice(), false) - ((n * (n - 1) / 2) as f64).ln()
 }

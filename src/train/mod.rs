@@ -1,5 +1,6 @@
 //! The training loop, checkpoints, metrics logs and signal handling.
 pub mod checkpoint;
+pub mod graph;
 pub mod lock;
 pub mod metrics;
 pub mod nonfinite;

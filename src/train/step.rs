@@ -1,6 +1,8 @@
-//! The update half of a training step, shared by the trainer and `selfsup bench step`:
-//! backward (with the gradient all-reduce of data parallel overlapping it, or after it) →
-//! (optional gradient check) → optimiser → method hook (EMA), in that fixed order.
+//! The two halves of a training step, shared by the trainer and `selfsup bench step`:
+//! [`backward`] (with the gradient all-reduce of data parallel overlapping it, or after it), then
+//! [`update`]: (optional gradient check) → optimiser → method hook (EMA), in that fixed order.
+//! `train.cuda_graph` captures the first half once and replays it ([`crate::train::graph`]); the
+//! second always runs eagerly, with its host-side schedules.
 use crate::backend::dist::GradSync;
 use crate::methods::Method;
 use crate::optim::{LearningRate, Optimizer};
@@ -26,21 +28,23 @@ pub enum GradCheck<'a> {
     Watch(&'a mut NonFiniteWatch, usize, &'a Tensor),
 }
 
-/// Backpropagates `loss` (gradients averaged over ranks as `sync` says), then (unless `check`
-/// reads a non-finite gradient now) applies the optimiser with `lr` and the method's post-step
-/// work for step `step` of `total`.
-#[allow(clippy::too_many_arguments)]
-pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, sync: &mut GradSync, loss: &Tensor, lr: LearningRate, step: usize, total: usize, check: GradCheck) -> anyhow::Result<Update> {
+/// Backpropagates `loss` into freshly dropped gradients, averaged over ranks as `sync` says.
+pub fn backward(opt: &mut Optimizer, sync: &mut GradSync, loss: &Tensor) -> anyhow::Result<()> {
     opt.zero_grad()?;
     sync.before_backward()?;
     loss.backward();
     // data parallel: every rank continues with the gradient averaged over ranks
-    sync.after_backward(|| opt.params.iter().map(|p| p.tensor.shallow_clone()).collect())?;
+    sync.after_backward(|| opt.params.iter().map(|p| p.tensor.shallow_clone()).collect())
+}
+
+/// Unless `check` reads a non-finite gradient now, applies the optimiser with `lr` to the
+/// gradients [`backward`] left, then the method's post-step work for step `step` of `total`.
+/// The gradients are not touched: the next [`backward`] (or graph replay) replaces them.
+pub fn update(method: &mut dyn Method, opt: &mut Optimizer, lr: LearningRate, step: usize, total: usize, check: GradCheck) -> anyhow::Result<Update> {
     match check {
         GradCheck::Off => {}
         GradCheck::Now => {
             if !opt.grads_finite()? {
-                opt.zero_grad()?;
                 return Ok(Update::NonFinite);
             }
         }
@@ -48,4 +52,11 @@ pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, sync: &mut Gra
     }
     opt.step(lr)?;
     Ok(Update::Applied(method.after_step(step, total)?))
+}
+
+/// [`backward`] then [`update`]: one eager step's update half.
+#[allow(clippy::too_many_arguments)]
+pub fn apply_update(method: &mut dyn Method, opt: &mut Optimizer, sync: &mut GradSync, loss: &Tensor, lr: LearningRate, step: usize, total: usize, check: GradCheck) -> anyhow::Result<Update> {
+    backward(opt, sync, loss)?;
+    update(method, opt, lr, step, total, check)
 }

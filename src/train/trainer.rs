@@ -18,7 +18,8 @@ use crate::train::lock::RunLock;
 use crate::train::metrics::MetricsLog;
 use crate::train::signals;
 use crate::train::nonfinite::{NonFinite, NonFiniteWatch};
-use crate::train::step::{apply_update, GradCheck, Update};
+use crate::train::graph::{Pass, StepGraph};
+use crate::train::step::{backward, update, GradCheck, Update};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
@@ -77,6 +78,9 @@ pub struct TrainSummary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub process_group: Option<String>,
     pub stopped_early: bool,
+    /// Forward and backward were replayed from a CUDA graph (`train.cuda_graph`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cuda_graph: bool,
 }
 
 /// Labelled reference and held-out sets for kNN during/after training.
@@ -206,6 +210,9 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
     }
     if device.is_cuda() {
         shim::set_tf32(cfg.train.tf32)?;
+        // every training batch has one shape: let cuDNN time its algorithms once and keep the
+        // fastest (as byol_step.py and solo-learn do)
+        tch::Cuda::cudnn_set_benchmark(true);
     }
     let sync_debug = cfg.train.sync_debug;
     if sync_debug {
@@ -350,6 +357,13 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
     let mut watch = NonFiniteWatch::new(device);
     let mut grad_sync = dist::GradSync::new(cfg.train.grad_sync == "overlap");
     let mut last_loss_t: Option<Tensor> = None;
+    let amp = cfg.train.amp && device.is_cuda();
+    let mut step_graph = if cfg.train.cuda_graph {
+        anyhow::ensure!(!place.distributed(), Error::config("train.cuda_graph", true, "is for one process (the gradient all-reduce is not captured); drop it under `selfsup launch`"));
+        Some(StepGraph::new(device)?)
+    } else {
+        None
+    };
 
     'epochs: for epoch in state.step / nb.max(1)..cfg.train.epochs {
         if let Some(pb) = &pb {
@@ -371,16 +385,28 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             }
             let labels = batch.labels_on(device)?;
             let lr = LearningRate { now: warmup_cosine(peak_lr, state.step, warmup, total), peak: peak_lr };
-            let (out_step, probe_terms) = {
-                let _amp = if cfg.train.amp && device.is_cuda() { Some(shim::AutocastGuard::bf16()?) } else { None };
-                let out = method.forward(&views, &labels)?;
-                let terms = probe.as_ref().map(|p| p.step_terms(&out.features, &labels));
-                (out, terms)
+            // forward (bf16 autocast if asked) and backward of what is differentiated: the
+            // method's loss, plus the probe's on detached features
+            let forward_backward = |views: &[Tensor], labels: &Tensor| -> anyhow::Result<Pass> {
+                let (out, probe) = {
+                    let _amp = if amp { Some(shim::AutocastGuard::bf16()?) } else { None };
+                    let out = method.forward(views, labels)?;
+                    let terms = probe.as_ref().map(|p| p.step_terms(&out.features, labels));
+                    (out, terms)
+                };
+                let objective = match &probe {
+                    Some((probe_loss, _)) => &out.loss + probe_loss,
+                    None => out.loss.shallow_clone(),
+                };
+                backward(&mut opt, &mut grad_sync, &objective)?;
+                Ok(Pass { out, probe })
             };
-            // what is differentiated: the method's loss, plus the probe's on detached features
-            let objective = match &probe_terms {
-                Some((probe_loss, _)) => &out_step.loss + probe_loss,
-                None => out_step.loss.shallow_clone(),
+            let Pass { out: out_step, probe: probe_terms } = match &mut step_graph {
+                Some(g) => g.forward_backward(&views, &labels, forward_backward)?,
+                None => {
+                    let mut eager = forward_backward;
+                    eager(&views, &labels)?
+                }
             };
             // Every rank must take the same branch below: at a synchronisation point the loss is
             // averaged over ranks together with a "stop" flag (a signal seen by any rank) and a
@@ -392,8 +418,8 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                 // skip mode decides before the update, so it reads the loss and gradients every step
                 let s = settle(&out_step.loss, probe_terms.as_ref(), &watch, stop_code, place)?;
                 (loss_value, any_stop, probe_value) = (s.loss, s.stop, s.probe);
-                let update = if loss_value.is_finite() { apply_update(method.as_mut(), &mut opt, &mut grad_sync, &objective, lr, state.step, total, GradCheck::Now)? } else { Update::NonFinite };
-                extra = match update {
+                let applied = if loss_value.is_finite() { update(method.as_mut(), &mut opt, lr, state.step, total, GradCheck::Now)? } else { Update::NonFinite };
+                extra = match applied {
                     Update::Applied(extra) => extra,
                     Update::NonFinite => {
                         let what = if loss_value.is_finite() { "non-finite gradient".to_string() } else { format!("non-finite loss ({loss_value})") };
@@ -408,9 +434,9 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             } else {
                 // stop mode: non-finite values are recorded on the device and read back only at
                 // synchronisation points, before anything is logged, evaluated or saved
-                let update = apply_update(method.as_mut(), &mut opt, &mut grad_sync, &objective, lr, state.step, total, GradCheck::Watch(&mut watch, state.step, &out_step.loss))?;
+                let applied = update(method.as_mut(), &mut opt, lr, state.step, total, GradCheck::Watch(&mut watch, state.step, &out_step.loss))?;
                 drop(debug);
-                extra = match update {
+                extra = match applied {
                     Update::Applied(extra) => extra,
                     Update::NonFinite => vec![],
                 };
@@ -530,6 +556,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
         processes: place.world,
         process_group: place.backend_name().map(String::from),
         stopped_early,
+        cuda_graph: step_graph.as_ref().map(|g| g.replaying()).unwrap_or(false),
     };
     if !stopped_early {
         if let Some(sets) = &eval {
