@@ -168,9 +168,59 @@ fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Serie
                 chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, c.filled()))).map_err(draw_err(path))?;
             }
         }
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw().map_err(draw_err(path))?;
+        let spans = |i: usize, j: usize| (bar(i, j) > 0.0).then(|| bar(i, j));
+        let at = legend_position(series, &spans, x, y);
+        chart.configure_series_labels().position(at).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw().map_err(draw_err(path))?;
         Ok(())
     })
+}
+
+/// The legend's place in a [`plot`]: where its box covers the fewest points of the drawn lines
+/// (each segment sampled, and each error bar's span), among the four corners and the middles of
+/// the four sides, first in that order on a tie. `x` and `y` are the axis ranges. The box's size
+/// follows from the number of series and the longest name, at the legend's 14-px font in the
+/// 900×600 frame (about 800×490 px of plotting area).
+fn legend_position(series: &[Series], bar: &dyn Fn(usize, usize) -> Option<f64>, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+    let longest = series.iter().map(|s| s.0.chars().count()).max().unwrap_or(0) as f64;
+    let (w, h) = ((30.0 + 12.0 + 7.5 * longest + 20.0) / 800.0, (20.0 * series.len() as f64 + 12.0) / 490.0);
+    let (mx, my) = (12.0 / 800.0, 12.0 / 490.0);
+    // in fractions of the axes, (0, 0) at the lower left
+    let fx = |v: f64| (v - x.0) / (x.1 - x.0).max(1e-12);
+    let fy = |v: f64| (v - y.0) / (y.1 - y.0).max(1e-12);
+    let mut samples: Vec<(f64, f64)> = Vec::new();
+    for (i, (_, pts)) in series.iter().enumerate() {
+        let finite: Vec<(usize, (f64, f64))> = pts.iter().copied().enumerate().filter(|(_, p)| p.0.is_finite() && p.1.is_finite()).collect();
+        for pair in finite.windows(2) {
+            let ((_, a), (_, b)) = (pair[0], pair[1]);
+            samples.extend((0..=40).map(|k| k as f64 / 40.0).map(|t| (fx(a.0 + t * (b.0 - a.0)), fy(a.1 + t * (b.1 - a.1)))));
+        }
+        for &(j, p) in &finite {
+            samples.push((fx(p.0), fy(p.1)));
+            if let Some(sd) = bar(i, j).filter(|sd| sd.is_finite()) {
+                samples.extend((0..=10).map(|k| (fx(p.0), fy(p.1 - sd + 2.0 * sd * k as f64 / 10.0))));
+            }
+        }
+    }
+    use SeriesLabelPosition::*;
+    let boxes = [
+        (UpperRight, (1.0 - mx - w, 1.0 - mx), (1.0 - my - h, 1.0 - my)),
+        (UpperLeft, (mx, mx + w), (1.0 - my - h, 1.0 - my)),
+        (LowerRight, (1.0 - mx - w, 1.0 - mx), (my, my + h)),
+        (LowerLeft, (mx, mx + w), (my, my + h)),
+        (MiddleRight, (1.0 - mx - w, 1.0 - mx), (0.5 - h / 2.0, 0.5 + h / 2.0)),
+        (MiddleLeft, (mx, mx + w), (0.5 - h / 2.0, 0.5 + h / 2.0)),
+        (UpperMiddle, (0.5 - w / 2.0, 0.5 + w / 2.0), (1.0 - my - h, 1.0 - my)),
+        (LowerMiddle, (0.5 - w / 2.0, 0.5 + w / 2.0), (my, my + h)),
+    ];
+    let covered = |bx: (f64, f64), by: (f64, f64)| samples.iter().filter(|p| p.0 >= bx.0 && p.0 <= bx.1 && p.1 >= by.0 && p.1 <= by.1).count();
+    let mut best = (usize::MAX, 0);
+    for (k, (_, bx, by)) in boxes.iter().enumerate() {
+        let n = covered(*bx, *by);
+        if n < best.0 {
+            best = (n, k);
+        }
+    }
+    boxes.into_iter().nth(best.1).map(|b| b.0).unwrap_or(UpperRight)
 }
 
 /// Labelled points (one per run).
@@ -204,6 +254,48 @@ mod tests {
         assert!(!wants_log_axis([0.0, 0.5, 100.0].into_iter()), "a zero");
         assert!(!wants_log_axis([f64::NAN, 1.0].into_iter()));
         assert!(wants_log_axis([f64::NAN, 1e-4, 1.0].into_iter()), "non-finite values are skipped");
+    }
+
+    fn at(series: &[Series]) -> SeriesLabelPosition {
+        let x = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.0)));
+        let y = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
+        legend_position(series, &|_, _| None, x, y)
+    }
+
+    fn named(v: &SeriesLabelPosition) -> String {
+        format!("{v:?}")
+    }
+
+    #[test]
+    fn the_legend_goes_where_the_lines_are_not() {
+        let line = |name: &str, pts: &[(f64, f64)]| (name.to_string(), pts.to_vec());
+        // a rising diagonal covers the lower left and the upper right: the upper left is free
+        assert_eq!(named(&at(&[line("a", &[(0.0, 0.0), (10.0, 1.0)])])), "UpperLeft");
+        // a falling one: the upper right is free (first in the order)
+        assert_eq!(named(&at(&[line("a", &[(0.0, 1.0), (10.0, 0.0)])])), "UpperRight");
+        // flat lines along the top and the bottom leave the middle of a side
+        assert_eq!(named(&at(&[line("top", &[(0.0, 1.0), (10.0, 1.0)]), line("bottom", &[(0.0, 0.0), (10.0, 0.0)])])), "MiddleRight");
+        // the study figure's shape: lines rising on the right, a low one along the bottom, all
+        // starting together on the left middle; the upper left holds nothing
+        let s = [
+            line("batch=32 (3 seeds)", &[(0.0, 0.255), (92.0, 0.21), (184.0, 0.223), (276.0, 0.223)]),
+            line("batch=256 (3 seeds)", &[(0.0, 0.255), (92.0, 0.242), (184.0, 0.266), (276.0, 0.277)]),
+        ];
+        let pos = named(&at(&s));
+        assert!(pos != "MiddleRight" && pos != "UpperRight", "{pos}");
+    }
+
+    #[test]
+    fn error_bars_count_as_drawn() {
+        // a flat line across the middle leaves every corner free; a bar spanning the whole height
+        // at its right end covers the right-hand corners too
+        let s = vec![("a".to_string(), vec![(0.0, 0.5), (5.0, 0.5), (10.0, 0.5)])];
+        let x = range([0.0, 10.0].into_iter());
+        let y = range([0.0, 1.0].into_iter());
+        let no_bars = legend_position(&s, &|_, _| None, x, y);
+        assert_eq!(named(&no_bars), "UpperRight");
+        let tall = legend_position(&s, &|_, j| (j == 2).then_some(0.5), x, y);
+        assert_eq!(named(&tall), "UpperLeft", "the bar at x = 10 spans the right side");
     }
 
     #[test]
