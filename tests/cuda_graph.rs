@@ -106,7 +106,7 @@ fn a_replayed_cuda_graph_trains_as_the_eager_steps_do() {
 /// `train.cuda_graph`: the metrics log's records, and whether the summary says it replayed.
 fn training_run(method: &str, on_nonfinite: &str, probe: bool, graph: bool) -> (Vec<serde_json::Value>, bool) {
     let dir = tempfile::tempdir().unwrap();
-    let sets: Vec<String> = [
+    let mut sets: Vec<String> = [
         format!("method=\"{method}\""),
         "data.train=\"synthetic:128\"".into(),
         "model.width=8".into(),
@@ -132,6 +132,11 @@ fn training_run(method: &str, on_nonfinite: &str, probe: bool, graph: bool) -> (
         format!("eval.online_probe={probe}"),
     ]
     .to_vec();
+    if method == "mocov2" {
+        // a queue the 16 steps' keys wrap around, so every loss after the first steps reads keys
+        // the update half wrote
+        sets.push("mocov2.queue_size=64".into());
+    }
     let cfg = selfsup::config::load(None, &sets).unwrap();
     let summary = selfsup::train::train(&cfg, &selfsup::train::TrainOptions { out: dir.path().to_path_buf(), quiet: true, ..Default::default() }).unwrap();
     let log = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
@@ -142,7 +147,9 @@ fn training_run(method: &str, on_nonfinite: &str, probe: bool, graph: bool) -> (
 /// learning rate), τ's schedule and the checks eager after each replay. Each step's logged loss
 /// (and the online probe's) must equal the eager run's: a replay that read a stale batch, kept
 /// the capture step's gradients or missed the host-side schedules would drift from it. BYOL in
-/// stop mode with the online probe; SimCLR in skip mode (gradients read before each update).
+/// stop mode with the online probe; SimCLR in skip mode (gradients read before each update);
+/// MoCo v2, whose queue the eager update half fills and the replayed forward reads (a queue
+/// missing the replays' keys, or read stale, would change every later loss).
 #[test]
 fn a_training_run_with_train_cuda_graph_logs_the_eager_runs_losses() {
     if !tch::Cuda::is_available() {
@@ -151,7 +158,7 @@ fn a_training_run_with_train_cuda_graph_logs_the_eager_runs_losses() {
         eprintln!("no CUDA device: only the error without one is checked ({err})");
         return;
     }
-    for (method, mode, probe) in [("byol", "stop", true), ("simclr", "skip", false)] {
+    for (method, mode, probe) in [("byol", "stop", true), ("simclr", "skip", false), ("mocov2", "stop", false)] {
         let (eager, eager_graphed) = training_run(method, mode, probe, false);
         let (graphed, replayed) = training_run(method, mode, probe, true);
         assert!(!eager_graphed && replayed, "{method}: summary.cuda_graph {eager_graphed} / {replayed}");

@@ -88,7 +88,7 @@ pub struct TrainConfig {
     pub grad_sync: String,
     /// CUDA, one process: capture each step's forward and backward once as a CUDA graph (after 3
     /// eager warm-up steps) and replay it; the optimiser, EMA and checks run eagerly after each
-    /// replay. For the host-bound step of small models (byol, simsiam, simclr, supcon).
+    /// replay. For the host-bound step of small models (byol, simsiam, simclr, supcon, mocov2).
     pub cuda_graph: bool,
 }
 
@@ -285,7 +285,7 @@ impl Config {
         if t.cuda_graph {
             use crate::train::graph::CAPTURABLE_METHODS;
             if !CAPTURABLE_METHODS.contains(&self.method.as_str()) {
-                return Err(Error::config("train.cuda_graph", true, format!("cannot capture {}'s step (its queue or bank is kept on the host); it works for {}", self.method, CAPTURABLE_METHODS.join(", "))));
+                return Err(Error::config("train.cuda_graph", true, format!("cannot capture {}'s step (the bank's rows in use, counted on the host, change the forward's shapes while it fills); it works for {}", self.method, CAPTURABLE_METHODS.join(", "))));
             }
             if !t.device.starts_with("cuda") {
                 return Err(Error::config("train.cuda_graph", true, format!("needs --device cuda (got {})", t.device)));

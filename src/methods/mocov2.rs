@@ -132,7 +132,9 @@ impl Method for MocoV2 {
 
     fn after_step(&mut self, step: usize, total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
         let m = self.net.update_key(self.cfg.momentum_base, self.cfg.momentum_end, step, total)?;
-        if let Some(p) = self.pending.take() {
+        // the pending keys stay (the next forward replaces them): under `train.cuda_graph` the
+        // forward runs once, at the capture, and each replay rewrites these same tensors
+        if let Some(p) = &self.pending {
             // every rank enqueues the keys of the global batch, so queues stay equal
             self.queue.enqueue(&p.keys());
         }

@@ -18,9 +18,11 @@ use tch::{Device, Tensor};
 /// Eager steps before the capture (torch's recipe uses 3 on a side stream).
 pub const WARMUP_STEPS: usize = 3;
 
-/// The methods whose forward pass can be captured: no host reads, no random numbers and no
-/// state changed outside the update half (MoCo's queue pointer and AdCo's bank are host-side).
-pub const CAPTURABLE_METHODS: [&str; 4] = ["byol", "simsiam", "simclr", "supcon"];
+/// The methods whose forward pass can be captured: no host reads, no random numbers, tensors of
+/// fixed shape, and state changed only in place by the update half (MoCo v2's queue and its
+/// pointer live on the device). AdCo is not: its bank's rows in use, a host count, grow while it
+/// fills, and so does the shape the forward reads.
+pub const CAPTURABLE_METHODS: [&str; 5] = ["byol", "simsiam", "simclr", "supcon", "mocov2"];
 
 /// What the forward and backward half of a step leaves for the update half.
 pub struct Pass {
