@@ -153,7 +153,7 @@ fn training_run(method: &str, on_nonfinite: &str, probe: bool, graph: bool) -> (
 #[test]
 fn a_training_run_with_train_cuda_graph_logs_the_eager_runs_losses() {
     if !tch::Cuda::is_available() {
-        let err = selfsup::train::graph::StepGraph::new(Device::Cpu).err().expect("a step graph without a GPU");
+        let err = selfsup::train::graph::StepGraph::<selfsup::train::graph::Pass>::new(Device::Cpu, "train.cuda_graph").err().expect("a step graph without a GPU");
         assert!(err.to_string().contains("train.cuda_graph") && err.to_string().contains("needs --device cuda"), "{err}");
         eprintln!("no CUDA device: only the error without one is checked ({err})");
         return;

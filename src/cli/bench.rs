@@ -99,10 +99,10 @@ pub struct StepArgs {
     /// torch CPU threads (0 = torch's default).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Experiment (CUDA): capture one step as a CUDA graph after the warm-up and time its replays
-    /// (one launch per step instead of thousands). The replay repeats the captured learning rate
-    /// and EMA coefficient, which are constant in these benchmarks; `selfsup train` has no such
-    /// mode yet.
+    /// Experiment (CUDA): capture one whole step as a CUDA graph after the warm-up and time its
+    /// replays (one launch per step instead of thousands). The replay repeats the captured
+    /// learning rate and EMA coefficient, which are constant in these benchmarks; `selfsup train`'s
+    /// `train.cuda_graph` captures forward and backward only, its update eager with the schedules.
     #[arg(long)]
     cuda_graph: bool,
     /// bench step: after the timed steps, count the ATen operators one more step dispatches (every
@@ -172,15 +172,17 @@ fn bench_step(method: &mut dyn selfsup::methods::Method, opt: &mut selfsup::opti
     Ok(out.loss)
 }
 
-/// The CUDA graph `--cuda-graph` asks for: an error naming the flag off CUDA, or with too short
-/// a warm-up to settle cuDNN's algorithm choice and the lazy allocations before the capture.
-fn graph_for(a: &StepArgs, device: tch::Device, eager_steps: usize) -> anyhow::Result<Option<selfsup::backend::shim::CudaGraph>> {
+/// Whether `--cuda-graph` asks for a graph: an error naming the flag off CUDA, or with too short
+/// a warm-up (`eager_steps` before the capture) to settle cuDNN's algorithm choice and the lazy
+/// allocations before the capture.
+fn wants_graph(a: &StepArgs, device: tch::Device, eager_steps: usize) -> anyhow::Result<bool> {
     if !a.cuda_graph {
-        return Ok(None);
+        return Ok(false);
     }
-    let tch::Device::Cuda(index) = device else { anyhow::bail!("--cuda-graph needs --device cuda (got --device {})", a.device) };
-    anyhow::ensure!(eager_steps >= 3, "--cuda-graph needs 3 eager warm-up steps before the capture (--warmup {} gives {eager_steps}): they settle cuDNN's algorithms and the lazy allocations", a.warmup);
-    Ok(Some(selfsup::backend::shim::CudaGraph::new(index)?))
+    anyhow::ensure!(device.is_cuda(), "--cuda-graph needs --device cuda (got --device {})", a.device);
+    let need = selfsup::train::graph::WARMUP_STEPS;
+    anyhow::ensure!(eager_steps >= need, "--cuda-graph needs {need} eager warm-up steps before the capture (--warmup {} gives {eager_steps}): they settle cuDNN's algorithms and the lazy allocations", a.warmup);
+    Ok(true)
 }
 
 fn sync(device: tch::Device) {
@@ -204,7 +206,10 @@ fn step(a: StepArgs) -> anyhow::Result<()> {
     let total = a.steps + a.warmup;
     let mut one = |views: &[tch::Tensor], k: usize| bench_step(method.as_mut(), &mut opt, views, &labels, use_amp, a.lr, k, total);
     println!("selfsup {} device={} threads={} batch={} width={} hidden={} opt={} amp={} channels_last={} cuda_graph={}", env!("CARGO_PKG_VERSION"), a.device, tch::get_num_threads(), a.batch, a.width, a.hidden, a.opt, use_amp, a.channels_last, a.cuda_graph);
-    let mut graph = graph_for(&a, device, a.warmup)?;
+    let mut graph = match (wants_graph(&a, device, a.warmup)?, device) {
+        (true, tch::Device::Cuda(index)) => Some(shim::CudaGraph::new(index)?),
+        _ => None,
+    };
     if let Some(g) = &mut graph {
         g.enter()?; // warm-up and capture on the graph's stream
     }
@@ -288,13 +293,10 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
     let loader = Loader::new(ds, MultiView::new(&recipe), LoaderConfig::training(a.batch, a.seed, t.workers, t.prefetch, device, augment_on, t.copy_ahead))?;
     let total = a.warmup + a.steps;
     println!("selfsup {} bench train data={} recipe={} augment_on={} copy_ahead={} device={} threads={} workers={} batch={} width={} hidden={} amp={} channels_last={} cuda_graph={}", env!("CARGO_PKG_VERSION"), t.data, t.recipe, t.augment_on, t.copy_ahead, a.device, tch::get_num_threads(), if t.workers == 0 { rayon::current_num_threads() } else { t.workers }, a.batch, a.width, a.hidden, use_amp, a.channels_last, a.cuda_graph);
-    // --cuda-graph: the last warm-up step is captured on copies of its batch (the graph's
-    // inputs); every later step copies its batch into them and replays
-    let mut graph = graph_for(a, device, a.warmup.saturating_sub(1))?;
-    if let Some(g) = &mut graph {
-        g.enter()?;
-    }
-    let mut graph_inputs: Option<(Vec<tch::Tensor>, tch::Tensor)> = None;
+    // --cuda-graph: the whole step (update included, at the constant learning rate) captured
+    // after the graph's eager warm-up, on copies of that step's batch (the graph's inputs); every
+    // later step copies its batch into them and replays (the mechanism of train.cuda_graph)
+    let mut graph = if wants_graph(a, device, a.warmup.saturating_sub(1))? { Some(selfsup::train::graph::StepGraph::<tch::Tensor>::new(device, "--cuda-graph")?) } else { None };
     let mut k = 0usize;
     let mut started: Option<Instant> = None;
     let mut waited = 0.0f64;
@@ -313,23 +315,11 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
                 views = views.iter().map(shim::to_channels_last).collect::<anyhow::Result<_>>()?;
             }
             let labels = batch.labels_on(device)?;
-            match (&mut graph, &mut graph_inputs) {
-                (Some(g), Some((inputs, input_labels))) => {
-                    for (input, v) in inputs.iter_mut().zip(&views) {
-                        input.copy_(v);
-                    }
-                    input_labels.copy_(&labels);
-                    g.replay()?;
-                }
-                (Some(g), None) if k + 1 == a.warmup => {
-                    let (inputs, input_labels) = (views.iter().map(|v| v.copy()).collect::<Vec<_>>(), labels.copy());
-                    loss = g.capture(|| bench_step(method.as_mut(), &mut opt, &inputs, &input_labels, use_amp, a.lr, k, total))?;
-                    g.exit()?;
-                    g.replay()?;
-                    graph_inputs = Some((inputs, input_labels));
-                }
-                _ => loss = bench_step(method.as_mut(), &mut opt, &views, &labels, use_amp, a.lr, k, total)?,
-            }
+            let mut one = |views: &[tch::Tensor], labels: &tch::Tensor| bench_step(method.as_mut(), &mut opt, views, labels, use_amp, a.lr, k, total);
+            loss = match &mut graph {
+                Some(g) => g.step(&views, &labels, one)?,
+                None => one(&views, &labels)?,
+            };
             k += 1;
             if k == a.warmup {
                 sync(device);

@@ -31,8 +31,19 @@ pub struct Pass {
     pub probe: Option<(Tensor, Tensor)>,
 }
 
-impl Pass {
-    /// Handles to the same tensors (after a replay they hold that step's values).
+/// What a captured step returns, handed out again after each replay as new handles to the same
+/// tensors (which the replay has rewritten).
+pub trait Handles {
+    fn handles(&self) -> Self;
+}
+
+impl Handles for Tensor {
+    fn handles(&self) -> Tensor {
+        self.shallow_clone()
+    }
+}
+
+impl Handles for Pass {
     fn handles(&self) -> Pass {
         let s = |v: &[Tensor]| v.iter().map(|t| t.shallow_clone()).collect();
         let o = &self.out;
@@ -44,28 +55,33 @@ impl Pass {
 }
 
 /// The captured step and its input tensors.
-struct Captured {
+struct Captured<T> {
     views: Vec<Tensor>,
     labels: Tensor,
-    pass: Pass,
+    out: T,
 }
 
-/// A training run's step graph: eager warm-up, then capture, then replays.
-pub struct StepGraph {
+/// A run's step graph: eager warm-up, then capture, then replays. `T` is what the captured work
+/// returns: [`Pass`] for `train.cuda_graph` (forward and backward), the loss for `selfsup bench
+/// train --cuda-graph` (the whole step, update included, at its constant learning rate).
+pub struct StepGraph<T: Handles> {
     graph: CudaGraph,
+    /// The setting that asked for the graph, named in errors.
+    setting: &'static str,
     warmup_left: usize,
-    captured: Option<Captured>,
+    captured: Option<Captured<T>>,
 }
 
-impl StepGraph {
-    /// A graph for a run on `device` (CUDA only), whose stream becomes the current one.
-    pub fn new(device: Device) -> anyhow::Result<StepGraph> {
+impl<T: Handles> StepGraph<T> {
+    /// A graph for a run on `device` (CUDA only), whose stream becomes the current one;
+    /// `setting` (`train.cuda_graph`, `--cuda-graph`) is named in its errors.
+    pub fn new(device: Device, setting: &'static str) -> anyhow::Result<StepGraph<T>> {
         let Device::Cuda(index) = device else {
-            return Err(crate::Error::config("train.cuda_graph", true, format!("needs --device cuda (got {device:?})")).into());
+            anyhow::bail!("{setting} needs --device cuda (got {device:?})");
         };
         let mut graph = CudaGraph::new(index)?;
         graph.enter()?;
-        Ok(StepGraph { graph, warmup_left: WARMUP_STEPS, captured: None })
+        Ok(StepGraph { graph, setting, warmup_left: WARMUP_STEPS, captured: None })
     }
 
     /// Whether the step is now replayed (the warm-up is over and the capture done).
@@ -73,28 +89,29 @@ impl StepGraph {
         self.captured.is_some()
     }
 
-    /// Runs one step's forward and backward on `views` and `labels`: `step` (forward, then
-    /// backward into dropped gradients) eagerly during the warm-up, captured at the step after
-    /// it, replayed from then on. The tensors returned after a capture are the graph's own:
-    /// each replay rewrites them.
-    pub fn forward_backward(&mut self, views: &[Tensor], labels: &Tensor, mut step: impl FnMut(&[Tensor], &Tensor) -> anyhow::Result<Pass>) -> anyhow::Result<Pass> {
+    /// Runs one step's work on `views` and `labels`: `step` eagerly during the warm-up, captured
+    /// at the step after it (on copies of that batch, the graph's inputs), replayed from then on
+    /// with each batch copied into those inputs. `step` must leave the gradients dropped before
+    /// its backward, so that the captured backward writes them rather than adding to them. The
+    /// tensors returned after a capture are the graph's own: each replay rewrites them.
+    pub fn step(&mut self, views: &[Tensor], labels: &Tensor, mut step: impl FnMut(&[Tensor], &Tensor) -> anyhow::Result<T>) -> anyhow::Result<T> {
         if self.warmup_left > 0 {
             self.warmup_left -= 1;
             return step(views, labels);
         }
+        let setting = self.setting;
         match &self.captured {
             None => {
-                // the inputs the graph reads: this batch, copied into tensors of its own
                 let inputs: Vec<Tensor> = views.iter().map(|v| v.copy()).collect();
                 let labels = labels.copy();
-                let pass = self.graph.capture(|| step(&inputs, &labels)).map_err(|e| e.context("train.cuda_graph: capturing the step failed (set it to false to train eagerly)"))?;
-                self.captured = Some(Captured { views: inputs, labels, pass });
+                let out = self.graph.capture(|| step(&inputs, &labels)).map_err(|e| e.context(format!("{setting}: capturing the step failed (turn it off to run eagerly)")))?;
+                self.captured = Some(Captured { views: inputs, labels, out });
             }
             Some(c) => {
-                anyhow::ensure!(c.views.len() == views.len(), "train.cuda_graph: the batch has {} views, the captured step {}", views.len(), c.views.len());
+                anyhow::ensure!(c.views.len() == views.len(), "{setting}: the batch has {} views, the captured step {}", views.len(), c.views.len());
                 tch::no_grad(|| -> anyhow::Result<()> {
                     for (dst, src) in c.views.iter().zip(views) {
-                        anyhow::ensure!(dst.size() == src.size(), "train.cuda_graph: a view of shape {:?} where the captured step took {:?} (every batch must have the same shape)", src.size(), dst.size());
+                        anyhow::ensure!(dst.size() == src.size(), "{setting}: a view of shape {:?} where the captured step took {:?} (every batch must have the same shape)", src.size(), dst.size());
                         dst.shallow_clone().copy_(src);
                     }
                     c.labels.shallow_clone().copy_(labels);
@@ -102,7 +119,7 @@ impl StepGraph {
                 })?;
             }
         }
-        self.graph.replay().map_err(|e| e.context("train.cuda_graph: replaying the step"))?;
-        Ok(self.captured.as_ref().expect("captured").pass.handles())
+        self.graph.replay().map_err(|e| e.context(format!("{setting}: replaying the step")))?;
+        Ok(self.captured.as_ref().expect("captured").out.handles())
     }
 }

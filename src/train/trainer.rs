@@ -360,7 +360,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
     let amp = cfg.train.amp && device.is_cuda();
     let mut step_graph = if cfg.train.cuda_graph {
         anyhow::ensure!(!place.distributed(), Error::config("train.cuda_graph", true, "is for one process (the gradient all-reduce is not captured); drop it under `selfsup launch`"));
-        Some(StepGraph::new(device)?)
+        Some(StepGraph::<Pass>::new(device, "train.cuda_graph")?)
     } else {
         None
     };
@@ -402,7 +402,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                 Ok(Pass { out, probe })
             };
             let Pass { out: out_step, probe: probe_terms } = match &mut step_graph {
-                Some(g) => g.forward_backward(&views, &labels, forward_backward)?,
+                Some(g) => g.step(&views, &labels, forward_backward)?,
                 None => {
                     let mut eager = forward_backward;
                     eager(&views, &labels)?
