@@ -168,8 +168,7 @@ fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Serie
                 chart.draw_series(pts.iter().map(|p| Circle::new(*p, 3, c.filled()))).map_err(draw_err(path))?;
             }
         }
-        let spans = |i: usize, j: usize| (bar(i, j) > 0.0).then(|| bar(i, j));
-        let at = legend_position(series, &spans, x, y);
+        let at = legend_position(series, &bar, x, y);
         chart.configure_series_labels().position(at).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 14)).draw().map_err(draw_err(path))?;
         Ok(())
     })
@@ -177,10 +176,11 @@ fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Serie
 
 /// The legend's place in a [`plot`]: where its box covers the fewest points of the drawn lines
 /// (each segment sampled, and each error bar's span), among the four corners and the middles of
-/// the four sides, first in that order on a tie. `x` and `y` are the axis ranges. The box's size
+/// the four sides, first in that order on a tie. `bar(i, j)` is the half-height of point j of
+/// series i's error bar (0 for none); `x` and `y` are the axis ranges. The box's size
 /// follows from the number of series and the longest name, at the legend's 14-px font in the
 /// 900×600 frame (about 800×490 px of plotting area).
-fn legend_position(series: &[Series], bar: &dyn Fn(usize, usize) -> Option<f64>, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
+fn legend_position(series: &[Series], bar: &dyn Fn(usize, usize) -> f64, x: (f64, f64), y: (f64, f64)) -> SeriesLabelPosition {
     let longest = series.iter().map(|s| s.0.chars().count()).max().unwrap_or(0) as f64;
     let (w, h) = ((30.0 + 12.0 + 7.5 * longest + 20.0) / 800.0, (20.0 * series.len() as f64 + 12.0) / 490.0);
     let (mx, my) = (12.0 / 800.0, 12.0 / 490.0);
@@ -196,7 +196,8 @@ fn legend_position(series: &[Series], bar: &dyn Fn(usize, usize) -> Option<f64>,
         }
         for &(j, p) in &finite {
             samples.push((fx(p.0), fy(p.1)));
-            if let Some(sd) = bar(i, j).filter(|sd| sd.is_finite()) {
+            let sd = bar(i, j);
+            if sd > 0.0 && sd.is_finite() {
                 samples.extend((0..=10).map(|k| (fx(p.0), fy(p.1 - sd + 2.0 * sd * k as f64 / 10.0))));
             }
         }
@@ -213,14 +214,8 @@ fn legend_position(series: &[Series], bar: &dyn Fn(usize, usize) -> Option<f64>,
         (LowerMiddle, (0.5 - w / 2.0, 0.5 + w / 2.0), (my, my + h)),
     ];
     let covered = |bx: (f64, f64), by: (f64, f64)| samples.iter().filter(|p| p.0 >= bx.0 && p.0 <= bx.1 && p.1 >= by.0 && p.1 <= by.1).count();
-    let mut best = (usize::MAX, 0);
-    for (k, (_, bx, by)) in boxes.iter().enumerate() {
-        let n = covered(*bx, *by);
-        if n < best.0 {
-            best = (n, k);
-        }
-    }
-    boxes.into_iter().nth(best.1).map(|b| b.0).unwrap_or(UpperRight)
+    // the first of the least covered
+    boxes.into_iter().min_by_key(|(_, bx, by)| covered(*bx, *by)).map(|b| b.0).unwrap_or(UpperRight)
 }
 
 /// Labelled points (one per run).
@@ -259,7 +254,7 @@ mod tests {
     fn at(series: &[Series]) -> SeriesLabelPosition {
         let x = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.0)));
         let y = range(series.iter().flat_map(|s| s.1.iter().map(|p| p.1)));
-        legend_position(series, &|_, _| None, x, y)
+        legend_position(series, &|_, _| 0.0, x, y)
     }
 
     fn named(v: &SeriesLabelPosition) -> String {
@@ -292,9 +287,9 @@ mod tests {
         let s = vec![("a".to_string(), vec![(0.0, 0.5), (5.0, 0.5), (10.0, 0.5)])];
         let x = range([0.0, 10.0].into_iter());
         let y = range([0.0, 1.0].into_iter());
-        let no_bars = legend_position(&s, &|_, _| None, x, y);
+        let no_bars = legend_position(&s, &|_, _| 0.0, x, y);
         assert_eq!(named(&no_bars), "UpperRight");
-        let tall = legend_position(&s, &|_, j| (j == 2).then_some(0.5), x, y);
+        let tall = legend_position(&s, &|_, j| if j == 2 { 0.5 } else { 0.0 }, x, y);
         assert_eq!(named(&tall), "UpperLeft", "the bar at x = 10 spans the right side");
     }
 
