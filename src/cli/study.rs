@@ -35,12 +35,40 @@ pub fn run(a: StudyArgs) -> anyhow::Result<()> {
             Ok(())
         }
         (None, Some(file), Some(out)) => {
-            let command = std::env::args().map(|a| if a.contains(' ') { format!("'{a}'") } else { a }).collect::<Vec<_>>().join(" ");
+            let command = std::env::args().map(|a| shell_word(&a)).collect::<Vec<_>>().join(" ");
             run_study(&file, &out, &StudyOptions { sets: a.set, quiet: a.quiet, command })?;
             println!("wrote {}", out.join("results.md").display());
             Ok(())
         }
         (None, Some(_), None) => Err(selfsup::Error::usage("selfsup study FILE needs --out DIR").into()),
         _ => Err(selfsup::Error::usage("usage: selfsup study FILE --out DIR [--set K=V], or selfsup study report DIR").into()),
+    }
+}
+
+/// `word` as a POSIX shell reads it back: as is when it holds only characters no shell treats
+/// specially, else in single quotes (an inner `'` written `'\''`), so the command recorded in a
+/// study's report can be pasted into a shell.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_-./:=@,+%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn shell_words_come_back_from_a_shell_unchanged() {
+        let words = ["selfsup", "--set", "data.train=folder:/tmp/cifar@train?per_class=300", "model.norm=\"bn\"", "a b", "it's", "", "$HOME", "x*"];
+        let line = words.iter().map(|w| shell_word(w)).collect::<Vec<_>>().join(" ");
+        // read back by a real shell: one word per line
+        let out = std::process::Command::new("sh").arg("-c").arg(format!("for w in {line}; do printf '%s\\n' \"$w\"; done")).output().unwrap();
+        let back: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
+        assert_eq!(back, words, "{line}");
+        assert_eq!(shell_word("--quiet"), "--quiet", "plain words stay unquoted");
     }
 }
