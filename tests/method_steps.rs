@@ -4,10 +4,12 @@
 mod common;
 use common::*;
 use selfsup::config::overrides::load;
+use selfsup::losses::{info_nce, info_nce_batch_keys};
 use selfsup::methods::{self, METHODS};
 use selfsup::optim::{LearningRate, LrRule, Optimizer};
 use selfsup::backend::dist::GradSync;
 use selfsup::train::step::{apply_update, GradCheck, Update};
+use selfsup::train::update_norms::BeforeUpdate;
 use std::collections::HashMap;
 use tch::{Device, Kind, Tensor};
 
@@ -179,6 +181,144 @@ fn supcon_refuses_unlabelled_batches() {
     assert!(err.contains("labelled"), "{err}");
 }
 
+fn values(t: &Tensor) -> Vec<f64> {
+    Vec::<f64>::try_from(t.detach().flatten(0, -1).to_kind(Kind::Double)).unwrap()
+}
+
+fn sum_sq(v: &[f64]) -> f64 {
+    v.iter().map(|x| x * x).sum()
+}
+
+/// One BYOL step with the loss scaled by `scale`, under `optim` (name, trust coefficient): the
+/// logged `grad_norm_<group>` / `update_ratio_<group>`, and the same two from plain loops over the
+/// gradients and the weights before the step, with the step worked out from the update rule
+/// (first step, so the momentum buffer is zero; no weight decay): SGD moves every tensor by
+/// lr·g; LARS (arXiv:1708.03888, Eq. 6) moves each weight matrix by lr·η·‖w‖/‖g‖·g and each 1-D
+/// tensor (left out of the adaptation) by lr·g.
+fn measured_step(optim: &str, scale: f64) -> Vec<(String, f64, f64, f64, f64)> {
+    let mut cfg = tiny("byol");
+    cfg.optim.name = optim.into();
+    cfg.optim.weight_decay = 0.0;
+    cfg.optim.trust_coefficient = 0.02;
+    let lr = 0.1;
+    tch::manual_seed(0);
+    let mut method = methods::build(&cfg, Device::Cpu).unwrap();
+    let mut opt = Optimizer::new(&cfg.optim, method.parameters());
+    let (v, labels) = views(0);
+    let out = method.forward(&v, &labels).unwrap();
+    selfsup::train::step::backward(&mut opt, &mut GradSync::Alone, &(&out.loss * scale)).unwrap();
+    let before = BeforeUpdate::take(&opt);
+    // plain loops, per group: Σ g², Σ w², Σ ‖Δ‖² from the rule
+    let mut expect: Vec<(String, f64, f64, f64)> = vec![];
+    for p in &opt.params {
+        let (w, g) = (values(&p.tensor), values(&p.tensor.grad()));
+        let (w2, g2) = (sum_sq(&w), sum_sq(&g));
+        let step2 = if optim == "lars" && p.tensor.dim() > 1 { (lr * 0.02) * (lr * 0.02) * w2 } else { lr * lr * g2 };
+        let group = p.name.split('.').next().unwrap().to_string();
+        match expect.iter_mut().find(|e| e.0 == group) {
+            Some(e) => (e.1, e.2, e.3) = (e.1 + g2, e.2 + w2, e.3 + step2),
+            None => expect.push((group, g2, w2, step2)),
+        }
+    }
+    let upd = selfsup::train::step::update(method.as_mut(), &mut opt, LearningRate::constant(lr), 0, 10, GradCheck::Off).unwrap();
+    assert!(matches!(upd, Update::Applied(_)));
+    let logged: HashMap<String, f64> = before.fields().into_iter().collect();
+    assert_eq!(logged.len(), 2 * expect.len(), "{logged:?}");
+    expect.into_iter().map(|(g, g2, w2, s2)| (g.clone(), logged[&format!("grad_norm_{g}")], g2.sqrt(), logged[&format!("update_ratio_{g}")], s2.sqrt() / w2.sqrt())).collect()
+}
+
+/// The logged gradient norms and relative updates per parameter group match plain loops over the
+/// gradients and weights with the optimiser's rule, for SGD and LARS; and they show the property
+/// the LARS-escape reading of docs/studies/byol-norm-lars rests on: scaling the gradients by 10⁻³
+/// scales SGD's steps by 10⁻³, while LARS's weight matrices move as far as before.
+#[test]
+fn logged_update_norms_follow_the_optimisers_rule() {
+    let mut ratios: HashMap<(String, u8, String), f64> = HashMap::new();
+    for optim in ["sgd", "lars"] {
+        for (i, scale) in [1.0, 1e-3].into_iter().enumerate() {
+            let groups = measured_step(optim, scale);
+            let mut names: Vec<&str> = groups.iter().map(|g| g.0.as_str()).collect();
+            names.sort();
+            assert_eq!(names, ["encoder", "predictor", "projector"], "{optim}");
+            for (group, grad_norm, grad_ref, ratio, ratio_ref) in groups {
+                assert!((grad_norm - grad_ref).abs() <= 1e-6 * grad_ref, "{optim} {group}: grad norm {grad_norm} vs {grad_ref}");
+                assert!((ratio - ratio_ref).abs() <= 1e-4 * ratio_ref, "{optim} {group}: update ratio {ratio} vs {ratio_ref}");
+                ratios.insert((optim.to_string(), i as u8, group), ratio);
+            }
+        }
+    }
+    for group in ["encoder", "projector", "predictor"] {
+        let r = |o: &str, i: u8| ratios[&(o.to_string(), i, group.to_string())];
+        let (sgd, lars) = (r("sgd", 1) / r("sgd", 0), r("lars", 1) / r("lars", 0));
+        assert!((sgd - 1e-3).abs() < 1e-5, "{group}: SGD's step scaled by {sgd}");
+        // the 1-D tensors (biases, BN's scales and shifts) still take lr·g under LARS, so the
+        // group's step shrinks a little, but by far less than SGD's
+        eprintln!("{group}: step ratio at 1e-3 gradients: LARS {lars:.4}, SGD {sgd:.4}");
+        assert!(lars > 10.0 * sgd, "{group}: LARS's step scaled by {lars}, SGD's by {sgd}");
+    }
+}
+
+fn rows(t: &Tensor) -> Vec<Vec<f64>> {
+    let n = t.size()[0];
+    (0..n).map(|i| values(&t.get(i))).collect()
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (sum_sq(a).sqrt() * sum_sq(b).sqrt())
+}
+
+/// [pos_cos, neg_cos_mean, neg_cos_max, neg_share] by plain loops: query i's positive is key i;
+/// with `batch_keys` every other key is a negative next to the external ones.
+fn negative_stats_reference(q: &[Vec<f64>], k: &[Vec<f64>], neg: &[Vec<f64>], t: f64, batch_keys: bool) -> [f64; 4] {
+    let n = q.len() as f64;
+    let (mut pos, mut mean, mut max, mut share) = (0.0, 0.0, 0.0, 0.0);
+    for (i, qi) in q.iter().enumerate() {
+        pos += cosine(qi, &k[i]) / n;
+        let cos: Vec<f64> = neg.iter().map(|v| cosine(qi, v)).collect();
+        mean += cos.iter().sum::<f64>() / (cos.len() as f64 * n);
+        max += cos.iter().cloned().fold(f64::MIN, f64::max) / n;
+        let external: f64 = cos.iter().map(|c| (c / t).exp()).sum();
+        let keys: f64 = if batch_keys { k.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, kj)| (cosine(qi, kj) / t).exp()).sum() } else { 0.0 };
+        share += external / (external + keys) / n;
+    }
+    [pos, mean, max, share]
+}
+
+/// `mocov2.batch_negatives` puts the batch's other keys into MoCo's denominator: the step's loss is
+/// `info_nce_batch_keys` of its queries and keys against the queue when on, MoCo's Eq. 1
+/// (`info_nce`) when off. At step 0 the key encoder is the query encoder's copy, so the keys are
+/// the second view's projections that the step returns for the metrics. The logged hardness of the
+/// negatives (`pos_cos`, `neg_cos_mean`, `neg_cos_max`, `neg_share`) is checked on the same vectors.
+#[test]
+fn mocov2_batch_negatives_adds_the_batch_keys_to_the_queue() {
+    let mut losses = vec![];
+    for on in [false, true] {
+        let mut cfg = tiny("mocov2");
+        cfg.mocov2.batch_negatives = on;
+        tch::manual_seed(0);
+        let mut method = methods::build(&cfg, Device::Cpu).unwrap();
+        let queue = method.stores().iter().find(|(p, _)| *p == "queue").unwrap().1.variables()["keys"].detach().copy();
+        let (v, labels) = views(0);
+        let out = method.forward(&v, &labels).unwrap();
+        let (q, k) = (&out.embeddings[0], &out.embeddings[1]);
+        let t = cfg.mocov2.temperature;
+        let expect = if on { info_nce_batch_keys(q, k, &queue, t, 0) } else { info_nce(q, k, &queue, t) };
+        let (ours, expect) = (out.loss.double_value(&[]), expect.double_value(&[]));
+        assert!((ours - expect).abs() < 1e-5, "batch_negatives {on}: loss {ours}, expected {expect}");
+        losses.push(ours);
+        // the logged hardness of the negatives, against plain loops over the same vectors
+        let logged: HashMap<&str, f64> = method.diagnostics().unwrap().into_iter().collect();
+        let reference = negative_stats_reference(&rows(q), &rows(k), &rows(&queue), t, on);
+        for (name, r) in ["pos_cos", "neg_cos_mean", "neg_cos_max", "neg_share"].iter().zip(reference) {
+            assert!((logged[name] - r).abs() < 1e-5, "batch_negatives {on}: {name} {} vs {r}", logged[name]);
+        }
+        assert_eq!(logged["neg_share"] == 1.0, !on, "the queue is every negative only without batch keys");
+    }
+    // seven more negatives per query: the loss can only grow
+    assert!(losses[1] > losses[0] + 1e-3, "{losses:?}");
+}
+
 #[test]
 fn tiny_end_to_end_run_per_method_on_cifar() {
     let data = cifar_spec("train", 16);
@@ -205,6 +345,16 @@ fn tiny_end_to_end_run_per_method_on_cifar() {
         // and the predictor metrics for the methods with a predictor only
         for key in ["pred_z_std", "pred_effective_rank", "pred_projection_cos"] {
             assert_eq!(line[key].as_f64().is_some(), matches!(name, "byol" | "simsiam"), "{name}: {key} in {line}");
+        }
+        // how hard the queue's or bank's negatives are, for the methods with one (on the last
+        // logged step: at the first, AdCo's bank holds no rows yet and its cosines are null)
+        let last: serde_json::Value = first.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v.get("loss").is_some()).last().unwrap();
+        for key in ["pos_cos", "neg_cos_mean", "neg_cos_max", "neg_share"] {
+            assert_eq!(last[key].as_f64().is_some(), matches!(name, "mocov2" | "adco"), "{name}: {key} in {last}");
+        }
+        // how far the step moved the encoder and projector
+        for key in ["grad_norm_encoder", "update_ratio_encoder", "grad_norm_projector", "update_ratio_projector"] {
+            assert!(line[key].as_f64().is_some_and(|v| v > 0.0), "{name}: {key} in {line}");
         }
         // the checkpoint reloads for evaluation
         let o = run_owned(&["eval".into(), "knn".into(), "--checkpoint".into(), out.to_str().unwrap().into(), "--train".into(), data.clone(), "--test".into(), test.clone(), "--json".into()]);

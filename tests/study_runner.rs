@@ -31,7 +31,7 @@ fn tiny_study_writes_table_and_plots_and_resumes_without_redoing_runs() {
     let args = vec![file.to_str().unwrap().to_string(), "--out".into(), out.to_str().unwrap().into(), "--quiet".into()];
     let o = study(&args);
     assert!(o.status.success(), "{}", stderr(&o));
-    let files = ["results.csv", "results.md", "knn_vs_epoch.png", "loss_vs_step.png", "z_std_vs_epoch.png", "alignment_uniformity.png", "pred_z_std_vs_epoch.png", "encoder_spectrum.png", "encoder_dims_vs_epoch.png"];
+    let files = ["results.csv", "results.md", "knn_vs_epoch.png", "loss_vs_step.png", "z_std_vs_epoch.png", "alignment_uniformity.png", "pred_z_std_vs_epoch.png", "encoder_spectrum.png", "encoder_dims_vs_epoch.png", "update_ratio_encoder_vs_step.png", "update_ratio_predictor_vs_step.png", "update_ratio_projector_vs_step.png"];
     for f in files {
         let p = out.join(f);
         assert!(p.exists() && std::fs::metadata(&p).unwrap().len() > 100, "{f} missing or empty");
@@ -46,6 +46,10 @@ fn tiny_study_writes_table_and_plots_and_resumes_without_redoing_runs() {
     assert!(lines[1].starts_with("a,") && lines[2].starts_with("b,\"byol.predictor"), "{csv}");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("| a |") && md.contains("| b |") && md.contains("collapsed"), "{md}");
+    // each part's relative update per step, one plot per part the runs log (run b has no predictor)
+    for part in ["encoder", "predictor", "projector"] {
+        assert!(md.contains(&format!("(update_ratio_{part}_vs_step.png)")), "{md}");
+    }
     // each row carries a kNN accuracy and the metrics
     let column = |name: &str| lines[0].split(',').position(|c| c == name).unwrap_or_else(|| panic!("no `{name}` column: {}", lines[0]));
     let a = lines[1].split(',').collect::<Vec<_>>();

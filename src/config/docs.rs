@@ -39,6 +39,7 @@ pub const FIELD_DOCS: &[(&str, &str, &str)] = &[
     ("mocov2.momentum_end", "[momentum_base, 1]", "Momentum at the last step, cosine from momentum_base (equal = constant)."),
     ("mocov2.symmetric", "bool", "Symmetric loss: both view orders, averaged; both keys are enqueued after the step."),
     ("mocov2.shuffle_bn", "bool", "Shuffling BN (MoCo §3.3): the key encoder sees the batch regrouped across the BN sub-batches, so a query and its key are normalised with different statistics. Needs `model.norm = \"splitbn\"`; regroups within each process."),
+    ("mocov2.batch_negatives", "bool", "The batch's other keys are negatives next to the queue's (AdCo's official step; MoCo v3 uses them without a queue). false = MoCo's Eq. 1: the positive key and the queue."),
     ("adco.temperature", "> 0", "τ of the encoder's InfoNCE against the bank (AdCo: 0.12)."),
     ("adco.bank_size", "1..=16777216", "K, trainable negatives in the bank (AdCo: 65536)."),
     ("adco.bank_temperature", "> 0", "τ_bank of the bank's gradient ascent (AdCo: 0.02)."),

@@ -25,7 +25,7 @@ use crate::backend::dist::all_gather_detached;
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::l2_normalize;
-use crate::methods::momentum_contrast::{validate_momentum, KeyNegatives, Pending, QueryKey};
+use crate::methods::momentum_contrast::{validate_momentum, KeyNegatives, NegativeStats, Pending, QueryKey};
 use crate::methods::simclr::check_temperature;
 use crate::methods::branch::Branch;
 use crate::methods::{Method, StepOutput};
@@ -81,11 +81,7 @@ impl Default for AdcoConfig {
 
 impl AdcoConfig {
     pub fn key_negatives(&self) -> KeyNegatives {
-        if self.batch_negatives {
-            KeyNegatives::Batch
-        } else {
-            KeyNegatives::PositiveOnly
-        }
+        KeyNegatives::from_flag(self.batch_negatives)
     }
 
     pub fn validate(&self) -> Result<(), Error> {
@@ -218,13 +214,15 @@ pub struct AdCo {
     net: QueryKey,
     bank: NegativeBank,
     pending: Option<Pending>,
+    /// The last forward's [`NegativeStats`] tensor (the pending pairs are consumed after the step).
+    negative_stats: Option<Tensor>,
 }
 
 impl AdCo {
     pub fn new(cfg: &Config, device: Device) -> anyhow::Result<AdCo> {
         let net = QueryKey::new(cfg, device)?;
         let bank = NegativeBank::new(cfg.adco.bank_size, cfg.projector.out, cfg.adco.bank_init == "random", cfg.adco.key_negatives(), device);
-        Ok(AdCo { cfg: cfg.adco.clone(), net, bank, pending: None })
+        Ok(AdCo { cfg: cfg.adco.clone(), net, bank, pending: None, negative_stats: None })
     }
 
     fn ascent(&self) -> AscentConfig {
@@ -241,6 +239,7 @@ impl Method for AdCo {
         // the encoder descends against the bank as it is now; the bank is not part of its graph
         let negatives = self.bank.active().detach();
         let (output, pending) = self.net.loss(views, &negatives, self.cfg.temperature, self.cfg.symmetric, self.cfg.key_negatives())?;
+        self.negative_stats = Some(pending.stats.shallow_clone());
         self.pending = Some(pending);
         Ok(output)
     }
@@ -258,6 +257,10 @@ impl Method for AdCo {
             self.bank.fill(&keys);
         }
         Ok(vec![("tau", m)])
+    }
+
+    fn diagnostics(&self) -> anyhow::Result<Vec<(&'static str, f64)>> {
+        NegativeStats::logged(self.negative_stats.as_ref())
     }
 
     fn online(&self) -> &Branch {

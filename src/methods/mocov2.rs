@@ -6,7 +6,7 @@
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::l2_normalize;
-use crate::methods::momentum_contrast::{validate_momentum, KeyNegatives, Pending, QueryKey};
+use crate::methods::momentum_contrast::{validate_momentum, KeyNegatives, NegativeStats, Pending, QueryKey};
 use crate::methods::simclr::check_temperature;
 use crate::methods::branch::Branch;
 use crate::methods::{Method, StepOutput};
@@ -31,11 +31,15 @@ pub struct Mocov2Config {
     /// sub-batches, so a query and its key are normalised with different statistics. Needs
     /// `model.norm = "splitbn"` (per-device BN on one device); regroups within each process.
     pub shuffle_bn: bool,
+    /// The other images' keys of the (global) batch are negatives next to the queue's (as in
+    /// AdCo's official step, so the two differ only in how the external negatives are made;
+    /// MoCo v3, arXiv:2104.02057, uses them without a queue). Off = MoCo's Eq. 1.
+    pub batch_negatives: bool,
 }
 
 impl Default for Mocov2Config {
     fn default() -> Self {
-        Mocov2Config { temperature: 0.2, queue_size: 65536, momentum_base: 0.999, momentum_end: 0.999, symmetric: false, shuffle_bn: false }
+        Mocov2Config { temperature: 0.2, queue_size: 65536, momentum_base: 0.999, momentum_end: 0.999, symmetric: false, shuffle_bn: false, batch_negatives: false }
     }
 }
 
@@ -105,6 +109,8 @@ pub struct MocoV2 {
     net: QueryKey,
     queue: KeyQueue,
     pending: Option<Pending>,
+    /// The last forward's [`NegativeStats`] tensor.
+    negative_stats: Option<Tensor>,
 }
 
 impl MocoV2 {
@@ -115,7 +121,7 @@ impl MocoV2 {
             net = net.with_shuffle_bn(cfg.model.norm_splits);
         }
         let queue = KeyQueue::new(cfg.mocov2.queue_size, cfg.projector.out, device);
-        Ok(MocoV2 { cfg: cfg.mocov2.clone(), net, queue, pending: None })
+        Ok(MocoV2 { cfg: cfg.mocov2.clone(), net, queue, pending: None, negative_stats: None })
     }
 }
 
@@ -125,7 +131,8 @@ impl Method for MocoV2 {
     }
 
     fn forward(&mut self, views: &[Tensor], _labels: &Tensor) -> anyhow::Result<StepOutput> {
-        let (output, pending) = self.net.loss(views, &self.queue.keys(), self.cfg.temperature, self.cfg.symmetric, KeyNegatives::PositiveOnly)?;
+        let (output, pending) = self.net.loss(views, &self.queue.keys(), self.cfg.temperature, self.cfg.symmetric, KeyNegatives::from_flag(self.cfg.batch_negatives))?;
+        self.negative_stats = Some(pending.stats.shallow_clone());
         self.pending = Some(pending);
         Ok(output)
     }
@@ -139,6 +146,10 @@ impl Method for MocoV2 {
             self.queue.enqueue(&p.keys());
         }
         Ok(vec![("tau", m)])
+    }
+
+    fn diagnostics(&self) -> anyhow::Result<Vec<(&'static str, f64)>> {
+        NegativeStats::logged(self.negative_stats.as_ref())
     }
 
     fn online(&self) -> &Branch {

@@ -51,6 +51,11 @@ pub trait Method {
     fn after_step(&mut self, _step: usize, _total: usize) -> anyhow::Result<Vec<(&'static str, f64)>> {
         Ok(vec![])
     }
+    /// Diagnostics of the last forward, read back (a host synchronisation) only on the trainer's
+    /// logged steps: MoCo v2's and AdCo's [`momentum_contrast::NegativeStats`]. Default: none.
+    fn diagnostics(&self) -> anyhow::Result<Vec<(&'static str, f64)>> {
+        Ok(vec![])
+    }
     /// The encoder evaluated by kNN / linear probes (the online one).
     fn encoder(&self) -> &ResNet {
         &self.online().encoder

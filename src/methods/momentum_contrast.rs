@@ -45,6 +45,81 @@ pub fn shuffle_bn_order(n: i64, splits: i64, device: Device) -> Option<(Tensor, 
 pub struct Pending {
     /// `(this rank's [N, D] queries, the global batch's [N·ranks, D] keys in rank order)`.
     pub pairs: Vec<(Tensor, Tensor)>,
+    /// [`NegativeStats`] of the first term, as a `[4]` tensor on the device (read only when logged).
+    pub stats: Tensor,
+}
+
+/// How hard the external negatives (MoCo's queue, AdCo's bank) are for the queries of a step, on
+/// L2-normalised vectors — what SCIENCE.md hypothesis 5 ("adversarial negatives are more useful
+/// per vector") turns on. Means over this rank's queries of the first loss term (q₁ against k₂).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct NegativeStats {
+    /// cos(qᵢ, k⁺ᵢ): the positive pair.
+    pub pos_cos: f64,
+    /// Mean cosine of a query with the K external negatives.
+    pub neg_cos_mean: f64,
+    /// Each query's largest cosine with an external negative (its hardest one).
+    pub neg_cos_max: f64,
+    /// The external negatives' share of the InfoNCE denominator's negative mass,
+    /// Σₙ e^{q·n/τ} / (Σₙ e^{q·n/τ} + Σ_{j≠i} e^{q·kⱼ/τ}): 1 without batch keys as negatives.
+    pub neg_share: f64,
+}
+
+impl NegativeStats {
+    /// Computes the statistics as a `[pos_cos, neg_cos_mean, neg_cos_max, neg_share]` tensor,
+    /// without a host read: `q: [N, D]` queries whose positives are rows `offset..offset + N` of
+    /// `keys: [M, D]`, `negatives: [K, D]`, InfoNCE temperature `temperature`. With K = 0 the
+    /// negatives' cosines are NaN (null in the log) and their share 0.
+    pub fn of(q: &Tensor, keys: &Tensor, negatives: &Tensor, temperature: f64, offset: i64, batch: KeyNegatives) -> Tensor {
+        tch::no_grad(|| {
+            let kd = crate::losses::compute_kind(q.kind());
+            let n = q.size()[0];
+            let q = crate::losses::l2_normalize(&q.to_kind(kd));
+            let k = crate::losses::l2_normalize(&keys.to_kind(kd));
+            let neg = crate::losses::l2_normalize(&negatives.to_kind(kd));
+            let pos = (&q * k.narrow(0, offset, n)).sum_dim_intlist([1i64].as_slice(), false, kd).mean(kd);
+            if neg.size()[0] == 0 {
+                // AdCo's bank before its first rows are filled: no external negatives yet
+                let none = Tensor::full([], f64::NAN, (kd, q.device()));
+                return Tensor::stack(&[pos, none.copy(), none, Tensor::zeros([], (kd, q.device()))], 0);
+            }
+            let cos = q.matmul(&neg.tr()); // [N, K]
+            let mean = cos.mean(kd);
+            let max = cos.amax([1i64].as_slice(), false).mean(kd);
+            let share = match batch {
+                KeyNegatives::PositiveOnly => Tensor::ones([], (kd, q.device())),
+                KeyNegatives::Batch => {
+                    let lse_neg = (&cos / temperature).logsumexp([1i64].as_slice(), false);
+                    // every other key of the batch: its own positive masked out
+                    let own = (Tensor::arange(n, (Kind::Int64, q.device())) + offset).unsqueeze(1);
+                    let cols = Tensor::arange(k.size()[0], (Kind::Int64, q.device())).unsqueeze(0);
+                    let lse_keys = (q.matmul(&k.tr()) / temperature).masked_fill(&cols.eq_tensor(&own), f64::NEG_INFINITY).logsumexp([1i64].as_slice(), false);
+                    (lse_neg - lse_keys).sigmoid().mean(kd)
+                }
+            };
+            Tensor::stack(&[pos, mean, max, share], 0)
+        })
+    }
+
+    /// Reads the `[4]` tensor of [`NegativeStats::of`] back (a host synchronisation).
+    pub fn read(stats: &Tensor) -> anyhow::Result<NegativeStats> {
+        let v = Vec::<f64>::try_from(stats.to_kind(Kind::Double))?;
+        anyhow::ensure!(v.len() == 4, "negative statistics: {} values, expected 4", v.len());
+        Ok(NegativeStats { pos_cos: v[0], neg_cos_mean: v[1], neg_cos_max: v[2], neg_share: v[3] })
+    }
+
+    /// The metrics.jsonl fields.
+    pub fn fields(&self) -> Vec<(&'static str, f64)> {
+        vec![("pos_cos", self.pos_cos), ("neg_cos_mean", self.neg_cos_mean), ("neg_cos_max", self.neg_cos_max), ("neg_share", self.neg_share)]
+    }
+
+    /// The metrics fields of a method's last [`NegativeStats::of`] tensor, if it has one.
+    pub fn logged(stats: Option<&Tensor>) -> anyhow::Result<Vec<(&'static str, f64)>> {
+        Ok(match stats {
+            Some(t) => NegativeStats::read(t)?.fields(),
+            None => vec![],
+        })
+    }
 }
 
 impl Pending {
@@ -64,6 +139,15 @@ pub enum KeyNegatives {
 }
 
 impl KeyNegatives {
+    /// [`KeyNegatives::Batch`] when the config's `batch_negatives` is on, else the positive only.
+    pub fn from_flag(batch_negatives: bool) -> KeyNegatives {
+        if batch_negatives {
+            KeyNegatives::Batch
+        } else {
+            KeyNegatives::PositiveOnly
+        }
+    }
+
     /// InfoNCE of `q: [N, D]` whose positives are rows `offset..offset + N` of `keys: [M, D]`,
     /// against `negatives` and, for [`KeyNegatives::Batch`], every other row of `keys`.
     pub fn info_nce(self, q: &Tensor, keys: &Tensor, negatives: &Tensor, temperature: f64, offset: i64) -> Tensor {
@@ -118,17 +202,18 @@ impl QueryKey {
         let (h1, q1) = self.query.forward_with_features(&views[0]);
         let output = |loss: Tensor, embeddings: Vec<Tensor>| StepOutput { loss, embeddings, predictions: vec![], features: h1.detach() };
         let k2 = all_gather_detached(&self.keys_of(&views[1]))?;
+        let stats = NegativeStats::of(&q1, &k2, negatives, temperature, offset, batch);
         if symmetric {
             let q2 = self.query.forward(&views[1]);
             let k1 = all_gather_detached(&self.keys_of(&views[0]))?;
             let loss = (term(&q1, &k2) + term(&q2, &k1)) * 0.5;
-            let pending = Pending { pairs: vec![(q1.detach(), k2), (q2.detach(), k1)] };
+            let pending = Pending { pairs: vec![(q1.detach(), k2), (q2.detach(), k1)], stats };
             Ok((output(loss, vec![q1.detach(), q2.detach()]), pending))
         } else {
             let loss = term(&q1, &k2);
             // the second view's projection is only needed for the metrics: no graph
             let z2 = tch::no_grad(|| self.query.forward(&views[1]));
-            Ok((output(loss, vec![q1.detach(), z2]), Pending { pairs: vec![(q1.detach(), k2)] }))
+            Ok((output(loss, vec![q1.detach(), z2]), Pending { pairs: vec![(q1.detach(), k2)], stats }))
         }
     }
 }

@@ -14,7 +14,7 @@
 //! A study run over several seeds also gets each configuration's mean ± standard deviation
 //! ([`crate::study::seeds`]): a second table and `results_by_configuration.csv`.
 use crate::study::curves::{at_evaluations, knn_curve, mean_curves, mean_curves_csv, Axis};
-use crate::study::plots::{line_plot, line_plot_with_error_bars, scatter_plot, Series};
+use crate::study::plots::{line_plot, line_plot_scaled, line_plot_with_error_bars, scatter_plot, Series, YScale};
 use crate::study::runner::stopped_reason;
 use crate::study::seeds::{group_by_configuration, SeedGroup, Spread};
 use crate::train::checkpoint::write_atomic;
@@ -214,6 +214,23 @@ const KNN_STEP_PLOT: (&str, &str) = ("knn_vs_step.png", "kNN top-1 vs step");
 /// [`KNN_STEP_PLOT`] is drawn, else the epoch); its CSV lies beside it.
 const KNN_MEAN_PLOT: (&str, &str) = ("knn_by_configuration.png", "kNN top-1 per configuration, mean ± sd over seeds");
 
+/// The parameter groups whose relative update `update_ratio_<group>` the runs log
+/// ([`crate::train::update_norms`]; the online probe left out), in name order; each gets
+/// `update_ratio_<group>_vs_step.png`.
+fn update_groups(rows: &[RunRow]) -> Vec<String> {
+    let mut groups = std::collections::BTreeSet::new();
+    for l in rows.iter().flat_map(|r| &r.lines) {
+        if let Some(obj) = l.as_object() {
+            groups.extend(obj.keys().filter_map(|k| k.strip_prefix("update_ratio_")).filter(|g| *g != "online_probe").map(String::from));
+        }
+    }
+    groups.into_iter().collect()
+}
+
+fn update_plot_file(group: &str) -> String {
+    format!("update_ratio_{group}_vs_step.png")
+}
+
 /// Writes `results.csv`, `results.md` and the plots into the study folder.
 pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     let (study, rows) = read_runs(out)?;
@@ -293,6 +310,10 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     for (file, title) in PLOTS.iter().chain(extra.iter().filter(|e| e.0).map(|e| e.1)) {
         let _ = writeln!(md, "![{title}]({file})\n");
     }
+    let groups = update_groups(&rows);
+    for g in &groups {
+        let _ = writeln!(md, "![relative update of the {g}'s parameters per step, ‖Δθ‖/‖θ‖, vs step]({})\n", update_plot_file(g));
+    }
     write_atomic(&out.join("results.md"), md.as_bytes())?;
 
     let series = |f: &dyn Fn(&RunRow) -> Vec<(f64, f64)>| -> Vec<Series> { rows.iter().map(|r| (r.name.clone(), f(r))).collect() };
@@ -338,6 +359,11 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
                 remove_if_present(&p)?;
             }
         }
+    }
+    for g in &groups {
+        let key = format!("update_ratio_{g}");
+        let ratio = series(&|r| r.lines.iter().filter_map(|l| Some((l["step"].as_f64()?, l[key.as_str()].as_f64()?))).collect());
+        line_plot_scaled(&out.join(update_plot_file(g)), &format!("relative update of the {g} per step, ‖Δθ‖/‖θ‖"), "step", "‖Δθ‖/‖θ‖", &ratio, YScale::Log10)?;
     }
     let plane: Vec<(String, f64, f64)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.get("uniformity")?, r.get("alignment")?))).collect();
     scatter_plot(&out.join(PLOTS[3].0), "alignment vs uniformity (lower-left is better)", "uniformity  log E exp(-2‖z_i − z_j‖²)", "alignment  E‖z − z'‖²", &plane)?;

@@ -7,5 +7,6 @@ pub mod nonfinite;
 pub mod signals;
 pub mod step;
 pub mod trainer;
+pub mod update_norms;
 
 pub use trainer::{train, TrainOptions, TrainSummary};

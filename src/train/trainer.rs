@@ -20,6 +20,7 @@ use crate::train::signals;
 use crate::train::nonfinite::{NonFinite, NonFiniteWatch};
 use crate::train::graph::{Pass, StepGraph};
 use crate::train::step::{backward, update, GradCheck, Update};
+use crate::train::update_norms::BeforeUpdate;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::json;
@@ -265,6 +266,8 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
     )?;
     let nb = loader.batches_per_epoch();
     let total = nb * cfg.train.epochs;
+    // the steps with a metrics line (counted from 1: the step just taken)
+    let logged_step = |step: usize| step % cfg.train.log_every == 0 || step == total;
     let warmup = (cfg.optim.warmup_epochs * nb as f64).round() as usize;
     // the linear scaling rule uses the global batch (all ranks)
     let peak_lr = scaled_lr(cfg.optim.lr, cfg.train.batch * place.world);
@@ -412,6 +415,8 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             // averaged over ranks together with a "stop" flag (a signal seen by any rank) and a
             // "non-finite" flag, in one all-reduce.
             let stop_code = signals::pending().map(|(_, c)| c).unwrap_or(0) as f64;
+            // when this step gets a metrics line, measure how far its update moves each part
+            let before_update = logged_step(state.step + 1).then(|| BeforeUpdate::take(&opt));
             let (loss_value, any_stop, extra);
             let mut probe_value = None;
             if skip_nonfinite {
@@ -442,8 +447,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                 };
                 state.step += 1;
                 let sync_now = state.step % sync_every == 0
-                    || state.step % cfg.train.log_every == 0
-                    || state.step == total
+                    || logged_step(state.step)
                     || (!place.distributed() && stop_code > 0.0)
                     || opts.stop_after_steps.map(|n| state.step >= n).unwrap_or(false);
                 if sync_now {
@@ -462,7 +466,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             images_done += images_per_step;
             window.1 += images_per_step;
 
-            if state.step % cfg.train.log_every == 0 || state.step == total {
+            if logged_step(state.step) {
                 let ips = window.1 as f64 / window.0.elapsed().as_secs_f64().max(1e-9);
                 let wait_ms = 1e3 * window.2 / (window.1 / images_per_step).max(1) as f64;
                 window = (Instant::now(), 0, 0.0);
@@ -478,6 +482,12 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                     }
                 }
                 for (k, v) in extra {
+                    rec[k] = json!(v);
+                }
+                for (k, v) in before_update.map(|b| b.fields()).unwrap_or_default() {
+                    rec[k] = json!(v);
+                }
+                for (k, v) in method.diagnostics()? {
                     rec[k] = json!(v);
                 }
                 if let Some((probe_loss, correct)) = probe_value {
