@@ -4,7 +4,9 @@
 //! the z-std of its outputs vs epoch, and for runs evaluated on a held-out set the covariance
 //! spectrum of their encoder features and its count of directions vs epoch. When the runs' epochs
 //! hold different numbers of updates, kNN vs step as well; over seeds, each configuration's mean
-//! kNN curve with its spread ([`crate::study::curves`]).
+//! kNN curve with its spread ([`crate::study::curves`]). Runs that log each part's relative update
+//! get it per step; runs with external negatives (MoCo v2, AdCo) their share of the negative mass
+//! and how close the hardest one is, per step.
 //!
 //! Final representation metrics are the mean of the metrics lines of each run's last epoch
 //! (projector outputs on training batches, as logged). A run counts as collapsed when its z-std is
@@ -82,7 +84,7 @@ pub struct Metric {
 }
 
 /// The report's metrics, in column order.
-pub const METRICS: [Metric; 13] = [
+pub const METRICS: [Metric; 15] = [
     Metric { key: "knn_top1", title: "kNN top-1", digits: 4, source: Source::Summary },
     Metric { key: "knn_random_top1", title: "random-init kNN", digits: 4, source: Source::Summary },
     Metric { key: "linear_top1", title: "linear top-1", digits: 4, source: Source::Linear },
@@ -96,6 +98,8 @@ pub const METRICS: [Metric; 13] = [
     Metric { key: "pred_z_std", title: "pred. z-std", digits: 4, source: Source::LastEpoch },
     Metric { key: "pred_effective_rank", title: "pred. eff. rank", digits: 1, source: Source::LastEpoch },
     Metric { key: "pred_projection_cos", title: "pred.–proj. cos", digits: 3, source: Source::LastEpoch },
+    Metric { key: "neg_share", title: "neg. share", digits: 4, source: Source::LastEpoch },
+    Metric { key: "neg_cos_max", title: "hardest neg. cos", digits: 3, source: Source::LastEpoch },
 ];
 
 /// The metrics some row has a value of (Markdown tables leave out empty columns; CSV files keep
@@ -213,6 +217,10 @@ const KNN_STEP_PLOT: (&str, &str) = ("knn_vs_step.png", "kNN top-1 vs step");
 /// Each configuration's mean kNN curve over its seeds (against the step when
 /// [`KNN_STEP_PLOT`] is drawn, else the epoch); its CSV lies beside it.
 const KNN_MEAN_PLOT: (&str, &str) = ("knn_by_configuration.png", "kNN top-1 per configuration, mean ± sd over seeds");
+/// For runs that log how hard their external negatives are (MoCo v2's queue, AdCo's bank:
+/// [`crate::methods::momentum_contrast::NegativeStats`]), against the step.
+const NEG_SHARE_PLOT: (&str, &str) = ("neg_share_vs_step.png", "the external negatives' share of the negative mass vs step");
+const NEG_HARDEST_PLOT: (&str, &str) = ("neg_gap_vs_step.png", "how much closer than its positive each query's hardest external negative is, cos(q, hardest n) − cos(q, k⁺), vs step");
 
 /// The parameter groups whose relative update `update_ratio_<group>` the runs log
 /// ([`crate::train::update_norms`]; the online probe left out), in name order; each gets
@@ -261,6 +269,10 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     if shown.iter().any(|m| m.key == "encoder_dims_99pct") {
         md.push_str(" dims for 99% var.: how many directions hold 99% of the variance of the held-out encoder features (L2-normalised, as kNN sees them; of d = the encoder's width), from the covariance spectrum plotted below (dimensional collapse, Jing et al. 2022) — read it with the plot: around a collapsed point the little variance left is noise spread over many directions, and that run's line lies far below the others.");
     }
+    let with_negatives = shown.iter().any(|m| m.key == "neg_share");
+    if with_negatives {
+        md.push_str(" neg. share: the external negatives' (MoCo v2's queue, AdCo's bank) share of the InfoNCE denominator's negative mass, the batch's other keys holding the rest (1 without them); hardest neg. cos: each query's largest cosine with one of them, averaged over the queries.");
+    }
     if shown.iter().any(|m| m.key == "online_linear_top1") {
         md.push_str(" online linear top-1: the online probe (`eval.online_probe`, trained during pre-training on augmented views) on the held-out set — not the offline linear probe.");
     }
@@ -306,7 +318,7 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     let axis = Axis::for_runs(&rows);
     let spectra: Vec<(String, Vec<f64>)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.encoder_spectrum.clone()?))).collect();
     let with_spectra = !spectra.is_empty();
-    let extra = [(axis == Axis::Step, &KNN_STEP_PLOT), (over_seeds, &KNN_MEAN_PLOT), (with_predictor, &PREDICTOR_PLOT), (with_spectra, &SPECTRUM_PLOT), (with_spectra, &DIMS_PLOT)];
+    let extra = [(axis == Axis::Step, &KNN_STEP_PLOT), (over_seeds, &KNN_MEAN_PLOT), (with_predictor, &PREDICTOR_PLOT), (with_spectra, &SPECTRUM_PLOT), (with_spectra, &DIMS_PLOT), (with_negatives, &NEG_SHARE_PLOT), (with_negatives, &NEG_HARDEST_PLOT)];
     for (file, title) in PLOTS.iter().chain(extra.iter().filter(|e| e.0).map(|e| e.1)) {
         let _ = writeln!(md, "![{title}]({file})\n");
     }
@@ -338,8 +350,9 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
             }
         }
     }
-    let loss = series(&|r| r.lines.iter().filter_map(|l| Some((l["step"].as_f64()?, l["loss"].as_f64()?))).collect());
-    line_plot(&out.join(PLOTS[1].0), "training loss vs step", "step", "loss", &loss)?;
+    // a logged metric against the step
+    let per_step = |key: &str| series(&|r| r.lines.iter().filter_map(|l| Some((l["step"].as_f64()?, l[key].as_f64()?))).collect());
+    line_plot(&out.join(PLOTS[1].0), "training loss vs step", "step", "loss", &per_step("loss"))?;
     // a logged metric against the (fractional) epoch of its step
     let per_epoch = |key: &str| series(&|r| r.lines.iter().filter_map(|l| Some((l["step"].as_f64()? / r.steps_per_epoch, l[key].as_f64()?))).collect());
     line_plot(&out.join(PLOTS[2].0), "z-std of projector outputs vs epoch", "epoch", "z-std", &per_epoch("z_std"))?;
@@ -361,9 +374,21 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
         }
     }
     for g in &groups {
-        let key = format!("update_ratio_{g}");
-        let ratio = series(&|r| r.lines.iter().filter_map(|l| Some((l["step"].as_f64()?, l[key.as_str()].as_f64()?))).collect());
+        let ratio = per_step(&format!("update_ratio_{g}"));
         line_plot_scaled(&out.join(update_plot_file(g)), &format!("relative update of the {g} per step, ‖Δθ‖/‖θ‖"), "step", "‖Δθ‖/‖θ‖", &ratio, YScale::Log10)?;
+    }
+    match with_negatives {
+        true => {
+            line_plot(&out.join(NEG_SHARE_PLOT.0), "external negatives' share of the negative mass vs step", "step", "share", &per_step("neg_share"))?;
+            // how much closer to the query the hardest negative is than the positive (> 0: closer)
+            let gap = series(&|r| r.lines.iter().filter_map(|l| Some((l["step"].as_f64()?, l["neg_cos_max"].as_f64()? - l["pos_cos"].as_f64()?))).collect());
+            line_plot_scaled(&out.join(NEG_HARDEST_PLOT.0), "hardest external negative's cosine minus the positive's (mean over queries) vs step", "step", "cos(q, hardest n) − cos(q, k⁺)", &gap, YScale::Linear)?;
+        }
+        false => {
+            for p in [NEG_SHARE_PLOT.0, NEG_HARDEST_PLOT.0] {
+                remove_if_present(&out.join(p))?;
+            }
+        }
     }
     let plane: Vec<(String, f64, f64)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.get("uniformity")?, r.get("alignment")?))).collect();
     scatter_plot(&out.join(PLOTS[3].0), "alignment vs uniformity (lower-left is better)", "uniformity  log E exp(-2‖z_i − z_j‖²)", "alignment  E‖z − z'‖²", &plane)?;
