@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use selfsup::analysis::{batch_mean_cos, effective_rank, z_std};
 use selfsup::losses::{alignment, byol_negatives_term, info_nce, info_nce_batch_keys, negative_cosine, nt_xent, sup_con, sup_con_views, uniformity};
 use selfsup::methods::adco::{AscentConfig, NegativeBank};
-use selfsup::methods::mocov2::KeyQueue;
+use selfsup::methods::mocov2::{same_class_negatives, KeyQueue};
 use selfsup::methods::momentum_contrast::KeyNegatives;
 use tch::{Device, Kind, Tensor};
 
@@ -249,8 +249,20 @@ fn moco_queue_holds_the_last_k_keys_in_order() {
         let mut all: Matrix = Vec::new();
         for s in 0..steps {
             let keys: Matrix = (0..batch).map(|j| vec![1.0, (s * batch + j) as f64, 0.5]).collect();
-            queue.enqueue(&to_tensor(&keys));
+            // each key's label is its index, so a row's label can be read back from its key
+            let labels = Tensor::from_slice(&(0..batch).map(|j| (s * batch + j) as i64).collect::<Vec<_>>());
+            queue.enqueue(&to_tensor(&keys), &labels);
             all.extend(keys.iter().map(|k| unit(k)));
+        }
+        // the labels travel with their keys; rows never written keep −1
+        let rows = from_tensor(&queue.keys());
+        let labels = Vec::<i64>::try_from(queue.labels()).unwrap();
+        let written = labels.iter().filter(|&&l| l >= 0).count();
+        assert_eq!(written, all.len().min(size), "K={size} B={batch} steps={steps}: {labels:?}");
+        for (row, &label) in rows.iter().zip(&labels) {
+            if label >= 0 {
+                assert_eq!((row[1] / row[0]).round() as i64, label, "K={size} B={batch} steps={steps}");
+            }
         }
         let ordered = from_tensor(&queue.ordered());
         let m = all.len().min(size);
@@ -263,6 +275,49 @@ fn moco_queue_holds_the_last_k_keys_in_order() {
             }
         }
     }
+}
+
+/// The queue's same-class keys by plain loops: their share of each labelled query's InfoNCE mass
+/// over the labelled keys, and whether its hardest labelled key has its class; means over the
+/// labelled queries.
+#[test]
+fn same_class_negatives_match_a_plain_loop() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (q, k) = (rand_matrix(&mut rng, 6, 5), rand_matrix(&mut rng, 9, 5));
+    let q_labels = [0i64, 1, 2, -1, 1, 3];
+    let k_labels = [0i64, 0, 1, -1, 2, 1, -1, 2, 0];
+    let t = 0.2;
+    let (qu, ku) = (units(&q), units(&k));
+    let (mut share, mut hardest, mut n) = (0.0, 0.0, 0.0);
+    for i in 0..q.len() {
+        if q_labels[i] < 0 {
+            continue;
+        }
+        let (mut same, mut all, mut best) = (0.0, 0.0, (f64::NEG_INFINITY, false));
+        for j in 0..k.len() {
+            if k_labels[j] < 0 {
+                continue;
+            }
+            let c = dot(&qu[i], &ku[j]);
+            all += (c / t).exp();
+            if k_labels[j] == q_labels[i] {
+                same += (c / t).exp();
+            }
+            if c > best.0 {
+                best = (c, k_labels[j] == q_labels[i]);
+            }
+        }
+        share += same / all;
+        hardest += best.1 as u8 as f64;
+        n += 1.0;
+    }
+    let got = Vec::<f64>::try_from(same_class_negatives(&to_tensor(&q), &Tensor::from_slice(&q_labels), &to_tensor(&k), &Tensor::from_slice(&k_labels), t)).unwrap();
+    assert!((got[0] - share / n).abs() < 1e-6 && (got[1] - hardest / n).abs() < 1e-6, "{got:?} vs {} {}", share / n, hardest / n);
+    // query 5's class (3) is not in the queue: its share is 0, which the mean above includes
+    assert!(share / n > 0.0 && share / n < 1.0 && hardest / n > 0.0, "the case must exercise both outcomes");
+    // no labelled key: nothing to measure
+    let none = Vec::<f64>::try_from(same_class_negatives(&to_tensor(&q), &Tensor::from_slice(&q_labels), &to_tensor(&k), &Tensor::full([9], -1, (Kind::Int64, Device::Cpu)), t)).unwrap();
+    assert!(none.iter().all(|v| v.is_nan()), "{none:?}");
 }
 
 /// BYOL Appendix F.4 by hand: 2α·mean_i log(Σ_{j≠i} exp(S(v_i,v_j)/α) + Σ_j exp(S(v_i,v'_j)/α)).

@@ -314,6 +314,8 @@ fn mocov2_batch_negatives_adds_the_batch_keys_to_the_queue() {
             assert!((logged[name] - r).abs() < 1e-5, "batch_negatives {on}: {name} {} vs {r}", logged[name]);
         }
         assert_eq!(logged["neg_share"] == 1.0, !on, "the queue is every negative only without batch keys");
+        // the initial queue's random keys have no labels: no same-class measurement yet
+        assert!(logged["neg_same_class_share"].is_nan() && logged["neg_hardest_same_class"].is_nan(), "{logged:?}");
     }
     // seven more negatives per query: the loss can only grow
     assert!(losses[1] > losses[0] + 1e-3, "{losses:?}");
@@ -351,6 +353,11 @@ fn tiny_end_to_end_run_per_method_on_cifar() {
         let last: serde_json::Value = first.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).filter(|v| v.get("loss").is_some()).last().unwrap();
         for key in ["pos_cos", "neg_cos_mean", "neg_cos_max", "neg_share"] {
             assert_eq!(last[key].as_f64().is_some(), matches!(name, "mocov2" | "adco"), "{name}: {key} in {last}");
+        }
+        // whether the queue's keys share the query's class: MoCo's queue keeps its keys' labels
+        // (128 keys, 32 a step: every key of the last step's queue is labelled)
+        for key in ["neg_same_class_share", "neg_hardest_same_class"] {
+            assert_eq!(last[key].as_f64().is_some(), name == "mocov2", "{name}: {key} in {last}");
         }
         // how far the step moved the encoder and projector
         for key in ["grad_norm_encoder", "update_ratio_encoder", "grad_norm_projector", "update_ratio_projector"] {

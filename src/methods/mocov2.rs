@@ -6,6 +6,7 @@
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::l2_normalize;
+use crate::backend::dist::all_gather_detached;
 use crate::methods::momentum_contrast::{validate_momentum, KeyNegatives, NegativeStats, Pending, QueryKey};
 use crate::methods::simclr::check_temperature;
 use crate::methods::branch::Branch;
@@ -54,10 +55,13 @@ impl Mocov2Config {
 }
 
 /// A FIFO ring of the last K keys, `[K, D]`, L2-normalised; starts as random unit vectors
-/// (as MoCo's `randn` + normalise). Kept in its own store so checkpoints carry it.
+/// (as MoCo's `randn` + normalise). Kept in its own store so checkpoints carry it. Beside it, the
+/// class label of each key's image (−1: unknown — the random start, an unlabelled data set, or a
+/// key written before a resume: the labels are a diagnostic and are not checkpointed).
 pub struct KeyQueue {
     pub vs: VarStore,
     keys: Tensor,
+    labels: Tensor,
     /// Next row to write, as a one-element float tensor (exact up to 2²⁴ rows).
     ptr: Tensor,
 }
@@ -69,12 +73,18 @@ impl KeyQueue {
         let keys = root.zeros_no_train("keys", &[size as i64, dim]);
         let ptr = root.zeros_no_train("ptr", &[1]);
         tch::no_grad(|| keys.shallow_clone().copy_(&l2_normalize(&Tensor::randn([size as i64, dim], (Kind::Float, device)))));
-        KeyQueue { vs, keys, ptr }
+        let labels = Tensor::full([size as i64], -1, (Kind::Int64, device));
+        KeyQueue { vs, keys, labels, ptr }
     }
 
     /// The keys as stored (ring order).
     pub fn keys(&self) -> Tensor {
         self.keys.detach()
+    }
+
+    /// The keys' labels as stored (ring order; −1 unknown).
+    pub fn labels(&self) -> Tensor {
+        self.labels.shallow_clone()
     }
 
     pub fn len(&self) -> i64 {
@@ -87,9 +97,9 @@ impl KeyQueue {
         self.keys.detach().roll([-ptr].as_slice(), [0i64].as_slice())
     }
 
-    /// Writes `k: [n, D]` (normalised here) after the newest key, overwriting the oldest; with
-    /// n > K only the last K rows land. No host synchronisation.
-    pub fn enqueue(&self, k: &Tensor) {
+    /// Writes `k: [n, D]` (normalised here) and their images' labels `[n]` after the newest key,
+    /// overwriting the oldest; with n > K only the last K rows land. No host synchronisation.
+    pub fn enqueue(&self, k: &Tensor, labels: &Tensor) {
         tch::no_grad(|| {
             let size = self.len();
             let n = k.size()[0];
@@ -98,10 +108,37 @@ impl KeyQueue {
             let start = self.ptr.to_kind(Kind::Int64) + (n - take);
             let rows = (Tensor::arange(take, (Kind::Int64, k.device())) + start).remainder(size);
             let _ = self.keys.shallow_clone().index_copy_(0, &rows, &k);
+            let _ = self.labels.shallow_clone().index_copy_(0, &rows, &labels.narrow(0, n - take, take).to_kind(Kind::Int64));
             let next = (self.ptr.shallow_clone() + n as f64).remainder(size as f64);
             self.ptr.shallow_clone().copy_(&next);
         });
     }
+}
+
+/// Are the queue's negatives images of the query's own class — false negatives? For the queries
+/// `q: [N, D]` with labels `[N]` against the queue's keys `[K, D]` with labels `[K]` (−1 unknown),
+/// as a `[2]` tensor, without a host read:
+/// - the same-class keys' share of the queue's InfoNCE mass, Σ_{n: yₙ = y} e^{q·n/τ} / Σ_{n: yₙ ≥ 0}
+///   e^{q·n/τ} (about 1/C for C balanced classes when the queue ignores class);
+/// - the fraction of queries whose hardest labelled key (largest cosine) has their class.
+/// Means over the queries with a label and at least one labelled key; NaN when there are none.
+pub fn same_class_negatives(q: &Tensor, labels: &Tensor, keys: &Tensor, key_labels: &Tensor, temperature: f64) -> Tensor {
+    tch::no_grad(|| {
+        let kd = crate::losses::compute_kind(q.kind());
+        let device = q.device();
+        let cos = l2_normalize(&q.to_kind(kd)).matmul(&l2_normalize(&keys.to_kind(kd)).tr()); // [N, K]
+        let known = key_labels.ge(0).unsqueeze(0); // [1, K]
+        let same = labels.to_device(device).to_kind(Kind::Int64).unsqueeze(1).eq_tensor(&key_labels.unsqueeze(0)).logical_and(&known); // [N, K]
+        let masked = cos.masked_fill(&known.logical_not(), f64::NEG_INFINITY);
+        let logits = &masked / temperature;
+        let share = (logits.masked_fill(&same.logical_not(), f64::NEG_INFINITY).logsumexp([1i64].as_slice(), false) - logits.logsumexp([1i64].as_slice(), false)).exp();
+        let hardest = masked.argmax(1, true);
+        let hardest_same = same.gather(1, &hardest, false).squeeze_dim(1).to_kind(kd);
+        let valid = labels.to_device(device).ge(0).logical_and(&known.any()).to_kind(kd); // [N]
+        let count = valid.sum(kd);
+        let mean = |x: Tensor| (x.nan_to_num(0.0, None, None) * &valid).sum(kd) / &count;
+        Tensor::stack(&[mean(share), mean(hardest_same)], 0)
+    })
 }
 
 pub struct MocoV2 {
@@ -109,8 +146,10 @@ pub struct MocoV2 {
     net: QueryKey,
     queue: KeyQueue,
     pending: Option<Pending>,
-    /// The last forward's [`NegativeStats`] tensor.
-    negative_stats: Option<Tensor>,
+    /// The last forward's [`NegativeStats`] tensor and [`same_class_negatives`] tensor.
+    negative_stats: Option<(Tensor, Tensor)>,
+    /// The global batch's labels in the pending keys' order (one copy per loss term).
+    pending_labels: Option<Tensor>,
 }
 
 impl MocoV2 {
@@ -121,7 +160,7 @@ impl MocoV2 {
             net = net.with_shuffle_bn(cfg.model.norm_splits);
         }
         let queue = KeyQueue::new(cfg.mocov2.queue_size, cfg.projector.out, device);
-        Ok(MocoV2 { cfg: cfg.mocov2.clone(), net, queue, pending: None, negative_stats: None })
+        Ok(MocoV2 { cfg: cfg.mocov2.clone(), net, queue, pending: None, negative_stats: None, pending_labels: None })
     }
 }
 
@@ -130,9 +169,12 @@ impl Method for MocoV2 {
         "mocov2"
     }
 
-    fn forward(&mut self, views: &[Tensor], _labels: &Tensor) -> anyhow::Result<StepOutput> {
+    fn forward(&mut self, views: &[Tensor], labels: &Tensor) -> anyhow::Result<StepOutput> {
         let (output, pending) = self.net.loss(views, &self.queue.keys(), self.cfg.temperature, self.cfg.symmetric, KeyNegatives::from_flag(self.cfg.batch_negatives))?;
-        self.negative_stats = Some(pending.stats.shallow_clone());
+        let classes = same_class_negatives(&pending.pairs[0].0, labels, &self.queue.keys(), &self.queue.labels(), self.cfg.temperature);
+        self.negative_stats = Some((pending.stats.shallow_clone(), classes));
+        let global = all_gather_detached(&labels.to_kind(Kind::Int64))?;
+        self.pending_labels = Some(global.repeat([pending.pairs.len() as i64]));
         self.pending = Some(pending);
         Ok(output)
     }
@@ -141,15 +183,20 @@ impl Method for MocoV2 {
         let m = self.net.update_key(self.cfg.momentum_base, self.cfg.momentum_end, step, total)?;
         // the pending keys stay (the next forward replaces them): under `train.cuda_graph` the
         // forward runs once, at the capture, and each replay rewrites these same tensors
-        if let Some(p) = &self.pending {
+        if let (Some(p), Some(labels)) = (&self.pending, &self.pending_labels) {
             // every rank enqueues the keys of the global batch, so queues stay equal
-            self.queue.enqueue(&p.keys());
+            self.queue.enqueue(&p.keys(), labels);
         }
         Ok(vec![("tau", m)])
     }
 
     fn diagnostics(&self) -> anyhow::Result<Vec<(&'static str, f64)>> {
-        NegativeStats::logged(self.negative_stats.as_ref())
+        let mut fields = NegativeStats::logged(self.negative_stats.as_ref().map(|s| &s.0))?;
+        if let Some((_, classes)) = &self.negative_stats {
+            let v = Vec::<f64>::try_from(classes.to_kind(Kind::Double))?;
+            fields.extend([("neg_same_class_share", v[0]), ("neg_hardest_same_class", v[1])]);
+        }
+        Ok(fields)
     }
 
     fn online(&self) -> &Branch {
