@@ -7,8 +7,8 @@ use rand_chacha::ChaCha8Rng;
 use selfsup::analysis::{batch_mean_cos, effective_rank, z_std};
 use selfsup::losses::{alignment, byol_negatives_term, info_nce, info_nce_batch_keys, negative_cosine, nt_xent, sup_con, sup_con_views, uniformity};
 use selfsup::methods::adco::{AscentConfig, NegativeBank};
-use selfsup::methods::mocov2::{same_class_negatives, KeyQueue};
-use selfsup::methods::momentum_contrast::KeyNegatives;
+use selfsup::methods::mocov2::KeyQueue;
+use selfsup::methods::momentum_contrast::{KeyNegatives, NegativeLabels, NegativeStats};
 use tch::{Device, Kind, Tensor};
 
 /// SimCLR (arXiv:2002.05709) Algorithm 1 by hand: rows 2k and 2k+1 of `z` are the two views of
@@ -277,9 +277,9 @@ fn moco_queue_holds_the_last_k_keys_in_order() {
     }
 }
 
-/// The queue's same-class keys by plain loops: their share of each labelled query's InfoNCE mass
-/// over the labelled keys, and whether its hardest labelled key has its class; means over the
-/// labelled queries.
+/// The negatives' same-class measures ([`NegativeStats`]' `same_class`, what MoCo's queue logs) by
+/// plain loops: the same-class keys' share of each labelled query's InfoNCE mass over the labelled
+/// keys, and whether its hardest labelled key has its class; means over the labelled queries.
 #[test]
 fn same_class_negatives_match_a_plain_loop() {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -311,13 +311,18 @@ fn same_class_negatives_match_a_plain_loop() {
         hardest += best.1 as u8 as f64;
         n += 1.0;
     }
-    let got = Vec::<f64>::try_from(same_class_negatives(&to_tensor(&q), &Tensor::from_slice(&q_labels), &to_tensor(&k), &Tensor::from_slice(&k_labels), t)).unwrap();
-    assert!((got[0] - share / n).abs() < 1e-6 && (got[1] - hardest / n).abs() < 1e-6, "{got:?} vs {} {}", share / n, hardest / n);
+    let stats = |key_labels: &Tensor| {
+        let (q, k, q_labels) = (to_tensor(&q), to_tensor(&k), Tensor::from_slice(&q_labels));
+        let labels = NegativeLabels { queries: &q_labels, negatives: key_labels };
+        NegativeStats::read(&NegativeStats::of(&q, &q, &k, t, 0, KeyNegatives::PositiveOnly, Some(labels))).unwrap().same_class.unwrap()
+    };
+    let got = stats(&Tensor::from_slice(&k_labels));
+    assert!((got.share - share / n).abs() < 1e-6 && (got.hardest - hardest / n).abs() < 1e-6, "{got:?} vs {} {}", share / n, hardest / n);
     // query 5's class (3) is not in the queue: its share is 0, which the mean above includes
     assert!(share / n > 0.0 && share / n < 1.0 && hardest / n > 0.0, "the case must exercise both outcomes");
     // no labelled key: nothing to measure
-    let none = Vec::<f64>::try_from(same_class_negatives(&to_tensor(&q), &Tensor::from_slice(&q_labels), &to_tensor(&k), &Tensor::full([9], -1, (Kind::Int64, Device::Cpu)), t)).unwrap();
-    assert!(none.iter().all(|v| v.is_nan()), "{none:?}");
+    let none = stats(&Tensor::full([9], -1, (Kind::Int64, Device::Cpu)));
+    assert!(none.share.is_nan() && none.hardest.is_nan(), "{none:?}");
 }
 
 /// BYOL Appendix F.4 by hand: 2α·mean_i log(Σ_{j≠i} exp(S(v_i,v_j)/α) + Σ_j exp(S(v_i,v'_j)/α)).

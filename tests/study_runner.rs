@@ -51,7 +51,7 @@ fn tiny_study_writes_table_and_plots_and_resumes_without_redoing_runs() {
         assert!(md.contains(&format!("(update_ratio_{part}_vs_step.png)")), "{md}");
     }
     // BYOL has no external negatives: no negatives' columns or plots
-    assert!(!md.contains("neg. share") && !out.join("neg_share_vs_step.png").exists() && !out.join("neg_gap_vs_step.png").exists(), "{md}");
+    assert!(!md.contains("neg. share") && !md.contains("same-class share") && !out.join("neg_share_vs_step.png").exists() && !out.join("neg_gap_vs_step.png").exists(), "{md}");
     // each row carries a kNN accuracy and the metrics
     let column = |name: &str| lines[0].split(',').position(|c| c == name).unwrap_or_else(|| panic!("no `{name}` column: {}", lines[0]));
     let a = lines[1].split(',').collect::<Vec<_>>();
@@ -128,9 +128,10 @@ fn study_file_errors_name_the_file_and_the_run() {
 
 /// A run folder as training leaves it, written by hand: the config's projector width, a summary,
 /// one metrics line per epoch (with the predictor metrics when `pred_cos` is given, the external
-/// negatives' (share, hardest cosine) when `negatives` is, the last epoch's share doubled) and
-/// the kNN evaluation after the second epoch.
-fn fake_run(dir: &std::path::Path, knn: f64, z_std: f64, alignment: f64, pred_cos: Option<f64>, negatives: Option<(f64, f64)>) {
+/// negatives' (share, hardest cosine, same-class share) when `negatives` is, the last epoch's
+/// share doubled, the hardest negative of the query's class 15% of the time) and the kNN
+/// evaluation after the second epoch.
+fn fake_run(dir: &std::path::Path, knn: f64, z_std: f64, alignment: f64, pred_cos: Option<f64>, negatives: Option<(f64, f64, f64)>) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.toml"), "method = \"byol\"\n[projector]\nout = 100\n").unwrap();
     let summary = format!(r#"{{"knn_top1": {knn}, "knn_random_top1": 0.25, "steps": 20, "epochs": 2, "minutes": 1.0}}"#);
@@ -138,7 +139,9 @@ fn fake_run(dir: &std::path::Path, knn: f64, z_std: f64, alignment: f64, pred_co
     let mut lines = String::new();
     for (epoch, step) in [(0, 10), (1, 20)] {
         let pred = pred_cos.map(|c| format!(r#", "pred_z_std": 0.05, "pred_effective_rank": 3.0, "pred_projection_cos": {c}"#)).unwrap_or_default();
-        let neg = negatives.map(|(share, hardest)| format!(r#", "pos_cos": 0.7, "neg_cos_mean": 0.1, "neg_cos_max": {hardest}, "neg_share": {}"#, share * (1 + epoch) as f64)).unwrap_or_default();
+        let neg = negatives
+            .map(|(share, hardest, same)| format!(r#", "pos_cos": 0.7, "neg_cos_mean": 0.1, "neg_cos_max": {hardest}, "neg_share": {}, "neg_same_class_share": {same}, "neg_hardest_same_class": 0.15"#, share * (1 + epoch) as f64))
+            .unwrap_or_default();
         lines += &format!(r#"{{"epoch": {epoch}, "step": {step}, "loss": 1.0, "z_std": {z_std}, "alignment": {alignment}, "uniformity": -2.0, "effective_rank": 5.0, "batch_mean_cos": 0.5{pred}{neg}}}"#);
         lines += "\n";
     }
@@ -157,8 +160,8 @@ fn runs_over_seeds_are_summarised_per_configuration() {
         fake_run(&out.join(format!("a-seed{}", s + 1)), knn, z, al, Some(cos), None);
     }
     // only "b" has external negatives: final shares (last epoch: doubled) 0.2 and 0.4
-    fake_run(&out.join("b-seed1"), 0.20, 0.001, 0.0, None, Some((0.1, 0.8)));
-    fake_run(&out.join("b-seed2"), 0.22, 0.003, 0.0, None, Some((0.2, 0.6)));
+    fake_run(&out.join("b-seed1"), 0.20, 0.001, 0.0, None, Some((0.1, 0.8, 0.11)));
+    fake_run(&out.join("b-seed2"), 0.22, 0.003, 0.0, None, Some((0.2, 0.6, 0.13)));
     let o = run_owned(&["study".into(), "report".into(), out.to_str().unwrap().into()]);
     assert!(o.status.success(), "{}", stderr(&o));
 
@@ -181,6 +184,7 @@ fn runs_over_seeds_are_summarised_per_configuration() {
     assert_eq!(rows[2][col("pred_projection_cos_mean")], "", "b has no predictor: {csv}");
     assert!((num(2, "neg_share_mean") - 0.3).abs() < 1e-9 && (num(2, "neg_cos_max_mean") - 0.7).abs() < 1e-9, "{csv}");
     assert_eq!(rows[1][col("neg_share_mean")], "", "a has no external negatives: {csv}");
+    assert!((num(2, "neg_same_class_share_mean") - 0.12).abs() < 1e-9 && (num(2, "neg_hardest_same_class_mean") - 0.15).abs() < 1e-9, "{csv}");
 
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     let line = format!("| a | 3 | {:.4} ± {:.4} |", mean(&knn_a), sd(&knn_a));
@@ -189,7 +193,8 @@ fn runs_over_seeds_are_summarised_per_configuration() {
     // the predictor column is shown (a has values); the linear column is not (no run has one)
     assert!(md.contains("pred.–proj. cos") && !md.contains("linear top-1"), "{md}");
     assert!(md.contains("(pred_z_std_vs_epoch.png)") && out.join("pred_z_std_vs_epoch.png").exists(), "{md}");
-    assert!(md.contains("neg. share") && md.contains("| b-seed2 |") && md.contains("| 0.4000 | 0.600 |"), "{md}");
+    assert!(md.contains("neg. share") && md.contains("| b-seed2 |") && md.contains("| 0.4000 | 0.600 | 0.130 | 0.150 |"), "{md}");
+    assert!(md.contains("same-class share") && md.contains("hardest same class"), "{md}");
     for plot in ["neg_share_vs_step.png", "neg_gap_vs_step.png"] {
         assert!(md.contains(&format!("({plot})")) && out.join(plot).exists(), "{plot}: {md}");
     }

@@ -238,7 +238,7 @@ impl Method for AdCo {
     fn forward(&mut self, views: &[Tensor], _labels: &Tensor) -> anyhow::Result<StepOutput> {
         // the encoder descends against the bank as it is now; the bank is not part of its graph
         let negatives = self.bank.active().detach();
-        let (output, pending) = self.net.loss(views, &negatives, self.cfg.temperature, self.cfg.symmetric, self.cfg.key_negatives())?;
+        let (output, pending) = self.net.loss(views, &negatives, self.cfg.temperature, self.cfg.symmetric, self.cfg.key_negatives(), None)?;
         self.negative_stats = Some(pending.stats.shallow_clone());
         self.pending = Some(pending);
         Ok(output)

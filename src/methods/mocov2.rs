@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::losses::l2_normalize;
 use crate::backend::dist::all_gather_detached;
-use crate::methods::momentum_contrast::{validate_momentum, KeyNegatives, NegativeStats, Pending, QueryKey};
+use crate::methods::momentum_contrast::{validate_momentum, KeyNegatives, NegativeLabels, NegativeStats, Pending, QueryKey};
 use crate::methods::simclr::check_temperature;
 use crate::methods::branch::Branch;
 use crate::methods::{Method, StepOutput};
@@ -45,6 +45,10 @@ impl Default for Mocov2Config {
 }
 
 impl Mocov2Config {
+    pub fn key_negatives(&self) -> KeyNegatives {
+        KeyNegatives::from_flag(self.batch_negatives)
+    }
+
     pub fn validate(&self) -> Result<(), Error> {
         check_temperature("mocov2.temperature", self.temperature)?;
         if !(1..=1 << 24).contains(&self.queue_size) {
@@ -115,39 +119,13 @@ impl KeyQueue {
     }
 }
 
-/// Are the queue's negatives images of the query's own class — false negatives? For the queries
-/// `q: [N, D]` with labels `[N]` against the queue's keys `[K, D]` with labels `[K]` (−1 unknown),
-/// as a `[2]` tensor, without a host read:
-/// - the same-class keys' share of the queue's InfoNCE mass, Σ_{n: yₙ = y} e^{q·n/τ} / Σ_{n: yₙ ≥ 0}
-///   e^{q·n/τ} (about 1/C for C balanced classes when the queue ignores class);
-/// - the fraction of queries whose hardest labelled key (largest cosine) has their class.
-/// Means over the queries with a label and at least one labelled key; NaN when there are none.
-pub fn same_class_negatives(q: &Tensor, labels: &Tensor, keys: &Tensor, key_labels: &Tensor, temperature: f64) -> Tensor {
-    tch::no_grad(|| {
-        let kd = crate::losses::compute_kind(q.kind());
-        let device = q.device();
-        let cos = l2_normalize(&q.to_kind(kd)).matmul(&l2_normalize(&keys.to_kind(kd)).tr()); // [N, K]
-        let known = key_labels.ge(0).unsqueeze(0); // [1, K]
-        let same = labels.to_device(device).to_kind(Kind::Int64).unsqueeze(1).eq_tensor(&key_labels.unsqueeze(0)).logical_and(&known); // [N, K]
-        let masked = cos.masked_fill(&known.logical_not(), f64::NEG_INFINITY);
-        let logits = &masked / temperature;
-        let share = (logits.masked_fill(&same.logical_not(), f64::NEG_INFINITY).logsumexp([1i64].as_slice(), false) - logits.logsumexp([1i64].as_slice(), false)).exp();
-        let hardest = masked.argmax(1, true);
-        let hardest_same = same.gather(1, &hardest, false).squeeze_dim(1).to_kind(kd);
-        let valid = labels.to_device(device).ge(0).logical_and(&known.any()).to_kind(kd); // [N]
-        let count = valid.sum(kd);
-        let mean = |x: Tensor| (x.nan_to_num(0.0, None, None) * &valid).sum(kd) / &count;
-        Tensor::stack(&[mean(share), mean(hardest_same)], 0)
-    })
-}
-
 pub struct MocoV2 {
     cfg: Mocov2Config,
     net: QueryKey,
     queue: KeyQueue,
     pending: Option<Pending>,
-    /// The last forward's [`NegativeStats`] tensor and [`same_class_negatives`] tensor.
-    negative_stats: Option<(Tensor, Tensor)>,
+    /// The last forward's [`NegativeStats`] tensor, with the queue's same-class measures.
+    negative_stats: Option<Tensor>,
     /// The global batch's labels in the pending keys' order (one copy per loss term).
     pending_labels: Option<Tensor>,
 }
@@ -170,9 +148,10 @@ impl Method for MocoV2 {
     }
 
     fn forward(&mut self, views: &[Tensor], labels: &Tensor) -> anyhow::Result<StepOutput> {
-        let (output, pending) = self.net.loss(views, &self.queue.keys(), self.cfg.temperature, self.cfg.symmetric, KeyNegatives::from_flag(self.cfg.batch_negatives))?;
-        let classes = same_class_negatives(&pending.pairs[0].0, labels, &self.queue.keys(), &self.queue.labels(), self.cfg.temperature);
-        self.negative_stats = Some((pending.stats.shallow_clone(), classes));
+        let queue_labels = self.queue.labels();
+        let classes = NegativeLabels { queries: labels, negatives: &queue_labels };
+        let (output, pending) = self.net.loss(views, &self.queue.keys(), self.cfg.temperature, self.cfg.symmetric, self.cfg.key_negatives(), Some(classes))?;
+        self.negative_stats = Some(pending.stats.shallow_clone());
         let global = all_gather_detached(&labels.to_kind(Kind::Int64))?;
         self.pending_labels = Some(global.repeat([pending.pairs.len() as i64]));
         self.pending = Some(pending);
@@ -191,12 +170,7 @@ impl Method for MocoV2 {
     }
 
     fn diagnostics(&self) -> anyhow::Result<Vec<(&'static str, f64)>> {
-        let mut fields = NegativeStats::logged(self.negative_stats.as_ref().map(|s| &s.0))?;
-        if let Some((_, classes)) = &self.negative_stats {
-            let v = Vec::<f64>::try_from(classes.to_kind(Kind::Double))?;
-            fields.extend([("neg_same_class_share", v[0]), ("neg_hardest_same_class", v[1])]);
-        }
-        Ok(fields)
+        NegativeStats::logged(self.negative_stats.as_ref())
     }
 
     fn online(&self) -> &Branch {

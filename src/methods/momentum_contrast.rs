@@ -45,7 +45,7 @@ pub fn shuffle_bn_order(n: i64, splits: i64, device: Device) -> Option<(Tensor, 
 pub struct Pending {
     /// `(this rank's [N, D] queries, the global batch's [N·ranks, D] keys in rank order)`.
     pub pairs: Vec<(Tensor, Tensor)>,
-    /// [`NegativeStats`] of the first term, as a `[4]` tensor on the device (read only when logged).
+    /// [`NegativeStats`] of the first term, as a tensor on the device (read only when logged).
     pub stats: Tensor,
 }
 
@@ -63,14 +63,36 @@ pub struct NegativeStats {
     /// The external negatives' share of the InfoNCE denominator's negative mass,
     /// Σₙ e^{q·n/τ} / (Σₙ e^{q·n/τ} + Σ_{j≠i} e^{q·kⱼ/τ}): 1 without batch keys as negatives.
     pub neg_share: f64,
+    /// Are the negatives images of the query's own class (false negatives)? Only when the
+    /// negatives carry labels ([`NegativeLabels`]: MoCo's queue).
+    pub same_class: Option<SameClass>,
+}
+
+/// The class labels of a step's queries `[N]` and of the external negatives `[K]` (−1 unknown).
+pub struct NegativeLabels<'a> {
+    pub queries: &'a Tensor,
+    pub negatives: &'a Tensor,
+}
+
+/// How much of the external negatives' pull comes from the query's own class. Means over the
+/// queries with a label, against the labelled negatives only; NaN when there are none.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SameClass {
+    /// The same-class negatives' share of the labelled negatives' InfoNCE mass,
+    /// Σ_{n: yₙ = y} e^{q·n/τ} / Σ_{n: yₙ ≥ 0} e^{q·n/τ} (about 1/C for C balanced classes when
+    /// the negatives ignore class).
+    pub share: f64,
+    /// The fraction of queries whose hardest labelled negative (largest cosine) has their class.
+    pub hardest: f64,
 }
 
 impl NegativeStats {
-    /// Computes the statistics as a `[pos_cos, neg_cos_mean, neg_cos_max, neg_share]` tensor,
-    /// without a host read: `q: [N, D]` queries whose positives are rows `offset..offset + N` of
-    /// `keys: [M, D]`, `negatives: [K, D]`, InfoNCE temperature `temperature`. With K = 0 the
-    /// negatives' cosines are NaN (null in the log) and their share 0.
-    pub fn of(q: &Tensor, keys: &Tensor, negatives: &Tensor, temperature: f64, offset: i64, batch: KeyNegatives) -> Tensor {
+    /// Computes the statistics as a `[pos_cos, neg_cos_mean, neg_cos_max, neg_share]` tensor
+    /// (with `labels`, followed by [`SameClass`]'s `[share, hardest]`), without a host read:
+    /// `q: [N, D]` queries whose positives are rows `offset..offset + N` of `keys: [M, D]`,
+    /// `negatives: [K, D]`, InfoNCE temperature `temperature`. With K = 0 the negatives' cosines
+    /// are NaN (null in the log) and their share 0.
+    pub fn of(q: &Tensor, keys: &Tensor, negatives: &Tensor, temperature: f64, offset: i64, batch: KeyNegatives, labels: Option<NegativeLabels>) -> Tensor {
         tch::no_grad(|| {
             let kd = crate::losses::compute_kind(q.kind());
             let n = q.size()[0];
@@ -78,10 +100,14 @@ impl NegativeStats {
             let k = crate::losses::l2_normalize(&keys.to_kind(kd));
             let neg = crate::losses::l2_normalize(&negatives.to_kind(kd));
             let pos = (&q * k.narrow(0, offset, n)).sum_dim_intlist([1i64].as_slice(), false, kd).mean(kd);
+            let nan = || Tensor::full([], f64::NAN, (kd, q.device()));
             if neg.size()[0] == 0 {
                 // AdCo's bank before its first rows are filled: no external negatives yet
-                let none = Tensor::full([], f64::NAN, (kd, q.device()));
-                return Tensor::stack(&[pos, none.copy(), none, Tensor::zeros([], (kd, q.device()))], 0);
+                let mut v = vec![pos, nan(), nan(), Tensor::zeros([], (kd, q.device()))];
+                if labels.is_some() {
+                    v.extend([nan(), nan()]);
+                }
+                return Tensor::stack(&v, 0);
             }
             let cos = q.matmul(&neg.tr()); // [N, K]
             let mean = cos.mean(kd);
@@ -97,20 +123,29 @@ impl NegativeStats {
                     (lse_neg - lse_keys).sigmoid().mean(kd)
                 }
             };
-            Tensor::stack(&[pos, mean, max, share], 0)
+            let mut v = vec![pos, mean, max, share];
+            if let Some(labels) = labels {
+                v.extend(same_class(&cos, &labels, temperature));
+            }
+            Tensor::stack(&v, 0)
         })
     }
 
-    /// Reads the `[4]` tensor of [`NegativeStats::of`] back (a host synchronisation).
+    /// Reads the tensor of [`NegativeStats::of`] back (a host synchronisation).
     pub fn read(stats: &Tensor) -> anyhow::Result<NegativeStats> {
         let v = Vec::<f64>::try_from(stats.to_kind(Kind::Double))?;
-        anyhow::ensure!(v.len() == 4, "negative statistics: {} values, expected 4", v.len());
-        Ok(NegativeStats { pos_cos: v[0], neg_cos_mean: v[1], neg_cos_max: v[2], neg_share: v[3] })
+        anyhow::ensure!(v.len() == 4 || v.len() == 6, "negative statistics: {} values, expected 4 or 6", v.len());
+        let same_class = (v.len() == 6).then(|| SameClass { share: v[4], hardest: v[5] });
+        Ok(NegativeStats { pos_cos: v[0], neg_cos_mean: v[1], neg_cos_max: v[2], neg_share: v[3], same_class })
     }
 
     /// The metrics.jsonl fields.
     pub fn fields(&self) -> Vec<(&'static str, f64)> {
-        vec![("pos_cos", self.pos_cos), ("neg_cos_mean", self.neg_cos_mean), ("neg_cos_max", self.neg_cos_max), ("neg_share", self.neg_share)]
+        let mut fields = vec![("pos_cos", self.pos_cos), ("neg_cos_mean", self.neg_cos_mean), ("neg_cos_max", self.neg_cos_max), ("neg_share", self.neg_share)];
+        if let Some(c) = self.same_class {
+            fields.extend([("neg_same_class_share", c.share), ("neg_hardest_same_class", c.hardest)]);
+        }
+        fields
     }
 
     /// The metrics fields of a method's last [`NegativeStats::of`] tensor, if it has one.
@@ -120,6 +155,23 @@ impl NegativeStats {
             None => vec![],
         })
     }
+}
+
+/// [`SameClass`] as `[share, hardest]` from the queries' cosines with the negatives `cos: [N, K]`.
+fn same_class(cos: &Tensor, labels: &NegativeLabels, temperature: f64) -> [Tensor; 2] {
+    let kd = cos.kind();
+    let key_labels = labels.negatives.to_device(cos.device()).to_kind(Kind::Int64);
+    let query_labels = labels.queries.to_device(cos.device()).to_kind(Kind::Int64);
+    let known = key_labels.ge(0).unsqueeze(0); // [1, K]
+    let same = query_labels.unsqueeze(1).eq_tensor(&key_labels.unsqueeze(0)).logical_and(&known); // [N, K]
+    let masked = cos.masked_fill(&known.logical_not(), f64::NEG_INFINITY);
+    let logits = &masked / temperature;
+    let share = (logits.masked_fill(&same.logical_not(), f64::NEG_INFINITY).logsumexp([1i64].as_slice(), false) - logits.logsumexp([1i64].as_slice(), false)).exp();
+    let hardest = same.gather(1, &masked.argmax(1, true), false).squeeze_dim(1).to_kind(kd);
+    let valid = query_labels.ge(0).logical_and(&known.any()).to_kind(kd); // [N]
+    let count = valid.sum(kd);
+    let mean = |x: Tensor| (x.nan_to_num(0.0, None, None) * &valid).sum(kd) / &count;
+    [mean(share), mean(hardest)]
 }
 
 impl Pending {
@@ -194,15 +246,16 @@ impl QueryKey {
     /// The keys are gathered over ranks once here ([`KeyNegatives::Batch`] contrasts with all of
     /// them; the queue and the bank need them after the step). Returns the step's output (the loss,
     /// the online projections of the first two views for metrics, the first view's encoder
-    /// features) and the pending query/key pairs.
-    pub fn loss(&self, views: &[Tensor], negatives: &Tensor, temperature: f64, symmetric: bool, batch: KeyNegatives) -> anyhow::Result<(StepOutput, Pending)> {
+    /// features) and the pending query/key pairs. `labels` (this rank's images' and the negatives')
+    /// adds [`SameClass`] to the pending [`NegativeStats`].
+    pub fn loss(&self, views: &[Tensor], negatives: &Tensor, temperature: f64, symmetric: bool, batch: KeyNegatives, labels: Option<NegativeLabels>) -> anyhow::Result<(StepOutput, Pending)> {
         anyhow::ensure!(views.len() >= 2, "momentum contrast needs two views, the recipe gives {}", views.len());
         let offset = dist::place().rank as i64 * views[0].size()[0];
         let term = |q: &Tensor, keys: &Tensor| batch.info_nce(q, keys, negatives, temperature, offset);
         let (h1, q1) = self.query.forward_with_features(&views[0]);
         let output = |loss: Tensor, embeddings: Vec<Tensor>| StepOutput { loss, embeddings, predictions: vec![], features: h1.detach() };
         let k2 = all_gather_detached(&self.keys_of(&views[1]))?;
-        let stats = NegativeStats::of(&q1, &k2, negatives, temperature, offset, batch);
+        let stats = NegativeStats::of(&q1, &k2, negatives, temperature, offset, batch, labels);
         if symmetric {
             let q2 = self.query.forward(&views[1]);
             let k1 = all_gather_detached(&self.keys_of(&views[0]))?;

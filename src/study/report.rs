@@ -84,7 +84,7 @@ pub struct Metric {
 }
 
 /// The report's metrics, in column order.
-pub const METRICS: [Metric; 15] = [
+pub const METRICS: [Metric; 17] = [
     Metric { key: "knn_top1", title: "kNN top-1", digits: 4, source: Source::Summary },
     Metric { key: "knn_random_top1", title: "random-init kNN", digits: 4, source: Source::Summary },
     Metric { key: "linear_top1", title: "linear top-1", digits: 4, source: Source::Linear },
@@ -100,6 +100,8 @@ pub const METRICS: [Metric; 15] = [
     Metric { key: "pred_projection_cos", title: "pred.–proj. cos", digits: 3, source: Source::LastEpoch },
     Metric { key: "neg_share", title: "neg. share", digits: 4, source: Source::LastEpoch },
     Metric { key: "neg_cos_max", title: "hardest neg. cos", digits: 3, source: Source::LastEpoch },
+    Metric { key: "neg_same_class_share", title: "same-class share", digits: 3, source: Source::LastEpoch },
+    Metric { key: "neg_hardest_same_class", title: "hardest same class", digits: 3, source: Source::LastEpoch },
 ];
 
 /// The metrics some row has a value of (Markdown tables leave out empty columns; CSV files keep
@@ -272,6 +274,9 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     let with_negatives = shown.iter().any(|m| m.key == "neg_share");
     if with_negatives {
         md.push_str(" neg. share: the external negatives' (MoCo v2's queue, AdCo's bank) share of the InfoNCE denominator's negative mass, the batch's other keys holding the rest (1 without them); hardest neg. cos: each query's largest cosine with one of them, averaged over the queries.");
+    }
+    if shown.iter().any(|m| m.key == "neg_same_class_share") {
+        md.push_str(" same-class share: the share of the queue's InfoNCE mass held by keys of the query's own class (false negatives; about 1/C for C balanced classes when the queue ignores class); hardest same class: how often the query's hardest queue key has its class (MoCo v2 on labelled data).");
     }
     if shown.iter().any(|m| m.key == "online_linear_top1") {
         md.push_str(" online linear top-1: the online probe (`eval.online_probe`, trained during pre-training on augmented views) on the held-out set — not the offline linear probe.");
