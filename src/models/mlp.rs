@@ -3,7 +3,7 @@
 //! layer with output dimension 256" — the defaults here. Used for projectors and predictors.
 use crate::error::Error;
 use crate::models::layers::Linear;
-use crate::models::norm::{Norm, NormKind};
+use crate::models::norm::{check_gn_groups, Norm, NormKind, DEFAULT_GN_GROUPS};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
@@ -19,11 +19,13 @@ pub struct MlpConfig {
     /// Also apply `norm` to the output (SimSiam's projector, arXiv:2011.10566 §4.4 and Table 4(d):
     /// BN on the projection MLP's output; BYOL's heads have none).
     pub output_norm: bool,
+    /// GroupNorm's groups for `gnws` (at most; see [`crate::models::norm::gn_groups`]).
+    pub gn_groups: i64,
 }
 
 impl Default for MlpConfig {
     fn default() -> Self {
-        MlpConfig { hidden: 4096, out: 256, layers: 2, norm: NormKind::Bn, output_norm: false }
+        MlpConfig { hidden: 4096, out: 256, layers: 2, norm: NormKind::Bn, output_norm: false, gn_groups: DEFAULT_GN_GROUPS }
     }
 }
 
@@ -38,6 +40,7 @@ impl MlpConfig {
         if !(1..=8).contains(&self.layers) {
             return Err(Error::config(format!("{section}.layers"), self.layers, "must lie in 1..=8"));
         }
+        check_gn_groups(&format!("{section}.gn_groups"), self.gn_groups)?;
         Ok(())
     }
 }
@@ -54,12 +57,13 @@ impl Mlp {
     pub fn new(vs: nn::Path, din: i64, cfg: &MlpConfig) -> Mlp {
         let mut d = din;
         let mut hidden = Vec::new();
+        let norm = |p: nn::Path, channels: i64| Norm::new(p, cfg.norm, channels, 8).with_gn_groups(cfg.gn_groups);
         for i in 0..cfg.layers - 1 {
             let lp = &vs / format!("layers{i}");
-            hidden.push((Linear::new(&lp / "linear", d, cfg.hidden, true), Norm::new(&lp / "norm", cfg.norm, cfg.hidden, 8)));
+            hidden.push((Linear::new(&lp / "linear", d, cfg.hidden, true), norm(&lp / "norm", cfg.hidden)));
             d = cfg.hidden;
         }
-        let last_norm = cfg.output_norm.then(|| Norm::new(&vs / "out_norm", cfg.norm, cfg.out, 8));
+        let last_norm = cfg.output_norm.then(|| norm(&vs / "out_norm", cfg.out));
         Mlp { hidden, last: Linear::new(&vs / "out", d, cfg.out, true), last_norm }
     }
 

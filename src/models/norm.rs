@@ -54,6 +54,8 @@ pub struct Norm {
     kind: NormKind,
     channels: i64,
     splits: i64,
+    /// `gnws`: GroupNorm's groups, at most (see [`gn_groups`]).
+    max_groups: i64,
     pub weight: Option<Tensor>,
     pub bias: Option<Tensor>,
     pub running_mean: Option<Tensor>,
@@ -79,6 +81,7 @@ impl Norm {
             kind,
             channels,
             splits: splits.max(1),
+            max_groups: DEFAULT_GN_GROUPS,
             weight: affine.then(|| vs.var("weight", &[channels], nn::Init::Const(1.0))),
             bias: affine.then(|| vs.var("bias", &[channels], nn::Init::Const(0.0))),
             running_mean: stats.then(|| vs.zeros_no_train("running_mean", &[channels])),
@@ -86,6 +89,12 @@ impl Norm {
             initialised: (kind == NormKind::Actnorm).then(|| vs.zeros_no_train("initialised", &[1])),
             ready: AtomicBool::new(false),
         }
+    }
+
+    /// The same layer whose `gnws` GroupNorm uses at most `groups` groups (default 32).
+    pub fn with_gn_groups(mut self, groups: i64) -> Norm {
+        self.max_groups = groups.max(1);
+        self
     }
 
     /// BatchNorm without affine parameters whose training statistics are the global batch's in a
@@ -129,7 +138,7 @@ impl Norm {
                 }
             }
             NormKind::Gnws => {
-                let groups = gn_groups(self.channels);
+                let groups = gn_groups(self.channels, self.max_groups);
                 if x.dim() == 4 {
                     Tensor::group_norm(x, groups, self.weight.as_ref(), self.bias.as_ref(), EPS, true)
                 } else {
@@ -242,10 +251,23 @@ fn channel_shape(x: &Tensor, channels: i64) -> Vec<i64> {
     }
 }
 
-/// Groups for GroupNorm: 32 where the channel count allows (Wu & He 2018), else the largest
-/// divisor of `channels` not above 32.
-pub fn gn_groups(channels: i64) -> i64 {
-    (1..=32.min(channels)).rev().find(|g| channels % g == 0).unwrap_or(1)
+/// GroupNorm's default groups (Wu & He, "Group Normalization", arXiv:1803.08494, §4: G = 32).
+pub const DEFAULT_GN_GROUPS: i64 = 32;
+
+/// Groups for GroupNorm over `channels`: `max_groups` where the channel count allows, else the
+/// largest divisor of `channels` below it. Where `channels ≤ max_groups` every group is one
+/// channel (instance normalisation: a narrow network's first stages at the default 32); 1 group
+/// is LayerNorm over (C, H, W).
+pub fn gn_groups(channels: i64, max_groups: i64) -> i64 {
+    (1..=max_groups.min(channels)).rev().find(|g| channels % g == 0).unwrap_or(1)
+}
+
+/// Checks a `gn_groups` config value.
+pub fn check_gn_groups(field: &str, groups: i64) -> Result<(), Error> {
+    if !(1..=1024).contains(&groups) {
+        return Err(Error::config(field, groups, "must lie in 1..=1024"));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -282,6 +304,61 @@ mod tests {
         let w = Tensor::from_slice(w).view(shape.as_slice());
         let b = Tensor::from_slice(b).view(shape.as_slice());
         x.to_kind(Kind::Double) * w + b
+    }
+
+    /// GroupNorm by plain loops: each sample's channels `g·C/G .. (g+1)·C/G` over every position,
+    /// standardised with their own mean and biased variance (Wu & He, arXiv:1803.08494, Eq. 1–2).
+    fn loop_group_norm(x: &Tensor, groups: i64) -> Tensor {
+        let s = x.size();
+        let (n, c) = (s[0], s[1]);
+        let positions: i64 = s[2..].iter().product();
+        let v: Vec<f64> = Vec::try_from(x.flatten(0, -1).to_kind(Kind::Double)).unwrap();
+        let per = c / groups;
+        let mut out = v.clone();
+        for i in 0..n {
+            for g in 0..groups {
+                let idx: Vec<usize> = (g * per..(g + 1) * per).flat_map(|ch| (0..positions).map(move |p| ((i * c + ch) * positions + p) as usize)).collect();
+                let m = idx.iter().map(|&k| v[k]).sum::<f64>() / idx.len() as f64;
+                let var = idx.iter().map(|&k| (v[k] - m).powi(2)).sum::<f64>() / idx.len() as f64;
+                for &k in &idx {
+                    out[k] = (v[k] - m) / (var + EPS).sqrt();
+                }
+            }
+        }
+        Tensor::from_slice(&out).view(s.as_slice())
+    }
+
+    #[test]
+    fn gnws_groups_follow_the_configured_maximum() {
+        // the largest divisor of the channels not above the maximum
+        for (channels, max, expect) in [(16, 32, 16), (32, 32, 32), (128, 32, 32), (48, 32, 24), (16, 8, 8), (12, 8, 6), (7, 4, 1), (64, 1, 1)] {
+            assert_eq!(gn_groups(channels, max), expect, "{channels} channels, at most {max}");
+        }
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let maps = Tensor::randn([3, 16, 2, 3], (Kind::Double, Device::Cpu)) * 2.0 + 0.5;
+        let vectors = Tensor::randn([5, 16], (Kind::Double, Device::Cpu)) - 1.0;
+        for (max, groups) in [(32, 16), (8, 8), (4, 4), (1, 1)] {
+            let norm = Norm::new(vs.root() / format!("g{max}"), NormKind::Gnws, 16, 1).with_gn_groups(max);
+            let got = norm.forward(&maps.to_kind(Kind::Float), true).to_kind(Kind::Double);
+            assert!(max_abs_diff(&got, &loop_group_norm(&maps, groups)) < 1e-4, "maps, at most {max} groups");
+            let got = norm.forward(&vectors.to_kind(Kind::Float), true).to_kind(Kind::Double);
+            assert!(max_abs_diff(&got, &loop_group_norm(&vectors, groups)) < 1e-4, "vectors, at most {max} groups");
+        }
+        // the default is Wu & He's 32: one channel per group at 16 channels
+        let default = Norm::new(vs.root() / "default", NormKind::Gnws, 16, 1);
+        assert!(max_abs_diff(&default.forward(&maps.to_kind(Kind::Float), true).to_kind(Kind::Double), &loop_group_norm(&maps, 16)) < 1e-4);
+    }
+
+    #[test]
+    fn a_group_count_out_of_range_is_a_config_error_naming_its_key() {
+        for key in ["model.gn_groups", "projector.gn_groups", "predictor.gn_groups"] {
+            for value in ["0", "2000"] {
+                let e = crate::config::load(None, &[format!("{key}={value}")]).expect_err(key).to_string();
+                assert!(e.contains(key) && e.contains(value), "{key}={value}: {e}");
+            }
+            assert!(crate::config::load(None, &[format!("{key}=4")]).is_ok(), "{key}=4");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! (`conv1`, `bn1`, `layerL.B.conv1`, `layerL.B.downsample.0`, …), so an export loads there.
 use crate::error::Error;
 use crate::models::layers::Conv2d;
-use crate::models::norm::{Norm, NormKind};
+use crate::models::norm::{check_gn_groups, Norm, NormKind, DEFAULT_GN_GROUPS};
 use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
@@ -21,11 +21,13 @@ pub struct ResNetConfig {
     pub norm: NormKind,
     /// Sub-batches for `splitbn`.
     pub norm_splits: i64,
+    /// GroupNorm's groups for `gnws` (at most; see [`crate::models::norm::gn_groups`]).
+    pub gn_groups: i64,
 }
 
 impl Default for ResNetConfig {
     fn default() -> Self {
-        ResNetConfig { arch: "resnet18".into(), width: 64, stem: "cifar".into(), norm: NormKind::Bn, norm_splits: 8 }
+        ResNetConfig { arch: "resnet18".into(), width: 64, stem: "cifar".into(), norm: NormKind::Bn, norm_splits: 8, gn_groups: DEFAULT_GN_GROUPS }
     }
 }
 
@@ -48,6 +50,7 @@ impl ResNetConfig {
         if !(1..=1024).contains(&self.norm_splits) {
             return Err(Error::config("model.norm_splits", self.norm_splits, "must lie in 1..=1024"));
         }
+        check_gn_groups("model.gn_groups", self.gn_groups)?;
         Ok(())
     }
 
@@ -97,7 +100,7 @@ impl ResNet {
         cfg.validate()?;
         let (layout, bottleneck) = cfg.layout()?;
         let ws = cfg.norm.weight_standardised();
-        let norm = |p: nn::Path, c: i64| Norm::new(p, cfg.norm, c, cfg.norm_splits);
+        let norm = |p: nn::Path, c: i64| Norm::new(p, cfg.norm, c, cfg.norm_splits).with_gn_groups(cfg.gn_groups);
         let w = cfg.width;
         let (conv1, max_pool) = if cfg.stem == "imagenet" {
             (Conv2d::new(&vs / "conv1", 3, w, 7, 2, 3, ws), true)
