@@ -1,8 +1,7 @@
 // torch's own c10d from Rust (see ../shared/notes/c10d.md): a TCPStore rendezvous, a Gloo process
 // group and, for CUDA tensors, an NCCL one beside it (as torch's "cpu:gloo,cuda:nccl"), and the
-// collectives the trainer needs — in-place all-reduce (gradients, BN statistics), autograd-aware
-// all-reduce (synchronised BatchNorm), all-gather with a gradient (negatives from every rank),
-// broadcast and barrier. Each collective goes to the group of its tensor's device: NCCL for CUDA
+// collectives the trainer needs — in-place all-reduce (gradients), all-gather with a gradient
+// (synchronised BatchNorm's statistics, negatives from every rank), broadcast and barrier. Each collective goes to the group of its tensor's device: NCCL for CUDA
 // tensors when it was asked for at init, Gloo otherwise. Compiled only when gloo's headers exist
 // (Debian's libgloo-dev), NCCL only when CUDA's and NCCL's headers exist (build.rs); otherwise
 // the entry points report what is missing.
@@ -71,20 +70,6 @@ at::Tensor all_gather_cat(const at::Tensor &x) {
   pg.allgather(out, in)->wait();
   return at::cat(out[0], 0);
 }
-
-// y = Σ_ranks x; dL/dx = Σ_ranks dL/dy (every rank's loss depends on every rank's x).
-struct AllReduceSum : public torch::autograd::Function<AllReduceSum> {
-  static at::Tensor forward(torch::autograd::AutogradContext *, at::Tensor x) {
-    auto y = x.clone().contiguous();
-    all_reduce_sum_inplace(y);
-    return y;
-  }
-  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext *, torch::autograd::tensor_list g) {
-    auto gx = g[0].clone().contiguous();
-    all_reduce_sum_inplace(gx);
-    return {gx};
-  }
-};
 
 // y = cat over ranks of x (rank order); dL/dx = the local rows of Σ_ranks dL/dy.
 struct AllGatherCat : public torch::autograd::Function<AllGatherCat> {
@@ -224,12 +209,6 @@ int selfsup_dist_all_reduce_sum_(at::Tensor *t) {
   DIST_CATCH
 }
 
-int selfsup_dist_all_reduce_sum_autograd(at::Tensor *x, at::Tensor **out) {
-  DIST_TRY
-  *out = new at::Tensor(AllReduceSum::apply(*x));
-  DIST_CATCH
-}
-
 int selfsup_dist_all_gather_autograd(at::Tensor *x, at::Tensor **out) {
   DIST_TRY
   *out = new at::Tensor(AllGatherCat::apply(*x));
@@ -265,7 +244,6 @@ int selfsup_dist_barrier() {
 int selfsup_dist_init(int, int, const char *, int, int64_t, int) MISSING
 int selfsup_dist_destroy() { return 0; }
 int selfsup_dist_all_reduce_sum_(at::Tensor *) MISSING
-int selfsup_dist_all_reduce_sum_autograd(at::Tensor *, at::Tensor **) MISSING
 int selfsup_dist_all_gather_autograd(at::Tensor *, at::Tensor **) MISSING
 int selfsup_dist_all_gather(at::Tensor *, at::Tensor **) MISSING
 int selfsup_dist_broadcast_(at::Tensor *, int) MISSING

@@ -15,7 +15,6 @@ extern "C" {
     fn selfsup_dist_init(rank: c_int, world: c_int, host: *const c_char, port: c_int, timeout_ms: i64, nccl: c_int) -> c_int;
     fn selfsup_dist_destroy() -> c_int;
     fn selfsup_dist_all_reduce_sum_(t: *mut torch_sys::C_tensor) -> c_int;
-    fn selfsup_dist_all_reduce_sum_autograd(x: *mut torch_sys::C_tensor, out: *mut *mut torch_sys::C_tensor) -> c_int;
     fn selfsup_dist_all_gather_autograd(x: *mut torch_sys::C_tensor, out: *mut *mut torch_sys::C_tensor) -> c_int;
     fn selfsup_dist_all_gather(x: *mut torch_sys::C_tensor, out: *mut *mut torch_sys::C_tensor) -> c_int;
     fn selfsup_dist_broadcast_(t: *mut torch_sys::C_tensor, root: c_int) -> c_int;
@@ -161,16 +160,6 @@ pub fn all_reduce_sum_(t: &Tensor) -> anyhow::Result<()> {
         return Ok(());
     }
     check(unsafe { selfsup_dist_all_reduce_sum_(t.as_ptr() as *mut _) }).map_err(|e| e.context(format!("rank {}: all-reduce", place().rank)))
-}
-
-/// `Σ_ranks x` with a gradient (backward all-reduces the incoming gradient).
-pub fn all_reduce_sum(x: &Tensor) -> anyhow::Result<Tensor> {
-    if !place().distributed() {
-        return Ok(x.shallow_clone());
-    }
-    let mut out = std::ptr::null_mut();
-    check(unsafe { selfsup_dist_all_reduce_sum_autograd(x.as_ptr() as *mut _, &mut out) }).map_err(|e| e.context(format!("rank {}: all-reduce", place().rank)))?;
-    Ok(adopt(out))
 }
 
 /// Rows of every rank concatenated in rank order, with a gradient for the local rows (backward

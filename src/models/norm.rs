@@ -186,29 +186,43 @@ impl Norm {
         (self.weight.as_ref().expect("actnorm scale"), self.bias.as_ref().expect("actnorm shift"))
     }
 
-    /// Per-channel moments of `x` over the batch (and positions) of every process: two
-    /// autograd-aware all-reduces, `[Σx, n]` for the mean, then `Σ(x − μ)²` for the biased
-    /// variance (one process: the local batch's).
+    /// Per-channel moments of `x` over the batch (and positions) of every process, with one
+    /// autograd-aware collective: each rank's `[μᵢ, M2ᵢ, nᵢ]` (its mean, its sum of squared
+    /// deviations from that mean, its count) is all-gathered and combined as in
+    /// Chan, Golub & LeVeque's pairwise update ("Updating formulae and a pairwise algorithm for
+    /// computing sample variances", 1979): n = Σ nᵢ, μ = Σ nᵢμᵢ / n,
+    /// M2 = Σ M2ᵢ + Σ nᵢ(μᵢ − μ)², σ² = M2/n — exact, with no Σx² − nμ² cancellation, and (as
+    /// `nn.SyncBatchNorm`) one collective forward and one backward per layer instead of two each.
+    /// One process: the local batch's moments.
     fn global_moments(&self, x: &Tensor) -> anyhow::Result<Moments> {
-        use crate::backend::dist::all_reduce_sum;
         let c = self.channels;
         let dims: Vec<i64> = if x.dim() == 4 { vec![0, 2, 3] } else { vec![0] };
         let shape = channel_shape(x, c);
         let kd = crate::losses::compute_kind(x.kind());
         let xf = x.to_kind(kd);
         let count = (xf.numel() as i64 / c) as f64;
-        let local = Tensor::cat(&[xf.sum_dim_intlist(dims.as_slice(), false, kd), Tensor::full([1], count, (kd, x.device()))], 0);
-        let global = all_reduce_sum(&local)?;
-        let n = global.narrow(0, c, 1);
-        let mean = global.narrow(0, 0, c) / &n;
-        let centred = &xf - mean.view(shape.as_slice());
-        let var = all_reduce_sum(&centred.square().sum_dim_intlist(dims.as_slice(), false, kd))? / &n;
+        let local_mean = xf.sum_dim_intlist(dims.as_slice(), false, kd) / count;
+        let local_centred = &xf - local_mean.view(shape.as_slice());
+        let local_m2 = local_centred.square().sum_dim_intlist(dims.as_slice(), false, kd);
+        let n_local = Tensor::full([1], count, (kd, x.device()));
+        if !crate::backend::dist::place().distributed() {
+            return Ok(Moments { centred: local_centred, mean: local_mean, var: local_m2 / count, n: n_local });
+        }
+        let local = Tensor::cat(&[&local_mean, &local_m2, &n_local], 0).unsqueeze(0);
+        let every = crate::backend::dist::all_gather(&local)?; // [ranks, 2C + 1]
+        let (means, m2s, counts) = (every.narrow(1, 0, c), every.narrow(1, c, c), every.narrow(1, 2 * c, 1));
+        let n = counts.sum_dim_intlist(0, false, kd);
+        let mean = (&counts * &means).sum_dim_intlist(0, false, kd) / &n;
+        let between = (&counts * (&means - mean.unsqueeze(0)).square()).sum_dim_intlist(0, false, kd);
+        let var = (m2s.sum_dim_intlist(0, false, kd) + between) / &n;
+        // x − μ = (x − μᵢ) − (μ − μᵢ): the local deviations shifted by a per-channel constant
+        let centred = local_centred - (&mean - &local_mean).view(shape.as_slice());
         Ok(Moments { centred, mean, var, n })
     }
 
-    /// BatchNorm with the statistics of the global batch (every rank's rows): two autograd-aware
-    /// all-reduces, `[Σx, n]` for the mean, then `Σ(x − μ)²` for the (biased) variance, so the
-    /// gradient flows through the statistics to every rank as in one process on the whole batch.
+    /// BatchNorm with the statistics of the global batch (every rank's rows, `global_moments`:
+    /// one autograd-aware all-gather), so the gradient flows through the statistics to every rank
+    /// as in one process on the whole batch.
     /// The running statistics are updated with the global mean and the unbiased variance.
     fn sync_batch_norm(&self, x: &Tensor) -> anyhow::Result<Tensor> {
         let shape = channel_shape(x, self.channels);
