@@ -204,6 +204,21 @@ fn simclr_gathers_negatives_from_every_rank() {
     assert!(weight_diff(&one, &two) < 1e-5);
 }
 
+/// SupCon: the positives are the global batch's samples of the query's class, so the labels are
+/// gathered beside the projections (in rank order, as the projections' rows); a rank that kept
+/// only its own labels, or paired them with another rank's rows, would log other losses.
+#[test]
+fn supcon_gathers_labels_from_every_rank() {
+    require_gloo();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s1 = sets("supcon", "bn");
+    let mut s2 = sets("supcon", "syncbn");
+    for s in [&mut s1, &mut s2] {
+        s.push("train.epochs=2".into());
+    }
+    two_ranks_follow_one_process(dir.path(), "supcon", &s1, &s2);
+}
+
 /// Trains 1 process × 32 with `single` and 2 ranks × 16 with `ranks` (2 epochs, 10 steps) in
 /// `dir/<name>-one` and `dir/<name>-two`, checks that they log the same losses and end with the
 /// same online weights (float64, 1e-5), and returns the two run folders.

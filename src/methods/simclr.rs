@@ -4,7 +4,7 @@
 //!
 //! The same module serves SupCon ([`super::supcon`]): only the positives differ (labels instead
 //! of "views of the same image").
-use crate::backend::dist::{all_gather, all_gather_detached};
+use crate::backend::dist::{self, all_gather, all_gather_detached};
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::{nt_xent, sup_con_views};
@@ -69,6 +69,16 @@ impl InBatchContrastive {
     }
 }
 
+/// Every view's projections `[B, D]` from every rank, in one all-gather with a gradient for the
+/// local rows: the views are stacked to `[B, V, D]`, gathered to `[ranks·B, V, D]` and split again,
+/// so a step costs one collective forward and one backward whatever the number of views.
+fn gather_views(z: &[Tensor]) -> anyhow::Result<Vec<Tensor>> {
+    if !dist::place().distributed() {
+        return Ok(z.iter().map(|t| t.shallow_clone()).collect());
+    }
+    Ok(all_gather(&Tensor::stack(z, 1))?.unbind(1))
+}
+
 impl Method for InBatchContrastive {
     fn name(&self) -> &'static str {
         self.name
@@ -81,11 +91,11 @@ impl Method for InBatchContrastive {
         // Data parallel: negatives (and positives) from every rank. Every rank computes the loss of
         // the global batch; the gather's backward sums gradients over ranks, so after gradient
         // averaging each rank holds the gradient of the global loss.
-        let all: Vec<Tensor> = z.iter().map(all_gather).collect::<anyhow::Result<_>>()?;
-        let labels = all_gather_detached(labels)?;
+        let all = gather_views(&z)?;
         let loss = match self.positives {
             Positives::Views => nt_xent(&all, self.temperature),
             Positives::Labels => {
+                let labels = all_gather_detached(labels)?;
                 // the trainer refuses unlabelled data up front; reading labels that live on a GPU
                 // back here would stall every step
                 if labels.device() == tch::Device::Cpu {
