@@ -173,6 +173,19 @@ pub fn all_gather(x: &Tensor) -> anyhow::Result<Tensor> {
     Ok(adopt(out))
 }
 
+/// Several `[B, …]` tensors of the same shape from every rank in one collective: stacked to
+/// `[B, n, …]`, gathered to `[ranks·B, n, …]` and split again, so a step pays one all-gather
+/// (and, with `grad`, one all-reduce in backward: [`all_gather`]) however many tensors it sends.
+/// One process: the tensors themselves (detached without `grad`), with no copy.
+pub fn all_gather_each(xs: &[Tensor], grad: bool) -> anyhow::Result<Vec<Tensor>> {
+    if !place().distributed() {
+        return Ok(xs.iter().map(|x| if grad { x.shallow_clone() } else { x.detach() }).collect());
+    }
+    let stacked = Tensor::stack(xs, 1);
+    let every = if grad { all_gather(&stacked)? } else { all_gather_detached(&stacked)? };
+    Ok(every.unbind(1))
+}
+
 /// Rows of every rank concatenated in rank order, detached.
 pub fn all_gather_detached(x: &Tensor) -> anyhow::Result<Tensor> {
     if !place().distributed() {

@@ -254,11 +254,17 @@ impl QueryKey {
         let term = |q: &Tensor, keys: &Tensor| batch.info_nce(q, keys, negatives, temperature, offset);
         let (h1, q1) = self.query.forward_with_features(&views[0]);
         let output = |loss: Tensor, embeddings: Vec<Tensor>| StepOutput { loss, embeddings, predictions: vec![], features: h1.detach() };
-        let k2 = all_gather_detached(&self.keys_of(&views[1]))?;
+        // both views' keys (symmetric) in one gather: one collective a step
+        let (k2, k1) = if symmetric {
+            let mut both = dist::all_gather_each(&[self.keys_of(&views[1]), self.keys_of(&views[0])], false)?;
+            let k1 = both.pop();
+            (both.remove(0), k1)
+        } else {
+            (all_gather_detached(&self.keys_of(&views[1]))?, None)
+        };
         let stats = NegativeStats::of(&q1, &k2, negatives, temperature, offset, batch, labels);
-        if symmetric {
+        if let Some(k1) = k1 {
             let q2 = self.query.forward(&views[1]);
-            let k1 = all_gather_detached(&self.keys_of(&views[0]))?;
             let loss = (term(&q1, &k2) + term(&q2, &k1)) * 0.5;
             let pending = Pending { pairs: vec![(q1.detach(), k2), (q2.detach(), k1)], stats };
             Ok((output(loss, vec![q1.detach(), q2.detach()]), pending))

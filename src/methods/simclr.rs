@@ -4,7 +4,7 @@
 //!
 //! The same module serves SupCon ([`super::supcon`]): only the positives differ (labels instead
 //! of "views of the same image").
-use crate::backend::dist::{self, all_gather, all_gather_detached};
+use crate::backend::dist::{all_gather_detached, all_gather_each};
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::{nt_xent, sup_con_views};
@@ -69,16 +69,6 @@ impl InBatchContrastive {
     }
 }
 
-/// Every view's projections `[B, D]` from every rank, in one all-gather with a gradient for the
-/// local rows: the views are stacked to `[B, V, D]`, gathered to `[ranks·B, V, D]` and split again,
-/// so a step costs one collective forward and one backward whatever the number of views.
-fn gather_views(z: &[Tensor]) -> anyhow::Result<Vec<Tensor>> {
-    if !dist::place().distributed() {
-        return Ok(z.iter().map(|t| t.shallow_clone()).collect());
-    }
-    Ok(all_gather(&Tensor::stack(z, 1))?.unbind(1))
-}
-
 impl Method for InBatchContrastive {
     fn name(&self) -> &'static str {
         self.name
@@ -90,8 +80,9 @@ impl Method for InBatchContrastive {
         let z: Vec<Tensor> = std::iter::once(first).chain(views[1..].iter().map(|v| self.branch.forward(v))).collect();
         // Data parallel: negatives (and positives) from every rank. Every rank computes the loss of
         // the global batch; the gather's backward sums gradients over ranks, so after gradient
-        // averaging each rank holds the gradient of the global loss.
-        let all = gather_views(&z)?;
+        // averaging each rank holds the gradient of the global loss. Every view's projections go
+        // in one all-gather (one collective forward, one backward).
+        let all = all_gather_each(&z, true)?;
         let loss = match self.positives {
             Positives::Views => nt_xent(&all, self.temperature),
             Positives::Labels => {
