@@ -1,8 +1,9 @@
 // torch's own c10d from Rust (see ../shared/notes/c10d.md): a TCPStore rendezvous, a Gloo process
 // group and, for CUDA tensors, an NCCL one beside it (as torch's "cpu:gloo,cuda:nccl"), and the
 // collectives the trainer needs — in-place all-reduce (gradients), all-gather with a gradient
-// (synchronised BatchNorm's statistics, negatives from every rank), broadcast and barrier. Each collective goes to the group of its tensor's device: NCCL for CUDA
-// tensors when it was asked for at init, Gloo otherwise. Compiled only when gloo's headers exist
+// (synchronised BatchNorm's statistics, negatives from every rank), broadcast and barrier. Each
+// collective goes to the group of its tensor's device: NCCL for CUDA tensors when it was asked
+// for at init, Gloo otherwise. Compiled only when gloo's headers exist
 // (Debian's libgloo-dev), NCCL only when CUDA's and NCCL's headers exist (build.rs); otherwise
 // the entry points report what is missing.
 // Every entry point catches all C++ exceptions (they must never cross into Rust).
