@@ -489,3 +489,50 @@ fn the_online_probe_reaches_the_bayes_accuracy_from_detached_features() {
         assert!((acc - BAYES).abs() < 0.025, "scale {scale}: held-out top-1 {acc} vs Bayes {BAYES}");
     }
 }
+
+/// P(T ≤ t) by Simpson's rule over Student's t density, f(x) = Γ((ν+1)/2) / (√(νπ) Γ(ν/2)) ·
+/// (1 + x²/ν)^(−(ν+1)/2), with the Gamma functions of whole and half-whole arguments from
+/// Γ(1) = 1, Γ(1/2) = √π and Γ(x + 1) = x Γ(x).
+fn student_t_cdf_by_quadrature(t: f64, nu: u32) -> f64 {
+    let gamma_half = |k: u32| -> f64 {
+        // Γ(k/2)
+        let (mut x, mut g) = if k % 2 == 0 { (1.0, 1.0) } else { (0.5, std::f64::consts::PI.sqrt()) };
+        while x < k as f64 / 2.0 - 1e-9 {
+            g *= x;
+            x += 1.0;
+        }
+        g
+    };
+    let nu_f = nu as f64;
+    let c = gamma_half(nu + 1) / ((nu_f * std::f64::consts::PI).sqrt() * gamma_half(nu));
+    let f = |x: f64| c * (1.0 + x * x / nu_f).powf(-(nu_f + 1.0) / 2.0);
+    let n = 20_000;
+    let h = t / n as f64;
+    let s: f64 = (0..=n).map(|i| f(i as f64 * h) * if i == 0 || i == n { 1.0 } else if i % 2 == 1 { 4.0 } else { 2.0 }).sum();
+    0.5 + s * h / 3.0
+}
+
+#[test]
+fn student_t_matches_closed_forms_quadrature_and_the_normal_limit() {
+    use selfsup::study::paired::{student_t_cdf, student_t_quantile};
+    // ν = 1 (Cauchy) and ν = 2 have closed-form quantiles
+    for p in [0.6, 0.9, 0.975, 0.995] {
+        let cauchy = (std::f64::consts::PI * (p - 0.5)).tan();
+        let two = (2.0 * p - 1.0) / (2.0 * p * (1.0 - p)).sqrt();
+        assert!((student_t_quantile(p, 1.0) - cauchy).abs() < 1e-9 * cauchy.max(1.0), "ν=1 p={p}");
+        assert!((student_t_quantile(p, 2.0) - two).abs() < 1e-9 * two.max(1.0), "ν=2 p={p}");
+        assert!((student_t_quantile(1.0 - p, 2.0) + two).abs() < 1e-9 * two.max(1.0), "symmetric, p={p}");
+    }
+    // the distribution function against the density integrated numerically, ν = 1 … 9
+    for nu in 1..=9u32 {
+        for t in [0.3, 1.0, 2.5, 6.0, -1.7] {
+            let reference = if t >= 0.0 { student_t_cdf_by_quadrature(t, nu) } else { 1.0 - student_t_cdf_by_quadrature(-t, nu) };
+            let got = student_t_cdf(t, nu as f64);
+            assert!((got - reference).abs() < 1e-9, "ν={nu} t={t}: {got} vs {reference}");
+        }
+    }
+    // a large ν: the normal quantile plus its first correction (Cornish–Fisher: (z³ + z)/(4ν))
+    let z: f64 = 1.959963984540054;
+    let nu = 10_000.0;
+    assert!((student_t_quantile(0.975, nu) - (z + (z.powi(3) + z) / (4.0 * nu))).abs() < 1e-6);
+}

@@ -124,6 +124,11 @@ fn study_file_errors_name_the_file_and_the_run() {
     let o = run_owned(&["study".into(), file.to_str().unwrap().into(), "--out".into(), dir.path().join("o").to_str().unwrap().into()]);
     let e = stderr(&o);
     assert!(e.contains("bad.toml") && e.contains("bogus"), "{e}");
+    // a baseline must be one of the study's configurations (run names without `-seedN`)
+    std::fs::write(&file, "name = \"x\"\nseeds = [1, 2]\nbaseline = \"default\"\n[[runs]]\nname = \"a\"\n[[runs]]\nname = \"b\"\n").unwrap();
+    let o = run_owned(&["study".into(), file.to_str().unwrap().into(), "--out".into(), dir.path().join("o").to_str().unwrap().into()]);
+    let e = stderr(&o);
+    assert!(o.status.code() == Some(1) && e.contains("bad.toml") && e.contains("baseline `default` is not a configuration of this study (configurations: a, b)"), "{e}");
 }
 
 /// A run folder as training leaves it, written by hand: the config's projector width, a summary,
@@ -231,6 +236,76 @@ fn runs_over_seeds_are_summarised_per_configuration() {
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(!md.contains("Across seeds") && !out.join("results_by_configuration.csv").exists(), "{md}");
     assert!(!md.contains("(knn_by_configuration.png)") && !out.join("knn_by_configuration.png").exists() && !out.join("knn_by_configuration.csv").exists(), "{md}");
+}
+
+/// Every configuration against the baseline's run of the same seed and against its own random
+/// init: the per-seed differences, their mean and its 95% interval (Student's t), by hand.
+#[test]
+fn configurations_are_compared_with_the_baseline_seed_by_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    // every fake run's random-init kNN is 0.25; "x" has a fourth seed the baseline lacks
+    let base = [0.28, 0.33, 0.29];
+    let x = [0.30, 0.32, 0.31, 0.40];
+    for (s, knn) in base.iter().enumerate() {
+        fake_run(&out.join(format!("default-seed{}", s + 1)), *knn, 0.08, 0.5, None, None);
+    }
+    for (s, knn) in x.iter().enumerate() {
+        fake_run(&out.join(format!("x-seed{}", s + 1)), *knn, 0.08, 0.5, None, None);
+    }
+    let report = |extra: &[&str]| {
+        let mut args = vec!["study".to_string(), "report".into(), out.to_str().unwrap().into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        run_owned(&args)
+    };
+    let o = report(&["--baseline", "nope"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("baseline `nope` is not a configuration of this study (configurations: default, x)"), "{}", stderr(&o));
+    let o = report(&["--baseline", "default"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let sd = |v: &[f64]| (v.iter().map(|x| (x - mean(v)).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt();
+    // x − default over the seeds both have (1–3); t₀.₉₇₅ with 2 degrees of freedom in closed form
+    let d: Vec<f64> = (0..3).map(|i| x[i] - base[i]).collect();
+    let t2 = 0.95 / (2.0f64 * 0.975 * 0.025).sqrt();
+    let half = t2 * sd(&d) / 3f64.sqrt();
+    // x against its random init over its four seeds; t₀.₉₇₅ with 3 degrees of freedom (tables)
+    let g: Vec<f64> = x.iter().map(|k| k - 0.25).collect();
+    let half_g = 3.182446305284263 * sd(&g) / 2.0;
+
+    let csv = std::fs::read_to_string(out.join("paired_differences.csv")).unwrap();
+    let rows: Vec<Vec<String>> = csv.lines().map(|l| l.split(',').map(|c| c.trim_matches('"').to_string()).collect()).collect();
+    assert_eq!(rows[0].join(","), "configuration,metric,reference,seeds,per_seed,mean,sd,ci95_low,ci95_high,ahead", "{csv}");
+    let find = |c: &str, r: &str| rows.iter().find(|row| row[0] == c && row[2] == r).unwrap_or_else(|| panic!("no row {c} vs {r}: {csv}"));
+    let num = |row: &Vec<String>, i: usize| row[i].parse::<f64>().unwrap();
+    let xd = find("x", "default");
+    assert_eq!((xd[1].as_str(), xd[3].as_str(), xd[9].as_str()), ("knn_top1", "3", "2"), "{csv}");
+    let per_seed: Vec<f64> = xd[4].split(';').map(|v| v.parse().unwrap()).collect();
+    assert!(per_seed.iter().zip(&d).all(|(a, b)| (a - b).abs() < 1e-12), "{csv}");
+    assert!((num(xd, 5) - mean(&d)).abs() < 1e-12 && (num(xd, 6) - sd(&d)).abs() < 1e-12, "{csv}");
+    assert!((num(xd, 7) - (mean(&d) - half)).abs() < 1e-9 && (num(xd, 8) - (mean(&d) + half)).abs() < 1e-9, "{csv}");
+    let xr = find("x", "random init");
+    assert_eq!((xr[3].as_str(), xr[9].as_str()), ("4", "4"), "{csv}");
+    assert!((num(xr, 5) - mean(&g)).abs() < 1e-12 && (num(xr, 8) - (mean(&g) + half_g)).abs() < 1e-9, "{csv}");
+    assert!(find("default", "random init")[3] == "3" && !rows.iter().any(|r| r[0] == "default" && r[2] == "default"), "{csv}");
+
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    let line = format!("| x | kNN top-1 | default | 3 | +0.0200, -0.0100, +0.0200 | {:+.4} | [{:+.4}, {:+.4}] | 2/3 |", mean(&d), mean(&d) - half, mean(&d) + half);
+    assert!(md.contains("Paired by seed") && md.contains(&line), "expected `{line}` in\n{md}");
+
+    // without a baseline the random-init comparisons stay (several seeds); with one seed per
+    // configuration and no baseline the table and its CSV go
+    let o = report(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(out.join("paired_differences.csv")).unwrap();
+    assert!(csv.contains("\"x\",knn_top1,\"random init\"") && !csv.contains("\"default\",3"), "{csv}");
+    for run in ["default-seed2", "default-seed3", "x-seed2", "x-seed3", "x-seed4"] {
+        std::fs::remove_dir_all(out.join(run)).unwrap();
+    }
+    let o = report(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!out.join("paired_differences.csv").exists() && !std::fs::read_to_string(out.join("results.md")).unwrap().contains("Paired by seed"));
 }
 
 /// A run that diverges is the study's result for that configuration, not its end: the next run

@@ -24,13 +24,19 @@ pub struct StudyArgs {
 #[derive(clap::Subcommand)]
 enum StudyCmd {
     /// Rebuild results.csv, results.md and the plots from a study folder's finished runs.
-    Report { dir: PathBuf },
+    Report {
+        dir: PathBuf,
+        /// The configuration (a run name without `-seedN`) every other one is compared with seed
+        /// by seed; default: the study file's `baseline`.
+        #[arg(long)]
+        baseline: Option<String>,
+    },
 }
 
 pub fn run(a: StudyArgs) -> anyhow::Result<()> {
     match (a.cmd, a.file, a.out) {
-        (Some(StudyCmd::Report { dir }), _, _) => {
-            let rows = write_report(&dir)?;
+        (Some(StudyCmd::Report { dir, baseline }), _, _) => {
+            let rows = write_report(&dir, baseline.as_deref())?;
             println!("{} run(s); wrote {}", rows.len(), dir.join("results.md").display());
             Ok(())
         }

@@ -18,7 +18,8 @@
 use crate::study::curves::{at_evaluations, knn_curve, mean_curves, mean_curves_csv, Axis};
 use crate::study::plots::{line_plot, line_plot_scaled, line_plot_with_error_bars, scatter_plot, Series, YScale};
 use crate::study::runner::stopped_reason;
-use crate::study::seeds::{group_by_configuration, SeedGroup, Spread};
+use crate::study::paired::{paired_differences, PairedDifference};
+use crate::study::seeds::{configuration_names, group_by_configuration, SeedGroup, Spread};
 use crate::train::checkpoint::write_atomic;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -242,8 +243,15 @@ fn update_plot_file(group: &str) -> String {
 }
 
 /// Writes `results.csv`, `results.md` and the plots into the study folder.
-pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
+/// `baseline` names the configuration every other one is compared with seed by seed (else the
+/// study file's `baseline`, recorded in `study.json`; else none).
+pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<RunRow>> {
     let (study, rows) = read_runs(out)?;
+    let baseline = baseline.or_else(|| study["baseline"].as_str());
+    if let Some(b) = baseline {
+        let configurations = configuration_names(rows.iter().map(|r| r.name.as_str()));
+        anyhow::ensure!(configurations.contains(&b), crate::Error::data(out, format!("baseline `{b}` is not a configuration of this study (configurations: {})", configurations.join(", "))));
+    }
     let keys: Vec<&str> = METRICS.iter().map(|m| m.key).collect();
     let mut csv = format!("run,overrides,finished,epochs,{},collapsed,minutes,stopped\n", keys.join(","));
     let cell = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
@@ -320,6 +328,11 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
             false
         }
     };
+    let paired = paired_differences(&rows, baseline);
+    match (over_seeds || baseline.is_some()) && !paired.is_empty() {
+        true => write_paired_table(out, &mut md, &paired, baseline)?,
+        false => remove_if_present(&out.join(PAIRED_CSV))?,
+    }
     let axis = Axis::for_runs(&rows);
     let spectra: Vec<(String, Vec<f64>)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.encoder_spectrum.clone()?))).collect();
     let with_spectra = !spectra.is_empty();
@@ -401,6 +414,35 @@ pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
 }
 
 const SEED_CSV: &str = "results_by_configuration.csv";
+const PAIRED_CSV: &str = "paired_differences.csv";
+
+/// The paired comparisons ([`crate::study::paired`]) as a Markdown table appended to `md`, and
+/// `paired_differences.csv`.
+fn write_paired_table(out: &Path, md: &mut String, diffs: &[PairedDifference], baseline: Option<&str>) -> anyhow::Result<()> {
+    let against = match baseline {
+        Some(b) => format!("with the baseline `{b}`'s run of the same seed (same initialisation, same data order) and "),
+        None => String::new(),
+    };
+    let _ = writeln!(
+        md,
+        "Paired by seed: each configuration compared {against}with its own random-init encoder. Δ = configuration − reference, per seed; the mean Δ's 95% confidence interval is Student's t with n − 1 degrees of freedom (mean ± t·sd/√n; none for one seed); ahead: seeds with Δ > 0.\n"
+    );
+    let _ = writeln!(md, "| configuration | metric | reference | seeds | Δ per seed | mean Δ | 95% CI | ahead |\n|---|---|---|---|---|---|---|---|");
+    let mut csv = String::from("configuration,metric,reference,seeds,per_seed,mean,sd,ci95_low,ci95_high,ahead\n");
+    let signed = |x: f64| format!("{x:+.4}");
+    for d in diffs {
+        let title = METRICS.iter().find(|m| m.key == d.metric).map(|m| m.title).unwrap_or(d.metric);
+        let per_seed: Vec<String> = d.per_seed.iter().map(|p| signed(p.1)).collect();
+        let ci = d.ci95.map(|(lo, hi)| format!("[{}, {}]", signed(lo), signed(hi))).unwrap_or_else(|| "–".into());
+        let n = d.per_seed.len();
+        let _ = writeln!(md, "| {} | {title} | {} | {n} | {} | {} | {ci} | {}/{n} |", d.configuration, d.reference, per_seed.join(", "), signed(d.spread.mean), d.ahead);
+        let raw: Vec<String> = d.per_seed.iter().map(|p| p.1.to_string()).collect();
+        let (lo, hi) = d.ci95.map(|(l, h)| (l.to_string(), h.to_string())).unwrap_or_default();
+        let _ = writeln!(csv, "{},{},{},{n},{},{},{},{lo},{hi},{}", quoted(&d.configuration), d.metric, quoted(&d.reference), quoted(&raw.join(";")), d.spread.mean, d.spread.sd, d.ahead);
+    }
+    md.push('\n');
+    write_atomic(&out.join(PAIRED_CSV), csv.as_bytes())
+}
 
 fn remove_if_present(p: &Path) -> anyhow::Result<()> {
     match std::fs::remove_file(p) {

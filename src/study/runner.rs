@@ -32,6 +32,7 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         "file": file.display().to_string(),
         "command": opts.command,
         "sets": opts.sets,
+        "baseline": spec.baseline,
         "runs": runs.iter().map(|r| json!({"name": r.name, "overrides": r.overrides})).collect::<Vec<_>>(),
     });
     write_atomic(&out.join("study.json"), serde_json::to_string_pretty(&plan_json)?.as_bytes())?;
@@ -59,9 +60,9 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
             let (train_acc, top1) = linear_probe(&ftr, &ytr, &fte, &yte, classes, &LinearProbeConfig::default())?;
             write_atomic(&dir.join("linear.json"), json!({"linear_top1": top1, "linear_train_top1": train_acc}).to_string().as_bytes())?;
         }
-        write_report(out)?;
+        write_report(out, None)?;
     }
-    write_report(out)?;
+    write_report(out, None)?;
     if !diverged.is_empty() {
         eprintln!("{} of {} runs diverged ({}); the report shows why", diverged.len(), runs.len(), diverged.join(", "));
     }

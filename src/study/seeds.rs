@@ -65,6 +65,23 @@ pub fn configuration_name(name: &str) -> &str {
     }
 }
 
+/// The configurations of runs named `names`, without repeats, in first-seen order.
+pub fn configuration_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut seen = Vec::new();
+    for c in names.into_iter().map(configuration_name) {
+        if !seen.contains(&c) {
+            seen.push(c);
+        }
+    }
+    seen
+}
+
+/// The seed in a run's `-seed<digits>` suffix, if it has one.
+pub fn seed_of(name: &str) -> Option<u64> {
+    let config = configuration_name(name);
+    (config.len() < name.len()).then(|| name[config.len() + 5..].parse().ok()).flatten()
+}
+
 /// The finished runs of each configuration, configurations in first-seen order.
 pub fn finished_by_configuration(rows: &[RunRow]) -> Vec<(&str, Vec<&RunRow>)> {
     let mut groups: Vec<(&str, Vec<&RunRow>)> = Vec::new();
@@ -105,6 +122,8 @@ mod tests {
         assert_eq!(configuration_name("x-seed"), "x-seed");
         assert_eq!(configuration_name("x-seedy"), "x-seedy");
         assert_eq!(configuration_name("plain"), "plain");
+        assert_eq!((seed_of("default-seed1"), seed_of("batch=64-seed12")), (Some(1), Some(12)));
+        assert_eq!((seed_of("x-seedy"), seed_of("plain"), seed_of("x-seed")), (None, None, None));
     }
 
     #[test]

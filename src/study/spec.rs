@@ -7,6 +7,7 @@
 //! set = ["train.epochs=4"]                             # applied to every run
 //! seeds = [1]                                          # > 1 seed: one run per seed, "-seedN" names
 //! linear = false                                       # also an offline linear probe per run
+//! baseline = "default"                                 # compared with every other run, seed by seed
 //! [[runs]]
 //! name = "default"
 //! [[runs]]                                             # a run may name its own `base`
@@ -36,6 +37,9 @@ pub struct StudySpec {
     pub seeds: Vec<u64>,
     #[serde(default)]
     pub linear: bool,
+    /// The configuration (a run name without its `-seedN`) the report compares every other one
+    /// with, seed by seed ([`crate::study::paired`]).
+    pub baseline: Option<String>,
     #[serde(default)]
     pub runs: Vec<RunSpec>,
     #[serde(default)]
@@ -122,6 +126,12 @@ pub fn plan(path: &Path, cli_sets: &[String]) -> anyhow::Result<(StudySpec, Vec<
     let mut seen = std::collections::HashSet::new();
     for r in &planned {
         anyhow::ensure!(seen.insert(r.name.clone()), "study {}: two runs are named `{}`", path.display(), r.name);
+    }
+    if let Some(b) = &spec.baseline {
+        let configurations = crate::study::seeds::configuration_names(planned.iter().map(|r| r.name.as_str()));
+        if !configurations.contains(&b.as_str()) {
+            return Err(Error::data(path, format!("baseline `{b}` is not a configuration of this study (configurations: {})", configurations.join(", "))).into());
+        }
     }
     Ok((spec, planned))
 }
