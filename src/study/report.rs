@@ -425,20 +425,24 @@ fn write_paired_table(out: &Path, md: &mut String, diffs: &[PairedDifference], b
     };
     let _ = writeln!(
         md,
-        "Paired by seed: each configuration compared {against}with its own random-init encoder. Δ = configuration − reference, per seed; the mean Δ's 95% confidence interval is Student's t with n − 1 degrees of freedom (mean ± t·sd/√n; none for one seed); ahead: seeds with Δ > 0.\n"
+        "Paired by seed: each configuration compared {against}with its own random-init encoder. Δ = configuration − reference, per seed (seed: Δ); the mean Δ's 95% confidence interval is Student's t with n − 1 degrees of freedom (mean ± t·sd/√n; none for one seed); ahead: seeds with Δ > 0.\n"
     );
     let _ = writeln!(md, "| configuration | metric | reference | seeds | Δ per seed | mean Δ | 95% CI | ahead |\n|---|---|---|---|---|---|---|---|");
-    let mut csv = String::from("configuration,metric,reference,seeds,per_seed,mean,sd,ci95_low,ci95_high,ahead\n");
+    let mut csv = String::from("configuration,metric,reference,seeds,seed,per_seed,mean,sd,ci95_low,ci95_high,ahead\n");
     let signed = |x: f64| format!("{x:+.4}");
     for d in diffs {
         let title = METRICS.iter().find(|m| m.key == d.metric).map(|m| m.title).unwrap_or(d.metric);
-        let per_seed: Vec<String> = d.per_seed.iter().map(|p| signed(p.1)).collect();
+        let per_seed: Vec<String> = d.per_seed.iter().map(|p| match p.0 {
+            Some(seed) => format!("{seed}: {}", signed(p.1)),
+            None => signed(p.1),
+        }).collect();
         let ci = d.ci95.map(|(lo, hi)| format!("[{}, {}]", signed(lo), signed(hi))).unwrap_or_else(|| "–".into());
         let n = d.per_seed.len();
         let _ = writeln!(md, "| {} | {title} | {} | {n} | {} | {} | {ci} | {}/{n} |", d.configuration, d.reference, per_seed.join(", "), signed(d.spread.mean), d.ahead);
         let raw: Vec<String> = d.per_seed.iter().map(|p| p.1.to_string()).collect();
+        let seeds: Vec<String> = d.per_seed.iter().map(|p| p.0.map(|s| s.to_string()).unwrap_or_default()).collect();
         let (lo, hi) = d.ci95.map(|(l, h)| (l.to_string(), h.to_string())).unwrap_or_default();
-        let _ = writeln!(csv, "{},{},{},{n},{},{},{},{lo},{hi},{}", quoted(&d.configuration), d.metric, quoted(&d.reference), quoted(&raw.join(";")), d.spread.mean, d.spread.sd, d.ahead);
+        let _ = writeln!(csv, "{},{},{},{n},{},{},{},{},{lo},{hi},{}", quoted(&d.configuration), d.metric, quoted(&d.reference), quoted(&seeds.join(";")), quoted(&raw.join(";")), d.spread.mean, d.spread.sd, d.ahead);
     }
     md.push('\n');
     write_atomic(&out.join(PAIRED_CSV), csv.as_bytes())
