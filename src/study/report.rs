@@ -14,7 +14,9 @@
 //! or when its outputs lie on one line (effective rank under [`ONE_LINE_RANK`]: a dead network whose
 //! outputs are one direction or zero has a z-std above that bar but is collapsed all the same).
 //! A study run over several seeds also gets each configuration's mean ± standard deviation
-//! ([`crate::study::seeds`]): a second table and `results_by_configuration.csv`.
+//! ([`crate::study::seeds`]): a second table and `results_by_configuration.csv`; and, over seeds
+//! or with a baseline, each configuration against the baseline and its own random init, paired by
+//! seed ([`crate::study::paired`]): a third table and `paired_differences.csv`.
 use crate::study::curves::{at_evaluations, knn_curve, mean_curves, mean_curves_csv, Axis};
 use crate::study::plots::{line_plot, line_plot_scaled, line_plot_with_error_bars, scatter_plot, Series, YScale};
 use crate::study::runner::stopped_reason;
