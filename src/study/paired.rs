@@ -51,13 +51,13 @@ impl PairedDifference {
 /// configurations' order, the random-init comparison first.
 pub fn paired_differences(rows: &[RunRow], baseline: Option<&str>) -> Vec<PairedDifference> {
     let groups = finished_by_configuration(rows);
-    let base_runs = baseline.and_then(|b| groups.iter().find(|g| g.0 == b)).map(|g| &g.1);
+    let base = baseline.and_then(|b| groups.iter().find(|g| g.0 == b));
     let mut out = Vec::new();
     for (name, runs) in &groups {
         let gain: Vec<(Option<u64>, f64)> = runs.iter().filter_map(|r| Some((seed_of(&r.name), r.get("knn_top1")? - r.get("knn_random_top1")?))).collect();
         out.extend(PairedDifference::of(name, RANDOM_INIT, "knn_top1", gain));
-        let (Some(base), Some(base_name)) = (base_runs, baseline) else { continue };
-        if *name == base_name {
+        let Some((base_name, base)) = base else { continue };
+        if name == base_name {
             continue;
         }
         for metric in PAIRED_METRICS {

@@ -21,7 +21,7 @@ use crate::study::curves::{at_evaluations, knn_curve, mean_curves, mean_curves_c
 use crate::study::plots::{line_plot, line_plot_scaled, line_plot_with_error_bars, scatter_plot, Series, YScale};
 use crate::study::runner::stopped_reason;
 use crate::study::paired::{paired_differences, PairedDifference};
-use crate::study::seeds::{configuration_names, group_by_configuration, SeedGroup, Spread};
+use crate::study::seeds::{check_baseline, group_by_configuration, SeedGroup, Spread};
 use crate::train::checkpoint::write_atomic;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -251,8 +251,7 @@ pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<Ru
     let (study, rows) = read_runs(out)?;
     let baseline = baseline.or_else(|| study["baseline"].as_str());
     if let Some(b) = baseline {
-        let configurations = configuration_names(rows.iter().map(|r| r.name.as_str()));
-        anyhow::ensure!(configurations.contains(&b), crate::Error::data(out, format!("baseline `{b}` is not a configuration of this study (configurations: {})", configurations.join(", "))));
+        check_baseline(b, rows.iter().map(|r| r.name.as_str())).map_err(|e| crate::Error::data(out, e))?;
     }
     let keys: Vec<&str> = METRICS.iter().map(|m| m.key).collect();
     let mut csv = format!("run,overrides,finished,epochs,{},collapsed,minutes,stopped\n", keys.join(","));

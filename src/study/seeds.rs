@@ -65,15 +65,19 @@ pub fn configuration_name(name: &str) -> &str {
     }
 }
 
-/// The configurations of runs named `names`, without repeats, in first-seen order.
-pub fn configuration_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
-    let mut seen = Vec::new();
+/// Whether `baseline` is the configuration of one of the runs named `names`; if not, the error
+/// message, listing the configurations (without repeats, in first-seen order).
+pub fn check_baseline<'a>(baseline: &str, names: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+    let mut configurations = Vec::new();
     for c in names.into_iter().map(configuration_name) {
-        if !seen.contains(&c) {
-            seen.push(c);
+        if !configurations.contains(&c) {
+            configurations.push(c);
         }
     }
-    seen
+    match configurations.contains(&baseline) {
+        true => Ok(()),
+        false => Err(format!("baseline `{baseline}` is not a configuration of this study (configurations: {})", configurations.join(", "))),
+    }
 }
 
 /// The seed in a run's `-seed<digits>` suffix, if it has one.

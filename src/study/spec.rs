@@ -128,10 +128,7 @@ pub fn plan(path: &Path, cli_sets: &[String]) -> anyhow::Result<(StudySpec, Vec<
         anyhow::ensure!(seen.insert(r.name.clone()), "study {}: two runs are named `{}`", path.display(), r.name);
     }
     if let Some(b) = &spec.baseline {
-        let configurations = crate::study::seeds::configuration_names(planned.iter().map(|r| r.name.as_str()));
-        if !configurations.contains(&b.as_str()) {
-            return Err(Error::data(path, format!("baseline `{b}` is not a configuration of this study (configurations: {})", configurations.join(", "))).into());
-        }
+        crate::study::seeds::check_baseline(b, planned.iter().map(|r| r.name.as_str())).map_err(|e| Error::data(path, e))?;
     }
     Ok((spec, planned))
 }
