@@ -536,3 +536,44 @@ fn student_t_matches_closed_forms_quadrature_and_the_normal_limit() {
     let nu = 10_000.0;
     assert!((student_t_quantile(0.975, nu) - (z + (z.powi(3) + z) / (4.0 * nu))).abs() < 1e-6);
 }
+
+/// The seeds a paired comparison needs: the exact noncentral-t sample sizes of the one-sample
+/// t test (two-sided 5%, power 0.8: effect size d = mean/sd of 0.5, 0.8 and 1 need 34, 15 and 10,
+/// as G*Power and Cohen's tables give them), and a simulation of the t test itself: with the
+/// returned number of seeds about 80% of studies exclude 0, with two fewer clearly fewer do.
+#[test]
+fn seeds_for_power_matches_exact_sample_sizes_and_a_simulated_t_test() {
+    use selfsup::study::paired::{seeds_for_power, student_t_quantile, SeedsNeeded};
+    for (d, n) in [(0.5, 34), (0.8, 15), (1.0, 10)] {
+        assert_eq!(seeds_for_power(0.02 * d, 0.02, 0.8), SeedsNeeded::Seeds(n), "d = {d}");
+        assert_eq!(seeds_for_power(-0.02 * d, 0.02, 0.8), SeedsNeeded::Seeds(n), "the sign does not matter, d = {d}");
+    }
+    assert_eq!(seeds_for_power(0.3, 0.01, 0.8), SeedsNeeded::Seeds(2), "a 30-sd difference: the fewest seeds an interval needs");
+    assert_eq!(seeds_for_power(0.0, 0.01, 0.8), SeedsNeeded::Over, "no difference: no number of seeds");
+    assert_eq!(seeds_for_power(0.001, 0.1, 0.8), SeedsNeeded::Over, "d = 0.01 needs about 80,000");
+    assert_eq!(seeds_for_power(0.05, 0.0, 0.8), SeedsNeeded::Unknown, "no spread measured");
+
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut normal = || {
+        let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+    };
+    let mut simulated_power = |d: f64, n: usize| {
+        let t = student_t_quantile(0.975, (n - 1) as f64);
+        let trials = 20_000;
+        let excluded = (0..trials)
+            .filter(|_| {
+                let x: Vec<f64> = (0..n).map(|_| d + normal()).collect();
+                let mean = x.iter().sum::<f64>() / n as f64;
+                let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
+                mean.abs() > t * sd / (n as f64).sqrt()
+            })
+            .count();
+        excluded as f64 / trials as f64
+    };
+    for d in [0.8, 1.0] {
+        let SeedsNeeded::Seeds(n) = seeds_for_power(d, 1.0, 0.8) else { panic!("d = {d}") };
+        let (at, fewer) = (simulated_power(d, n), simulated_power(d, n - 2));
+        assert!(at > 0.785 && at < 0.84 && fewer < 0.775, "d = {d}, {n} seeds: power {at}, with {} seeds {fewer}", n - 2);
+    }
+}

@@ -3,6 +3,7 @@
 //! report` rebuilds everything from the run folders.
 mod common;
 use common::*;
+use selfsup::study::paired::{seeds_for_power, SeedsNeeded};
 
 const STUDY: &str = r#"
 name = "tiny"
@@ -276,7 +277,7 @@ fn configurations_are_compared_with_the_baseline_seed_by_seed() {
 
     let csv = std::fs::read_to_string(out.join("paired_differences.csv")).unwrap();
     let rows: Vec<Vec<String>> = csv.lines().map(|l| l.split(',').map(|c| c.trim_matches('"').to_string()).collect()).collect();
-    assert_eq!(rows[0].join(","), "configuration,metric,reference,seeds,seed,per_seed,mean,sd,ci95_low,ci95_high,ahead", "{csv}");
+    assert_eq!(rows[0].join(","), "configuration,metric,reference,seeds,seed,per_seed,mean,sd,ci95_low,ci95_high,ahead,seeds_for_80pct_power", "{csv}");
     let find = |c: &str, r: &str| rows.iter().find(|row| row[0] == c && row[2] == r).unwrap_or_else(|| panic!("no row {c} vs {r}: {csv}"));
     let num = |row: &Vec<String>, i: usize| row[i].parse::<f64>().unwrap();
     let xd = find("x", "default");
@@ -285,13 +286,16 @@ fn configurations_are_compared_with_the_baseline_seed_by_seed() {
     assert!(per_seed.iter().zip(&d).all(|(a, b)| (a - b).abs() < 1e-12), "{csv}");
     assert!((num(xd, 6) - mean(&d)).abs() < 1e-12 && (num(xd, 7) - sd(&d)).abs() < 1e-12, "{csv}");
     assert!((num(xd, 8) - (mean(&d) - half)).abs() < 1e-9 && (num(xd, 9) - (mean(&d) + half)).abs() < 1e-9, "{csv}");
+    // the seeds for 80% power from the measured mean and sd (the rule itself: tests/math_references.rs)
+    let SeedsNeeded::Seeds(plan) = seeds_for_power(mean(&d), sd(&d), 0.8) else { panic!("d = mean/sd ≈ 0.58 needs some seeds") };
+    assert_eq!(xd[11], plan.to_string(), "{csv}");
     let xr = find("x", "random init");
     assert_eq!((xr[3].as_str(), xr[4].as_str(), xr[10].as_str()), ("4", "1;2;3;4", "4"), "{csv}");
     assert!((num(xr, 6) - mean(&g)).abs() < 1e-12 && (num(xr, 9) - (mean(&g) + half_g)).abs() < 1e-9, "{csv}");
     assert!(find("default", "random init")[3] == "3" && !rows.iter().any(|r| r[0] == "default" && r[2] == "default"), "{csv}");
 
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
-    let line = format!("| x | kNN top-1 | default | 3 | 1: +0.0200, 2: -0.0100, 3: +0.0200 | {:+.4} | [{:+.4}, {:+.4}] | 2/3 |", mean(&d), mean(&d) - half, mean(&d) + half);
+    let line = format!("| x | kNN top-1 | default | 3 | 1: +0.0200, 2: -0.0100, 3: +0.0200 | {:+.4} | [{:+.4}, {:+.4}] | 2/3 | {plan} |", mean(&d), mean(&d) - half, mean(&d) + half);
     assert!(md.contains("Paired by seed") && md.contains(&line), "expected `{line}` in\n{md}");
 
     // without a baseline the random-init comparisons stay (several seeds); with one seed per

@@ -4,7 +4,8 @@
 //! seeds themselves differ by 5. Each configuration is compared with the study's `baseline` run of
 //! the same seed (its accuracy metrics) and with its own random-init encoder (kNN), and the mean
 //! difference gets a 95% confidence interval from Student's t with n − 1 degrees of freedom
-//! (the paired t interval, mean Δ ± t₀.₉₇₅,ₙ₋₁ · s_Δ/√n; Student 1908).
+//! (the paired t interval, mean Δ ± t₀.₉₇₅,ₙ₋₁ · s_Δ/√n; Student 1908), and the number of seeds that
+//! interval would need to exclude 0 with probability 0.8 ([`seeds_for_power`]).
 use crate::study::report::RunRow;
 use crate::study::seeds::{finished_by_configuration, seed_of, Spread};
 
@@ -31,6 +32,25 @@ pub struct PairedDifference {
     pub ci95: Option<(f64, f64)>,
     /// Seeds with a positive difference.
     pub ahead: usize,
+    /// Seeds the comparison would need for its 95% interval to exclude 0 with probability 0.8,
+    /// were the measured mean and spread the true ones ([`seeds_for_power`]).
+    pub seeds_for_80pct_power: SeedsNeeded,
+}
+
+/// The power a study is planned for: the chance that the interval excludes 0.
+pub const PLANNED_POWER: f64 = 0.8;
+
+/// The most seeds [`seeds_for_power`] counts to.
+pub const MAX_PLANNED_SEEDS: usize = 200;
+
+/// How many seeds a paired comparison needs ([`seeds_for_power`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SeedsNeeded {
+    /// One seed, or differences without spread: nothing to plan from.
+    Unknown,
+    Seeds(usize),
+    /// More than [`MAX_PLANNED_SEEDS`].
+    Over,
 }
 
 impl PairedDifference {
@@ -41,7 +61,8 @@ impl PairedDifference {
             (spread.mean - half, spread.mean + half)
         });
         let ahead = per_seed.iter().filter(|p| p.1 > 0.0).count();
-        Some(PairedDifference { configuration: configuration.to_string(), reference: reference.to_string(), metric, per_seed, spread, ci95, ahead })
+        let seeds_for_80pct_power = if spread.n > 1 { seeds_for_power(spread.mean, spread.sd, PLANNED_POWER) } else { SeedsNeeded::Unknown };
+        Some(PairedDifference { configuration: configuration.to_string(), reference: reference.to_string(), metric, per_seed, spread, ci95, ahead, seeds_for_80pct_power })
     }
 }
 
@@ -73,6 +94,38 @@ pub fn paired_differences(rows: &[RunRow], baseline: Option<&str>) -> Vec<Paired
         }
     }
     out
+}
+
+/// The seeds a paired comparison needs for its two-sided 95% t interval to exclude 0 with
+/// probability `power`, if the mean difference and its standard deviation were `mean` and `sd`:
+/// the smallest n ≥ 2 with n ≥ ((t₀.₉₇₅,ₙ₋₁ + t_power,ₙ₋₁) · sd/|mean|)² — the textbook
+/// sample-size rule for a one-sample t test, z-quantiles (Cohen 1988, §2.4) replaced by t-quantiles
+/// and solved for n; it matches the exact noncentral-t answers (d = |mean|/sd = 0.5, 0.8, 1 at
+/// power 0.8: 34, 15, 10 seeds). A planning figure: `sd` from two or three seeds is itself rough.
+pub fn seeds_for_power(mean: f64, sd: f64, power: f64) -> SeedsNeeded {
+    if !(sd > 0.0) || !mean.is_finite() || !sd.is_finite() {
+        return SeedsNeeded::Unknown;
+    }
+    let ratio = sd / mean.abs();
+    // n − ((t₁ + t₂)·ratio)² grows with n (the quantiles shrink), so bisect on n
+    let enough = |n: usize| {
+        let df = (n - 1) as f64;
+        let t = student_t_quantile(0.975, df) + student_t_quantile(power, df);
+        n as f64 >= (t * ratio).powi(2)
+    };
+    if !enough(MAX_PLANNED_SEEDS) {
+        return SeedsNeeded::Over;
+    }
+    let (mut lo, mut hi) = (1, MAX_PLANNED_SEEDS); // enough(hi); lo is not a candidate (n ≥ 2)
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if enough(mid) {
+            hi = mid;
+        } else {
+            lo = mid;
+        }
+    }
+    SeedsNeeded::Seeds(hi)
 }
 
 /// The `p`-quantile of Student's t distribution with `df` ≥ 1 (whole) degrees of freedom, by

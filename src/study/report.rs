@@ -20,7 +20,7 @@
 use crate::study::curves::{at_evaluations, knn_curve, mean_curves, mean_curves_csv, Axis};
 use crate::study::plots::{line_plot, line_plot_scaled, line_plot_with_error_bars, scatter_plot, Series, YScale};
 use crate::study::runner::stopped_reason;
-use crate::study::paired::{paired_differences, PairedDifference};
+use crate::study::paired::{paired_differences, PairedDifference, SeedsNeeded, MAX_PLANNED_SEEDS};
 use crate::study::seeds::{check_baseline, group_by_configuration, SeedGroup, Spread};
 use crate::train::checkpoint::write_atomic;
 use serde_json::Value;
@@ -426,10 +426,10 @@ fn write_paired_table(out: &Path, md: &mut String, diffs: &[PairedDifference], b
     };
     let _ = writeln!(
         md,
-        "Paired by seed: each configuration compared {against}with its own random-init encoder. Δ = configuration − reference, per seed (seed: Δ); the mean Δ's 95% confidence interval is Student's t with n − 1 degrees of freedom (mean ± t·sd/√n; none for one seed); ahead: seeds with Δ > 0.\n"
+        "Paired by seed: each configuration compared {against}with its own random-init encoder. Δ = configuration − reference, per seed (seed: Δ); the mean Δ's 95% confidence interval is Student's t with n − 1 degrees of freedom (mean ± t·sd/√n; none for one seed); ahead: seeds with Δ > 0; seeds for 80% power: how many seeds would give that interval an 80% chance of excluding 0 were the measured mean and spread the true ones (a planning figure: the spread of two or three seeds is itself rough; – without spread, >{MAX_PLANNED_SEEDS} past the count).\n"
     );
-    let _ = writeln!(md, "| configuration | metric | reference | seeds | Δ per seed | mean Δ | 95% CI | ahead |\n|---|---|---|---|---|---|---|---|");
-    let mut csv = String::from("configuration,metric,reference,seeds,seed,per_seed,mean,sd,ci95_low,ci95_high,ahead\n");
+    let _ = writeln!(md, "| configuration | metric | reference | seeds | Δ per seed | mean Δ | 95% CI | ahead | seeds for 80% power |\n|---|---|---|---|---|---|---|---|---|");
+    let mut csv = String::from("configuration,metric,reference,seeds,seed,per_seed,mean,sd,ci95_low,ci95_high,ahead,seeds_for_80pct_power\n");
     let signed = |x: f64| format!("{x:+.4}");
     for d in diffs {
         let title = METRICS.iter().find(|m| m.key == d.metric).map(|m| m.title).unwrap_or(d.metric);
@@ -439,11 +439,16 @@ fn write_paired_table(out: &Path, md: &mut String, diffs: &[PairedDifference], b
         }).collect();
         let ci = d.ci95.map(|(lo, hi)| format!("[{}, {}]", signed(lo), signed(hi))).unwrap_or_else(|| "–".into());
         let n = d.per_seed.len();
-        let _ = writeln!(md, "| {} | {title} | {} | {n} | {} | {} | {ci} | {}/{n} |", d.configuration, d.reference, per_seed.join(", "), signed(d.spread.mean), d.ahead);
+        let (plan_md, plan_csv) = match d.seeds_for_80pct_power {
+            SeedsNeeded::Seeds(k) => (k.to_string(), k.to_string()),
+            SeedsNeeded::Over => (format!(">{MAX_PLANNED_SEEDS}"), "inf".to_string()),
+            SeedsNeeded::Unknown => ("–".to_string(), String::new()),
+        };
+        let _ = writeln!(md, "| {} | {title} | {} | {n} | {} | {} | {ci} | {}/{n} | {plan_md} |", d.configuration, d.reference, per_seed.join(", "), signed(d.spread.mean), d.ahead);
         let raw: Vec<String> = d.per_seed.iter().map(|p| p.1.to_string()).collect();
         let seeds: Vec<String> = d.per_seed.iter().map(|p| p.0.map(|s| s.to_string()).unwrap_or_default()).collect();
         let (lo, hi) = d.ci95.map(|(l, h)| (l.to_string(), h.to_string())).unwrap_or_default();
-        let _ = writeln!(csv, "{},{},{},{n},{},{},{},{},{lo},{hi},{}", quoted(&d.configuration), d.metric, quoted(&d.reference), quoted(&seeds.join(";")), quoted(&raw.join(";")), d.spread.mean, d.spread.sd, d.ahead);
+        let _ = writeln!(csv, "{},{},{},{n},{},{},{},{},{lo},{hi},{},{plan_csv}", quoted(&d.configuration), d.metric, quoted(&d.reference), quoted(&seeds.join(";")), quoted(&raw.join(";")), d.spread.mean, d.spread.sd, d.ahead);
     }
     md.push('\n');
     write_atomic(&out.join(PAIRED_CSV), csv.as_bytes())
