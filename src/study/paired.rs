@@ -98,10 +98,11 @@ pub fn paired_differences(rows: &[RunRow], baseline: Option<&str>) -> Vec<Paired
 
 /// The seeds a paired comparison needs for its two-sided 95% t interval to exclude 0 with
 /// probability `power`, if the mean difference and its standard deviation were `mean` and `sd`:
-/// the smallest n ≥ 2 with n ≥ ((t₀.₉₇₅,ₙ₋₁ + t_power,ₙ₋₁) · sd/|mean|)² — the textbook
-/// sample-size rule for a one-sample t test, z-quantiles (Cohen 1988, §2.4) replaced by t-quantiles
-/// and solved for n; it matches the exact noncentral-t answers (d = |mean|/sd = 0.5, 0.8, 1 at
-/// power 0.8: 34, 15, 10 seeds). A planning figure: `sd` from two or three seeds is itself rough.
+/// the smallest n ≥ 2 with n ≥ ((t₀.₉₇₅,ₙ₋₁ + t_power,ₙ₋₁) · sd/|mean|)². That is the textbook
+/// sample-size rule of a one-sample (here: paired) t test, n = ((z₀.₉₇₅ + z_power) · sd/|mean|)²,
+/// with Student's quantiles in place of the normal ones, solved for n; it gives the exact
+/// noncentral-t sample sizes (effect d = |mean|/sd of 0.5, 0.8, 1 at power 0.8: 34, 15, 10 seeds).
+/// A planning figure: `sd` from two or three seeds is itself rough.
 pub fn seeds_for_power(mean: f64, sd: f64, power: f64) -> SeedsNeeded {
     if !(sd > 0.0) || !mean.is_finite() || !sd.is_finite() {
         return SeedsNeeded::Unknown;
