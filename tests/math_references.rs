@@ -402,13 +402,15 @@ fn the_non_finite_watch_keeps_the_first_bad_step_and_its_cause() {
     assert_eq!(w.read().unwrap(), Some((7, NonFinite::Loss)));
 }
 
+/// One draw of N(0, 1) by Box–Muller.
+fn standard_normal(rng: &mut ChaCha8Rng) -> f64 {
+    let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
 /// `n` points in `d` dimensions: label ±1 with equal probability, x = label·μ·e₁ + N(0, I).
 fn two_gaussians(n: usize, d: usize, mu: f64, rng: &mut ChaCha8Rng) -> (Tensor, Tensor) {
-    let mut normal = || {
-        // Box–Muller
-        let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    };
+    let mut normal = || standard_normal(rng);
     let mut x = Vec::with_capacity(n * d);
     let mut y = Vec::with_capacity(n);
     for i in 0..n {
@@ -554,10 +556,7 @@ fn seeds_for_power_matches_exact_sample_sizes_and_a_simulated_t_test() {
     assert_eq!(seeds_for_power(0.05, 0.0, 0.8), SeedsNeeded::Unknown, "no spread measured");
 
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let mut normal = || {
-        let (u1, u2): (f64, f64) = (rng.gen_range(f64::EPSILON..1.0), rng.gen());
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    };
+    let mut normal = || standard_normal(&mut rng);
     let mut simulated_power = |d: f64, n: usize| {
         let t = student_t_quantile(0.975, (n - 1) as f64);
         let trials = 20_000;

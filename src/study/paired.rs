@@ -61,7 +61,8 @@ impl PairedDifference {
             (spread.mean - half, spread.mean + half)
         });
         let ahead = per_seed.iter().filter(|p| p.1 > 0.0).count();
-        let seeds_for_80pct_power = if spread.n > 1 { seeds_for_power(spread.mean, spread.sd, PLANNED_POWER) } else { SeedsNeeded::Unknown };
+        // one seed has sd 0, which seeds_for_power already answers with Unknown
+        let seeds_for_80pct_power = seeds_for_power(spread.mean, spread.sd, PLANNED_POWER);
         Some(PairedDifference { configuration: configuration.to_string(), reference: reference.to_string(), metric, per_seed, spread, ci95, ahead, seeds_for_80pct_power })
     }
 }
