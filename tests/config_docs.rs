@@ -34,7 +34,7 @@ fn shipped_studies_plan() {
     for entry in std::fs::read_dir(common::root().join("studies")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().map(|e| e == "toml").unwrap_or(false) {
-            let (_, runs) = selfsup::study::plan(&path, &[]).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let (_, runs) = selfsup::study::plan(&path, &[], None).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(runs.len() >= 2, "{}: {} run(s)", path.display(), runs.len());
             n += 1;
         }

@@ -112,6 +112,82 @@ fn tiny_study_writes_table_and_plots_and_resumes_without_redoing_runs() {
     }
 }
 
+/// The logged losses of a run folder, in order.
+fn losses(run: &std::path::Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64()).collect()
+}
+
+#[test]
+fn seeds_and_only_add_seeds_and_retrain_single_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.toml");
+    std::fs::write(&file, STUDY).unwrap();
+    let args = |out: &std::path::Path, extra: &[&str]| {
+        let mut a = vec![file.to_str().unwrap().to_string(), "--out".into(), out.to_str().unwrap().into(), "--quiet".into()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    // the study file has no seeds: --seeds 1,2 makes two runs of each configuration; --only b
+    // trains b's two and leaves a's, which the report still lists, unfinished
+    let out = dir.path().join("out");
+    let o = study(&args(&out, &["--seeds", "1,2", "--only", "b"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("--only: 2 of the study's 4 runs (b-seed1, b-seed2)") && err.contains("[1/2] b-seed1") && err.contains("[2/2] b-seed2"), "{err}");
+    assert!(!out.join("a-seed1").exists() && !out.join("a-seed2").exists(), "a was trained");
+    for (run, seed) in [("b-seed1", 1), ("b-seed2", 2)] {
+        let cfg: toml::Value = toml::from_str(&std::fs::read_to_string(out.join(run).join("config.toml")).unwrap()).unwrap();
+        assert_eq!(cfg["train"]["seed"].as_integer(), Some(seed), "{run}");
+        assert_eq!(cfg["byol"]["predictor"].as_str(), Some("none"), "{run} lost its own override");
+    }
+    assert_ne!(losses(&out.join("b-seed1")), losses(&out.join("b-seed2")), "two seeds, one loss curve");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let finished: Vec<(&str, &str)> = csv.lines().skip(1).map(|l| (l.split(',').next().unwrap(), if l.contains(",true,") { "true" } else { "false" })).collect();
+    assert_eq!(finished, [("a-seed1", "false"), ("a-seed2", "false"), ("b-seed1", "true"), ("b-seed2", "true")], "{csv}");
+    let study_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("study.json")).unwrap()).unwrap();
+    assert_eq!(study_json["seeds"], serde_json::json!([1, 2]));
+
+    // a run name selects one run; finished runs are not redone
+    let b1 = std::fs::read(out.join("b-seed1/summary.json")).unwrap();
+    let o = study(&args(&out, &["--seeds", "1,2", "--only", "a-seed2,b-seed1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("b-seed1: finished, skipped") && err.contains("[1/2] a-seed2") && !out.join("a-seed1").exists() && out.join("a-seed2/summary.json").exists(), "{err}");
+    assert_eq!(std::fs::read(out.join("b-seed1/summary.json")).unwrap(), b1);
+
+    // one run retrained alone in a fresh folder repeats its loss curve exactly
+    let again = dir.path().join("again");
+    let o = study(&args(&again, &["--seeds", "1,2", "--only", "b-seed2"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(losses(&again.join("b-seed2")), losses(&out.join("b-seed2")));
+
+    // a name that is neither a run nor a configuration: a usage error naming the configurations
+    let o = study(&args(&dir.path().join("none"), &["--only", "c"]));
+    let err = stderr(&o);
+    assert!(o.status.code() == Some(2) && err.contains("--only c") && err.contains("configurations: a, b"), "{err}");
+    assert!(!dir.path().join("none").join("a").exists());
+}
+
+#[test]
+fn seeds_on_the_command_line_replace_the_files_and_keep_run_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("two.toml");
+    std::fs::write(&file, "name = \"two\"\nseeds = [1, 2]\n[[runs]]\nname = \"a\"\n").unwrap();
+    let names = |seeds: Option<&[u64]>| {
+        let (_, runs) = selfsup::study::plan(&file, &[], seeds).unwrap();
+        runs.iter().map(|r| (r.name.clone(), r.config.train.seed)).collect::<Vec<_>>()
+    };
+    assert_eq!(names(None), [("a-seed1".to_string(), 1), ("a-seed2".to_string(), 2)]);
+    assert_eq!(names(Some(&[1, 2, 3]))[2], ("a-seed3".to_string(), 3));
+    // one seed from the command line on a multi-seed study keeps the -seedN folder name
+    assert_eq!(names(Some(&[3])), [("a-seed3".to_string(), 3)]);
+    // a one-seed file keeps its plain name; two seeds from the command line name the runs apart
+    std::fs::write(&file, "name = \"one\"\nseeds = [7]\n[[runs]]\nname = \"a\"\n").unwrap();
+    assert_eq!(names(None), [("a".to_string(), 7)]);
+    assert_eq!(names(Some(&[5])), [("a".to_string(), 5)]);
+    assert_eq!(names(Some(&[7, 8])), [("a-seed7".to_string(), 7), ("a-seed8".to_string(), 8)]);
+}
+
 #[test]
 fn study_file_errors_name_the_file_and_the_run() {
     let dir = tempfile::tempdir().unwrap();

@@ -16,6 +16,14 @@ pub struct StudyArgs {
     /// Override a key in every run (applied last), e.g. --set data.train=folder:…
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// The seeds, replacing the study file's `seeds` (e.g. --seeds 1,2,3 adds a third seed to a
+    /// two-seed study; finished runs are skipped).
+    #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
+    seeds: Option<Vec<u64>>,
+    /// Train only these runs or configurations (run names with or without `-seedN`), e.g.
+    /// --only default-seed1 to retrain one run in a fresh folder; the report still lists every run.
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    only: Vec<String>,
     /// No progress bars or per-epoch lines.
     #[arg(long)]
     quiet: bool,
@@ -42,12 +50,12 @@ pub fn run(a: StudyArgs) -> anyhow::Result<()> {
         }
         (None, Some(file), Some(out)) => {
             let command = std::env::args().map(|a| shell_word(&a)).collect::<Vec<_>>().join(" ");
-            run_study(&file, &out, &StudyOptions { sets: a.set, quiet: a.quiet, command })?;
+            run_study(&file, &out, &StudyOptions { sets: a.set, quiet: a.quiet, command, seeds: a.seeds, only: a.only })?;
             println!("wrote {}", out.join("results.md").display());
             Ok(())
         }
         (None, Some(_), None) => Err(selfsup::Error::usage("selfsup study FILE needs --out DIR").into()),
-        _ => Err(selfsup::Error::usage("usage: selfsup study FILE --out DIR [--set K=V], or selfsup study report DIR").into()),
+        _ => Err(selfsup::Error::usage("usage: selfsup study FILE --out DIR [--set K=V] [--seeds N,N] [--only NAME], or selfsup study report DIR").into()),
     }
 }
 

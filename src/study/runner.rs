@@ -4,7 +4,10 @@
 //! reason goes to `OUT/<run>/stopped.json`, the report shows it, the next run starts, and a later
 //! `selfsup study` skips it (delete that file to retry). Any other error stops the study.
 //! The report is rewritten after every run, so a long study shows partial results.
+//! `--only` trains a subset (by run or configuration name); the others are left as they are and
+//! stay in the plan, so the report still lists every run.
 use crate::eval::{linear_probe, train_test_features, LinearProbeConfig};
+use crate::study::seeds::configuration_name;
 use crate::study::spec::PlannedRun;
 use crate::study::{plan, write_report};
 use crate::train::checkpoint::{candidates, write_atomic};
@@ -21,10 +24,34 @@ pub struct StudyOptions {
     pub quiet: bool,
     /// The command line, recorded in the report.
     pub command: String,
+    /// Replaces the study file's `seeds` ([`crate::study::plan`]).
+    pub seeds: Option<Vec<u64>>,
+    /// Train only the runs with these names or configuration names (a run name without its
+    /// `-seedN`); empty: every run.
+    pub only: Vec<String>,
+}
+
+/// Whether each planned run is asked for by `only` (all are when it is empty). A name that is
+/// neither a run's nor a configuration's is an error that lists the configurations.
+pub fn selected(runs: &[PlannedRun], only: &[String]) -> anyhow::Result<Vec<bool>> {
+    let asked = |r: &PlannedRun, o: &String| r.name == *o || configuration_name(&r.name) == o;
+    for o in only {
+        if !runs.iter().any(|r| asked(r, o)) {
+            let mut configurations: Vec<&str> = Vec::new();
+            for c in runs.iter().map(|r| configuration_name(&r.name)) {
+                if !configurations.contains(&c) {
+                    configurations.push(c);
+                }
+            }
+            return Err(crate::Error::usage(format!("--only {o}: no run or configuration of this study has that name (configurations: {})", configurations.join(", "))).into());
+        }
+    }
+    Ok(runs.iter().map(|r| only.is_empty() || only.iter().any(|o| asked(r, o))).collect())
 }
 
 pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result<()> {
-    let (spec, runs) = plan(file, &opts.sets)?;
+    let (spec, runs) = plan(file, &opts.sets, opts.seeds.as_deref())?;
+    let wanted = selected(&runs, &opts.only)?;
     std::fs::create_dir_all(out).map_err(|e| crate::Error::data(out, format!("cannot create study folder: {e}")))?;
     let plan_json = json!({
         "name": spec.name,
@@ -33,13 +60,18 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         "command": opts.command,
         "sets": opts.sets,
         "baseline": spec.baseline,
+        "seeds": spec.seeds,
         "runs": runs.iter().map(|r| json!({"name": r.name, "overrides": r.overrides})).collect::<Vec<_>>(),
     });
     write_atomic(&out.join("study.json"), serde_json::to_string_pretty(&plan_json)?.as_bytes())?;
+    let asked: Vec<&PlannedRun> = runs.iter().zip(&wanted).filter(|(_, w)| **w).map(|(r, _)| r).collect();
+    if asked.len() < runs.len() {
+        eprintln!("--only: {} of the study's {} runs ({}); the others are left as they are", asked.len(), runs.len(), asked.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "));
+    }
     let mut diverged = Vec::new();
-    for (i, run) in runs.iter().enumerate() {
+    for (i, run) in asked.iter().enumerate() {
         let dir = out.join(&run.name);
-        let at = format!("[{}/{}] {}", i + 1, runs.len(), run.name);
+        let at = format!("[{}/{}] {}", i + 1, asked.len(), run.name);
         if dir.join("summary.json").exists() && (!spec.linear || dir.join("linear.json").exists()) {
             eprintln!("{at}: finished, skipped");
             continue;
@@ -64,7 +96,7 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
     }
     write_report(out, None)?;
     if !diverged.is_empty() {
-        eprintln!("{} of {} runs diverged ({}); the report shows why", diverged.len(), runs.len(), diverged.join(", "));
+        eprintln!("{} of {} runs diverged ({}); the report shows why", diverged.len(), asked.len(), diverged.join(", "));
     }
     Ok(())
 }

@@ -16,7 +16,8 @@
 //! [grid]                                               # every combination, for every run
 //! "train.batch" = [32, 64]
 //! ```
-//! Overrides on the command line (`selfsup study FILE --set …`) apply to every run, last.
+//! Overrides on the command line (`selfsup study FILE --set …`) apply to every run, last;
+//! `--seeds 1,2,3` replaces the file's `seeds` (to add seeds to a study without editing it).
 use crate::config::{load, Config};
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
@@ -67,9 +68,15 @@ pub struct PlannedRun {
 }
 
 /// Reads a study file and resolves every run's config (all validated before anything runs).
-pub fn plan(path: &Path, cli_sets: &[String]) -> anyhow::Result<(StudySpec, Vec<PlannedRun>)> {
+/// `seeds`, when given, replaces the file's `seeds`. Runs are named `-seedN` when either list
+/// holds more than one seed, so a run keeps its folder whichever seeds are asked for.
+pub fn plan(path: &Path, cli_sets: &[String], seeds: Option<&[u64]>) -> anyhow::Result<(StudySpec, Vec<PlannedRun>)> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::data(path, format!("cannot read study file: {e}")))?;
-    let spec: StudySpec = toml::from_str(&text).map_err(|e| Error::data(path, format!("invalid study file: {}", e.to_string().trim())))?;
+    let mut spec: StudySpec = toml::from_str(&text).map_err(|e| Error::data(path, format!("invalid study file: {}", e.to_string().trim())))?;
+    let suffixed = spec.seeds.len() > 1 || seeds.is_some_and(|s| s.len() > 1);
+    if let Some(s) = seeds {
+        spec.seeds = s.to_vec();
+    }
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
     let study_base: Option<PathBuf> = spec.base.as_ref().map(|b| dir.join(b));
     let runs = if spec.runs.is_empty() { vec![RunSpec { name: String::new(), base: None, set: vec![] }] } else { spec.runs.clone() };
@@ -94,7 +101,7 @@ pub fn plan(path: &Path, cli_sets: &[String]) -> anyhow::Result<(StudySpec, Vec<
         }
         combos = next;
     }
-    let seeds: Vec<Option<u64>> = if spec.seeds.len() > 1 { spec.seeds.iter().map(|s| Some(*s)).collect() } else { vec![spec.seeds.first().copied()] };
+    let seeds: Vec<Option<u64>> = if suffixed { spec.seeds.iter().map(|s| Some(*s)).collect() } else { vec![spec.seeds.first().copied()] };
     let mut planned = Vec::new();
     for run in &runs {
         for (gname, gsets) in &combos {
@@ -103,7 +110,7 @@ pub fn plan(path: &Path, cli_sets: &[String]) -> anyhow::Result<(StudySpec, Vec<
                 let mut overrides: Vec<String> = run.set.iter().chain(gsets).cloned().collect();
                 if let Some(s) = seed {
                     overrides.push(format!("train.seed={s}"));
-                    if spec.seeds.len() > 1 {
+                    if suffixed {
                         name = format!("{name}-seed{s}");
                     }
                 }
