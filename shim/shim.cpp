@@ -2,6 +2,7 @@
 // Every entry point catches all C++ exceptions and reports them through `selfsup_last_error`:
 // exceptions must never cross into Rust. Tensors cross as tch passes them: an `at::Tensor*`.
 #include <torch/torch.h>
+#include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/CachingDeviceAllocator.h>
 #include <c10/core/Event.h>
@@ -190,6 +191,19 @@ int selfsup_cuda_peak_bytes(int device, int64_t *out) {
     auto stats = alloc->getDeviceStats(static_cast<c10::DeviceIndex>(device));
     *out = stats.allocated_bytes[static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE)].peak;
   }
+  SHIM_CATCH
+}
+
+// The CPU kernels ATen dispatches to on this processor ("AVX512", "AVX2", "DEFAULT", ...; the
+// ATEN_CPU_CAPABILITY environment variable can lower it), as torch.backends.cpu reports it:
+// copied into buf (len bytes, NUL-terminated, truncated if longer).
+int selfsup_cpu_capability(char *buf, int64_t len) {
+  SHIM_TRY
+  if (len <= 0) throw std::invalid_argument("selfsup_cpu_capability: empty buffer");
+  std::string name = at::get_cpu_capability();
+  size_t n = std::min(name.size(), static_cast<size_t>(len - 1));
+  std::memcpy(buf, name.data(), n);
+  buf[n] = 0;
   SHIM_CATCH
 }
 

@@ -87,6 +87,19 @@ fn tiny_study_writes_table_and_plots_and_resumes_without_redoing_runs() {
     let per_epoch: Vec<u64> = std::fs::read_to_string(out.join("a/metrics.jsonl")).unwrap().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["encoder_dims_99pct"].as_u64()).collect();
     assert_eq!(per_epoch.len(), 3, "at each of the 2 kNN evaluations and the final one");
 
+    // the machine each run was computed on: the processor's name as /proc/cpuinfo gives it, and
+    // the CPU kernels as PyTorch itself reports them (torch.backends.cpu), in the summary, the
+    // CSV and one line of the report (both runs on this machine)
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_string()).unwrap_or_else(|| "unknown".into());
+    let torch = std::process::Command::new(python()).args(["-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"]).output().unwrap();
+    let capability = stdout(&torch).trim().to_string();
+    assert!(!capability.is_empty(), "{}", stderr(&torch));
+    let machine = &summary["machine"];
+    assert_eq!((machine["cpu"].as_str(), machine["cpu_capability"].as_str(), machine["threads"].as_u64(), machine["device"].as_str()), (Some(cpu.as_str()), Some(capability.as_str()), Some(1), Some("cpu")), "{machine}");
+    assert!(md.contains(&format!("Computed on: {cpu} ({capability}): the processor and its CPU kernels.")), "{md}");
+    assert!(lines[1].ends_with(&format!(",\"{cpu} ({capability})\"")), "{}", lines[1]);
+
     // interrupt: run b lost its summary (killed after its last checkpoint); a is finished
     let a_summary = std::fs::read(out.join("a/summary.json")).unwrap();
     let a_mtime = std::fs::metadata(out.join("a/summary.json")).unwrap().modified().unwrap();
@@ -413,9 +426,11 @@ name = "fine"
     assert!(out.join("fine/summary.json").exists() && !out.join("blows-up/summary.json").exists());
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let rows: Vec<&str> = csv.lines().collect();
-    assert!(rows[0].ends_with(",stopped"), "{csv}");
-    assert!(rows[1].starts_with("blows-up,") && rows[1].contains(",false,") && rows[1].contains("non-finite"), "{csv}");
-    assert!(rows[2].starts_with("fine,") && rows[2].ends_with(','), "the finished run has no stop reason: {csv}");
+    assert!(rows[0].ends_with(",stopped,machine"), "{csv}");
+    // the diverged run: its reason, and no machine (it wrote no summary)
+    assert!(rows[1].starts_with("blows-up,") && rows[1].contains(",false,") && rows[1].contains("non-finite") && rows[1].ends_with("\","), "{csv}");
+    // the finished one: no reason, then its machine
+    assert!(rows[2].starts_with("fine,") && rows[2].contains(",,\"") && rows[2].ends_with(")\""), "the finished run has no stop reason: {csv}");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("(**diverged**)") && md.contains("Runs that diverged") && md.contains("- blows-up: non-finite"), "{md}");
     // a run that diverged before its first log line (as BYOL without loss normalisation does) has

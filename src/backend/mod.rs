@@ -2,6 +2,7 @@
 //! seeding every device, GPU memory statistics, c10d process groups).
 pub mod device;
 pub mod dist;
+pub mod machine;
 pub mod shim;
 
 pub use device::parse_device;

@@ -14,6 +14,7 @@ extern "C" {
     fn selfsup_foreach_lerp(targets: *const *mut torch_sys::C_tensor, sources: *const *mut torch_sys::C_tensor, n: i64, weight: f64) -> c_int;
     fn selfsup_foreach_sgd(params: *const *mut torch_sys::C_tensor, grads: *const *mut torch_sys::C_tensor, moms: *const *mut torch_sys::C_tensor, n: i64, lr: f64, weight_decay: f64, momentum: f64, trust: f64) -> c_int;
     fn selfsup_cuda_peak_bytes(device: c_int, out: *mut i64) -> c_int;
+    fn selfsup_cpu_capability(buf: *mut c_char, len: i64) -> c_int;
     fn selfsup_channels_last(t: *mut torch_sys::C_tensor, in_place: c_int, out: *mut *mut torch_sys::C_tensor) -> c_int;
     fn selfsup_is_channels_last(t: *mut torch_sys::C_tensor, out: *mut c_int) -> c_int;
     fn selfsup_pin_memory(t: *mut torch_sys::C_tensor, out: *mut *mut torch_sys::C_tensor) -> c_int;
@@ -310,6 +311,14 @@ pub fn cuda_peak_bytes(device: usize) -> anyhow::Result<i64> {
     let mut out = 0;
     check(unsafe { selfsup_cuda_peak_bytes(device as c_int, &mut out) })?;
     Ok(out)
+}
+
+/// The CPU kernels ATen dispatches to on this processor: "AVX512", "AVX2", "DEFAULT" (x86), as
+/// `torch.backends.cpu.get_cpu_capability()` reports it.
+pub fn cpu_capability() -> anyhow::Result<String> {
+    let mut buf = [0 as c_char; 64];
+    check(unsafe { selfsup_cpu_capability(buf.as_mut_ptr(), buf.len() as i64) })?;
+    Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
 }
 
 /// A channels-last (NHWC) copy of a 4-D tensor (other ranks are returned unchanged).

@@ -1,6 +1,7 @@
 //! Studies: one base config, a list and/or grid of overrides and seeds, run one after another;
 //! a table (CSV + Markdown) and PNG plots built from the finished runs' logs.
 pub mod curves;
+pub mod machines;
 pub mod paired;
 pub mod plots;
 pub mod report;

@@ -17,9 +17,11 @@
 //! ([`crate::study::seeds`]): a second table and `results_by_configuration.csv`; and, over seeds
 //! or with a baseline, each configuration against the baseline and its own random init, paired by
 //! seed ([`crate::study::paired`]): a third table and `paired_differences.csv`.
+use crate::backend::machine::Machine;
 use crate::study::curves::{at_evaluations, knn_curve, mean_curves, mean_curves_csv, Axis};
 use crate::study::plots::{line_plot, line_plot_scaled, line_plot_with_error_bars, scatter_plot, Series, YScale};
 use crate::study::runner::stopped_reason;
+use crate::study::machines::machines_paragraph;
 use crate::study::paired::{paired_differences, PairedDifference, SeedsNeeded, MAX_PLANNED_SEEDS};
 use crate::study::seeds::{check_baseline, group_by_configuration, SeedGroup, Spread};
 use crate::train::checkpoint::write_atomic;
@@ -45,6 +47,9 @@ pub struct RunRow {
     pub steps_per_epoch: f64,
     /// The covariance spectrum of the held-out encoder features at the end of training.
     pub encoder_spectrum: Option<Vec<f64>>,
+    /// The processor and CPU kernels the run was computed on ([`crate::backend::machine::Machine::key`];
+    /// none for runs older than that record).
+    pub machine: Option<String>,
 }
 
 impl RunRow {
@@ -165,6 +170,7 @@ pub fn read_run(dir: &Path, name: &str, overrides: &str) -> RunRow {
         overrides: overrides.to_string(),
         finished: summary.is_some(),
         stopped: stopped_reason(dir),
+        machine: summary.as_ref().and_then(|s| serde_json::from_value::<Machine>(s["machine"].clone()).ok()).map(|m| m.key()),
         epochs_done: max_step / steps_per_epoch,
         values,
         dim: projector_dim(dir),
@@ -254,13 +260,14 @@ pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<Ru
         check_baseline(b, rows.iter().map(|r| r.name.as_str())).map_err(|e| crate::Error::data(out, e))?;
     }
     let keys: Vec<&str> = METRICS.iter().map(|m| m.key).collect();
-    let mut csv = format!("run,overrides,finished,epochs,{},collapsed,minutes,stopped\n", keys.join(","));
+    let mut csv = format!("run,overrides,finished,epochs,{},collapsed,minutes,stopped,machine\n", keys.join(","));
     let cell = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
     for r in &rows {
         let values: Vec<String> = METRICS.iter().map(|m| cell(r.get(m.key))).collect();
         let collapsed = r.collapsed().map(|b| b.to_string()).unwrap_or_default();
         let stopped = r.stopped.as_deref().map(quoted).unwrap_or_default();
-        let _ = writeln!(csv, "{},{},{},{:.2},{},{},{},{stopped}", r.name, quoted(&r.overrides), r.finished, r.epochs_done, values.join(","), collapsed, cell(r.minutes));
+        let machine = r.machine.as_deref().map(quoted).unwrap_or_default();
+        let _ = writeln!(csv, "{},{},{},{:.2},{},{},{},{stopped},{machine}", r.name, quoted(&r.overrides), r.finished, r.epochs_done, values.join(","), collapsed, cell(r.minutes));
     }
     write_atomic(&out.join("results.csv"), csv.as_bytes())?;
 
@@ -317,6 +324,9 @@ pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<Ru
     let stopped: Vec<String> = rows.iter().filter_map(|r| Some(format!("- {}: {}", r.name, r.stopped.as_deref()?))).collect();
     if !stopped.is_empty() {
         let _ = writeln!(md, "Runs that diverged (a non-finite loss or gradient stopped them):\n\n{}\n", stopped.join("\n"));
+    }
+    if let Some(text) = machines_paragraph(&rows) {
+        md.push_str(&text);
     }
     let over_seeds = match group_by_configuration(&rows) {
         Some(groups) => {

@@ -4,6 +4,7 @@
 //! so the resumed run ends with the same weights as an uninterrupted one (bit-identical on CPU).
 use crate::analysis::{covariance_spectrum, dims_for_variance, z_std, PredictorMetrics, RepresentationMetrics};
 use crate::augment::MultiView;
+use crate::backend::machine::Machine;
 use crate::backend::{dist, parse_device, shim};
 use crate::config::Config;
 use crate::data::{AugmentOn, DataSpec, Dataset, Loader, LoaderConfig, Split};
@@ -82,6 +83,9 @@ pub struct TrainSummary {
     /// Forward and backward were replayed from a CUDA graph (`train.cuda_graph`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cuda_graph: bool,
+    /// The processor, its CPU kernels, threads and device (rank 0's): runs repeat bit for bit only
+    /// on one kind of processor.
+    pub machine: Machine,
 }
 
 /// Labelled reference and held-out sets for kNN during/after training.
@@ -567,6 +571,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
         process_group: place.backend_name().map(String::from),
         stopped_early,
         cuda_graph: step_graph.as_ref().map(|g| g.replaying()).unwrap_or(false),
+        machine: Machine::this(device),
     };
     if !stopped_early {
         if let Some(sets) = &eval {

@@ -1,0 +1,81 @@
+//! Which machines a study's runs were computed on. libtorch's CPU kernels round differently on
+//! different processors, so one config and seed gives another loss curve on another machine
+//! (docs/reliability.md): runs of two machines are different draws, not repeats. A paired
+//! comparison ([`crate::study::paired`]) pairs the runs of one seed; they should share a machine.
+use crate::study::report::RunRow;
+use crate::study::seeds::seed_of;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// How a finished run without a recorded machine (made before runs recorded one) is listed.
+pub const NOT_RECORDED: &str = "not recorded";
+
+/// The report's paragraph on machines: one line naming the machine when every finished run
+/// records the same one; when they differ, the runs made on each, and the seeds whose runs were
+/// made on more than one (their paired differences then compare runs of different machines).
+/// None when no finished run records a machine.
+pub fn machines_paragraph(rows: &[RunRow]) -> Option<String> {
+    let finished: Vec<&RunRow> = rows.iter().filter(|r| r.finished).collect();
+    if !finished.iter().any(|r| r.machine.is_some()) {
+        return None;
+    }
+    let label = |r: &RunRow| r.machine.clone().unwrap_or_else(|| NOT_RECORDED.to_string());
+    let mut by_machine: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for r in &finished {
+        by_machine.entry(label(r)).or_default().push(&r.name);
+    }
+    if by_machine.len() == 1 {
+        let machine = by_machine.keys().next()?;
+        return Some(format!("Computed on: {machine}: the processor and its CPU kernels.\n\n"));
+    }
+    let mut md = String::from("Computed on more than one machine (processor and CPU kernels). The same config and seed repeat bit for bit only on one kind of processor, so runs of two are different draws, not repeats:\n\n");
+    for (machine, names) in &by_machine {
+        let _ = writeln!(md, "- {machine}: {} run(s) ({})", names.len(), names.join(", "));
+    }
+    let mut by_seed: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for r in &finished {
+        if let Some(seed) = seed_of(&r.name) {
+            let machines = by_seed.entry(seed).or_default();
+            if !machines.contains(&label(r)) {
+                machines.push(label(r));
+            }
+        }
+    }
+    let mixed: Vec<String> = by_seed.iter().filter(|(_, m)| m.len() > 1).map(|(seed, m)| format!("seed {seed} ({})", m.join("; "))).collect();
+    if mixed.is_empty() {
+        md.push_str("\nNo seed's runs are recorded on more than one machine: each paired difference compares runs of one machine (as far as recorded).\n\n");
+    } else {
+        let _ = writeln!(md, "\nRuns of one seed on more than one machine — their paired differences compare runs of different machines: {}.\n", mixed.join(", "));
+    }
+    Some(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(name: &str, machine: Option<&str>, finished: bool) -> RunRow {
+        RunRow { name: name.into(), finished, machine: machine.map(String::from), ..Default::default() }
+    }
+
+    #[test]
+    fn one_machine_is_named_and_mixed_seeds_are_flagged() {
+        let a = Some("AMD EPYC (AVX512)");
+        let x = Some("Intel Xeon (AVX2)");
+        // no run records a machine: nothing to say
+        assert_eq!(machines_paragraph(&[run("a-seed1", None, true)]), None);
+        // one machine (an unfinished run does not count)
+        let one = machines_paragraph(&[run("a-seed1", a, true), run("b-seed1", a, true), run("b-seed2", x, false)]).unwrap();
+        assert_eq!(one, "Computed on: AMD EPYC (AVX512): the processor and its CPU kernels.\n\n");
+        // seeds 1-2 on one machine, seed 3 on another: each seed's runs share one
+        let rows = [run("a-seed1", x, true), run("b-seed1", x, true), run("a-seed2", x, true), run("b-seed2", x, true), run("a-seed3", a, true), run("b-seed3", a, true)];
+        let md = machines_paragraph(&rows).unwrap();
+        assert!(md.contains("- AMD EPYC (AVX512): 2 run(s) (a-seed3, b-seed3)") && md.contains("- Intel Xeon (AVX2): 4 run(s) (a-seed1, b-seed1, a-seed2, b-seed2)"), "{md}");
+        assert!(md.contains("No seed's runs are recorded on more than one machine") && !md.contains("seed 3 ("), "{md}");
+        // seed 2's runs split across machines, one of them not recorded
+        let rows = [run("a-seed1", a, true), run("b-seed1", a, true), run("a-seed2", None, true), run("b-seed2", a, true)];
+        let md = machines_paragraph(&rows).unwrap();
+        assert!(md.contains("- not recorded: 1 run(s) (a-seed2)"), "{md}");
+        assert!(md.contains("different machines: seed 2 (not recorded; AMD EPYC (AVX512)).") && !md.contains("seed 1 ("), "{md}");
+    }
+}
