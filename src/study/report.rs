@@ -19,9 +19,9 @@
 //! seed ([`crate::study::paired`]): a third table and `paired_differences.csv`.
 use crate::backend::machine::Machine;
 use crate::study::curves::{at_evaluations, knn_curve, mean_curves, mean_curves_csv, Axis};
+use crate::study::machines::machines_paragraph;
 use crate::study::plots::{line_plot, line_plot_scaled, line_plot_with_error_bars, scatter_plot, Series, YScale};
 use crate::study::runner::stopped_reason;
-use crate::study::machines::machines_paragraph;
 use crate::study::paired::{paired_differences, PairedDifference, SeedsNeeded, MAX_PLANNED_SEEDS};
 use crate::study::seeds::{check_baseline, group_by_configuration, SeedGroup, Spread};
 use crate::train::checkpoint::write_atomic;

@@ -7,7 +7,7 @@
 //! `--only` trains a subset (by run or configuration name); the others are left as they are and
 //! stay in the plan, so the report still lists every run.
 use crate::eval::{linear_probe, train_test_features, LinearProbeConfig};
-use crate::study::seeds::configuration_name;
+use crate::study::seeds::{configuration_name, configurations};
 use crate::study::spec::PlannedRun;
 use crate::study::{plan, write_report};
 use crate::train::checkpoint::{candidates, write_atomic};
@@ -37,13 +37,8 @@ pub fn selected(runs: &[PlannedRun], only: &[String]) -> anyhow::Result<Vec<bool
     let asked = |r: &PlannedRun, o: &String| r.name == *o || configuration_name(&r.name) == o;
     for o in only {
         if !runs.iter().any(|r| asked(r, o)) {
-            let mut configurations: Vec<&str> = Vec::new();
-            for c in runs.iter().map(|r| configuration_name(&r.name)) {
-                if !configurations.contains(&c) {
-                    configurations.push(c);
-                }
-            }
-            return Err(crate::Error::usage(format!("--only {o}: no run or configuration of this study has that name (configurations: {})", configurations.join(", "))).into());
+            let known = configurations(runs.iter().map(|r| r.name.as_str()));
+            return Err(crate::Error::usage(format!("--only {o}: no run or configuration of this study has that name (configurations: {})", known.join(", "))).into());
         }
     }
     Ok(runs.iter().map(|r| only.is_empty() || only.iter().any(|o| asked(r, o))).collect())

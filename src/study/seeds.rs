@@ -65,15 +65,21 @@ pub fn configuration_name(name: &str) -> &str {
     }
 }
 
-/// Whether `baseline` is the configuration of one of the runs named `names`; if not, the error
-/// message, listing the configurations (without repeats, in first-seen order).
-pub fn check_baseline<'a>(baseline: &str, names: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+/// The configurations of the runs named `names`, without repeats, in first-seen order.
+pub fn configurations<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     let mut configurations = Vec::new();
     for c in names.into_iter().map(configuration_name) {
         if !configurations.contains(&c) {
             configurations.push(c);
         }
     }
+    configurations
+}
+
+/// Whether `baseline` is the configuration of one of the runs named `names`; if not, the error
+/// message, listing the configurations.
+pub fn check_baseline<'a>(baseline: &str, names: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+    let configurations = configurations(names);
     match configurations.contains(&baseline) {
         true => Ok(()),
         false => Err(format!("baseline `{baseline}` is not a configuration of this study (configurations: {})", configurations.join(", "))),
