@@ -32,16 +32,16 @@ pub fn machines_paragraph(rows: &[RunRow]) -> Option<String> {
     for (machine, names) in &by_machine {
         let _ = writeln!(md, "- {machine}: {} run(s) ({})", names.len(), names.join(", "));
     }
-    let mut by_seed: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    // keyed as the paired comparisons pair runs: by the `-seedN` suffix, runs without one together
+    let mut by_seed: BTreeMap<Option<u64>, Vec<String>> = BTreeMap::new();
     for r in &finished {
-        if let Some(seed) = seed_of(&r.name) {
-            let machines = by_seed.entry(seed).or_default();
-            if !machines.contains(&label(r)) {
-                machines.push(label(r));
-            }
+        let machines = by_seed.entry(seed_of(&r.name)).or_default();
+        if !machines.contains(&label(r)) {
+            machines.push(label(r));
         }
     }
-    let mixed: Vec<String> = by_seed.iter().filter(|(_, m)| m.len() > 1).map(|(seed, m)| format!("seed {seed} ({})", m.join("; "))).collect();
+    let seed_name = |seed: &Option<u64>| seed.map(|s| format!("seed {s}")).unwrap_or_else(|| "the runs without a -seedN suffix".into());
+    let mixed: Vec<String> = by_seed.iter().filter(|(_, m)| m.len() > 1).map(|(seed, m)| format!("{} ({})", seed_name(seed), m.join("; "))).collect();
     if mixed.is_empty() {
         md.push_str("\nNo seed's runs are recorded on more than one machine: each paired difference compares runs of one machine (as far as recorded).\n\n");
     } else {
@@ -77,5 +77,8 @@ mod tests {
         let md = machines_paragraph(&rows).unwrap();
         assert!(md.contains("- not recorded: 1 run(s) (a-seed2)"), "{md}");
         assert!(md.contains("different machines: seed 2 (not recorded; AMD EPYC (AVX512)).") && !md.contains("seed 1 ("), "{md}");
+        // a one-seed study: its runs are paired with each other, so two machines among them count
+        let md = machines_paragraph(&[run("default", a, true), run("other", x, true)]).unwrap();
+        assert!(md.contains("different machines: the runs without a -seedN suffix (AMD EPYC (AVX512); Intel Xeon (AVX2))."), "{md}");
     }
 }
