@@ -96,10 +96,6 @@ fn train_args(out: &Path, data: &str, epochs: usize, extra: &[&str]) -> Vec<Stri
     a
 }
 
-fn losses(run: &Path) -> Vec<f64> {
-    selfsup::train::metrics::read(&run.join("metrics.jsonl")).unwrap().iter().filter_map(|r| r.get("loss").and_then(|l| l.as_f64())).collect()
-}
-
 fn final_weights(run: &Path) -> Vec<u8> {
     let latest = std::fs::read_to_string(run.join("checkpoints/latest")).unwrap();
     std::fs::read(run.join("checkpoints").join(latest.trim()).join("weights.safetensors")).unwrap()

@@ -55,14 +55,6 @@ fn summary(run: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap()
 }
 
-fn losses(run: &Path) -> Vec<f64> {
-    logged(run, "loss")
-}
-
-/// Every value of `key` in a run's metrics log, in order.
-fn logged(run: &Path, key: &str) -> Vec<f64> {
-    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?[key].as_f64()).collect()
-}
 
 /// A tensor of a run's final checkpoint.
 fn checkpoint_tensor(run: &Path, name: &str) -> Tensor {

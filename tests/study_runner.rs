@@ -125,11 +125,6 @@ fn tiny_study_writes_table_and_plots_and_resumes_without_redoing_runs() {
     }
 }
 
-/// The logged losses of a run folder, in order.
-fn losses(run: &std::path::Path) -> Vec<f64> {
-    std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["loss"].as_f64()).collect()
-}
-
 #[test]
 fn seeds_and_only_add_seeds_and_retrain_single_runs() {
     let dir = tempfile::tempdir().unwrap();

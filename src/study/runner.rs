@@ -31,9 +31,9 @@ pub struct StudyOptions {
     pub only: Vec<String>,
 }
 
-/// Whether each planned run is asked for by `only` (all are when it is empty). A name that is
-/// neither a run's nor a configuration's is an error that lists the configurations.
-pub fn selected(runs: &[PlannedRun], only: &[String]) -> anyhow::Result<Vec<bool>> {
+/// The planned runs asked for by `only`, in plan order (all of them when it is empty). A name
+/// that is neither a run's nor a configuration's is an error that lists the configurations.
+pub fn selected<'a>(runs: &'a [PlannedRun], only: &[String]) -> anyhow::Result<Vec<&'a PlannedRun>> {
     let asked = |r: &PlannedRun, o: &String| r.name == *o || configuration_name(&r.name) == o;
     for o in only {
         if !runs.iter().any(|r| asked(r, o)) {
@@ -41,12 +41,12 @@ pub fn selected(runs: &[PlannedRun], only: &[String]) -> anyhow::Result<Vec<bool
             return Err(crate::Error::usage(format!("--only {o}: no run or configuration of this study has that name (configurations: {})", known.join(", "))).into());
         }
     }
-    Ok(runs.iter().map(|r| only.is_empty() || only.iter().any(|o| asked(r, o))).collect())
+    Ok(runs.iter().filter(|r| only.is_empty() || only.iter().any(|o| asked(r, o))).collect())
 }
 
 pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result<()> {
     let (spec, runs) = plan(file, &opts.sets, opts.seeds.as_deref())?;
-    let wanted = selected(&runs, &opts.only)?;
+    let asked = selected(&runs, &opts.only)?;
     std::fs::create_dir_all(out).map_err(|e| crate::Error::data(out, format!("cannot create study folder: {e}")))?;
     let plan_json = json!({
         "name": spec.name,
@@ -59,7 +59,6 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         "runs": runs.iter().map(|r| json!({"name": r.name, "overrides": r.overrides})).collect::<Vec<_>>(),
     });
     write_atomic(&out.join("study.json"), serde_json::to_string_pretty(&plan_json)?.as_bytes())?;
-    let asked: Vec<&PlannedRun> = runs.iter().zip(&wanted).filter(|(_, w)| **w).map(|(r, _)| r).collect();
     if asked.len() < runs.len() {
         eprintln!("--only: {} of the study's {} runs ({}); the others are left as they are", asked.len(), runs.len(), asked.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "));
     }

@@ -121,3 +121,15 @@ pub mod plain {
         a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
     }
 }
+
+/// Every value of `key` in a run's metrics log (`metrics.jsonl`), in order; a line that is not
+/// JSON fails the test.
+pub fn logged(run: &Path, key: &str) -> Vec<f64> {
+    let log = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    log.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{}: {e}: {l}", run.display()))).filter_map(|v| v[key].as_f64()).collect()
+}
+
+/// A run's logged losses, in order.
+pub fn losses(run: &Path) -> Vec<f64> {
+    logged(run, "loss")
+}
