@@ -30,6 +30,13 @@ fn bad_input_gives_one_clear_error_line() {
     assert_clean_error(&o, 2, &["data.min_scale"]);
     let o = selfsup(&["train", "--out", out.path().to_str().unwrap(), "--set", "train.epoch=3"]);
     assert_clean_error(&o, 2, &["unknown config key `train.epoch`", "train.epochs"]);
+    // a value of the wrong type, in a config file or a --set: the file (or --set) and the key
+    let bad_type = out.path().join("bad-type.toml");
+    std::fs::write(&bad_type, "[train]\nepochs = \"ten\"\n").unwrap();
+    let o = selfsup(&["train", "--out", out.path().to_str().unwrap(), "--config", bad_type.to_str().unwrap()]);
+    assert_clean_error(&o, 2, &["bad-type.toml: `train.epochs` = \"ten\"", "expected usize"]);
+    let o = selfsup(&["train", "--out", out.path().to_str().unwrap(), "--set", "eval.compare_random=maybe"]);
+    assert_clean_error(&o, 2, &["--set eval.compare_random=maybe: `eval.compare_random` = \"maybe\"", "expected a boolean"]);
     let o = selfsup(&["train", "--out", out.path().to_str().unwrap(), "--set", "data.augment_on=\"tpu\""]);
     assert_clean_error(&o, 2, &["data.augment_on", "tpu", "cpu, gpu or split"]);
     // a CUDA check asked for on the CPU, or in skip mode

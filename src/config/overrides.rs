@@ -73,6 +73,27 @@ fn coerce(v: Value, like: &Value) -> Value {
     }
 }
 
+/// Checks that `value` has the type the schema gives `key` (an integer for `train.epochs`, a
+/// string for `data.train`, ...), so a wrong type is reported with the file or `--set` it came
+/// from rather than later, when the merged table is read.
+fn check_type(key: &str, value: &Value, origin: &str) -> Result<(), Error> {
+    let mut table = Table::new();
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut cur = &mut table;
+    for p in &parts[..parts.len() - 1] {
+        cur = cur.entry(p.to_string()).or_insert_with(|| Value::Table(Table::new())).as_table_mut().expect("section");
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value.clone());
+    match Value::Table(table).try_into::<Config>() {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let msg = e.to_string();
+            let first = msg.lines().next().unwrap_or("").trim();
+            Err(Error::usage(format!("{origin}: `{key}` = {value}: {first}")))
+        }
+    }
+}
+
 fn check_and_merge(dst: &mut Table, src: Table, defaults: &Table, prefix: &str, origin: &str) -> Result<(), Error> {
     for (k, v) in src {
         let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
@@ -85,7 +106,9 @@ fn check_and_merge(dst: &mut Table, src: Table, defaults: &Table, prefix: &str, 
             }
             (Value::Table(_), other) => return Err(Error::usage(format!("{origin}: `{key}` is a section, not a value (got {other})"))),
             (def, v) => {
-                dst.insert(k, coerce(v, def));
+                let v = coerce(v, def);
+                check_type(&key, &v, origin)?;
+                dst.insert(k, v);
             }
         }
     }
@@ -105,6 +128,7 @@ pub fn apply_set(table: &mut Table, assignment: &str) -> Result<(), Error> {
     }
     let parsed = toml::from_str::<Table>(&format!("v = {raw}")).ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| Value::String(raw.to_string()));
     let value = coerce(parsed, def);
+    check_type(key, &value, &origin)?;
     let parts: Vec<&str> = key.split('.').collect();
     let mut cur = table;
     for p in &parts[..parts.len() - 1] {
@@ -161,6 +185,18 @@ mod tests {
         assert!(e.contains("unknown config key `byol.tau_bas`") && e.contains("did you mean `byol.tau_base`"), "{e}");
         let e = parse_overrides("[optim]\nlearning_rate = 1\n", "f.toml").unwrap_err().to_string();
         assert!(e.contains("f.toml") && e.contains("`optim.learning_rate`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_file_or_set_and_the_key() {
+        let e = parse_overrides("[train]\nepochs = \"ten\"\n", "c1.toml").unwrap_err().to_string();
+        assert!(e.starts_with("c1.toml: `train.epochs` = \"ten\"") && e.contains("expected usize"), "{e}");
+        let e = load(None, &["data.train=[1, 2]".into()]).unwrap_err().to_string();
+        assert!(e.starts_with("--set data.train=[1, 2]: `data.train` = [1, 2]") && e.contains("expected a string"), "{e}");
+        let e = load(None, &["eval.online_probe=yes".into()]).unwrap_err().to_string();
+        assert!(e.contains("`eval.online_probe` = \"yes\"") && e.contains("expected a boolean"), "{e}");
+        // lossless conversions still pass: an integer where a float is expected
+        assert_eq!(load(None, &["optim.lr=2".into()]).unwrap().optim.lr, 2.0);
     }
 
     #[test]

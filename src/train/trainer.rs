@@ -240,7 +240,8 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
     let loaded = if opts.resume {
         let l = checkpoint::load_latest_good(out)?;
         if l.is_none() && main {
-            eprintln!("note: --resume found no checkpoint in {}; starting from scratch", out.display());
+            let why = if checkpoint::candidates(out).is_empty() { "no checkpoint" } else { "no readable checkpoint (see the warnings above)" };
+            eprintln!("note: --resume found {why} in {}; starting from scratch", out.display());
         }
         l
     } else {
