@@ -11,6 +11,12 @@
 #ifdef SELFSUP_HAVE_CUDA_HEADERS
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAFunctions.h>
+// Declared here rather than through ATen/cuda/CUDAContextLight.h, which also needs the cuSPARSE,
+// cuBLAS and cuSOLVER headers; defined in libtorch_cuda (what torch.cuda.get_device_properties
+// reads).
+namespace at::cuda {
+cudaDeviceProp *getDeviceProperties(c10::DeviceIndex device);
+}
 #endif
 #include <ATen/record_function.h>
 #include <atomic>
@@ -201,6 +207,29 @@ int selfsup_cpu_capability(char *buf, int64_t len) {
   SHIM_TRY
   if (len <= 0) throw std::invalid_argument("selfsup_cpu_capability: empty buffer");
   std::string name = at::get_cpu_capability();
+  size_t n = std::min(name.size(), static_cast<size_t>(len - 1));
+  std::memcpy(buf, name.data(), n);
+  buf[n] = 0;
+  SHIM_CATCH
+}
+
+// CUDA device `device` in words, as torch.cuda.get_device_properties gives it: its name, compute
+// capability and memory ("NVIDIA H200, sm_90, 139 GiB"), copied into buf as above. An error
+// without CUDA.
+int selfsup_cuda_device_name(int device, char *buf, int64_t len) {
+  SHIM_TRY
+  if (len <= 0) throw std::invalid_argument("selfsup_cuda_device_name: empty buffer");
+#ifdef SELFSUP_HAVE_CUDA_HEADERS
+  if (device < 0 || device >= static_cast<int>(c10::cuda::device_count()))
+    throw std::invalid_argument("CUDA device " + std::to_string(device) + " not available (" + std::to_string(c10::cuda::device_count()) + " visible)");
+  const cudaDeviceProp *p = at::cuda::getDeviceProperties(static_cast<c10::DeviceIndex>(device));
+  std::string name = std::string(p->name) + ", sm_" + std::to_string(p->major) + std::to_string(p->minor) + ", " +
+                     std::to_string((p->totalGlobalMem + (1ull << 29)) >> 30) + " GiB";
+#else
+  (void)device;
+  std::string name;
+  throw std::runtime_error("this build has no CUDA runtime headers, so it cannot name a CUDA device");
+#endif
   size_t n = std::min(name.size(), static_cast<size_t>(len - 1));
   std::memcpy(buf, name.data(), n);
   buf[n] = 0;

@@ -15,6 +15,7 @@ extern "C" {
     fn selfsup_foreach_sgd(params: *const *mut torch_sys::C_tensor, grads: *const *mut torch_sys::C_tensor, moms: *const *mut torch_sys::C_tensor, n: i64, lr: f64, weight_decay: f64, momentum: f64, trust: f64) -> c_int;
     fn selfsup_cuda_peak_bytes(device: c_int, out: *mut i64) -> c_int;
     fn selfsup_cpu_capability(buf: *mut c_char, len: i64) -> c_int;
+    fn selfsup_cuda_device_name(device: c_int, buf: *mut c_char, len: i64) -> c_int;
     fn selfsup_channels_last(t: *mut torch_sys::C_tensor, in_place: c_int, out: *mut *mut torch_sys::C_tensor) -> c_int;
     fn selfsup_is_channels_last(t: *mut torch_sys::C_tensor, out: *mut c_int) -> c_int;
     fn selfsup_pin_memory(t: *mut torch_sys::C_tensor, out: *mut *mut torch_sys::C_tensor) -> c_int;
@@ -318,6 +319,14 @@ pub fn cuda_peak_bytes(device: usize) -> anyhow::Result<i64> {
 pub fn cpu_capability() -> anyhow::Result<String> {
     let mut buf = [0 as c_char; 64];
     check(unsafe { selfsup_cpu_capability(buf.as_mut_ptr(), buf.len() as i64) })?;
+    Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+}
+
+/// CUDA device `device` in words, as `torch.cuda.get_device_properties` gives it: name, compute
+/// capability and memory ("NVIDIA H200, sm_90, 139 GiB"). An error without CUDA.
+pub fn cuda_device_name(device: usize) -> anyhow::Result<String> {
+    let mut buf = [0 as c_char; 256];
+    check(unsafe { selfsup_cuda_device_name(device as c_int, buf.as_mut_ptr(), buf.len() as i64) })?;
     Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
 }
 

@@ -2,6 +2,7 @@
 //! different processors, so one config and seed gives another loss curve on another machine
 //! (docs/reliability.md): runs of two machines are different draws, not repeats. A paired
 //! comparison ([`crate::study::paired`]) pairs the runs of one seed; they should share a machine.
+use crate::backend::machine::Machine;
 use crate::study::report::RunRow;
 use crate::study::seeds::seed_of;
 use std::collections::BTreeMap;
@@ -26,9 +27,11 @@ pub fn machines_paragraph(rows: &[RunRow]) -> Option<String> {
     }
     if by_machine.len() == 1 {
         let machine = by_machine.keys().next()?;
-        return Some(format!("Computed on: {machine}: the processor and its CPU kernels.\n\n"));
+        let gpu = if Machine::key_names_gpu(machine) { ", and the GPU" } else { "" };
+        return Some(format!("Computed on: {machine}: the processor and its CPU kernels{gpu}.\n\n"));
     }
-    let mut md = String::from("Computed on more than one machine (processor and CPU kernels). The same config and seed repeat bit for bit only on one kind of processor, so runs of two are different draws, not repeats:\n\n");
+    let gpu = if by_machine.keys().any(|k| Machine::key_names_gpu(k)) { "; the GPU of a GPU run" } else { "" };
+    let mut md = format!("Computed on more than one machine (processor and CPU kernels{gpu}). The same config and seed repeat bit for bit only on one kind of processor, so runs of two are different draws, not repeats:\n\n");
     for (machine, names) in &by_machine {
         let _ = writeln!(md, "- {machine}: {} run(s) ({})", names.len(), names.join(", "));
     }
@@ -80,5 +83,12 @@ mod tests {
         // a one-seed study: its runs are paired with each other, so two machines among them count
         let md = machines_paragraph(&[run("default", a, true), run("other", x, true)]).unwrap();
         assert!(md.contains("different machines: the runs without a -seedN suffix (AMD EPYC (AVX512); Intel Xeon (AVX2))."), "{md}");
+        assert!(md.starts_with("Computed on more than one machine (processor and CPU kernels). "), "{md}");
+        // GPU runs: the GPU is part of what is named
+        let g = Machine { cpu: "AMD EPYC".into(), cpu_capability: "AVX512".into(), threads: 16, device: "cuda:0".into(), gpu: Some("NVIDIA H200, sm_90, 139 GiB".into()) }.key();
+        let one = machines_paragraph(&[run("a", Some(&g), true)]).unwrap();
+        assert_eq!(one, "Computed on: AMD EPYC (AVX512), GPU NVIDIA H200, sm_90, 139 GiB: the processor and its CPU kernels, and the GPU.\n\n");
+        let md = machines_paragraph(&[run("a-seed1", Some(&g), true), run("a-seed2", a, true)]).unwrap();
+        assert!(md.starts_with("Computed on more than one machine (processor and CPU kernels; the GPU of a GPU run). "), "{md}");
     }
 }

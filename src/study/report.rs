@@ -47,7 +47,7 @@ pub struct RunRow {
     pub steps_per_epoch: f64,
     /// The covariance spectrum of the held-out encoder features at the end of training.
     pub encoder_spectrum: Option<Vec<f64>>,
-    /// The processor and CPU kernels the run was computed on ([`crate::backend::machine::Machine::key`];
+    /// The processor and CPU kernels (and GPU) the run was computed on ([`crate::backend::machine::Machine::key`];
     /// none for runs older than that record).
     pub machine: Option<String>,
 }
