@@ -63,10 +63,13 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         eprintln!("--only: {} of the study's {} runs ({}); the others are left as they are", asked.len(), runs.len(), asked.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "));
     }
     let mut diverged = Vec::new();
+    let done = |dir: &Path| dir.join("summary.json").exists() && (!spec.linear || dir.join("linear.json").exists());
+    let mut left = asked.iter().map(|r| out.join(&r.name)).filter(|d| !done(d) && stopped_reason(d).is_none()).count();
+    let (mut trained_runs, mut trained_secs) = (0usize, 0f64);
     for (i, run) in asked.iter().enumerate() {
         let dir = out.join(&run.name);
         let at = format!("[{}/{}] {}", i + 1, asked.len(), run.name);
-        if dir.join("summary.json").exists() && (!spec.linear || dir.join("linear.json").exists()) {
+        if done(&dir) {
             eprintln!("{at}: finished, skipped");
             continue;
         }
@@ -75,6 +78,7 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
             diverged.push(run.name.clone());
             continue;
         }
+        let started = std::time::Instant::now();
         let trained = if dir.join("summary.json").exists() { true } else { train_run(run, &dir, &at, opts)? };
         if !trained {
             diverged.push(run.name.clone());
@@ -87,12 +91,30 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
             write_atomic(&dir.join("linear.json"), json!({"linear_top1": top1, "linear_train_top1": train_acc}).to_string().as_bytes())?;
         }
         write_report(out, None)?;
+        trained_runs += 1;
+        trained_secs += started.elapsed().as_secs_f64();
+        left = left.saturating_sub(1);
+        if let Some(line) = time_left(trained_runs, trained_secs, left) {
+            eprintln!("{line}");
+        }
     }
     write_report(out, None)?;
     if !diverged.is_empty() {
         eprintln!("{} of {} runs diverged ({}); the report shows why", diverged.len(), asked.len(), diverged.join(", "));
     }
     Ok(())
+}
+
+/// The study's progress after a run: with `runs` runs trained in `secs` seconds (this
+/// invocation) and `left` still to train, the time left at their mean pace ("about 12 min left
+/// for 5 runs"). None when nothing is left.
+fn time_left(runs: usize, secs: f64, left: usize) -> Option<String> {
+    if left == 0 || runs == 0 {
+        return None;
+    }
+    let minutes = secs / runs as f64 * left as f64 / 60.0;
+    let when = if minutes < 1.0 { "under a minute".to_string() } else { format!("about {minutes:.0} min") };
+    Some(format!("study: {when} left for {left} run(s), at this invocation's {:.1} min per run", secs / runs as f64 / 60.0))
 }
 
 /// Trains (or resumes) one run into `dir`. Returns false when it diverged, having recorded why in
@@ -122,4 +144,18 @@ pub const STOPPED: &str = "stopped.json";
 /// Why the run in `dir` stopped early, if it did (see [`STOPPED`]).
 pub fn stopped_reason(dir: &Path) -> Option<String> {
     crate::study::report::read_json(&dir.join(STOPPED))?["reason"].as_str().map(String::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::time_left;
+
+    #[test]
+    fn time_left_is_the_mean_pace_times_the_runs_left() {
+        // 3 runs in 6 minutes: 2 min per run, 5 left = 10 min
+        assert_eq!(time_left(3, 360.0, 5).unwrap(), "study: about 10 min left for 5 run(s), at this invocation's 2.0 min per run");
+        assert_eq!(time_left(2, 30.0, 1).unwrap(), "study: under a minute left for 1 run(s), at this invocation's 0.2 min per run");
+        assert_eq!(time_left(4, 100.0, 0), None);
+        assert_eq!(time_left(0, 0.0, 3), None);
+    }
 }
