@@ -49,6 +49,15 @@ fn bad_input_gives_one_clear_error_line() {
     assert_clean_error(&o, 2, &["train.cuda_graph", "needs --device cuda (got cpu)"]);
     let o = selfsup(&["train", "--method", "adco", "--out", out.path().to_str().unwrap(), "--set", "train.cuda_graph=true", "--device", "cuda"]);
     assert_clean_error(&o, 2, &["train.cuda_graph", "cannot capture adco's step", "byol, simsiam, simclr, supcon, mocov2"]);
+    // a method that needs labels, on a flat (unlabelled) folder: named by the spec the user gave
+    let flat = out.path().join("flat");
+    std::fs::create_dir_all(&flat).unwrap();
+    for f in ["0000.jpg", "0001.jpg"] {
+        std::fs::copy(common::cifar_tree().join("test/ship").join(f), flat.join(f)).unwrap();
+    }
+    let flat_spec = format!("folder:{}", flat.display());
+    let o = selfsup(&["train", "--method", "supcon", "--data", &flat_spec, "--batch", "2", "--out", out.path().join("sc").to_str().unwrap()]);
+    assert_clean_error(&o, 2, &[&format!("`data.train` = {flat_spec}:"), "supcon needs labelled training data"]);
     let o = selfsup(&["data", "preview", "synthetic:20", "--recipe", "nope", "--out", out.path().join("p.png").to_str().unwrap()]);
     assert_clean_error(&o, 2, &["data.recipe", "nope"]);
     assert!(!out.path().join("p.png").exists());

@@ -261,7 +261,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
 
     let dataset = Arc::new(crate::data::open(&cfg.data.train)?);
     if cfg.method == "supcon" && !dataset.is_labelled() {
-        return Err(Error::config("data.train", &dataset.source, "supcon needs labelled training data (labels from subfolders, CIFAR or IDX files); this data set has no labels").into());
+        return Err(Error::config("data.train", &cfg.data.train, "supcon needs labelled training data (labels from subfolders, CIFAR or IDX files); this data set has no labels").into());
     }
     let recipe = cfg.data.recipe()?;
     let loader = Loader::new(
