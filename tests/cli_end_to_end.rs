@@ -21,6 +21,12 @@ fn assert_clean_error(o: &std::process::Output, code: i32, needles: &[&str]) {
 fn bad_input_gives_one_clear_error_line() {
     let o = selfsup(&["data", "inspect", "folder:/no/such/dir"]);
     assert_clean_error(&o, 1, &["/no/such/dir", "no such folder"]);
+    // clap's errors in one line, naming what is missing
+    let o = selfsup(&["eval", "knn", "--checkpoint", "random"]);
+    assert_clean_error(&o, 2, &["required arguments were not provided: --train <TRAIN>, --test <TEST> (see --help)"]);
+    let o = selfsup(&[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("Usage: selfsup <COMMAND>"), "{}", stderr(&o));
     let o = selfsup(&["data", "inspect", "bogus:/x"]);
     assert_clean_error(&o, 2, &["unknown kind `bogus`"]);
     let out = tempfile::tempdir().unwrap();

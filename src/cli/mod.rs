@@ -72,16 +72,25 @@ impl ConfigArgs {
     }
 }
 
+/// A clap error in one line: its first paragraph, the lines under the first (the missing
+/// arguments, the subcommands) joined by commas: "the following required arguments were not
+/// provided: --train <TRAIN>, --test <TEST>".
+fn one_line(rendered: &str) -> String {
+    let mut block = rendered.lines().take_while(|l| !l.trim().is_empty());
+    let first = block.next().unwrap_or("invalid arguments").trim_start_matches("error: ").trim_end().to_string();
+    let rest: Vec<&str> = block.map(str::trim).collect();
+    if rest.is_empty() { first } else { format!("{first} {}", rest.join(", ")) }
+}
+
 pub fn run() -> anyhow::Result<()> {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) {
+            use clap::error::ErrorKind::*;
+            if matches!(e.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
                 e.exit();
             }
-            let msg = e.render().to_string();
-            let first = msg.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_string();
-            return Err(selfsup::Error::usage(format!("{first} (see --help)")).into());
+            return Err(selfsup::Error::usage(format!("{} (see --help)", one_line(&e.render().to_string()))).into());
         }
     };
     match cli.command {
