@@ -102,9 +102,9 @@ trn() {
 }
 # train.cuda_graph: forward and backward captured once and replayed, the optimiser and EMA eager
 te=$(TEPOCHS=4 trn)
-tg=$(TEPOCHS=4 trn --set train.cuda_graph=true)
-# the machine a GPU run records in its summary.json (name, compute capability, memory) vs nvidia-smi
+# the machine the eager run records in its summary.json (GPU name, compute capability, memory) vs nvidia-smi
 mg=$(python3 -c 'import json; print(json.load(open("/tmp/gpu-train/summary.json"))["machine"].get("gpu", "absent"))' 2>/dev/null)
+tg=$(TEPOCHS=4 trn --set train.cuda_graph=true)
 row "| summary.json's machine.gpu vs nvidia-smi's name | | ${mg:-fail} | $(nvidia-smi --query-gpu=name --format=csv,noheader -i 0 2>/dev/null) | |"
 row "| selfsup train, train.cuda_graph vs eager | batch $BIG --amp --channels-last, 4 epochs of $((PC * 10)) images | ${tg:-fail: $(grep -m1 -i error /tmp/gpu-train.err | cut -c1-100)} | ${te:-fail} | $(ratio "${tg%% *}" "${te%% *}") |"
 row "| selfsup train with train.cuda_graph vs lightly ($LW workers) | batch $BIG --amp | ${tg:-fail} | ${lref:-fail} | $(ratio "${tg%% *}" "$lref") |"
