@@ -27,6 +27,10 @@ fn bad_input_gives_one_clear_error_line() {
     let o = selfsup(&[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("Usage: selfsup <COMMAND>"), "{}", stderr(&o));
+    let o = selfsup(&["eval", "linear", "--checkpoint", "random", "--train", "synthetic:20", "--test", "synthetic:20@test", "--epochs", "0"]);
+    assert_clean_error(&o, 2, &["--epochs must be at least 1"]);
+    let o = selfsup(&["eval", "linear", "--checkpoint", "random", "--train", "synthetic:20", "--test", "synthetic:20@test", "--lr=0"]);
+    assert_clean_error(&o, 2, &["--lr 0 must be a positive number"]);
     let o = selfsup(&["data", "inspect", "bogus:/x"]);
     assert_clean_error(&o, 2, &["unknown kind `bogus`"]);
     let out = tempfile::tempdir().unwrap();

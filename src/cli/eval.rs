@@ -83,6 +83,10 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
                 return Err(selfsup::Error::usage(format!("--temperature {temperature} must be > 0")).into());
             }
             let (ftr, ytr, fte, yte, classes) = features(&common)?;
+            let n_ref = ftr.size()[0] as usize;
+            if k > n_ref {
+                eprintln!("note: --k {k} is more than the {n_ref} reference images of --train; all of them vote");
+            }
             let r = knn_accuracy(&ftr, &ytr, &fte, &yte, k, temperature, classes);
             if common.json {
                 println!("{}", serde_json::to_string(&r)?);
@@ -91,6 +95,12 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
             }
         }
         EvalCmd::Linear { common, epochs, lr } => {
+            if epochs == 0 {
+                return Err(selfsup::Error::usage("--epochs must be at least 1").into());
+            }
+            if !(lr > 0.0 && lr.is_finite()) {
+                return Err(selfsup::Error::usage(format!("--lr {lr} must be a positive number")).into());
+            }
             let (ftr, ytr, fte, yte, classes) = features(&common)?;
             let cfg = LinearProbeConfig { epochs, lr, ..Default::default() };
             let (train_acc, top1) = linear_probe(&ftr, &ytr, &fte, &yte, classes, &cfg)?;
