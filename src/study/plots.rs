@@ -148,6 +148,11 @@ fn lines(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Serie
                 chart.draw_series(bars.map(|(j, p)| ErrorBar::new_vertical(p.0, p.1 - bar(i, j), p.1, p.1 + bar(i, j), c.stroke_width(1), 8))).map_err(draw_err(path))?;
             }
             let pts: Vec<(f64, f64)> = pts.iter().copied().filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+            if pts.is_empty() {
+                // nothing to draw (a run that logged no point yet): no legend entry either; the
+                // other series keep their colours, which follow the series' index
+                continue;
+            }
             match dash {
                 None => {
                     chart
@@ -278,6 +283,16 @@ mod tests {
         ];
         let pos = named(&at(&s));
         assert!(pos != "MiddleRight" && pos != "UpperRight", "{pos}");
+    }
+
+    #[test]
+    fn series_without_points_are_left_out_and_still_draw() {
+        let dir = tempfile::tempdir().unwrap();
+        let mixed = vec![("unfinished".to_string(), vec![]), ("a".to_string(), vec![(0.0, 1.0), (10.0, 0.5)])];
+        line_plot(&dir.path().join("mixed.png"), "t", "step", "loss", &mixed).unwrap();
+        let empty = vec![("unfinished".to_string(), vec![])];
+        line_plot(&dir.path().join("empty.png"), "t", "step", "loss", &empty).unwrap();
+        assert!(dir.path().join("mixed.png").exists() && dir.path().join("empty.png").exists());
     }
 
     #[test]
