@@ -151,6 +151,13 @@ fn a_truncated_checkpoint_falls_back_to_the_previous_one() {
     let o = run_owned(&args(&run, 2, &["--resume"]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("skipping checkpoint") && stderr(&o).contains("resuming from") && stderr(&o).contains("at step 10"), "{}", stderr(&o));
+    // a resume whose config does not fit the checkpoint fails, naming the tensor, and leaves the
+    // folder's config.toml describing its checkpoints
+    let config_before = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let o = run_owned(&args(&run, 3, &["--resume", "--set", "model.width=8"]));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("restoring") && stderr(&o).contains("has shape [") && stderr(&o).contains("the model ["), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(run.join("config.toml")).unwrap(), config_before);
 }
 
 #[test]

@@ -255,9 +255,6 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             eprintln!("warning: resuming with a config that differs from the checkpoint's ({})", l.dir.join(checkpoint::CONFIG).display());
         }
     }
-    if main {
-        checkpoint::write_atomic(&out.join("config.toml"), config_toml.as_bytes())?;
-    }
 
     let dataset = Arc::new(crate::data::open(&cfg.data.train)?);
     if cfg.method == "supcon" && !dataset.is_labelled() {
@@ -332,6 +329,11 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
         if main {
             eprintln!("resuming from {} at step {}", l.dir.display(), state.step);
         }
+    }
+    // only now, with the checkpoint restored: a resume that fails (a config whose shapes do not
+    // fit the checkpoint) leaves the folder's config.toml describing its checkpoints
+    if main {
+        checkpoint::write_atomic(&out.join("config.toml"), config_toml.as_bytes())?;
     }
     let log = if main { Some(MetricsLog::open(out, loaded.as_ref().map(|l| l.state.step))?) } else { None };
     let write_log = |rec: &serde_json::Value| -> anyhow::Result<()> {
