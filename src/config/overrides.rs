@@ -14,17 +14,23 @@ fn defaults_table() -> Table {
 
 /// Every leaf key of the schema, dotted (`byol.tau_base`).
 pub fn leaf_keys() -> Vec<String> {
-    fn walk(prefix: &str, t: &Table, out: &mut Vec<String>) {
+    leaf_values(&defaults_table()).into_iter().map(|(k, _)| k).collect()
+}
+
+/// Every leaf of a config table with its dotted key (`("byol.tau_base", 0.99)`), in the table's
+/// order.
+pub fn leaf_values(table: &Table) -> Vec<(String, Value)> {
+    fn walk(prefix: &str, t: &Table, out: &mut Vec<(String, Value)>) {
         for (k, v) in t {
             let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
             match v {
                 Value::Table(sub) => walk(&key, sub, out),
-                _ => out.push(key),
+                _ => out.push((key, v.clone())),
             }
         }
     }
     let mut out = Vec::new();
-    walk("", &defaults_table(), &mut out);
+    walk("", table, &mut out);
     out
 }
 

@@ -195,13 +195,42 @@ pub fn read_runs(out: &Path) -> anyhow::Result<(Value, Vec<RunRow>)> {
     } else {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(out).map_err(|e| crate::Error::data(out, format!("cannot read study folder: {e}")))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("config.toml").exists()).collect();
         dirs.sort();
-        for d in dirs {
+        let differences = config_differences(&dirs);
+        for (d, diff) in dirs.iter().zip(differences) {
             let name = d.file_name().unwrap().to_string_lossy().to_string();
-            rows.push(read_run(&d, &name, ""));
+            rows.push(read_run(d, &name, &diff));
         }
     }
     anyhow::ensure!(!rows.is_empty(), "{}: no runs found (expected study.json or run folders with config.toml)", out.display());
     Ok((study, rows))
+}
+
+/// For run folders without a study plan (ad-hoc `train --out` runs): what sets each run apart,
+/// as overrides — the keys of its `config.toml` whose values are not the same in every run
+/// (`method="simclr" model.width=8`), in the config's order. Empty when the runs agree, or for a
+/// run whose config cannot be read.
+pub fn config_differences(dirs: &[PathBuf]) -> Vec<String> {
+    let leaves: Vec<Option<Vec<(String, toml::Value)>>> = dirs
+        .iter()
+        .map(|d| {
+            let table: toml::Table = toml::from_str(&std::fs::read_to_string(d.join("config.toml")).ok()?).ok()?;
+            Some(crate::config::overrides::leaf_values(&table))
+        })
+        .collect();
+    let maps: Vec<BTreeMap<&str, &toml::Value>> = leaves.iter().flatten().map(|l| l.iter().map(|(k, v)| (k.as_str(), v)).collect()).collect();
+    let mut differing: Vec<&str> = Vec::new();
+    for (k, _) in leaves.iter().flatten().flatten() {
+        if !differing.contains(&k.as_str()) && maps.iter().any(|m| m.get(k.as_str()) != maps[0].get(k.as_str())) {
+            differing.push(k);
+        }
+    }
+    leaves
+        .iter()
+        .map(|l| {
+            let Some(l) = l else { return String::new() };
+            l.iter().filter(|(k, _)| differing.contains(&k.as_str())).map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
+        })
+        .collect()
 }
 
 /// A CSV field in double quotes (inner quotes doubled).
@@ -503,6 +532,28 @@ mod tests {
             values.insert("effective_rank", r);
         }
         RunRow { values, dim: 100, ..Default::default() }
+    }
+
+    #[test]
+    fn ad_hoc_runs_are_told_apart_by_the_config_keys_that_differ() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let d = dir.path().join(name);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("config.toml"), text).unwrap();
+            d
+        };
+        let a = write("a", "method = \"byol\"\n[model]\nwidth = 4\n[train]\nepochs = 2\n");
+        let b = write("b", "method = \"simclr\"\n[model]\nwidth = 4\n[train]\nepochs = 2\n");
+        let c = write("c", "method = \"byol\"\n[model]\nwidth = 8\n[train]\nepochs = 2\n");
+        let broken = write("d", "method = = 1\n");
+        assert_eq!(config_differences(&[a.clone(), b.clone(), c.clone(), broken]), ["method=\"byol\" model.width=4", "method=\"simclr\" model.width=4", "method=\"byol\" model.width=8", ""]);
+        // runs that agree, or one run alone: nothing sets them apart
+        assert_eq!(config_differences(&[a.clone(), a.clone()]), ["", ""]);
+        assert_eq!(config_differences(&[b]), [""]);
+        // a key only one run has counts as a difference
+        let e = write("e", "method = \"byol\"\n[model]\nwidth = 4\n[train]\nepochs = 2\nseed = 7\n");
+        assert_eq!(config_differences(&[a, e]), ["", "train.seed=7"]);
     }
 
     #[test]
