@@ -58,7 +58,14 @@ impl DataSpec {
                 let split = match s {
                     "train" => Split::Train,
                     "test" => Split::Test,
-                    other => return Err(bad(format!("unknown split `@{other}` (expected @train or @test)"))),
+                    other => {
+                        // a folder's other subfolders (ImageNet's val/) are read by their path
+                        let hint = match r.strip_prefix("folder:") {
+                            Some(path) => format!("; for another subfolder give its path, as `folder:{}/{other}`", path.trim_end_matches('/')),
+                            None => String::new(),
+                        };
+                        return Err(bad(format!("unknown split `@{other}` (expected @train or @test{hint})")));
+                    }
                 };
                 (r, Some(split))
             }
@@ -154,7 +161,8 @@ mod tests {
             ("nope:/x", "unknown kind `nope`"),
             ("folder", "needs a path"),
             ("synthetic:-3", "not a positive integer"),
-            ("cifar10:/x@val", "unknown split `@val`"),
+            ("cifar10:/x@val", "unknown split `@val` (expected @train or @test)"),
+            ("folder:/data/imagenet/@val", "for another subfolder give its path, as `folder:/data/imagenet/val`"),
             ("folder:/x?per_class=0", "per_class"),
             ("folder:/x?color=1", "unknown option `color`"),
         ] {
