@@ -184,7 +184,8 @@ fn tiny_byol_run_pretrain_checkpoint_evaluate() {
     // several networks side by side, on the same images and augmentations, with their spectra
     let png = dir.path().join("spectrum.png");
     let (ckpt, png_arg) = (run.to_str().unwrap(), png.to_str().unwrap());
-    let mut args: Vec<String> = ["analyze", "--checkpoint", ckpt, "--checkpoint", "random", "--data", &test, "--space", "encoder", "--spectrum", png_arg, "--json"].map(String::from).to_vec();
+    let pca = dir.path().join("pca.png");
+    let mut args: Vec<String> = ["analyze", "--checkpoint", ckpt, "--checkpoint", "random", "--data", &test, "--space", "encoder", "--spectrum", png_arg, "--pca", pca.to_str().unwrap(), "--json"].map(String::from).to_vec();
     with_sets(&mut args, &tiny_model_sets());
     let o = run_owned(&args);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -223,7 +224,28 @@ fn tiny_byol_run_pretrain_checkpoint_evaluate() {
         // the printed count of directions is where the cumulative share first reaches 99%
         let k99 = mine.iter().position(|r| r.3 >= 0.99 - 1e-6).unwrap() + 1;
         assert_eq!(row["dims_99pct_variance"].as_u64(), Some(k99 as u64), "network {i}");
+        // --pca: one point per image, with its label; the coordinates on the two leading
+        // components are centred and their variances are the two largest eigenvalues above
+        let points: Vec<(i64, f64, f64)> = std::fs::read_to_string(pca.with_extension("csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .filter(|l| l.starts_with(&format!("\"{name}\",")))
+            .map(|l| {
+                let f: Vec<&str> = l.rsplitn(5, ',').collect();
+                (f[2].parse().unwrap(), f[1].parse().unwrap(), f[0].parse().unwrap())
+            })
+            .collect();
+        assert_eq!(points.len() as u64, row["images"].as_u64().unwrap(), "{name}");
+        assert!(points.iter().all(|p| (0..10).contains(&p.0)), "{name}: CIFAR-10 labels");
+        let n = points.len() as f64;
+        for (k, coord) in [|p: &(i64, f64, f64)| p.1, |p: &(i64, f64, f64)| p.2].iter().enumerate() {
+            let mean = points.iter().map(coord).sum::<f64>() / n;
+            let var = points.iter().map(|p| (coord(p) - mean).powi(2)).sum::<f64>() / n;
+            assert!(mean.abs() < 1e-6 && (var - mine[k].2).abs() < 1e-4 * mine[0].2, "{name}, PC {}: mean {mean}, variance {var} vs eigenvalue {}", k + 1, mine[k].2);
+        }
     }
+    assert_eq!(&std::fs::read(&pca).unwrap()[1..4], b"PNG");
     let mut args: Vec<String> = ["analyze", "--checkpoint", ckpt, "--data", &test, "--spectrum", "spectrum.svg"].map(String::from).to_vec();
     with_sets(&mut args, &tiny_model_sets());
     assert_clean_error(&run_owned(&args), 2, &["--spectrum spectrum.svg", ".png"]);

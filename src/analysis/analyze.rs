@@ -2,7 +2,7 @@
 //! with the training recipe's two augmented views of each image as the positive pairs.
 //! Networks run in evaluation mode (BatchNorm running statistics).
 use crate::analysis::collapse::{batch_mean_cos, effective_rank, z_std};
-use crate::analysis::spectrum::covariance_spectrum;
+use crate::analysis::spectrum::{covariance_spectrum, principal_components};
 use crate::analysis::RepresentationMetrics;
 use crate::augment::MultiView;
 use crate::config::Config;
@@ -43,6 +43,12 @@ pub struct Analysis {
     /// ([`covariance_spectrum`]): the directions the other metrics and kNN see. (Jing et al. use
     /// the raw vectors; there, variation in length puts most of the variance on one direction.)
     pub spectrum: Vec<f64>,
+    /// The same embeddings on their two leading principal components
+    /// ([`crate::analysis::spectrum::principal_components`]), one point per image in dataset
+    /// order; empty when they have none (non-finite, or fewer than two dimensions).
+    pub pca: Vec<(f64, f64)>,
+    /// Each image's label (-1 when unlabelled), in the same order.
+    pub labels: Vec<i64>,
 }
 
 /// Metrics over the whole dataset: alignment, z-std, effective rank, batch-mean cosine and the
@@ -65,9 +71,10 @@ pub fn analyze(method: &dyn Method, cfg: &Config, data: Arc<Dataset>, device: De
             z.to_kind(Kind::Float).to_device(Device::Cpu)
         })
     };
-    let (mut z1s, mut z2s, mut unif) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut z1s, mut z2s, mut unif, mut labels) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for b in loader.epoch(0, 0) {
         let b = b?;
+        labels.extend(Vec::<i64>::try_from(&b.labels.to_kind(Kind::Int64).to_device(Device::Cpu))?);
         let (z1, z2) = (embed(&b.views[0]), embed(&b.views[1]));
         if z1.size()[0] >= 2 {
             unif.push(uniformity(&z1, 2.0).double_value(&[]));
@@ -84,5 +91,10 @@ pub fn analyze(method: &dyn Method, cfg: &Config, data: Arc<Dataset>, device: De
         effective_rank: effective_rank(&z1),
         batch_mean_cos: batch_mean_cos(&z1),
     };
-    Ok(Analysis { metrics, images: z1.size()[0] as usize, spectrum: covariance_spectrum(&crate::losses::l2_normalize(&z1)) })
+    let normalised = crate::losses::l2_normalize(&z1);
+    let pca = match principal_components(&normalised, 2) {
+        Some((coords, _)) => Vec::<f64>::try_from(&coords.reshape([-1]))?.chunks(2).map(|p| (p[0], p[1])).collect(),
+        None => Vec::new(),
+    };
+    Ok(Analysis { metrics, images: z1.size()[0] as usize, spectrum: covariance_spectrum(&normalised), pca, labels })
 }

@@ -25,6 +25,34 @@ pub fn covariance_spectrum(z: &Tensor) -> Vec<f64> {
     }
 }
 
+/// The coordinates of `z: [N, D]` on its `k` leading principal components — the eigenvectors of
+/// the covariance `C` of [`covariance_spectrum`] with the largest eigenvalues — as `[N, k]`
+/// float64 (PCA: `(z_i − z̄)ᵀ v_j`), with those eigenvalues. Column j has mean 0 and variance
+/// `λ_j`, and the columns are uncorrelated. Each eigenvector's sign is fixed so that its entry of
+/// largest magnitude is positive, so the picture does not flip between runs. None for non-finite
+/// embeddings or `k > D`.
+pub fn principal_components(z: &Tensor, k: usize) -> Option<(Tensor, Vec<f64>)> {
+    let z = z.to_kind(Kind::Double);
+    let (n, d) = (z.size()[0].max(1), z.size()[1]);
+    if k as i64 > d {
+        return None;
+    }
+    let centred = &z - z.mean_dim([0i64].as_slice(), true, Kind::Double);
+    let c = centred.transpose(0, 1).matmul(&centred) / n as f64;
+    if c.isfinite().all().int64_value(&[]) != 1 {
+        return None;
+    }
+    // eigenvalues ascending, eigenvectors in the columns
+    let (values, vectors) = c.f_linalg_eigh("L").ok()?;
+    let top = tch::Tensor::arange_start_step(d - 1, d - 1 - k as i64, -1, (Kind::Int64, z.device()));
+    let v = vectors.index_select(1, &top);
+    let largest = v.abs().argmax(0, true);
+    let sign = v.gather(0, &largest, false).sign();
+    let v = &v * sign.where_self(&sign.ne(0.0), &sign.ones_like());
+    let eig = Vec::<f64>::try_from(&values.index_select(0, &top).clamp_min(0.0).to_device(tch::Device::Cpu)).ok()?;
+    Some((centred.matmul(&v), eig))
+}
+
 /// The fewest leading eigenvalues that hold at least `fraction` of the total variance
 /// (`eigenvalues` in descending order); 0 when there is no variance.
 pub fn dims_for_variance(eigenvalues: &[f64], fraction: f64) -> usize {
@@ -139,6 +167,59 @@ mod tests {
         assert!((got.iter().sum::<f64>() - trace).abs() < 1e-10 * trace, "sum = trace(C)");
         assert!((got.iter().map(|v| v * v).sum::<f64>() - frob2).abs() < 1e-10 * frob2, "sum of squares = ‖C‖_F²");
         assert_eq!(dims_for_variance(&got, 0.999), 2);
+    }
+
+    /// The leading eigenvector of a symmetric matrix by power iteration (plain loops), with the
+    /// sign rule of [`principal_components`], deflating the ones already found.
+    fn leading_eigenvectors(c: &[Vec<f64>], k: usize) -> Vec<Vec<f64>> {
+        let d = c.len();
+        let mut found: Vec<Vec<f64>> = Vec::new();
+        for _ in 0..k {
+            let mut v: Vec<f64> = (0..d).map(|i| 1.0 + i as f64 * 0.1).collect();
+            for _ in 0..5000 {
+                let mut w: Vec<f64> = (0..d).map(|a| (0..d).map(|b| c[a][b] * v[b]).sum()).collect();
+                for f in &found {
+                    let dot: f64 = w.iter().zip(f).map(|(x, y)| x * y).sum();
+                    w.iter_mut().zip(f).for_each(|(x, y)| *x -= dot * y);
+                }
+                let norm = w.iter().map(|x| x * x).sum::<f64>().sqrt();
+                v = w.iter().map(|x| x / norm).collect();
+            }
+            let big = v.iter().copied().fold(0.0f64, |m, x| if x.abs() > m.abs() { x } else { m });
+            found.push(v.iter().map(|x| x * big.signum()).collect());
+        }
+        found
+    }
+
+    #[test]
+    fn principal_components_match_power_iteration_and_have_the_leading_variances() {
+        // 5-D points with three well-separated variances along a rotated basis, off-centre
+        let x = pseudo_random(300, 5, 21);
+        let w = pseudo_random(5, 5, 23);
+        let rows: Vec<Vec<f64>> = x.iter().map(|r| (0..5).map(|j| 4.0 * r[0] * w[j][0] + 2.0 * r[1] * w[j][1] + 0.5 * r[2] * w[j][2] + 0.1 * r[3] * w[j][3] + 1.5).collect()).collect();
+        let c = covariance_by_loops(&rows);
+        let vs = leading_eigenvectors(&c, 2);
+        let (coords, eig) = principal_components(&tensor(&rows), 2).unwrap();
+        assert_eq!(coords.size(), [300, 2]);
+        let coords: Vec<Vec<f64>> = (0..300).map(|i| Vec::<f64>::try_from(&coords.get(i)).unwrap()).collect();
+        let mean: Vec<f64> = (0..5).map(|j| rows.iter().map(|r| r[j]).sum::<f64>() / 300.0).collect();
+        for (i, r) in rows.iter().enumerate() {
+            for (k, v) in vs.iter().enumerate() {
+                let want: f64 = (0..5).map(|j| (r[j] - mean[j]) * v[j]).sum();
+                assert!((coords[i][k] - want).abs() < 1e-8, "point {i}, component {k}: {} vs {want}", coords[i][k]);
+            }
+        }
+        // each column's variance is its eigenvalue, the two leading ones of the spectrum; uncorrelated
+        let spectrum = covariance_spectrum(&tensor(&rows));
+        let cov = covariance_by_loops(&coords);
+        for k in 0..2 {
+            assert!((cov[k][k] - eig[k]).abs() < 1e-10 * eig[0] && (eig[k] - spectrum[k]).abs() < 1e-10 * eig[0], "{cov:?} {eig:?} {spectrum:?}");
+        }
+        assert!(cov[0][1].abs() < 1e-10 * eig[0], "{cov:?}");
+        assert!(principal_components(&tensor(&rows), 6).is_none());
+        let mut bad = rows.clone();
+        bad[0][0] = f64::NAN;
+        assert!(principal_components(&tensor(&bad), 2).is_none());
     }
 
     #[test]

@@ -31,6 +31,11 @@ pub struct AnalyzeArgs {
     /// al. 2022) on a log scale to this PNG, and write the eigenvalues to the CSV beside it.
     #[arg(long, value_name = "PNG")]
     spectrum: Option<PathBuf>,
+    /// Also draw each network's embeddings on their two leading principal components, one panel
+    /// per network on one shared scale (a collapsed network is a dot), coloured by class, to this
+    /// PNG; the coordinates go to the CSV beside it.
+    #[arg(long, value_name = "PNG")]
+    pca: Option<PathBuf>,
     #[command(flatten)]
     cfg: ConfigArgs,
     /// One JSON object per network on stdout.
@@ -42,14 +47,17 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<()> {
     if a.batch < 2 {
         return Err(selfsup::Error::usage("--batch must be at least 2").into());
     }
-    if let Some(p) = &a.spectrum {
-        if p.extension().and_then(|e| e.to_str()) != Some("png") {
-            return Err(selfsup::Error::usage(format!("--spectrum {}: expected a .png file name (the CSV is written beside it)", p.display())).into());
+    for (flag, p) in [("--spectrum", &a.spectrum), ("--pca", &a.pca)] {
+        if let Some(p) = p {
+            if p.extension().and_then(|e| e.to_str()) != Some("png") {
+                return Err(selfsup::Error::usage(format!("{flag} {}: expected a .png file name (the CSV is written beside it)", p.display())).into());
+            }
         }
     }
     let device = selfsup::backend::parse_device(&a.device)?;
     let data = Arc::new(selfsup::data::open(&a.data)?);
     let mut spectra = Vec::new();
+    let mut pictures = Vec::new();
     for checkpoint in &a.checkpoint {
         let (cfg, method) = load(checkpoint, &a.cfg, a.seed, device)?;
         let r = analyze(method.as_ref(), &cfg, data.clone(), device, &AnalyzeOptions { space: a.space, batch: a.batch, seed: a.seed })?;
@@ -72,6 +80,9 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<()> {
             println!("  total variance  {:.4} (of the L2-normalised outputs: 1 − ‖mean‖²; 0 = collapsed)", r.spectrum.iter().sum::<f64>());
             println!("  directions holding 90% / 99% of it: {k90} / {k99} of {d}");
         }
+        let share = if r.pca.is_empty() { f64::NAN } else { r.spectrum.iter().take(2).sum::<f64>() / r.spectrum.iter().sum::<f64>() };
+        let caption = format!("{}: PC 1-2 hold {:.0}% of the variance ({:.3})", short_name(checkpoint), 100.0 * share, r.spectrum.iter().sum::<f64>());
+        pictures.push((caption, r.pca.iter().zip(&r.labels).map(|(p, l)| (p.0, p.1, *l)).collect::<Vec<_>>()));
         spectra.push((checkpoint.clone(), r.spectrum));
     }
     if let Some(png) = &a.spectrum {
@@ -79,5 +90,44 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<()> {
         let csv = selfsup::analysis::spectrum::write_spectra(png, &title, &spectra)?;
         eprintln!("wrote {} and {}", png.display(), csv.display());
     }
+    if let Some(png) = &a.pca {
+        let title = format!("{} space: the first view's L2-normalised embeddings on their two leading principal components", format!("{:?}", a.space).to_lowercase());
+        selfsup::study::plots::scatter_panels(png, &title, &pictures, &data.classes, 3000)?;
+        let csv = png.with_extension("csv");
+        let mut text = String::from("network,image,label,pc1,pc2\n");
+        for ((_, pts), checkpoint) in pictures.iter().zip(&a.checkpoint) {
+            for (i, (x, y, l)) in pts.iter().enumerate() {
+                text.push_str(&format!("{},{i},{l},{x},{y}\n", selfsup::study::report::quoted(checkpoint)));
+            }
+        }
+        selfsup::train::checkpoint::write_atomic(&csv, text.as_bytes())?;
+        eprintln!("wrote {} and {}", png.display(), csv.display());
+    }
     Ok(())
+}
+
+/// A network's name for a panel: the run folder's name (`runs/byol` → `byol`), with the checkpoint
+/// folder when one is named (`runs/byol/checkpoints/ckpt-00000100` → `byol/ckpt-00000100`).
+fn short_name(checkpoint: &str) -> String {
+    let path = std::path::Path::new(checkpoint.trim_end_matches('/'));
+    let name = |p: &std::path::Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+    match name(path) {
+        Some(last) if last.starts_with("ckpt-") => {
+            let run = path.parent().and_then(|p| p.parent()).and_then(name).unwrap_or_default();
+            format!("{run}/{last}")
+        }
+        Some(last) => last,
+        None => checkpoint.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn panels_are_named_by_run_and_checkpoint_folder() {
+        assert_eq!(super::short_name("/tmp/runs/byol"), "byol");
+        assert_eq!(super::short_name("runs/byol/"), "byol");
+        assert_eq!(super::short_name("runs/byol/checkpoints/ckpt-00000100"), "byol/ckpt-00000100");
+        assert_eq!(super::short_name("random"), "random");
+    }
 }

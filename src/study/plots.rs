@@ -242,6 +242,56 @@ pub fn scatter_plot(path: &Path, title: &str, x_label: &str, y_label: &str, poin
     })
 }
 
+/// Points of several networks side by side, one panel each (`(title, [(x, y, group)])`, up to
+/// three panels a row), coloured by group (a class: `groups[g]`, or grey for a negative group: no
+/// label), on one shared, symmetric scale so that a network whose points spread less looks
+/// smaller: PCA pictures of embeddings, where a collapsed network is a dot. Up to `max_points`
+/// points a panel, evenly strided; the groups' legend in the first panel when there are at most
+/// 20.
+pub fn scatter_panels(path: &Path, title: &str, panels: &[(String, Vec<(f64, f64, i64)>)], groups: &[String], max_points: usize) -> anyhow::Result<()> {
+    anyhow::ensure!(!panels.is_empty(), "{}: no panels to draw", path.display());
+    register_font();
+    let cols = panels.len().min(3);
+    let rows = panels.len().div_ceil(cols);
+    let reach = panels.iter().flat_map(|p| p.1.iter().flat_map(|q| [q.0.abs(), q.1.abs()])).filter(|v| v.is_finite()).fold(0.0f64, f64::max).max(1e-6) * 1.05;
+    let tmp = path.with_extension("png.tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (520 * cols as u32, 520 * rows as u32 + 50)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err(path))?;
+        let (top, body) = root.split_vertically(50);
+        top.titled(title, ("sans-serif", 24)).map_err(draw_err(path))?;
+        for (i, (area, (name, pts))) in body.split_evenly((rows, cols)).iter().zip(panels).enumerate() {
+            let mut chart = ChartBuilder::on(area)
+                .caption(name, ("sans-serif", 16))
+                .margin(12)
+                .x_label_area_size(35)
+                .y_label_area_size(50)
+                .build_cartesian_2d(-reach..reach, -reach..reach)
+                .map_err(draw_err(path))?;
+            chart.configure_mesh().x_desc("PC 1").y_desc("PC 2").label_style(("sans-serif", 13)).draw().map_err(draw_err(path))?;
+            let stride = pts.len().div_ceil(max_points.max(1)).max(1);
+            let shown: Vec<&(f64, f64, i64)> = pts.iter().step_by(stride).filter(|p| p.0.is_finite() && p.1.is_finite()).collect();
+            let mut present: Vec<i64> = shown.iter().map(|p| p.2).collect();
+            present.sort_unstable();
+            present.dedup();
+            for g in present {
+                let c = if g < 0 { RGBColor(127, 127, 127) } else { color(g as usize) };
+                let drawn = chart.draw_series(shown.iter().filter(|p| p.2 == g).map(|p| Circle::new((p.0, p.1), 2, c.mix(0.6).filled()))).map_err(draw_err(path))?;
+                if i == 0 && groups.len() <= 20 {
+                    let label = if g < 0 { "no label".to_string() } else { groups.get(g as usize).cloned().unwrap_or_else(|| g.to_string()) };
+                    drawn.label(label).legend(move |(x, y)| Circle::new((x + 10, y), 4, c.filled()));
+                }
+            }
+            if i == 0 && groups.len() <= 20 {
+                chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 12)).draw().map_err(draw_err(path))?;
+            }
+        }
+        root.present().map_err(draw_err(path))?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,6 +343,22 @@ mod tests {
         let empty = vec![("unfinished".to_string(), vec![])];
         line_plot(&dir.path().join("empty.png"), "t", "step", "loss", &empty).unwrap();
         assert!(dir.path().join("mixed.png").exists() && dir.path().join("empty.png").exists());
+    }
+
+    #[test]
+    fn scatter_panels_lay_out_a_grid_on_one_scale() {
+        let dir = tempfile::tempdir().unwrap();
+        let spread: Vec<(f64, f64, i64)> = (0..200).map(|i| ((i as f64 * 0.37).sin() * 0.5, (i as f64 * 0.11).cos() * 0.3, (i % 3) as i64)).collect();
+        let dot: Vec<(f64, f64, i64)> = (0..200).map(|i| (1e-4 * i as f64, 0.0, -1)).collect();
+        let panels = vec![("a".to_string(), spread.clone()), ("b".to_string(), dot), ("c".to_string(), spread.clone()), ("d".to_string(), vec![])];
+        let png = dir.path().join("pca.png");
+        scatter_panels(&png, "t", &panels, &["x".into(), "y".into(), "z".into()], 50).unwrap();
+        // four panels: three a row, two rows, and the title band
+        let (w, h) = image::image_dimensions(&png).unwrap();
+        assert_eq!((w, h), (3 * 520, 2 * 520 + 50));
+        scatter_panels(&png, "t", &panels[..1], &[], 50).unwrap();
+        assert_eq!(image::image_dimensions(&png).unwrap(), (520, 570));
+        assert!(scatter_panels(&png, "t", &[], &[], 50).is_err());
     }
 
     #[test]

@@ -234,7 +234,7 @@ pub fn config_differences(dirs: &[PathBuf]) -> Vec<String> {
 }
 
 /// A CSV field in double quotes (inner quotes doubled).
-pub(crate) fn quoted(s: &str) -> String {
+pub fn quoted(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
