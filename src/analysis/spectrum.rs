@@ -10,12 +10,8 @@ use tch::{Kind, Tensor};
 /// below zero clamped to 0 (`C` is positive semi-definite). Non-finite embeddings (a diverged
 /// network) have no spectrum: `D` NaNs, never a panic.
 pub fn covariance_spectrum(z: &Tensor) -> Vec<f64> {
-    let z = z.to_kind(Kind::Double);
-    let (n, d) = (z.size()[0].max(1), z.size()[1]);
-    let centred = &z - z.mean_dim([0i64].as_slice(), true, Kind::Double);
-    let c = centred.transpose(0, 1).matmul(&centred) / n as f64;
-    let finite = c.isfinite().all().int64_value(&[]) == 1;
-    let eig = finite.then(|| c.f_linalg_eigvalsh("L").ok()).flatten().and_then(|e| Vec::<f64>::try_from(&e.clamp_min(0.0).to_device(tch::Device::Cpu)).ok());
+    let d = z.size()[1];
+    let eig = covariance(z).and_then(|(_, c)| c.f_linalg_eigvalsh("L").ok()).and_then(|e| Vec::<f64>::try_from(&e.clamp_min(0.0).to_device(tch::Device::Cpu)).ok());
     match eig {
         Some(mut eig) => {
             eig.sort_by(|a, b| b.total_cmp(a));
@@ -25,6 +21,16 @@ pub fn covariance_spectrum(z: &Tensor) -> Vec<f64> {
     }
 }
 
+/// `z: [N, D]` centred, in float64, and its covariance `1/N Σ_i (z_i − z̄)(z_i − z̄)ᵀ`; None
+/// when that is not finite.
+fn covariance(z: &Tensor) -> Option<(Tensor, Tensor)> {
+    let z = z.to_kind(Kind::Double);
+    let n = z.size()[0].max(1);
+    let centred = &z - z.mean_dim([0i64].as_slice(), true, Kind::Double);
+    let c = centred.transpose(0, 1).matmul(&centred) / n as f64;
+    (c.isfinite().all().int64_value(&[]) == 1).then_some((centred, c))
+}
+
 /// The coordinates of `z: [N, D]` on its `k` leading principal components — the eigenvectors of
 /// the covariance `C` of [`covariance_spectrum`] with the largest eigenvalues — as `[N, k]`
 /// float64 (PCA: `(z_i − z̄)ᵀ v_j`), with those eigenvalues. Column j has mean 0 and variance
@@ -32,19 +38,14 @@ pub fn covariance_spectrum(z: &Tensor) -> Vec<f64> {
 /// largest magnitude is positive, so the picture does not flip between runs. None for non-finite
 /// embeddings or `k > D`.
 pub fn principal_components(z: &Tensor, k: usize) -> Option<(Tensor, Vec<f64>)> {
-    let z = z.to_kind(Kind::Double);
-    let (n, d) = (z.size()[0].max(1), z.size()[1]);
+    let d = z.size()[1];
     if k as i64 > d {
         return None;
     }
-    let centred = &z - z.mean_dim([0i64].as_slice(), true, Kind::Double);
-    let c = centred.transpose(0, 1).matmul(&centred) / n as f64;
-    if c.isfinite().all().int64_value(&[]) != 1 {
-        return None;
-    }
+    let (centred, c) = covariance(z)?;
     // eigenvalues ascending, eigenvectors in the columns
     let (values, vectors) = c.f_linalg_eigh("L").ok()?;
-    let top = tch::Tensor::arange_start_step(d - 1, d - 1 - k as i64, -1, (Kind::Int64, z.device()));
+    let top = Tensor::arange_start_step(d - 1, d - 1 - k as i64, -1, (Kind::Int64, c.device()));
     let v = vectors.index_select(1, &top);
     let largest = v.abs().argmax(0, true);
     let sign = v.gather(0, &largest, false).sign();
