@@ -283,7 +283,13 @@ pub fn scatter_panels(path: &Path, title: &str, panels: &[(String, Vec<(f64, f64
                 }
             }
             if i == 0 && groups.len() <= 20 {
-                chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 12)).draw().map_err(draw_err(path))?;
+                // the corner whose legend box (12-px labels in a panel of about 460 px) covers the fewest points
+                let longest = groups.iter().map(|g| g.chars().count()).max().unwrap_or(8) as f64;
+                let (w, h) = ((45.0 + 6.5 * longest) / 460.0 * 2.0 * reach, (17.0 * groups.len() as f64 + 12.0) / 450.0 * 2.0 * reach);
+                let corners = [(SeriesLabelPosition::UpperRight, 1.0, 1.0), (SeriesLabelPosition::UpperLeft, -1.0, 1.0), (SeriesLabelPosition::LowerRight, 1.0, -1.0), (SeriesLabelPosition::LowerLeft, -1.0, -1.0)];
+                let inside = |sx: f64, sy: f64| shown.iter().filter(|p| p.0 * sx >= reach - w && p.1 * sy >= reach - h).count();
+                let at = corners.into_iter().min_by_key(|c| inside(c.1, c.2)).map(|c| c.0).unwrap_or(SeriesLabelPosition::UpperRight);
+                chart.configure_series_labels().position(at).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 12)).draw().map_err(draw_err(path))?;
             }
         }
         root.present().map_err(draw_err(path))?;
