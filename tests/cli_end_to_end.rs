@@ -151,6 +151,14 @@ fn tiny_byol_run_pretrain_checkpoint_evaluate() {
     let top1 = v["knn_top1"].as_f64().unwrap();
     assert!(v["knn_top5"].as_f64().unwrap() >= top1);
     assert_eq!(v["k"].as_u64(), Some(20));
+    // two protocols on one pass of features: one line each, the same as each alone
+    let o = selfsup(&["eval", "knn", "--checkpoint", run.to_str().unwrap(), "--train", &data, "--test", &test, "--k", "200,20", "--temperature", "0.1,0.07", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let both: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(both.len(), 2);
+    let alone = selfsup(&["eval", "knn", "--checkpoint", run.to_str().unwrap(), "--train", &data, "--test", &test, "--k", "20", "--temperature", "0.07", "--json"]);
+    assert_eq!(both[1], serde_json::from_str::<serde_json::Value>(stdout(&alone).trim()).unwrap());
+    assert_eq!((both[0]["k"].as_u64(), both[0]["temperature"].as_f64()), (Some(200), Some(0.1)));
     let o = selfsup(&["eval", "linear", "--checkpoint", run.to_str().unwrap(), "--train", &data, "--test", &test, "--epochs", "300", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();

@@ -35,10 +35,13 @@ pub enum EvalCmd {
     Knn {
         #[command(flatten)]
         common: Common,
-        #[arg(long, default_value_t = 200)]
-        k: usize,
-        #[arg(long, default_value_t = 0.1)]
-        temperature: f64,
+        /// Neighbours; several, comma-separated, evaluate several protocols on one pass of
+        /// features: `--k 200,20 --temperature 0.1,0.07` gives lightly's and solo-learn's.
+        #[arg(long, value_delimiter = ',', default_value = "200")]
+        k: Vec<usize>,
+        /// Vote temperature; one for every k, or one per k.
+        #[arg(long, value_delimiter = ',', default_value = "0.1")]
+        temperature: Vec<f64>,
     },
     /// Linear classifier on frozen features (computed once, no augmentation).
     Linear {
@@ -49,6 +52,22 @@ pub enum EvalCmd {
         #[arg(long, default_value_t = 1e-2)]
         lr: f64,
     },
+}
+
+/// The (k, temperature) pairs of `--k` and `--temperature`: one temperature for every k, or one
+/// per k.
+fn knn_protocols(k: &[usize], temperature: &[f64]) -> Result<Vec<(usize, f64)>, selfsup::Error> {
+    if let Some(bad) = k.iter().find(|k| **k == 0) {
+        return Err(selfsup::Error::usage(format!("--k {bad}: must be at least 1")));
+    }
+    if let Some(bad) = temperature.iter().find(|t| !(**t > 0.0 && t.is_finite())) {
+        return Err(selfsup::Error::usage(format!("--temperature {bad} must be > 0")));
+    }
+    match (k.len(), temperature.len()) {
+        (_, 1) => Ok(k.iter().map(|&k| (k, temperature[0])).collect()),
+        (a, b) if a == b => Ok(k.iter().copied().zip(temperature.iter().copied()).collect()),
+        (a, b) => Err(selfsup::Error::usage(format!("--k gives {a} values and --temperature {b}: give one temperature for every k, or one per k"))),
+    }
 }
 
 /// The encoder's method and config, from a checkpoint or freshly initialised.
@@ -76,22 +95,19 @@ fn features(c: &Common) -> anyhow::Result<(tch::Tensor, tch::Tensor, tch::Tensor
 pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
     match cmd {
         EvalCmd::Knn { common, k, temperature } => {
-            if k == 0 {
-                return Err(selfsup::Error::usage("--k must be at least 1").into());
-            }
-            if !(temperature > 0.0) {
-                return Err(selfsup::Error::usage(format!("--temperature {temperature} must be > 0")).into());
-            }
+            let protocols = knn_protocols(&k, &temperature)?;
             let (ftr, ytr, fte, yte, classes) = features(&common)?;
             let n_ref = ftr.size()[0] as usize;
-            if k > n_ref {
-                eprintln!("note: --k {k} is more than the {n_ref} reference images of --train; all of them vote");
-            }
-            let r = knn_accuracy(&ftr, &ytr, &fte, &yte, k, temperature, classes);
-            if common.json {
-                println!("{}", serde_json::to_string(&r)?);
-            } else {
-                println!("kNN (k={k}, T={temperature}) top-1 {:.4}  top-5 {:.4}", r.knn_top1, r.knn_top5);
+            for &(k, temperature) in &protocols {
+                if k > n_ref {
+                    eprintln!("note: --k {k} is more than the {n_ref} reference images of --train; all of them vote");
+                }
+                let r = knn_accuracy(&ftr, &ytr, &fte, &yte, k, temperature, classes);
+                if common.json {
+                    println!("{}", serde_json::to_string(&r)?);
+                } else {
+                    println!("kNN (k={k}, T={temperature}) top-1 {:.4}  top-5 {:.4}", r.knn_top1, r.knn_top5);
+                }
             }
         }
         EvalCmd::Linear { common, epochs, lr } => {
@@ -112,4 +128,19 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::knn_protocols;
+
+    #[test]
+    fn one_temperature_for_every_k_or_one_per_k() {
+        assert_eq!(knn_protocols(&[200], &[0.1]).unwrap(), [(200, 0.1)]);
+        assert_eq!(knn_protocols(&[200, 20], &[0.1, 0.07]).unwrap(), [(200, 0.1), (20, 0.07)]);
+        assert_eq!(knn_protocols(&[200, 20], &[0.1]).unwrap(), [(200, 0.1), (20, 0.1)]);
+        assert!(knn_protocols(&[200, 20, 5], &[0.1, 0.07]).unwrap_err().to_string().contains("--k gives 3 values and --temperature 2"));
+        assert!(knn_protocols(&[200, 0], &[0.1]).unwrap_err().to_string().contains("--k 0: must be at least 1"));
+        assert!(knn_protocols(&[200], &[0.0]).unwrap_err().to_string().contains("--temperature 0 must be > 0"));
+    }
 }
