@@ -91,7 +91,7 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<()> {
         eprintln!("wrote {} and {}", png.display(), csv.display());
     }
     if let Some(png) = &a.pca {
-        let title = format!("{} space: the first view's L2-normalised embeddings on their two leading principal components", format!("{:?}", a.space).to_lowercase());
+        let title = format!("PCA, {} space (first view, L2-normalised)", format!("{:?}", a.space).to_lowercase());
         selfsup::study::plots::scatter_panels(png, &title, &pictures, &data.classes, 3000)?;
         let csv = png.with_extension("csv");
         let mut text = String::from("network,image,label,pc1,pc2\n");
