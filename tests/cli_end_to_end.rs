@@ -151,6 +151,10 @@ fn tiny_byol_run_pretrain_checkpoint_evaluate() {
     let top1 = v["knn_top1"].as_f64().unwrap();
     assert!(v["knn_top5"].as_f64().unwrap() >= top1);
     assert_eq!(v["k"].as_u64(), Some(20));
+    // per class: ten test images of each of the ten classes, so their mean is the top-1
+    let per_class: Vec<f64> = v["per_class_top1"].as_array().unwrap().iter().map(|a| a.as_f64().unwrap()).collect();
+    assert_eq!(per_class.len(), 10);
+    assert!((per_class.iter().sum::<f64>() / 10.0 - top1).abs() < 1e-9, "{per_class:?} vs {top1}");
     // two protocols on one pass of features: one line each, the same as each alone
     let o = selfsup(&["eval", "knn", "--checkpoint", run.to_str().unwrap(), "--train", &data, "--test", &test, "--k", "200,20", "--temperature", "0.1,0.07", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));

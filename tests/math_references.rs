@@ -305,11 +305,23 @@ fn knn_on_a_constructed_case_with_a_known_answer() {
     let r = knn_accuracy(&l2(&train), &train_y, &l2(&test), &test_y, 6, 0.1, 2);
     assert!((r.knn_top1 - expect).abs() < 1e-9, "{} vs {expect}", r.knn_top1);
     assert_eq!(r.knn_top5, 1.0, "two classes: top-5 always hits");
+    // per class, by a plain loop over the reference's predictions
+    let per_class: Vec<Option<f64>> = (0..3)
+        .map(|c| {
+            let mine: Vec<bool> = preds.iter().zip([0, 1, 0]).filter(|(_, y)| *y == c).map(|(p, y)| *p == y).collect();
+            (!mine.is_empty()).then(|| mine.iter().filter(|h| **h).count() as f64 / mine.len() as f64)
+        })
+        .collect();
+    assert_eq!(per_class, [Some(0.5), Some(1.0), None]);
+    assert_eq!(r.per_class_top1, per_class[..2]);
+    // a third class without test images: None
+    assert_eq!(knn_accuracy(&l2(&train), &train_y, &l2(&test), &test_y, 6, 0.1, 3).per_class_top1, per_class);
     // perfectly separated one-hot features: 100%
     let onehot = Tensor::eye(4, (Kind::Float, tch::Device::Cpu)).repeat([3, 1]);
     let y = Tensor::from_slice(&[0i64, 1, 2, 3]).repeat([3]);
     let r = knn_accuracy(&onehot, &y, &onehot, &y, 3, 0.07, 4);
     assert_eq!(r.knn_top1, 1.0);
+    assert_eq!(r.per_class_top1, [Some(1.0); 4]);
 }
 
 #[test]

@@ -42,6 +42,9 @@ pub enum EvalCmd {
         /// Vote temperature; one for every k, or one per k.
         #[arg(long, value_delimiter = ',', default_value = "0.1")]
         temperature: Vec<f64>,
+        /// Also print each class's top-1 accuracy (always in the JSON: `per_class_top1`).
+        #[arg(long)]
+        per_class: bool,
     },
     /// Linear classifier on frozen features (computed once, no augmentation).
     Linear {
@@ -84,19 +87,22 @@ pub fn load(checkpoint: &str, cfg: &ConfigArgs, seed: u64, device: tch::Device) 
     }
 }
 
-fn features(c: &Common) -> anyhow::Result<(tch::Tensor, tch::Tensor, tch::Tensor, tch::Tensor, usize)> {
+/// Train and test features with their labels, the number of classes, and the test set's class
+/// names.
+fn features(c: &Common) -> anyhow::Result<((tch::Tensor, tch::Tensor, tch::Tensor, tch::Tensor, usize), Vec<String>)> {
     let device = selfsup::backend::parse_device(&c.device)?;
     let (cfg, method) = load(&c.checkpoint, &c.cfg, c.seed, device)?;
     let train = Arc::new(selfsup::data::open(&c.train)?);
     let test = Arc::new(selfsup::data::open(&c.test)?);
-    train_test_features(method.encoder(), &cfg, train, test, device)
+    let names = test.classes.clone();
+    Ok((train_test_features(method.encoder(), &cfg, train, test, device)?, names))
 }
 
 pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
     match cmd {
-        EvalCmd::Knn { common, k, temperature } => {
+        EvalCmd::Knn { common, k, temperature, per_class } => {
             let protocols = knn_protocols(&k, &temperature)?;
-            let (ftr, ytr, fte, yte, classes) = features(&common)?;
+            let ((ftr, ytr, fte, yte, classes), names) = features(&common)?;
             let n_ref = ftr.size()[0] as usize;
             for &(k, temperature) in &protocols {
                 if k > n_ref {
@@ -107,6 +113,12 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
                     println!("{}", serde_json::to_string(&r)?);
                 } else {
                     println!("kNN (k={k}, T={temperature}) top-1 {:.4}  top-5 {:.4}", r.knn_top1, r.knn_top5);
+                    if per_class {
+                        for (c, acc) in r.per_class_top1.iter().enumerate() {
+                            let name = names.get(c).cloned().unwrap_or_else(|| c.to_string());
+                            println!("  {name:<16} {}", acc.map(|a| format!("{a:.4}")).unwrap_or_else(|| "– (no test image)".into()));
+                        }
+                    }
                 }
             }
         }
@@ -117,7 +129,7 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
             if !(lr > 0.0 && lr.is_finite()) {
                 return Err(selfsup::Error::usage(format!("--lr {lr} must be a positive number")).into());
             }
-            let (ftr, ytr, fte, yte, classes) = features(&common)?;
+            let ((ftr, ytr, fte, yte, classes), _) = features(&common)?;
             let cfg = LinearProbeConfig { epochs, lr, ..Default::default() };
             let (train_acc, top1) = linear_probe(&ftr, &ytr, &fte, &yte, classes, &cfg)?;
             if common.json {

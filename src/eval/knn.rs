@@ -11,6 +11,9 @@ pub struct KnnResult {
     pub knn_top5: f64,
     pub k: usize,
     pub temperature: f64,
+    /// Top-1 accuracy of each class's test images, in class order (`null` for a class without
+    /// any): which classes the features tell apart.
+    pub per_class_top1: Vec<Option<f64>>,
 }
 
 /// Class scores `[M, C]` for each test feature. `train: [N, D]`, `train_labels: [N]` (int64),
@@ -39,7 +42,18 @@ pub fn knn_scores(train: &Tensor, train_labels: &Tensor, test: &Tensor, k: usize
 pub fn knn_accuracy(train: &Tensor, train_labels: &Tensor, test: &Tensor, test_labels: &Tensor, k: usize, temperature: f64, num_classes: usize) -> KnnResult {
     let scores = knn_scores(train, train_labels, test, k, temperature, num_classes);
     let (top1, top5) = topk_accuracy(&scores, test_labels);
-    KnnResult { knn_top1: top1, knn_top5: top5, k, temperature }
+    KnnResult { knn_top1: top1, knn_top5: top5, k, temperature, per_class_top1: per_class_accuracy(&scores, test_labels, num_classes) }
+}
+
+/// Top-1 accuracy of class scores `[M, C]` among the test images of each class (labels `[M]`),
+/// for classes `0..num_classes`; None for a class with no test image.
+pub fn per_class_accuracy(scores: &Tensor, labels: &Tensor, num_classes: usize) -> Vec<Option<f64>> {
+    let hit = scores.argmax(1, false).eq_tensor(labels).to_kind(Kind::Double);
+    let labels = labels.to_kind(Kind::Int64);
+    let zeros = || Tensor::zeros([num_classes as i64], (Kind::Double, scores.device()));
+    let hits = Vec::<f64>::try_from(&zeros().scatter_add(0, &labels, &hit).to_device(tch::Device::Cpu)).unwrap_or_default();
+    let counts = Vec::<f64>::try_from(&zeros().scatter_add(0, &labels, &hit.ones_like()).to_device(tch::Device::Cpu)).unwrap_or_default();
+    hits.iter().zip(&counts).map(|(h, n)| (*n > 0.0).then(|| h / n)).collect()
 }
 
 /// (top-1, top-5) accuracy of class scores `[M, C]` against labels `[M]`.
