@@ -200,39 +200,38 @@ int selfsup_cuda_peak_bytes(int device, int64_t *out) {
   SHIM_CATCH
 }
 
+// Copies `text` into buf (len bytes), NUL-terminated, truncated if longer.
+static void copy_out(const std::string &text, char *buf, int64_t len) {
+  if (len <= 0) throw std::invalid_argument("empty output buffer");
+  size_t n = std::min(text.size(), static_cast<size_t>(len - 1));
+  std::memcpy(buf, text.data(), n);
+  buf[n] = 0;
+}
+
 // The CPU kernels ATen dispatches to on this processor ("AVX512", "AVX2", "DEFAULT", ...; the
-// ATEN_CPU_CAPABILITY environment variable can lower it), as torch.backends.cpu reports it:
-// copied into buf (len bytes, NUL-terminated, truncated if longer).
+// ATEN_CPU_CAPABILITY environment variable can lower it), as torch.backends.cpu reports it,
+// copied into buf.
 int selfsup_cpu_capability(char *buf, int64_t len) {
   SHIM_TRY
-  if (len <= 0) throw std::invalid_argument("selfsup_cpu_capability: empty buffer");
-  std::string name = at::get_cpu_capability();
-  size_t n = std::min(name.size(), static_cast<size_t>(len - 1));
-  std::memcpy(buf, name.data(), n);
-  buf[n] = 0;
+  copy_out(at::get_cpu_capability(), buf, len);
   SHIM_CATCH
 }
 
 // CUDA device `device` in words, as torch.cuda.get_device_properties gives it: its name, compute
-// capability and memory ("NVIDIA H200, sm_90, 139 GiB"), copied into buf as above. An error
-// without CUDA.
+// capability and memory ("NVIDIA H200, sm_90, 139 GiB"), copied into buf. An error without CUDA.
 int selfsup_cuda_device_name(int device, char *buf, int64_t len) {
   SHIM_TRY
-  if (len <= 0) throw std::invalid_argument("selfsup_cuda_device_name: empty buffer");
 #ifdef SELFSUP_HAVE_CUDA_HEADERS
   if (device < 0 || device >= static_cast<int>(c10::cuda::device_count()))
     throw std::invalid_argument("CUDA device " + std::to_string(device) + " not available (" + std::to_string(c10::cuda::device_count()) + " visible)");
   const cudaDeviceProp *p = at::cuda::getDeviceProperties(static_cast<c10::DeviceIndex>(device));
-  std::string name = std::string(p->name) + ", sm_" + std::to_string(p->major) + std::to_string(p->minor) + ", " +
-                     std::to_string((p->totalGlobalMem + (1ull << 29)) >> 30) + " GiB";
+  copy_out(std::string(p->name) + ", sm_" + std::to_string(p->major) + std::to_string(p->minor) + ", " +
+               std::to_string((p->totalGlobalMem + (1ull << 29)) >> 30) + " GiB",
+           buf, len);
 #else
-  (void)device;
-  std::string name;
+  (void)device; (void)buf; (void)len;
   throw std::runtime_error("this build has no CUDA runtime headers, so it cannot name a CUDA device");
 #endif
-  size_t n = std::min(name.size(), static_cast<size_t>(len - 1));
-  std::memcpy(buf, name.data(), n);
-  buf[n] = 0;
   SHIM_CATCH
 }
 

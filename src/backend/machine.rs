@@ -54,9 +54,6 @@ impl Machine {
 /// What separates the processor from the GPU in [`Machine::key`].
 const GPU_IN_KEY: &str = ", GPU ";
 
-impl Machine {
-}
-
 /// The first processor's model name in the text of `/proc/cpuinfo` ("unknown" when absent).
 pub fn cpu_model(cpuinfo: &str) -> String {
     cpuinfo

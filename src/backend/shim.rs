@@ -317,16 +317,19 @@ pub fn cuda_peak_bytes(device: usize) -> anyhow::Result<i64> {
 /// The CPU kernels ATen dispatches to on this processor: "AVX512", "AVX2", "DEFAULT" (x86), as
 /// `torch.backends.cpu.get_cpu_capability()` reports it.
 pub fn cpu_capability() -> anyhow::Result<String> {
-    let mut buf = [0 as c_char; 64];
-    check(unsafe { selfsup_cpu_capability(buf.as_mut_ptr(), buf.len() as i64) })?;
-    Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+    string_from_shim(64, |buf, len| unsafe { selfsup_cpu_capability(buf, len) })
 }
 
 /// CUDA device `device` in words, as `torch.cuda.get_device_properties` gives it: name, compute
 /// capability and memory ("NVIDIA H200, sm_90, 139 GiB"). An error without CUDA.
 pub fn cuda_device_name(device: usize) -> anyhow::Result<String> {
-    let mut buf = [0 as c_char; 256];
-    check(unsafe { selfsup_cuda_device_name(device as c_int, buf.as_mut_ptr(), buf.len() as i64) })?;
+    string_from_shim(256, |buf, len| unsafe { selfsup_cuda_device_name(device as c_int, buf, len) })
+}
+
+/// The text a shim function writes, NUL-terminated, into a buffer of `len` bytes it is given.
+fn string_from_shim(len: usize, write: impl FnOnce(*mut c_char, i64) -> c_int) -> anyhow::Result<String> {
+    let mut buf = vec![0 as c_char; len];
+    check(write(buf.as_mut_ptr(), len as i64))?;
     Ok(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
 }
 
