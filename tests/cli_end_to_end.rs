@@ -341,6 +341,120 @@ fn export_loads_into_torchvision_with_identical_features() {
         let line = stdout(&o);
         let diff: f64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         assert!(diff < 1e-5, "{norm}: {line}");
+        // and read back: the exported file as `--checkpoint` gives the run's features
+        let again = dir.path().join(format!("emb-{norm}-from-export.safetensors"));
+        let o = selfsup(&["embed", "--checkpoint", export.to_str().unwrap(), "--data", &spec, "--out", again.to_str().unwrap()]);
+        assert!(o.status.success(), "{norm}: {}", stderr(&o));
+        assert!(stderr(&o).contains("torchvision resnet18, width 64, cifar stem"), "{}", stderr(&o));
+        // (BatchNorm exactly; actnorm to rounding, as the BatchNorm that computes its map)
+        let diff = max_abs_difference(&emb, &again);
+        assert!(diff < 1e-6, "{norm}: the export read back gives other features ({diff})");
+    }
+}
+
+fn max_abs_difference(a: &std::path::Path, b: &std::path::Path) -> f64 {
+    let features = |p: &std::path::Path| tch::Tensor::read_safetensors(p).unwrap().into_iter().find(|(k, _)| k == "features").unwrap().1;
+    let (a, b) = (features(a), features(b));
+    assert_eq!(a.size(), b.size());
+    (a - b).abs().max().double_value(&[])
+}
+
+/// Another library's encoder read as `--checkpoint FILE.safetensors`: torchvision ResNets of both
+/// block kinds and both stems, written by tests/reference/torchvision_model.py under `backbone.`
+/// beside a classifier, a head and a second ResNet (`momentum_backbone.`), give torchvision's own
+/// features; kNN and analyze take the file too, and files that hold no usable ResNet are refused
+/// with the reason.
+#[test]
+fn torchvision_encoders_read_from_safetensors_give_torchvision_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("png");
+    let ds = selfsup::data::open("synthetic:24@test").unwrap();
+    for i in 0..ds.len() {
+        let class = images.join(&ds.classes[ds.label(i).unwrap() as usize]);
+        std::fs::create_dir_all(&class).unwrap();
+        ds.image(i).unwrap().save_png(&class.join(format!("{i:03}.png"))).unwrap();
+    }
+    let spec = format!("folder:{}", images.display());
+    for (arch, stem) in [("resnet18", "cifar"), ("resnet50", "imagenet")] {
+        let model = dir.path().join(format!("{arch}.safetensors"));
+        let reference = dir.path().join(format!("{arch}-torchvision.safetensors"));
+        let o = std::process::Command::new(python())
+            .arg(root().join("tests/reference/torchvision_model.py"))
+            .args([model.to_str().unwrap(), reference.to_str().unwrap(), images.to_str().unwrap(), arch, stem])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{arch}: {}", stderr(&o));
+        let ours = dir.path().join(format!("{arch}-selfsup.safetensors"));
+        let o = selfsup(&["embed", "--checkpoint", model.to_str().unwrap(), "--data", &spec, "--out", ours.to_str().unwrap()]);
+        assert!(o.status.success(), "{arch}: {}", stderr(&o));
+        let log = stderr(&o);
+        assert!(log.contains(&format!("torchvision {arch}, width 64, {stem} stem")) && log.contains("under `backbone.`"), "{log}");
+        assert!(log.contains("backbone.fc.* (2)") && log.contains("projector.* (1)") && log.contains("momentum_backbone.* ("), "{log}");
+        let diff = max_abs_difference(&reference, &ours);
+        assert!(diff < 1e-5, "{arch}: features differ from torchvision's by {diff}");
+    }
+    let model = dir.path().join("resnet18.safetensors");
+    let m = model.to_str().unwrap();
+    let o = selfsup(&["eval", "knn", "--checkpoint", m, "--train", &spec, "--test", &spec, "--k", "1", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let knn: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(knn["knn_top1"].as_f64(), Some(1.0), "each test image is its own nearest reference: {knn}");
+    let o = selfsup(&["analyze", "--checkpoint", m, "--data", &spec, "--space", "encoder", "--batch", "24", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = selfsup(&["analyze", "--checkpoint", m, "--data", &spec]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--space encoder"), "{}", stderr(&o));
+
+    // refused, naming the file and the reason
+    let features = dir.path().join("resnet18-selfsup.safetensors");
+    let truncated = dir.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &std::fs::read(&model).unwrap()[..100]).unwrap();
+    for (file, reason) in [(&features, "holds no torchvision-named ResNet"), (&truncated, "unreadable safetensors file"), (&dir.path().join("none.safetensors"), "no such file")] {
+        let o = selfsup(&["eval", "knn", "--checkpoint", file.to_str().unwrap(), "--train", &spec, "--test", &spec]);
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        let err = stderr(&o);
+        assert!(err.contains(file.file_name().unwrap().to_str().unwrap()) && err.contains(reason) && err.lines().count() == 1, "{err}");
+    }
+}
+
+/// `model.init`: a run started from an exported encoder begins with that encoder, online and
+/// target (trained at a learning rate of 1e-12, its convolutions end equal to the file's to 1e-9,
+/// while a run without it would start from its seed's random init), and files of another
+/// architecture or a norm without BatchNorm's tensors are refused naming the key.
+#[test]
+fn model_init_starts_online_and_target_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = "synthetic:96";
+    let first = dir.path().join("first");
+    assert!(run_owned(&train_args(&first, data, 1, &[])).status.success());
+    let file = dir.path().join("first.safetensors");
+    assert!(selfsup(&["export", "--checkpoint", first.to_str().unwrap(), "--out", file.to_str().unwrap()]).status.success());
+    let init = format!("model.init=\"{}\"", file.display());
+    let second = dir.path().join("second");
+    let o = run_owned(&train_args(&second, data, 1, &["--set", &init, "--set", "optim.lr=1e-12", "--set", "optim.weight_decay=0", "--set", "train.seed=7"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("encoder from") && stderr(&o).contains("torchvision resnet18, width 4"), "{}", stderr(&o));
+    let exported: std::collections::HashMap<String, tch::Tensor> = tch::Tensor::read_safetensors(&file).unwrap().into_iter().collect();
+    let latest = std::fs::read_to_string(second.join("checkpoints/latest")).unwrap();
+    let saved: std::collections::HashMap<String, tch::Tensor> = tch::Tensor::read_safetensors(second.join("checkpoints").join(latest.trim()).join("weights.safetensors")).unwrap().into_iter().collect();
+    let mut convs = 0;
+    for (key, t) in &exported {
+        if !key.contains("conv") && !key.contains("downsample.0") {
+            continue; // BatchNorm statistics move with the batches
+        }
+        for branch in ["online", "target"] {
+            let ours = &saved[&format!("{branch}.encoder.{key}")];
+            let diff = (ours - t).abs().max().double_value(&[]);
+            assert!(diff < 1e-9, "{branch}.encoder.{key} differs from the file by {diff}");
+        }
+        convs += 1;
+    }
+    assert_eq!(convs, 20, "a ResNet-18 has 20 convolutions");
+
+    for (set, expected) in [("model.width=8", "holds a resnet18 of width 4"), ("model.norm=\"ln\"", "model.norm")] {
+        let o = run_owned(&train_args(&dir.path().join("refused"), data, 1, &["--set", &init, "--set", set]));
+        assert_eq!(o.status.code(), Some(2), "{set}: {}", stderr(&o));
+        assert!(stderr(&o).contains("model.init") && stderr(&o).contains(expected), "{set}: {}", stderr(&o));
     }
 }
 

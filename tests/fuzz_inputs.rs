@@ -1,5 +1,6 @@
 //! Fuzzing (proptest) of everything that reads user input: the CIFAR binary reader, the IDX reader,
-//! the image-folder scanner/decoder, the config parser and the data-spec parser. The property is
+//! the image-folder scanner/decoder, the config parser, the data-spec parser and the encoder-file
+//! (torchvision safetensors) reader. The property is
 //! "no panic": any input gives `Ok` or a clean error. Whatever opens is pushed through the
 //! augmentation pipeline, so a degenerate image that parses cannot crash training later.
 //!
@@ -179,6 +180,44 @@ fn fuzz_image_folder_scanner() {
         let _ = selfsup::data::folder::scan(dir.path());
         if let Ok(ds) = selfsup::data::open(&format!("folder:{}", dir.path().display())) {
             exercise(&ds);
+        }
+    });
+}
+
+/// A valid encoder file (a width-1 ResNet-18 under torchvision's names, `selfsup export`'s output)
+/// with bytes overwritten, inserted or cut, read as `--checkpoint FILE.safetensors` and, where it
+/// reads, loaded into a network.
+#[test]
+fn fuzz_encoder_file_reader() {
+    let cfg = selfsup::config::load(None, &["model.width=1".into(), "projector.hidden=4".into(), "predictor.hidden=4".into(), "projector.out=4".into(), "predictor.out=4".into()]).unwrap();
+    let method = selfsup::methods::build(&cfg, tch::Device::Cpu).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let valid = dir.path().join("valid.safetensors");
+    tch::Tensor::write_safetensors(&selfsup::models::torchvision::to_torchvision(method.stores()[0].1), &valid).unwrap();
+    let bytes = std::fs::read(&valid).unwrap();
+    assert!(selfsup::models::torchvision::read(&valid).is_ok(), "the unmutated file reads");
+    let file = dir.path().join("fuzz.safetensors");
+    // half of the edits land in the 8-byte length and the JSON header that names every tensor
+    let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let edits = proptest::collection::vec((any::<prop::sample::Index>(), any::<bool>(), 0u8..3, any::<u8>()), 1..6);
+    campaign("encoder-file", 64, edits, move |edits| {
+        let mut b = bytes.clone();
+        for (at, in_header, kind, byte) in edits {
+            let i = at.index(if in_header { header.min(b.len()) } else { b.len() }.max(1));
+            match kind {
+                0 if !b.is_empty() => b[i] = byte,
+                1 => b.insert(i.min(b.len()), byte),
+                _ => b.truncate(i),
+            }
+        }
+        std::fs::write(&file, &b).unwrap();
+        if let Ok(r) = selfsup::models::torchvision::read(&file) {
+            let mut c = cfg.clone();
+            c.model = r.model.clone();
+            if let Ok(m) = selfsup::methods::build(&c, tch::Device::Cpu) {
+                let _ = r.load_into(m.stores()[0].1, &file);
+                let _ = r.describe(&file);
+            }
         }
     });
 }

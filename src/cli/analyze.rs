@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct AnalyzeArgs {
-    /// A run folder, a checkpoint folder, or `random` (architecture from --config/--set). Repeat
-    /// to measure several networks on the same images and augmentations.
+    /// A run folder, a checkpoint folder, a `.safetensors` torchvision-named ResNet encoder (with
+    /// --space encoder), or `random` (architecture from --config/--set). Repeat to measure several
+    /// networks on the same images and augmentations.
     #[arg(long, required = true)]
     checkpoint: Vec<String>,
     /// Data spec; each image gives a positive pair from the training recipe's two views.
@@ -52,6 +53,11 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<()> {
             if p.extension().and_then(|e| e.to_str()) != Some("png") {
                 return Err(selfsup::Error::usage(format!("{flag} {}: expected a .png file name (the CSV is written beside it)", p.display())).into());
             }
+        }
+    }
+    if let Some(file) = a.checkpoint.iter().find(|c| selfsup::train::trainer::is_encoder_file(std::path::Path::new(c))) {
+        if a.space != Space::Encoder {
+            return Err(selfsup::Error::usage(format!("{file} holds an encoder only, without the method's heads: analyze it with --space encoder")).into());
         }
     }
     let device = selfsup::backend::parse_device(&a.device)?;

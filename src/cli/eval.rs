@@ -3,13 +3,15 @@ use super::ConfigArgs;
 use selfsup::eval::linear::LinearProbeConfig;
 use selfsup::eval::{knn_accuracy, linear_probe, train_test_features};
 use selfsup::methods::Method;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Common {
-    /// A run folder, a checkpoint folder, or `random` for a random-init encoder (architecture
-    /// from --config/--set).
+    /// A run folder, a checkpoint folder, a `.safetensors` file of a torchvision-named ResNet
+    /// encoder (`selfsup export`, or torchvision / solo-learn / lightly weights saved with
+    /// safetensors; --config/--set give the rest, e.g. eval.normalize), or `random` for a
+    /// random-init encoder (architecture from --config/--set).
     #[arg(long)]
     checkpoint: String,
     /// Labelled reference/training data spec.
@@ -73,15 +75,19 @@ fn knn_protocols(k: &[usize], temperature: &[f64]) -> Result<Vec<(usize, f64)>, 
     }
 }
 
-/// The encoder's method and config, from a checkpoint or freshly initialised.
+/// The encoder's method and config: from a run or checkpoint folder, from a torchvision-named
+/// `.safetensors` encoder (architecture from its shapes, the rest from --config/--set), or freshly
+/// initialised (`random`).
 pub fn load(checkpoint: &str, cfg: &ConfigArgs, seed: u64, device: tch::Device) -> anyhow::Result<(selfsup::config::Config, Box<dyn Method>)> {
     if checkpoint == "random" {
         let cfg = cfg.load(&[])?;
         let m = selfsup::train::trainer::random_method(&cfg, seed, device)?;
         Ok((cfg, m))
+    } else if selfsup::train::trainer::is_encoder_file(Path::new(checkpoint)) {
+        selfsup::train::trainer::load_encoder_file(Path::new(checkpoint), cfg.load(&[])?, device)
     } else {
         if !cfg.set.is_empty() || cfg.config.is_some() {
-            eprintln!("note: the architecture comes from the checkpoint's config; --config/--set only apply with --checkpoint random");
+            eprintln!("note: the architecture comes from the checkpoint's config; --config/--set only apply with --checkpoint random or a .safetensors encoder");
         }
         selfsup::train::trainer::load_method(&PathBuf::from(checkpoint), device)
     }

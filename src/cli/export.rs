@@ -5,14 +5,18 @@ use tch::Tensor;
 
 #[derive(clap::Args)]
 pub struct EmbedArgs {
+    /// A run folder, a checkpoint folder, or a `.safetensors` file of a torchvision-named ResNet
+    /// encoder (--config/--set give the rest, e.g. eval.normalize).
     #[arg(long)]
-    checkpoint: PathBuf,
+    checkpoint: String,
     #[arg(long)]
     data: String,
     #[arg(long)]
     out: PathBuf,
     #[arg(long, default_value = "cpu")]
     device: String,
+    #[command(flatten)]
+    cfg: super::ConfigArgs,
 }
 
 #[derive(clap::Args)]
@@ -32,7 +36,7 @@ fn write_safetensors(out: &std::path::Path, tensors: &[(String, Tensor)]) -> any
 
 pub fn embed(a: EmbedArgs) -> anyhow::Result<()> {
     let device = selfsup::backend::parse_device(&a.device)?;
-    let (cfg, method) = selfsup::train::trainer::load_method(&a.checkpoint, device)?;
+    let (cfg, method) = super::eval::load(&a.checkpoint, &a.cfg, 1, device)?;
     let ds = Arc::new(selfsup::data::open(&a.data)?);
     let (mean, std) = cfg.eval.normalization(&cfg.data)?;
     let size = cfg.data.recipe()?.views[0].crop_size;
@@ -43,36 +47,10 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Encoder tensors renamed to torchvision's ResNet keys (`encoder.` prefix dropped) plus the
-/// `num_batches_tracked` buffers torchvision's BatchNorm keeps, so `load_state_dict` is strict;
-/// `actnorm` layers become BatchNorms computing the same map.
-pub fn torchvision_state(method: &dyn selfsup::methods::Method) -> Vec<(String, Tensor)> {
-    let (_, online) = method.stores().into_iter().find(|(p, _)| *p == "online").expect("online store");
-    let mut out: Vec<(String, Tensor)> = online
-        .variables()
-        .into_iter()
-        .filter_map(|(n, t)| n.strip_prefix("encoder.").map(|k| (k.to_string(), t.detach().to_device(tch::Device::Cpu).contiguous())))
-        .collect();
-    // an `actnorm` layer y = w·x + b is torchvision's BatchNorm in eval mode with running mean 0
-    // and running variance 1 − ε: (x − 0)/√(1 − ε + ε)·w + b
-    let actnorms: Vec<String> = out.iter().filter_map(|(k, _)| k.strip_suffix(".initialised").map(String::from)).collect();
-    out.retain(|(k, _)| !k.ends_with(".initialised"));
-    for layer in actnorms {
-        let scale = out.iter().find(|(k, _)| *k == format!("{layer}.weight")).map(|(_, t)| t.shallow_clone()).expect("actnorm scale");
-        out.push((format!("{layer}.running_mean"), scale.zeros_like()));
-        out.push((format!("{layer}.running_var"), scale.full_like(1.0 - selfsup::models::norm::EPS)));
-    }
-    let bns: Vec<String> = out.iter().filter_map(|(k, _)| k.strip_suffix(".running_mean").map(String::from)).collect();
-    for bn in bns {
-        out.push((format!("{bn}.num_batches_tracked"), Tensor::from(0i64)));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
 pub fn export(a: ExportArgs) -> anyhow::Result<()> {
     let (cfg, method) = selfsup::train::trainer::load_method(&a.checkpoint, tch::Device::Cpu)?;
-    let tensors = torchvision_state(method.as_ref());
+    let (_, online) = method.stores().into_iter().find(|(p, _)| *p == "online").expect("online store");
+    let tensors = selfsup::models::torchvision::to_torchvision(online);
     write_safetensors(&a.out, &tensors)?;
     eprintln!(
         "wrote {} ({} tensors, torchvision {} names; stem `{}`{})",

@@ -14,6 +14,7 @@ pub const FIELD_DOCS: &[(&str, &str, &str)] = &[
     ("model.norm", "bn \\| splitbn \\| syncbn \\| ln \\| gnws \\| actnorm \\| none", "Normalisation layer of the encoder (`actnorm`: BatchNorm's statistics of the first training batch frozen into a learned per-channel scale and shift, no batch statistics after it; the data-dependent initialisation of arXiv:2010.10241)."),
     ("model.norm_splits", "1..=1024", "Sub-batches with their own statistics for `splitbn` (per-device BN on one device)."),
     ("model.gn_groups", "1..=1024", "GroupNorm's groups for `gnws`: this many where a layer's channel count allows, else the largest divisor of it below (Wu & He: 32). At most the channels: at width 16 the default makes the first two stages instance-normalised; 1 = LayerNorm over (C, H, W) with standardised weights."),
+    ("model.init", "path or empty", "Start training from the encoder in this `.safetensors` file instead of a random init: any torchvision-named ResNet state dict (`selfsup export`, torchvision, solo-learn, lightly), of the configured arch, width and stem, with `model.norm` bn, splitbn or syncbn; BYOL's target and MoCo/AdCo's key encoder start from it too; the heads start at random. Ignored on `--resume` (the checkpoint holds the weights)."),
     ("projector.hidden", "1..=65536", "Hidden width of the projector MLP (BYOL: 4096)."),
     ("projector.out", "1..=65536", "Output width of the projector (BYOL: 256)."),
     ("projector.layers", "1..=8", "Linear layers in the projector (2 = Linear→Norm→ReLU→Linear)."),

@@ -4,6 +4,7 @@ pub mod layers;
 pub mod mlp;
 pub mod norm;
 pub mod resnet;
+pub mod torchvision;
 
 pub use mlp::{Mlp, MlpConfig};
 pub use norm::NormKind;

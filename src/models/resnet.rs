@@ -23,11 +23,14 @@ pub struct ResNetConfig {
     pub norm_splits: i64,
     /// GroupNorm's groups for `gnws` (at most; see [`crate::models::norm::gn_groups`]).
     pub gn_groups: i64,
+    /// A torchvision-named `.safetensors` encoder training starts from (empty: random init);
+    /// read by [`crate::train::trainer`], see [`crate::models::torchvision`].
+    pub init: String,
 }
 
 impl Default for ResNetConfig {
     fn default() -> Self {
-        ResNetConfig { arch: "resnet18".into(), width: 64, stem: "cifar".into(), norm: NormKind::Bn, norm_splits: 8, gn_groups: DEFAULT_GN_GROUPS }
+        ResNetConfig { arch: "resnet18".into(), width: 64, stem: "cifar".into(), norm: NormKind::Bn, norm_splits: 8, gn_groups: DEFAULT_GN_GROUPS, init: String::new() }
     }
 }
 

@@ -214,6 +214,9 @@ pub fn config_differences(dirs: &[PathBuf]) -> Vec<String> {
         .iter()
         .map(|d| {
             let table: toml::Table = toml::from_str(&std::fs::read_to_string(d.join("config.toml")).ok()?).ok()?;
+            // through the schema, so a key added since an older run was made reads as its default
+            // there instead of as a difference
+            let table = crate::config::overrides::from_table(table.clone()).ok().and_then(|c| toml::from_str(&c.to_toml()).ok()).unwrap_or(table);
             Some(crate::config::overrides::leaf_values(&table))
         })
         .collect();
@@ -551,9 +554,13 @@ mod tests {
         // runs that agree, or one run alone: nothing sets them apart
         assert_eq!(config_differences(&[a.clone(), a.clone()]), ["", ""]);
         assert_eq!(config_differences(&[b]), [""]);
-        // a key only one run has counts as a difference
+        // a key only one run sets is compared with the other's default: a difference when it is
+        // not the default (0 for train.seed), none when it is (an older run, made before a key
+        // existed, reads as its default)
         let e = write("e", "method = \"byol\"\n[model]\nwidth = 4\n[train]\nepochs = 2\nseed = 7\n");
-        assert_eq!(config_differences(&[a, e]), ["", "train.seed=7"]);
+        assert_eq!(config_differences(&[a.clone(), e]), ["train.seed=0", "train.seed=7"]);
+        let f = write("f", "method = \"byol\"\n[model]\nwidth = 4\ninit = \"\"\n[train]\nepochs = 2\nseed = 0\n");
+        assert_eq!(config_differences(&[a, f]), ["", ""]);
     }
 
     #[test]

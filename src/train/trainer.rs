@@ -276,6 +276,12 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
 
     shim::manual_seed(cfg.train.seed)?;
     let mut method = methods::build(cfg, device)?;
+    if !cfg.model.init.is_empty() && loaded.is_none() {
+        let line = crate::models::torchvision::start_from(&cfg.model, &method.stores()).map_err(|e| anyhow::Error::from(e).context("model.init"))?;
+        if main {
+            eprintln!("{line}");
+        }
+    }
     // after the method, so its initial weights do not depend on whether a probe is trained
     let probe = if cfg.eval.online_probe {
         if !dataset.is_labelled() {
@@ -702,4 +708,22 @@ pub fn load_method(path: &Path, device: Device) -> anyhow::Result<(Config, Box<d
         checkpoint::restore_store(vs, prefix, &l.tensors)?;
     }
     Ok((cfg, method))
+}
+
+/// A method whose online encoder is the torchvision-named ResNet in a safetensors file
+/// ([`crate::models::torchvision::read`]); `cfg` supplies everything else (evaluation
+/// normalisation, augmentation recipe) and its `model` section is replaced by the file's
+/// architecture. The heads keep their random initialisation: only the encoder is meaningful.
+pub fn load_encoder_file(path: &Path, mut cfg: Config, device: Device) -> anyhow::Result<(Config, Box<dyn Method>)> {
+    let file = crate::models::torchvision::read(path)?;
+    cfg.model = file.model.clone();
+    let method = methods::build(&cfg, device)?;
+    file.load_into(method.stores()[0].1, path)?;
+    eprintln!("read {}", file.describe(path));
+    Ok((cfg, method))
+}
+
+/// Whether a `--checkpoint` argument names an encoder file rather than a run or checkpoint folder.
+pub fn is_encoder_file(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "safetensors") && !path.is_dir()
 }
