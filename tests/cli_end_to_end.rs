@@ -193,6 +193,15 @@ fn tiny_byol_run_pretrain_checkpoint_evaluate() {
     for w in spaces.windows(2) {
         assert!(w[0]["z_std"].as_f64().is_some() && w[0]["z_std"] != w[1]["z_std"] && w[0]["effective_rank"] != w[1]["effective_rank"], "{w:?}");
     }
+    // --recipe none: each image paired with itself, un-augmented (eval mode), so alignment is 0
+    let o = run_owned(&[&["analyze", "--checkpoint", run.to_str().unwrap(), "--data", &test, "--space", "encoder", "--json", "--recipe", "none"].map(String::from)[..]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plain: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(plain["alignment"].as_f64(), Some(0.0), "{plain}");
+    assert!(spaces[0]["alignment"].as_f64().unwrap() > 0.0 && plain["uniformity"] != spaces[0]["uniformity"], "{plain} vs {}", spaces[0]);
+    let o = run_owned(&[&["analyze", "--checkpoint", run.to_str().unwrap(), "--data", &test, "--recipe", "jpeg"].map(String::from)[..]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--recipe jpeg"), "{}", stderr(&o));
     // several networks side by side, on the same images and augmentations, with their spectra
     let png = dir.path().join("spectrum.png");
     let (ckpt, png_arg) = (run.to_str().unwrap(), png.to_str().unwrap());

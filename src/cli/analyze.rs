@@ -20,6 +20,11 @@ pub struct AnalyzeArgs {
     /// encoder | projector | predictor (BYOL, SimSiam)
     #[arg(long, value_enum, default_value = "projector")]
     space: Space,
+    /// Augmentation recipe of the pairs instead of each network's training recipe
+    /// (`data.recipe`'s names); `none` gives each image twice, un-augmented — the images kNN
+    /// sees: alignment is then 0 and the other metrics and pictures describe the plain images.
+    #[arg(long, value_name = "NAME")]
+    recipe: Option<String>,
     /// Images per chunk for uniformity (pairs within a chunk).
     #[arg(long, default_value_t = 512)]
     batch: usize,
@@ -65,7 +70,11 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<()> {
     let mut spectra = Vec::new();
     let mut pictures = Vec::new();
     for checkpoint in &a.checkpoint {
-        let (cfg, method) = load(checkpoint, &a.cfg, a.seed, device)?;
+        let (mut cfg, method) = load(checkpoint, &a.cfg, a.seed, device)?;
+        if let Some(recipe) = &a.recipe {
+            cfg.data.recipe = recipe.clone();
+            cfg.data.recipe().map_err(|e| selfsup::Error::usage(format!("--recipe {recipe}: {e}")))?;
+        }
         let r = analyze(method.as_ref(), &cfg, data.clone(), device, &AnalyzeOptions { space: a.space, batch: a.batch, seed: a.seed })?;
         let d = r.spectrum.len();
         let (k90, k99) = (dims_for_variance(&r.spectrum, 0.9), dims_for_variance(&r.spectrum, 0.99));
@@ -97,7 +106,8 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<()> {
         eprintln!("wrote {} and {}", png.display(), csv.display());
     }
     if let Some(png) = &a.pca {
-        let title = format!("PCA, {} space (first view, L2-normalised)", format!("{:?}", a.space).to_lowercase());
+        let view = if a.recipe.as_deref() == Some("none") { "un-augmented images".to_string() } else { format!("first view of {}", a.recipe.as_deref().unwrap_or("the training recipe")) };
+        let title = format!("PCA, {} space ({view}, L2-normalised)", format!("{:?}", a.space).to_lowercase());
         selfsup::study::plots::scatter_panels(png, &title, &pictures, &data.classes, 3000)?;
         let csv = png.with_extension("csv");
         let mut text = String::from("network,image,label,pc1,pc2\n");
