@@ -318,18 +318,24 @@ fn resume_equals_uninterrupted_and_seeds_repeat() {
     assert_ne!(losses(&other)[..7], losses(&full)[..7]);
 }
 
-#[test]
-fn export_loads_into_torchvision_with_identical_features() {
-    let dir = tempfile::tempdir().unwrap();
-    // lossless PNGs so both sides see the same pixels
-    let images = dir.path().join("png");
+/// 24 synthetic images as lossless PNGs in class folders under `dir/png` (so selfsup and
+/// torchvision see the same pixels), and their folder spec.
+fn png_folder(dir: &Path) -> (std::path::PathBuf, String) {
+    let images = dir.join("png");
     let ds = selfsup::data::open("synthetic:24@test").unwrap();
     for i in 0..ds.len() {
-        let class = dir.path().join("png").join(&ds.classes[ds.label(i).unwrap() as usize]);
+        let class = images.join(&ds.classes[ds.label(i).unwrap() as usize]);
         std::fs::create_dir_all(&class).unwrap();
         ds.image(i).unwrap().save_png(&class.join(format!("{i:03}.png"))).unwrap();
     }
     let spec = format!("folder:{}", images.display());
+    (images, spec)
+}
+
+#[test]
+fn export_loads_into_torchvision_with_identical_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let (images, spec) = png_folder(dir.path());
     // BatchNorm, and actnorm exported as the BatchNorm that computes its affine map
     for norm in ["bn", "actnorm"] {
         let run = dir.path().join(format!("run-{norm}"));
@@ -361,8 +367,8 @@ fn export_loads_into_torchvision_with_identical_features() {
     }
 }
 
-fn max_abs_difference(a: &std::path::Path, b: &std::path::Path) -> f64 {
-    let features = |p: &std::path::Path| tch::Tensor::read_safetensors(p).unwrap().into_iter().find(|(k, _)| k == "features").unwrap().1;
+fn max_abs_difference(a: &Path, b: &Path) -> f64 {
+    let features = |p: &Path| tch::Tensor::read_safetensors(p).unwrap().into_iter().find(|(k, _)| k == "features").unwrap().1;
     let (a, b) = (features(a), features(b));
     assert_eq!(a.size(), b.size());
     (a - b).abs().max().double_value(&[])
@@ -376,14 +382,7 @@ fn max_abs_difference(a: &std::path::Path, b: &std::path::Path) -> f64 {
 #[test]
 fn torchvision_encoders_read_from_safetensors_give_torchvision_features() {
     let dir = tempfile::tempdir().unwrap();
-    let images = dir.path().join("png");
-    let ds = selfsup::data::open("synthetic:24@test").unwrap();
-    for i in 0..ds.len() {
-        let class = images.join(&ds.classes[ds.label(i).unwrap() as usize]);
-        std::fs::create_dir_all(&class).unwrap();
-        ds.image(i).unwrap().save_png(&class.join(format!("{i:03}.png"))).unwrap();
-    }
-    let spec = format!("folder:{}", images.display());
+    let (images, spec) = png_folder(dir.path());
     for (arch, stem) in [("resnet18", "cifar"), ("resnet50", "imagenet")] {
         let model = dir.path().join(format!("{arch}.safetensors"));
         let reference = dir.path().join(format!("{arch}-torchvision.safetensors"));
