@@ -375,33 +375,48 @@ fn max_abs_difference(a: &Path, b: &Path) -> f64 {
 }
 
 /// Another library's encoder read as `--checkpoint FILE.safetensors`: torchvision ResNets of both
-/// block kinds and both stems, written by tests/reference/torchvision_model.py under `backbone.`
-/// beside a classifier, a head and a second ResNet (`momentum_backbone.`), give torchvision's own
-/// features; kNN and analyze take the file too, and files that hold no usable ResNet are refused
-/// with the reason.
+/// block kinds and all three stems, written by tests/reference/torchvision_model.py as solo-learn
+/// keeps them (`backbone.` beside a classifier, a head and `momentum_backbone.`) and as lightly
+/// does (numbered `nn.Sequential` children under `backbone.`, `backbone_momentum.`), give
+/// torchvision's own features; solo-learn's padding-2 CIFAR stem needs `model.stem=cifar-pad2`
+/// and gives other features without it; kNN and analyze take the file too, and files that hold no
+/// usable ResNet are refused with the reason.
 #[test]
 fn torchvision_encoders_read_from_safetensors_give_torchvision_features() {
     let dir = tempfile::tempdir().unwrap();
     let (images, spec) = png_folder(dir.path());
-    for (arch, stem) in [("resnet18", "cifar"), ("resnet50", "imagenet")] {
-        let model = dir.path().join(format!("{arch}.safetensors"));
-        let reference = dir.path().join(format!("{arch}-torchvision.safetensors"));
+    for (arch, stem, form) in [("resnet18", "cifar", "named"), ("resnet50", "imagenet", "numbered"), ("resnet18", "cifar-pad2", "named")] {
+        let name = format!("{arch}-{stem}");
+        let model = dir.path().join(format!("{name}.safetensors"));
+        let reference = dir.path().join(format!("{name}-torchvision.safetensors"));
         let o = std::process::Command::new(python())
             .arg(root().join("tests/reference/torchvision_model.py"))
-            .args([model.to_str().unwrap(), reference.to_str().unwrap(), images.to_str().unwrap(), arch, stem])
+            .args([model.to_str().unwrap(), reference.to_str().unwrap(), images.to_str().unwrap(), arch, stem, form])
             .output()
             .unwrap();
-        assert!(o.status.success(), "{arch}: {}", stderr(&o));
-        let ours = dir.path().join(format!("{arch}-selfsup.safetensors"));
-        let o = selfsup(&["embed", "--checkpoint", model.to_str().unwrap(), "--data", &spec, "--out", ours.to_str().unwrap()]);
-        assert!(o.status.success(), "{arch}: {}", stderr(&o));
-        let log = stderr(&o);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let embed = |out: &Path, sets: &[&str]| {
+            let mut args = vec!["embed", "--checkpoint", model.to_str().unwrap(), "--data", &spec, "--out", out.to_str().unwrap()];
+            args.extend(sets);
+            let o = selfsup(&args);
+            assert!(o.status.success(), "{name}: {}", stderr(&o));
+            stderr(&o)
+        };
+        let ours = dir.path().join(format!("{name}-selfsup.safetensors"));
+        let pad2 = ["--set", "model.stem=\"cifar-pad2\""];
+        let log = embed(&ours, if stem == "cifar-pad2" { &pad2 } else { &[] });
         assert!(log.contains(&format!("torchvision {arch}, width 64, {stem} stem")) && log.contains("under `backbone.`"), "{log}");
-        assert!(log.contains("backbone.fc.* (2)") && log.contains("projector.* (1)") && log.contains("momentum_backbone.* ("), "{log}");
+        let not_read = if form == "named" { ["backbone.fc.* (2)", "projector.* (1)", "momentum_backbone.* ("] } else { ["numbered nn.Sequential", "projection_head.* (1)", "backbone_momentum.* ("] };
+        assert!(not_read.iter().all(|s| log.contains(s)), "{log}");
         let diff = max_abs_difference(&reference, &ours);
-        assert!(diff < 1e-5, "{arch}: features differ from torchvision's by {diff}");
+        assert!(diff < 1e-5, "{name}: features differ from torchvision's by {diff}");
+        if stem == "cifar-pad2" {
+            let unpadded = dir.path().join(format!("{name}-padding-1.safetensors"));
+            assert!(embed(&unpadded, &[]).contains("need --set model.stem=cifar-pad2"));
+            assert!(max_abs_difference(&reference, &unpadded) > 1e-3, "the stem's padding changes the features");
+        }
     }
-    let model = dir.path().join("resnet18.safetensors");
+    let model = dir.path().join("resnet18-cifar.safetensors");
     let m = model.to_str().unwrap();
     let o = selfsup(&["eval", "knn", "--checkpoint", m, "--train", &spec, "--test", &spec, "--k", "1", "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -414,7 +429,7 @@ fn torchvision_encoders_read_from_safetensors_give_torchvision_features() {
     assert!(stderr(&o).contains("--space encoder"), "{}", stderr(&o));
 
     // refused, naming the file and the reason
-    let features = dir.path().join("resnet18-selfsup.safetensors");
+    let features = dir.path().join("resnet18-cifar-selfsup.safetensors");
     let truncated = dir.path().join("truncated.safetensors");
     std::fs::write(&truncated, &std::fs::read(&model).unwrap()[..100]).unwrap();
     for (file, reason) in [(&features, "holds no torchvision-named ResNet"), (&truncated, "unreadable safetensors file"), (&dir.path().join("none.safetensors"), "no such file")] {

@@ -58,7 +58,11 @@ pub fn export(a: ExportArgs) -> anyhow::Result<()> {
         tensors.len(),
         cfg.model.arch,
         cfg.model.stem,
-        if cfg.model.stem == "cifar" { ": swap in conv1 = Conv2d(3, w, 3, 1, 1, bias=False) and maxpool = Identity before loading" } else { "" }
+        match cfg.model.stem.as_str() {
+            "cifar" => ": swap in conv1 = Conv2d(3, w, 3, 1, 1, bias=False) and maxpool = Identity before loading",
+            "cifar-pad2" => ": swap in conv1 = Conv2d(3, w, 3, 1, 2, bias=False) and maxpool = Identity before loading",
+            _ => "",
+        }
     );
     Ok(())
 }

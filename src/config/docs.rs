@@ -10,7 +10,7 @@ pub const FIELD_DOCS: &[(&str, &str, &str)] = &[
     ("method", "byol \\| simclr \\| mocov2 \\| adco \\| simsiam \\| supcon", "Self-supervised method to train (each has its own section below)."),
     ("model.arch", "resnet18 \\| resnet34 \\| resnet50", "Encoder architecture (He et al. 2016)."),
     ("model.width", "1..=1024", "Base width (64 = standard ResNet); small values for CPU runs."),
-    ("model.stem", "cifar \\| imagenet", "cifar: 3×3 conv stride 1, no max-pool; imagenet: 7×7 stride 2 + max-pool."),
+    ("model.stem", "cifar \\| cifar-pad2 \\| imagenet", "cifar: 3×3 conv stride 1 padding 1, no max-pool; cifar-pad2: the same padded by 2 (solo-learn's CIFAR stem; needed to read its models); imagenet: 7×7 stride 2 + max-pool."),
     ("model.norm", "bn \\| splitbn \\| syncbn \\| ln \\| gnws \\| actnorm \\| none", "Normalisation layer of the encoder (`actnorm`: BatchNorm's statistics of the first training batch frozen into a learned per-channel scale and shift, no batch statistics after it; the data-dependent initialisation of arXiv:2010.10241)."),
     ("model.norm_splits", "1..=1024", "Sub-batches with their own statistics for `splitbn` (per-device BN on one device)."),
     ("model.gn_groups", "1..=1024", "GroupNorm's groups for `gnws`: this many where a layer's channel count allows, else the largest divisor of it below (Wu & He: 32). At most the channels: at width 16 the default makes the first two stages instance-normalised; 1 = LayerNorm over (C, H, W) with standardised weights."),

@@ -1,6 +1,8 @@
 //! ResNet-18/34/50 (He et al., "Deep Residual Learning for Image Recognition", 2016,
-//! arXiv:1512.03385) with two stems: `imagenet` (7×7 conv stride 2 + 3×3 max-pool) and `cifar`
-//! (3×3 conv stride 1, no max-pool), a base-width multiplier for tiny CPU runs, and the
+//! arXiv:1512.03385) with three stems: `imagenet` (7×7 conv stride 2 + 3×3 max-pool), `cifar`
+//! (3×3 conv stride 1 padding 1, no max-pool) and `cifar-pad2` (the same padded by 2, solo-learn's
+//! CIFAR stem: a 32-pixel image becomes 34×34 feature maps), a base-width multiplier for tiny CPU
+//! runs, and the
 //! normalisation layer as a parameter. Parameter names match torchvision's `resnet*`
 //! (`conv1`, `bn1`, `layerL.B.conv1`, `layerL.B.downsample.0`, …), so an export loads there.
 use crate::error::Error;
@@ -16,7 +18,7 @@ pub struct ResNetConfig {
     pub arch: String,
     /// Base width (64 = standard).
     pub width: i64,
-    /// cifar | imagenet
+    /// cifar | cifar-pad2 | imagenet
     pub stem: String,
     pub norm: NormKind,
     /// Sub-batches for `splitbn`.
@@ -46,7 +48,7 @@ impl ResNetConfig {
 
     pub fn validate(&self) -> Result<(), Error> {
         self.layout()?;
-        crate::config::check_one_of("model.stem", &self.stem, &["cifar", "imagenet"])?;
+        crate::config::check_one_of("model.stem", &self.stem, &["cifar", "cifar-pad2", "imagenet"])?;
         if !(1..=1024).contains(&self.width) {
             return Err(Error::config("model.width", self.width, "must lie in 1..=1024"));
         }
@@ -55,6 +57,12 @@ impl ResNetConfig {
         }
         check_gn_groups("model.gn_groups", self.gn_groups)?;
         Ok(())
+    }
+
+    /// The stem's weights' shape class: `cifar` and `cifar-pad2` hold the same tensors (they differ
+    /// in padding only, which a state dict does not record).
+    pub fn stem_weights(&self) -> &str {
+        if self.stem == "cifar-pad2" { "cifar" } else { &self.stem }
     }
 
     /// Feature dimension of the pooled output.
@@ -105,10 +113,10 @@ impl ResNet {
         let ws = cfg.norm.weight_standardised();
         let norm = |p: nn::Path, c: i64| Norm::new(p, cfg.norm, c, cfg.norm_splits).with_gn_groups(cfg.gn_groups);
         let w = cfg.width;
-        let (conv1, max_pool) = if cfg.stem == "imagenet" {
-            (Conv2d::new(&vs / "conv1", 3, w, 7, 2, 3, ws), true)
-        } else {
-            (Conv2d::new(&vs / "conv1", 3, w, 3, 1, 1, ws), false)
+        let (conv1, max_pool) = match cfg.stem.as_str() {
+            "imagenet" => (Conv2d::new(&vs / "conv1", 3, w, 7, 2, 3, ws), true),
+            "cifar-pad2" => (Conv2d::new(&vs / "conv1", 3, w, 3, 1, 2, ws), false),
+            _ => (Conv2d::new(&vs / "conv1", 3, w, 3, 1, 1, ws), false),
         };
         let bn1 = norm(&vs / "bn1", w);
         let expansion = if bottleneck { 4 } else { 1 };

@@ -1,6 +1,7 @@
 //! torchvision's ResNet state dict: the encoder written under its keys (`selfsup export`), and an
 //! encoder read back from any safetensors file that uses them — a torchvision model, a solo-learn
-//! or lightly backbone saved with `safetensors.torch.save_file`, or an export of ours — so that
+//! backbone, lightly's `nn.Sequential` of the ResNet's children (numbered keys, renamed), saved
+//! with `safetensors.torch.save_file`, or an export of ours — so that
 //! other libraries' encoders are measured with the same kNN, linear probe and analysis.
 //! Our parameter names are torchvision's under `encoder.` ([`crate::models::resnet`]).
 use crate::error::Error;
@@ -51,20 +52,57 @@ pub struct TorchvisionResNet {
     pub ignored: Vec<String>,
     /// Other prefixes under which the file holds a ResNet too (a momentum copy, say).
     pub other_prefixes: Vec<String>,
+    /// Whether its children were numbered (`nn.Sequential`, lightly's backbone) and renamed.
+    pub numbered: bool,
+}
+
+/// torchvision's ResNet children as `nn.Sequential(*list(resnet.children())[:-1])` — lightly's
+/// backbone — numbers them: conv1, bn1, relu, maxpool, layer1 … layer4, avgpool.
+const NUMBERED_CHILDREN: [(&str, &str); 6] = [("0", "conv1"), ("1", "bn1"), ("4", "layer1"), ("5", "layer2"), ("6", "layer3"), ("7", "layer4")];
+
+/// Renames the numbered children of every such `nn.Sequential` in the file (a prefix `P` with
+/// `P0.weight`, `P1.running_mean` and `P4.0.conv1.weight`) to torchvision's names; returns the
+/// renamed state dict and those prefixes.
+fn named_children(all: HashMap<String, Tensor>) -> (HashMap<String, Tensor>, Vec<String>) {
+    let numbered: Vec<String> = all
+        .keys()
+        .filter_map(|k| k.strip_suffix("4.0.conv1.weight"))
+        .filter(|p| (p.is_empty() || p.ends_with('.')) && all.contains_key(&format!("{p}0.weight")) && all.contains_key(&format!("{p}1.running_mean")))
+        .map(String::from)
+        .collect();
+    if numbered.is_empty() {
+        return (all, numbered);
+    }
+    let renamed = all
+        .into_iter()
+        .map(|(k, t)| {
+            for p in &numbered {
+                if let Some(rest) = k.strip_prefix(p.as_str()) {
+                    let (child, tail) = rest.split_once('.').unwrap_or((rest, ""));
+                    if let Some((_, name)) = NUMBERED_CHILDREN.iter().find(|(n, _)| *n == child) {
+                        return (format!("{p}{name}.{tail}"), t);
+                    }
+                }
+            }
+            (k, t)
+        })
+        .collect();
+    (renamed, numbered)
 }
 
 /// Reads a torchvision-named ResNet from a safetensors file. The prefix is found, not given:
 /// every `P` with `Pconv1.weight`, `Pbn1.running_mean` and `Players1.0.conv1.weight`; where
 /// several hold a ResNet (solo-learn keeps `backbone.` and `momentum_backbone.`) the shortest is
 /// read. The architecture comes from the shapes: the stem from conv1's kernel (3×3: the CIFAR
-/// stem, taken to be stride 1 without max-pool; 7×7: ImageNet's), the width from conv1's output
+/// stem, stride 1 without max-pool, padding 1 unless the caller knows better — solo-learn pads
+/// by 2, `cifar-pad2`; 7×7: ImageNet's), the width from conv1's output
 /// channels, the depth from the blocks per stage and whether they are bottlenecks (`conv3`).
 pub fn read(path: &Path) -> Result<TorchvisionResNet, Error> {
     if !path.is_file() {
         return Err(Error::data(path, "no such file"));
     }
     let all = Tensor::read_safetensors(path).map_err(|e| Error::data(path, format!("unreadable safetensors file: {e}")))?;
-    let all: HashMap<String, Tensor> = all.into_iter().collect();
+    let (all, numbered) = named_children(all.into_iter().collect());
     let mut prefixes: Vec<String> = all
         .keys()
         .filter_map(|k| k.strip_suffix("conv1.weight"))
@@ -116,7 +154,7 @@ pub fn read(path: &Path) -> Result<TorchvisionResNet, Error> {
         }
     }
     ignored.sort();
-    Ok(TorchvisionResNet { model, prefix, tensors, ignored, other_prefixes: prefixes[1..].to_vec() })
+    Ok(TorchvisionResNet { model, numbered: numbered.contains(&prefix), prefix, tensors, ignored, other_prefixes: prefixes[1..].to_vec() })
 }
 
 impl TorchvisionResNet {
@@ -146,8 +184,14 @@ impl TorchvisionResNet {
     /// One line for the log: what was read and what was left, by module (`backbone.fc.*`).
     pub fn describe(&self, path: &Path) -> String {
         let mut s = format!("{}: torchvision {}, width {}, {} stem, BatchNorm", path.display(), self.model.arch, self.model.width, self.model.stem);
+        if self.model.stem.starts_with("cifar") {
+            s.push_str(&format!(" (a state dict does not record padding: {}; solo-learn's CIFAR models need --set model.stem=cifar-pad2)", if self.model.stem == "cifar" { "padding 1 taken" } else { "padding 2, as set" }));
+        }
         if !self.prefix.is_empty() {
             s.push_str(&format!(", under `{}`", self.prefix));
+        }
+        if self.numbered {
+            s.push_str(" (numbered nn.Sequential children, lightly's backbone, read as conv1, bn1, layer1-4)");
         }
         let mut groups: Vec<(String, usize)> = Vec::new();
         for k in &self.ignored {
@@ -181,7 +225,10 @@ impl TorchvisionResNet {
 pub fn start_from(model: &ResNetConfig, stores: &[(&'static str, &VarStore)]) -> Result<String, Error> {
     use crate::models::NormKind;
     let path = Path::new(&model.init);
-    let file = read(path)?;
+    let mut file = read(path)?;
+    if file.model.stem == model.stem_weights() {
+        file.model.stem = model.stem.clone(); // the padding is the config's (`cifar-pad2`)
+    }
     let (f, c) = (&file.model, model);
     if (f.arch.as_str(), f.width, f.stem.as_str()) != (c.arch.as_str(), c.width, c.stem.as_str()) {
         return Err(Error::config(

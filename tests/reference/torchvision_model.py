@@ -3,25 +3,29 @@
 for `selfsup` to read the file and compare (the reverse of torchvision_features.py).
 
 The weights are torchvision's initialisation with every BatchNorm's affine map and running
-statistics drawn at random too, so eval-mode BatchNorm is not the identity. The state dict goes
-under `backbone.` with the classifier `fc.*` kept, a `projector.` head beside it, and a second,
-different ResNet under `momentum_backbone.` (as solo-learn's BYOL keeps its target): the reader
-must take the shorter prefix and leave the rest. Features: `model.fc = Identity`, eval mode,
-ToTensor + ImageNet Normalize, L2-normalised; written as `features` to FEATURES.
-Usage: torchvision_model.py MODEL.safetensors FEATURES.safetensors IMAGE_DIR ARCH STEM"""
+statistics drawn at random too, so eval-mode BatchNorm is not the identity. STEM: imagenet, cifar
+(3x3 conv stride 1 padding 1, no max-pool) or cifar-pad2 (solo-learn's: padding 2). FORM:
+- named: solo-learn's layout — the ResNet's state dict under `backbone.` with its classifier
+  `fc.*`, a `projector.` head, and a second ResNet under `momentum_backbone.`;
+- numbered: lightly's — `nn.Sequential(*list(resnet.children())[:-1])` under `backbone.` (keys
+  `backbone.0.weight`, `backbone.4.0.conv1.weight`, ...), a `projection_head.`, and the momentum
+  copy under `backbone_momentum.`.
+The reader must take the shorter prefix and leave the rest. Features: the ResNet without `fc`,
+eval mode, ToTensor + ImageNet Normalize, L2-normalised; written as `features` to FEATURES.
+Usage: torchvision_model.py MODEL.safetensors FEATURES.safetensors IMAGE_DIR ARCH STEM FORM"""
 import sys
 import torch, torchvision
 import torchvision.transforms as T
 from safetensors.torch import save_file
 
-out, features_out, folder, arch, stem = sys.argv[1:6]
+out, features_out, folder, arch, stem, form = sys.argv[1:7]
 
 
 def resnet(seed):
     torch.manual_seed(seed)
     model = getattr(torchvision.models, arch)()
-    if stem == "cifar":
-        model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    if stem.startswith("cifar"):
+        model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 2 if stem == "cifar-pad2" else 1, bias=False)
         model.maxpool = torch.nn.Identity()
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
@@ -34,9 +38,15 @@ def resnet(seed):
 
 
 online, momentum = resnet(0), resnet(1)
-state = {f"backbone.{k}": v for k, v in online.state_dict().items()}
-state.update({f"momentum_backbone.{k}": v for k, v in momentum.state_dict().items() if not k.startswith("fc.")})
-state["projector.0.weight"] = torch.randn(16, online.fc.in_features)
+if form == "named":
+    state = {f"backbone.{k}": v for k, v in online.state_dict().items()}
+    state.update({f"momentum_backbone.{k}": v for k, v in momentum.state_dict().items() if not k.startswith("fc.")})
+    state["projector.0.weight"] = torch.randn(16, online.fc.in_features)
+else:
+    children = lambda m: torch.nn.Sequential(*list(m.children())[:-1])
+    state = {f"backbone.{k}": v for k, v in children(online).state_dict().items()}
+    state.update({f"backbone_momentum.{k}": v for k, v in children(momentum).state_dict().items()})
+    state["projection_head.0.weight"] = torch.randn(16, online.fc.in_features)
 save_file({k: v.contiguous() for k, v in state.items()}, out)
 
 online.fc = torch.nn.Identity()
