@@ -76,6 +76,32 @@ fn kill_9_then_resume_equals_uninterrupted() {
     assert!(weights_of_latest(&run) == weights_of_latest(&full), "resumed weights differ");
 }
 
+/// `train.checkpoint_every_steps`: checkpoints within epochs, so a `kill -9` loses at most that
+/// many steps, and `--resume` from the middle of an epoch equals the uninterrupted run.
+#[test]
+fn step_checkpoints_bound_what_a_kill_loses_and_resume_mid_epoch_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    // 40 steps per epoch, a checkpoint every 15 steps and at each epoch's end
+    let every = ["--set", "train.checkpoint_every_steps=15", "--set", "train.keep_checkpoints=20"];
+    let full = dir.path().join("full");
+    assert!(run_owned(&args_on("synthetic:640", &full, 3, &every)).status.success());
+    let mut steps: Vec<u64> = std::fs::read_dir(full.join("checkpoints"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str().and_then(|n| n.strip_prefix("ckpt-")).map(|n| n.parse().unwrap()))
+        .collect();
+    steps.sort();
+    assert_eq!(steps, [15, 30, 40, 45, 60, 75, 80, 90, 105, 120], "every 15 steps and at each epoch's end");
+    let run = dir.path().join("killed");
+    let mut child = Command::new(bin()).args(args_on("synthetic:640", &run, 3, &every)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for(|| run.join("checkpoints/latest").exists(), "the first checkpoint");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = run_owned(&args_on("synthetic:640", &run, 3, &[&["--resume"][..], &every[..]].concat()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(["at step 15", "at step 30"].iter().any(|s| stderr(&o).contains(s)), "resumed within the first epoch: {}", stderr(&o));
+    assert!(weights_of_latest(&run) == weights_of_latest(&full), "resumed weights differ");
+}
+
 #[test]
 fn non_finite_loss_stops_and_keeps_the_last_good_checkpoint() {
     let dir = tempfile::tempdir().unwrap();

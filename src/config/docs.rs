@@ -68,6 +68,7 @@ pub const FIELD_DOCS: &[(&str, &str, &str)] = &[
     ("train.device", "cpu \\| cuda \\| cuda:N", "Device to train on."),
     ("train.threads", "≥ 0", "Torch CPU threads (0 = torch default)."),
     ("train.checkpoint_every", "≥ 0 epochs", "Checkpoint every N epochs (always at the end; 0 = only at the end)."),
+    ("train.checkpoint_every_steps", "≥ 0 steps", "Also checkpoint every N optimiser steps, within epochs, so a crash or `kill -9` loses at most N steps when an epoch is long (ImageNet on one GPU); `--resume` continues mid-epoch exactly (0 = off)."),
     ("train.keep_checkpoints", "≥ 1", "Newest checkpoints kept on disk."),
     ("train.log_every", "≥ 1 steps", "Steps between metrics lines in metrics.jsonl."),
     ("train.precision", "f32 \\| f64", "Weights and activations in float32, or float64 for numerical checks (e.g. distributed vs single-process equivalence)."),

@@ -68,6 +68,8 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Write a checkpoint every N epochs (and always at the end); 0 = only at the end.
     pub checkpoint_every: usize,
+    /// Also checkpoint every N optimiser steps, within epochs (0 = off).
+    pub checkpoint_every_steps: usize,
     /// Checkpoints kept on disk (the newest ones).
     pub keep_checkpoints: usize,
     /// Log a metrics line every N steps.
@@ -104,6 +106,7 @@ impl Default for TrainConfig {
             device: "cpu".into(),
             threads: 0,
             checkpoint_every: 10,
+            checkpoint_every_steps: 0,
             keep_checkpoints: 3,
             log_every: 10,
             on_nonfinite: "stop".into(),

@@ -1,5 +1,6 @@
 //! The shared training loop. Each step, in this order: forward → loss → backward → optimiser →
-//! method hook (EMA) → logs. Checkpoints at epoch ends (every `train.checkpoint_every`), at the
+//! method hook (EMA) → logs. Checkpoints at epoch ends (every `train.checkpoint_every`), every
+//! `train.checkpoint_every_steps` steps within epochs, at the
 //! end, and on Ctrl-C/SIGTERM; `--resume` restores weights, optimiser, step and loader position
 //! so the resumed run ends with the same weights as an uninterrupted one (bit-identical on CPU).
 use crate::analysis::{covariance_spectrum, dims_for_variance, z_std, PredictorMetrics, RepresentationMetrics};
@@ -270,6 +271,8 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
     let total = nb * cfg.train.epochs;
     // the steps with a metrics line (counted from 1: the step just taken)
     let logged_step = |step: usize| step % cfg.train.log_every == 0 || step == total;
+    // the steps after which a checkpoint is written within an epoch (`train.checkpoint_every_steps`)
+    let step_checkpoint = |step: usize| cfg.train.checkpoint_every_steps > 0 && step % cfg.train.checkpoint_every_steps == 0;
     let warmup = (cfg.optim.warmup_epochs * nb as f64).round() as usize;
     // the linear scaling rule uses the global batch (all ranks)
     let peak_lr = scaled_lr(cfg.optim.lr, cfg.train.batch * place.world);
@@ -461,6 +464,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                 state.step += 1;
                 let sync_now = state.step % sync_every == 0
                     || logged_step(state.step)
+                    || step_checkpoint(state.step)
                     || (!place.distributed() && stop_code > 0.0)
                     || opts.stop_after_steps.map(|n| state.step >= n).unwrap_or(false);
                 if sync_now {
@@ -529,6 +533,10 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
                 stopped_early = true;
                 break 'epochs;
             }
+            // within the epoch (its last step is the epoch end's to save, with the epoch's values)
+            if step_checkpoint(state.step) && state.step % nb != 0 {
+                last_ckpt = Some(stores_save(method.as_ref(), &opt, &state)?);
+            }
         }
         drop(batches); // the epoch's producer thread ends here
         // the epoch's last values are read before its line, evaluation and checkpoint
@@ -551,7 +559,7 @@ fn train_on(cfg: &Config, opts: &TrainOptions, place: dist::Place, device: Devic
             }
             last_eval = Some((finished, e));
         }
-        if finished == cfg.train.epochs || (cfg.train.checkpoint_every > 0 && finished % cfg.train.checkpoint_every == 0) {
+        if finished == cfg.train.epochs || (cfg.train.checkpoint_every > 0 && finished % cfg.train.checkpoint_every == 0) || step_checkpoint(state.step) {
             last_ckpt = Some(stores_save(method.as_ref(), &opt, &state)?);
         }
     }
