@@ -29,6 +29,10 @@ void selfsup_set_error(const std::string &msg);
 #define DIST_CATCH                                   \
   return 0;                                          \
   }                                                  \
+  catch (const c10::Error &e) {                      \
+    selfsup_set_error(e.what_without_backtrace());   \
+    return 1;                                        \
+  }                                                  \
   catch (const std::exception &e) {                  \
     selfsup_set_error(e.what());                     \
     return 1;                                        \

@@ -33,6 +33,10 @@ void selfsup_set_error(const std::string &msg) { last_error = msg; }
 #define SHIM_CATCH                                   \
   return 0;                                          \
   }                                                  \
+  catch (const c10::Error &e) {                      \
+    last_error = e.what_without_backtrace();         \
+    return 1;                                        \
+  }                                                  \
   catch (const std::exception &e) {                  \
     last_error = e.what();                           \
     return 1;                                        \

@@ -374,27 +374,29 @@ fn max_abs_difference(a: &Path, b: &Path) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
-/// Another library's encoder read as `--checkpoint FILE.safetensors`: torchvision ResNets of both
-/// block kinds and all three stems, written by tests/reference/torchvision_model.py as solo-learn
-/// keeps them (`backbone.` beside a classifier, a head and `momentum_backbone.`) and as lightly
-/// does (numbered `nn.Sequential` children under `backbone.`, `backbone_momentum.`), give
-/// torchvision's own features; solo-learn's padding-2 CIFAR stem needs `model.stem=cifar-pad2`
-/// and gives other features without it; kNN and analyze take the file too, and files that hold no
-/// usable ResNet are refused with the reason.
+/// Another library's encoder read as `--checkpoint FILE`: torchvision ResNets of both block kinds
+/// and all three stems, written by tests/reference/torchvision_model.py as solo-learn keeps them
+/// (`backbone.` beside a classifier, a head and `momentum_backbone.`) and as lightly does
+/// (numbered `nn.Sequential` children under `backbone.`, `backbone_momentum.`), in safetensors,
+/// `torch.save`'s state dict and a Lightning checkpoint (with a pickled object of a class selfsup
+/// cannot know), give torchvision's own features; solo-learn's padding-2 CIFAR stem needs
+/// `model.stem=cifar-pad2` and gives other features without it; kNN and analyze take the file
+/// too, and files that hold no usable ResNet are refused with the reason.
 #[test]
-fn torchvision_encoders_read_from_safetensors_give_torchvision_features() {
+fn torchvision_encoders_read_from_files_give_torchvision_features() {
     let dir = tempfile::tempdir().unwrap();
     let (images, spec) = png_folder(dir.path());
-    for (arch, stem, form) in [("resnet18", "cifar", "named"), ("resnet50", "imagenet", "numbered"), ("resnet18", "cifar-pad2", "named")] {
+    for (arch, stem, form, container) in [("resnet18", "cifar", "named", "safetensors"), ("resnet50", "imagenet", "numbered", "pth"), ("resnet18", "cifar-pad2", "named", "ckpt")] {
         let name = format!("{arch}-{stem}");
-        let model = dir.path().join(format!("{name}.safetensors"));
+        let model = dir.path().join(format!("{name}.{container}"));
         let reference = dir.path().join(format!("{name}-torchvision.safetensors"));
         let o = std::process::Command::new(python())
             .arg(root().join("tests/reference/torchvision_model.py"))
-            .args([model.to_str().unwrap(), reference.to_str().unwrap(), images.to_str().unwrap(), arch, stem, form])
+            .args([model.to_str().unwrap(), reference.to_str().unwrap(), images.to_str().unwrap(), arch, stem, form, container])
             .output()
             .unwrap();
         assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let within = if container == "ckpt" { "state_dict." } else { "" };
         let embed = |out: &Path, sets: &[&str]| {
             let mut args = vec!["embed", "--checkpoint", model.to_str().unwrap(), "--data", &spec, "--out", out.to_str().unwrap()];
             args.extend(sets);
@@ -405,9 +407,9 @@ fn torchvision_encoders_read_from_safetensors_give_torchvision_features() {
         let ours = dir.path().join(format!("{name}-selfsup.safetensors"));
         let pad2 = ["--set", "model.stem=\"cifar-pad2\""];
         let log = embed(&ours, if stem == "cifar-pad2" { &pad2 } else { &[] });
-        assert!(log.contains(&format!("torchvision {arch}, width 64, {stem} stem")) && log.contains("under `backbone.`"), "{log}");
-        let not_read = if form == "named" { ["backbone.fc.* (2)", "projector.* (1)", "momentum_backbone.* ("] } else { ["numbered nn.Sequential", "projection_head.* (1)", "backbone_momentum.* ("] };
-        assert!(not_read.iter().all(|s| log.contains(s)), "{log}");
+        assert!(log.contains(&format!("torchvision {arch}, width 64, {stem} stem")) && log.contains(&format!("under `{within}backbone.`")), "{log}");
+        let not_read = if form == "named" { ["backbone.fc.* (2)", "projector.* (2)", "momentum_backbone.* ("] } else { ["numbered nn.Sequential", "projection_head.* (2)", "backbone_momentum.* ("] };
+        assert!(not_read.iter().all(|s| log.contains(&format!("{within}{s}"))), "{log}");
         let diff = max_abs_difference(&reference, &ours);
         assert!(diff < 1e-5, "{name}: features differ from torchvision's by {diff}");
         if stem == "cifar-pad2" {
@@ -432,7 +434,9 @@ fn torchvision_encoders_read_from_safetensors_give_torchvision_features() {
     let features = dir.path().join("resnet18-cifar-selfsup.safetensors");
     let truncated = dir.path().join("truncated.safetensors");
     std::fs::write(&truncated, &std::fs::read(&model).unwrap()[..100]).unwrap();
-    for (file, reason) in [(&features, "holds no torchvision-named ResNet"), (&truncated, "unreadable safetensors file"), (&dir.path().join("none.safetensors"), "no such file")] {
+    let not_zip = dir.path().join("legacy.pth");
+    std::fs::write(&not_zip, b"\x80\x02not a zip archive").unwrap();
+    for (file, reason) in [(&features, "holds no torchvision-named ResNet"), (&truncated, "unreadable safetensors file"), (&dir.path().join("none.safetensors"), "no such file"), (&not_zip, "not a zip-format torch.save file")] {
         let o = selfsup(&["eval", "knn", "--checkpoint", file.to_str().unwrap(), "--train", &spec, "--test", &spec]);
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         let err = stderr(&o);

@@ -1,12 +1,14 @@
 //! Fuzzing (proptest) of everything that reads user input: the CIFAR binary reader, the IDX reader,
 //! the image-folder scanner/decoder, the config parser, the data-spec parser and the encoder-file
-//! (torchvision safetensors) reader. The property is
+//! readers (torchvision-named safetensors, Python's `torch.save` zip format). The property is
 //! "no panic": any input gives `Ok` or a clean error. Whatever opens is pushed through the
 //! augmentation pipeline, so a degenerate image that parses cannot crash training later.
 //!
 //! In CI each target runs one round of cases. For a long campaign:
 //! `SELFSUP_FUZZ_SECS=600 cargo test --release --test fuzz_inputs -- --nocapture --test-threads 1`
 //! runs rounds until the time is spent and prints the number of executions per target.
+mod common;
+
 use proptest::prelude::*;
 use proptest::test_runner::{Config as PtConfig, TestRunner};
 use selfsup::augment::{MultiView, Recipe, RecipeParams};
@@ -217,6 +219,61 @@ fn fuzz_encoder_file_reader() {
             if let Ok(m) = selfsup::methods::build(&c, tch::Device::Cpu) {
                 let _ = r.load_into(m.stores()[0].1, &file);
                 let _ = r.describe(&file);
+            }
+        }
+    });
+}
+
+/// A `torch.save` file (a conv + BatchNorm state dict with a strided view, written by PyTorch)
+/// whose pickle program gets bytes overwritten, inserted or cut — and sometimes a storage cut
+/// short — then zipped again and read as `--checkpoint FILE.pth`.
+#[test]
+fn fuzz_torch_save_reader() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let valid = dir.path().join("valid.pth");
+    let script = "import sys, torch\nm = torch.nn.Sequential(torch.nn.Conv2d(3, 2, 1), torch.nn.BatchNorm2d(2))\nsd = m.state_dict()\nsd['view'] = torch.arange(10.)[::3]\ntorch.save({'epoch': 1, 'state_dict': sd}, sys.argv[1])\n";
+    let o = std::process::Command::new(common::python()).args(["-c", script, valid.to_str().unwrap()]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = selfsup::models::torch_file::read(&valid).unwrap();
+    let view = read.iter().find(|(k, _)| k == "state_dict.view").expect("the view").1.shallow_clone();
+    assert_eq!(Vec::<f32>::try_from(&view).unwrap(), [0.0, 3.0, 6.0, 9.0], "a strided view rebuilt from its storage");
+    assert_eq!(read.len(), 8, "conv weight and bias, BatchNorm's five tensors, the view");
+    let mut archive = zip::ZipArchive::new(std::fs::File::open(&valid).unwrap()).unwrap();
+    let entries: Vec<(String, Vec<u8>)> = (0..archive.len())
+        .map(|i| {
+            let mut f = archive.by_index(i).unwrap();
+            let mut b = Vec::new();
+            f.read_to_end(&mut b).unwrap();
+            (f.name().to_string(), b)
+        })
+        .collect();
+    let file = dir.path().join("fuzz.pth");
+    let edits = proptest::collection::vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..6);
+    campaign("torch-save", 64, (edits, any::<bool>()), move |(edits, cut_storage)| {
+        let mut zw = zip::ZipWriter::new(std::fs::File::create(&file).unwrap());
+        let stored = zip::write::FileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        for (name, bytes) in &entries {
+            let mut b = bytes.clone();
+            if name.ends_with("data.pkl") {
+                for (at, kind, byte) in &edits {
+                    let i = at.index(b.len().max(1));
+                    match kind {
+                        0 if !b.is_empty() => b[i] = *byte,
+                        1 => b.insert(i.min(b.len()), *byte),
+                        _ => b.truncate(i),
+                    }
+                }
+            } else if cut_storage && name.ends_with("data/0") {
+                b.truncate(b.len() / 2);
+            }
+            zw.start_file(name.as_str(), stored).unwrap();
+            zw.write_all(&b).unwrap();
+        }
+        zw.finish().unwrap();
+        if let Ok(tensors) = selfsup::models::torch_file::read(&file) {
+            for (_, t) in tensors {
+                let _ = t.numel();
             }
         }
     });

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct AnalyzeArgs {
-    /// A run folder, a checkpoint folder, a `.safetensors` torchvision-named ResNet encoder (with
-    /// --space encoder), or `random` (architecture from --config/--set). Repeat to measure several
+    /// A run folder, a checkpoint folder, a torchvision-named ResNet encoder file (`.safetensors`,
+    /// `torch.save`'s `.pt`/`.pth`/`.ckpt`; with --space encoder), or `random` (architecture from --config/--set). Repeat to measure several
     /// networks on the same images and augmentations.
     #[arg(long, required = true)]
     checkpoint: Vec<String>,

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Common {
-    /// A run folder, a checkpoint folder, a `.safetensors` file of a torchvision-named ResNet
-    /// encoder (`selfsup export`, or torchvision / solo-learn / lightly weights saved with
-    /// safetensors; --config/--set give the rest, e.g. eval.normalize), or `random` for a
-    /// random-init encoder (architecture from --config/--set).
+    /// A run folder, a checkpoint folder, a file of a torchvision-named ResNet encoder
+    /// (`.safetensors`, or `torch.save`'s `.pt`/`.pth`/`.ckpt`: `selfsup export`, torchvision,
+    /// solo-learn or lightly weights; --config/--set give the rest, e.g. eval.normalize), or
+    /// `random` for a random-init encoder (architecture from --config/--set).
     #[arg(long)]
     checkpoint: String,
     /// Labelled reference/training data spec.
@@ -76,7 +76,7 @@ fn knn_protocols(k: &[usize], temperature: &[f64]) -> Result<Vec<(usize, f64)>, 
 }
 
 /// The encoder's method and config: from a run or checkpoint folder, from a torchvision-named
-/// `.safetensors` encoder (architecture from its shapes, the rest from --config/--set), or freshly
+/// encoder file (architecture from its shapes, the rest from --config/--set), or freshly
 /// initialised (`random`).
 pub fn load(checkpoint: &str, cfg: &ConfigArgs, seed: u64, device: tch::Device) -> anyhow::Result<(selfsup::config::Config, Box<dyn Method>)> {
     if checkpoint == "random" {
@@ -87,7 +87,7 @@ pub fn load(checkpoint: &str, cfg: &ConfigArgs, seed: u64, device: tch::Device) 
         selfsup::train::trainer::load_encoder_file(Path::new(checkpoint), cfg.load(&[])?, device)
     } else {
         if !cfg.set.is_empty() || cfg.config.is_some() {
-            eprintln!("note: the architecture comes from the checkpoint's config; --config/--set only apply with --checkpoint random or a .safetensors encoder");
+            eprintln!("note: the architecture comes from the checkpoint's config; --config/--set only apply with --checkpoint random or an encoder file");
         }
         selfsup::train::trainer::load_method(&PathBuf::from(checkpoint), device)
     }

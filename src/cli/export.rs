@@ -5,8 +5,8 @@ use tch::Tensor;
 
 #[derive(clap::Args)]
 pub struct EmbedArgs {
-    /// A run folder, a checkpoint folder, or a `.safetensors` file of a torchvision-named ResNet
-    /// encoder (--config/--set give the rest, e.g. eval.normalize).
+    /// A run folder, a checkpoint folder, or a file of a torchvision-named ResNet encoder
+    /// (`.safetensors`, `.pt`, `.pth`, `.ckpt`; --config/--set give the rest, e.g. eval.normalize).
     #[arg(long)]
     checkpoint: String,
     #[arg(long)]

@@ -4,6 +4,7 @@ pub mod layers;
 pub mod mlp;
 pub mod norm;
 pub mod resnet;
+pub mod torch_file;
 pub mod torchvision;
 
 pub use mlp::{Mlp, MlpConfig};

@@ -40,6 +40,13 @@ pub fn to_torchvision(online: &VarStore) -> Vec<(String, Tensor)> {
 /// The top-level modules of torchvision's ResNet before its classifier `fc`.
 const RESNET_PARTS: [&str; 6] = ["conv1", "bn1", "layer1", "layer2", "layer3", "layer4"];
 
+/// The file names read as encoders: safetensors, and what Python's `torch.save` writes.
+pub const ENCODER_FILE_EXTENSIONS: [&str; 4] = ["safetensors", "pt", "pth", "ckpt"];
+
+fn is_safetensors(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "safetensors")
+}
+
 /// A BatchNorm ResNet read from a torchvision-named state dict.
 pub struct TorchvisionResNet {
     /// The architecture its shapes describe (BatchNorm, `arch`, `width`, `stem`).
@@ -90,7 +97,11 @@ fn named_children(all: HashMap<String, Tensor>) -> (HashMap<String, Tensor>, Vec
     (renamed, numbered)
 }
 
-/// Reads a torchvision-named ResNet from a safetensors file. The prefix is found, not given:
+/// Reads a torchvision-named ResNet from a safetensors file, or from a file of Python's
+/// `torch.save` (`.pt`, `.pth`, `.ckpt`: a state dict, or a checkpoint holding one — keys of nested
+/// dictionaries are joined with dots, so Lightning's `state_dict.backbone.` is a prefix like any
+/// other; [`crate::models::torch_file`]). The
+/// prefix is found, not given:
 /// every `P` with `Pconv1.weight`, `Pbn1.running_mean` and `Players1.0.conv1.weight`; where
 /// several hold a ResNet (solo-learn keeps `backbone.` and `momentum_backbone.`) the shortest is
 /// read. The architecture comes from the shapes: the stem from conv1's kernel (3×3: the CIFAR
@@ -101,7 +112,11 @@ pub fn read(path: &Path) -> Result<TorchvisionResNet, Error> {
     if !path.is_file() {
         return Err(Error::data(path, "no such file"));
     }
-    let all = Tensor::read_safetensors(path).map_err(|e| Error::data(path, format!("unreadable safetensors file: {e}")))?;
+    let all = if is_safetensors(path) {
+        Tensor::read_safetensors(path).map_err(|e| Error::data(path, format!("unreadable safetensors file: {e}")))?
+    } else {
+        crate::models::torch_file::read(path)?
+    };
     let (all, numbered) = named_children(all.into_iter().collect());
     let mut prefixes: Vec<String> = all
         .keys()
@@ -198,7 +213,11 @@ impl TorchvisionResNet {
             let group = match self.other_prefixes.iter().find(|p| k.starts_with(p.as_str())) {
                 Some(p) => format!("{p}*"),
                 None => {
-                    let (head, rest) = k.strip_prefix(&self.prefix).map(|r| (self.prefix.as_str(), r)).unwrap_or(("", k));
+                    // by module: under the prefix (`backbone.fc.*`), else beside it (`projector.*`,
+                    // `state_dict.projector.*` for a prefix `state_dict.backbone.`)
+                    let parent = self.prefix.trim_end_matches('.').rsplit_once('.').map(|(p, _)| format!("{p}.")).unwrap_or_default();
+                    let head = [self.prefix.as_str(), parent.as_str()].into_iter().find(|h| k.starts_with(h)).unwrap_or("");
+                    let rest = &k[head.len()..];
                     format!("{head}{}.*", rest.split('.').next().unwrap_or(rest))
                 }
             };

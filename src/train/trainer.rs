@@ -718,7 +718,7 @@ pub fn load_method(path: &Path, device: Device) -> anyhow::Result<(Config, Box<d
     Ok((cfg, method))
 }
 
-/// A method whose online encoder is the torchvision-named ResNet in a safetensors file
+/// A method whose online encoder is the torchvision-named ResNet in an encoder file (safetensors or `torch.save`)
 /// ([`crate::models::torchvision::read`]); `cfg` supplies everything else (evaluation
 /// normalisation, augmentation recipe) and its `model` section is replaced by the file's
 /// architecture. The heads keep their random initialisation: only the encoder is meaningful.
@@ -735,7 +735,8 @@ pub fn load_encoder_file(path: &Path, mut cfg: Config, device: Device) -> anyhow
     Ok((cfg, method))
 }
 
-/// Whether a `--checkpoint` argument names an encoder file rather than a run or checkpoint folder.
+/// Whether a `--checkpoint` argument names an encoder file (`.safetensors`, or `.pt`/`.pth`/
+/// `.ckpt` from Python's `torch.save`) rather than a run or checkpoint folder.
 pub fn is_encoder_file(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == "safetensors") && !path.is_dir()
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| crate::models::torchvision::ENCODER_FILE_EXTENSIONS.contains(&e)) && !path.is_dir()
 }
