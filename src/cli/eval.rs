@@ -105,6 +105,7 @@ fn features(c: &Common) -> anyhow::Result<((tch::Tensor, tch::Tensor, tch::Tenso
 }
 
 pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
+    selfsup::eval::features::show_progress(true);
     match cmd {
         EvalCmd::Knn { common, k, temperature, per_class } => {
             let protocols = knn_protocols(&k, &temperature)?;

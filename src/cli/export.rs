@@ -35,6 +35,7 @@ fn write_safetensors(out: &std::path::Path, tensors: &[(String, Tensor)]) -> any
 }
 
 pub fn embed(a: EmbedArgs) -> anyhow::Result<()> {
+    selfsup::eval::features::show_progress(true);
     let device = selfsup::backend::parse_device(&a.device)?;
     let (cfg, method) = super::eval::load(&a.checkpoint, &a.cfg, 1, device)?;
     let ds = Arc::new(selfsup::data::open(&a.data)?);
