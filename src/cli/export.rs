@@ -21,10 +21,14 @@ pub struct EmbedArgs {
 
 #[derive(clap::Args)]
 pub struct ExportArgs {
+    /// A run folder, a checkpoint folder, or another library's encoder file (`.safetensors`,
+    /// `.pt`, `.pth`, `.ckpt`: the export is then a converter to torchvision's plain names).
     #[arg(long)]
-    checkpoint: PathBuf,
+    checkpoint: String,
     #[arg(long)]
     out: PathBuf,
+    #[command(flatten)]
+    cfg: super::ConfigArgs,
 }
 
 fn write_safetensors(out: &std::path::Path, tensors: &[(String, Tensor)]) -> anyhow::Result<()> {
@@ -49,7 +53,7 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<()> {
 }
 
 pub fn export(a: ExportArgs) -> anyhow::Result<()> {
-    let (cfg, method) = selfsup::train::trainer::load_method(&a.checkpoint, tch::Device::Cpu)?;
+    let (cfg, method) = super::eval::load(&a.checkpoint, &a.cfg, 1, tch::Device::Cpu)?;
     let (_, online) = method.stores().into_iter().find(|(p, _)| *p == "online").expect("online store");
     let tensors = selfsup::models::torchvision::to_torchvision(online);
     write_safetensors(&a.out, &tensors)?;

@@ -1,9 +1,9 @@
 //! torchvision's ResNet state dict: the encoder written under its keys (`selfsup export`), and an
-//! encoder read back from any safetensors file that uses them — a torchvision model, a solo-learn
-//! backbone, lightly's `nn.Sequential` of the ResNet's children (numbered keys, renamed), saved
-//! with `safetensors.torch.save_file`, or an export of ours — so that
-//! other libraries' encoders are measured with the same kNN, linear probe and analysis.
-//! Our parameter names are torchvision's under `encoder.` ([`crate::models::resnet`]).
+//! encoder read back from any file that uses them — a torchvision model, a solo-learn backbone,
+//! lightly's `nn.Sequential` of the ResNet's children (numbered keys, renamed), or an export of
+//! ours, in safetensors or `torch.save`'s format ([`crate::models::torch_file`]) — so that other
+//! libraries' encoders are measured with the same kNN, linear probe and analysis. Our parameter
+//! names are torchvision's under `encoder.` ([`crate::models::resnet`]).
 use crate::error::Error;
 use crate::models::resnet::ResNetConfig;
 use std::collections::HashMap;
@@ -100,14 +100,13 @@ fn named_children(all: HashMap<String, Tensor>) -> (HashMap<String, Tensor>, Vec
 /// Reads a torchvision-named ResNet from a safetensors file, or from a file of Python's
 /// `torch.save` (`.pt`, `.pth`, `.ckpt`: a state dict, or a checkpoint holding one — keys of nested
 /// dictionaries are joined with dots, so Lightning's `state_dict.backbone.` is a prefix like any
-/// other; [`crate::models::torch_file`]). The
-/// prefix is found, not given:
-/// every `P` with `Pconv1.weight`, `Pbn1.running_mean` and `Players1.0.conv1.weight`; where
-/// several hold a ResNet (solo-learn keeps `backbone.` and `momentum_backbone.`) the shortest is
-/// read. The architecture comes from the shapes: the stem from conv1's kernel (3×3: the CIFAR
-/// stem, stride 1 without max-pool, padding 1 unless the caller knows better — solo-learn pads
-/// by 2, `cifar-pad2`; 7×7: ImageNet's), the width from conv1's output
-/// channels, the depth from the blocks per stage and whether they are bottlenecks (`conv3`).
+/// other). The prefix is found, not given: every `P` with `Pconv1.weight` and
+/// `Players1.0.conv1.weight`; where several hold a ResNet (solo-learn keeps `backbone.` and
+/// `momentum_backbone.`) the shortest is read, and it must have `Pbn1.running_mean`. The
+/// architecture comes from the shapes: the stem from conv1's kernel (3×3: the CIFAR stem, stride 1
+/// without max-pool, padding 1 unless the caller knows better — solo-learn pads by 2,
+/// `cifar-pad2`; 7×7: ImageNet's), the width from conv1's output channels, the depth from the
+/// blocks per stage and whether they are bottlenecks (`conv3`).
 pub fn read(path: &Path) -> Result<TorchvisionResNet, Error> {
     if !path.is_file() {
         return Err(Error::data(path, "no such file"));
