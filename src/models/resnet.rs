@@ -2,9 +2,9 @@
 //! arXiv:1512.03385) with three stems: `imagenet` (7×7 conv stride 2 + 3×3 max-pool), `cifar`
 //! (3×3 conv stride 1 padding 1, no max-pool) and `cifar-pad2` (the same padded by 2, solo-learn's
 //! CIFAR stem: a 32-pixel image becomes 34×34 feature maps), a base-width multiplier for tiny CPU
-//! runs, and the
-//! normalisation layer as a parameter. Parameter names match torchvision's `resnet*`
-//! (`conv1`, `bn1`, `layerL.B.conv1`, `layerL.B.downsample.0`, …), so an export loads there.
+//! runs, and the normalisation layer as a parameter. Parameter names match torchvision's
+//! `resnet*` (`conv1`, `bn1`, `layerL.B.conv1`, `layerL.B.downsample.0`, …), so an export loads
+//! there and torchvision-named files load here ([`crate::models::torchvision`]).
 use crate::error::Error;
 use crate::models::layers::Conv2d;
 use crate::models::norm::{check_gn_groups, Norm, NormKind, DEFAULT_GN_GROUPS};
@@ -25,8 +25,8 @@ pub struct ResNetConfig {
     pub norm_splits: i64,
     /// GroupNorm's groups for `gnws` (at most; see [`crate::models::norm::gn_groups`]).
     pub gn_groups: i64,
-    /// A torchvision-named `.safetensors` encoder training starts from (empty: random init);
-    /// read by [`crate::train::trainer`], see [`crate::models::torchvision`].
+    /// An encoder file training starts from (`.safetensors` or `torch.save`'s; empty: random
+    /// init), see [`crate::models::torchvision::start_from`].
     pub init: String,
 }
 

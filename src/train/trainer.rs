@@ -1,8 +1,8 @@
 //! The shared training loop. Each step, in this order: forward → loss → backward → optimiser →
 //! method hook (EMA) → logs. Checkpoints at epoch ends (every `train.checkpoint_every`), every
-//! `train.checkpoint_every_steps` steps within epochs, at the
-//! end, and on Ctrl-C/SIGTERM; `--resume` restores weights, optimiser, step and loader position
-//! so the resumed run ends with the same weights as an uninterrupted one (bit-identical on CPU).
+//! `train.checkpoint_every_steps` steps within epochs, at the end, and on Ctrl-C/SIGTERM;
+//! `--resume` restores weights, optimiser, step and loader position so the resumed run ends with
+//! the same weights as an uninterrupted one (bit-identical on CPU).
 use crate::analysis::{covariance_spectrum, dims_for_variance, z_std, PredictorMetrics, RepresentationMetrics};
 use crate::augment::MultiView;
 use crate::backend::machine::Machine;
