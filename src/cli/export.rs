@@ -54,8 +54,8 @@ pub fn embed(a: EmbedArgs) -> anyhow::Result<()> {
 
 pub fn export(a: ExportArgs) -> anyhow::Result<()> {
     let (cfg, method) = super::eval::load(&a.checkpoint, &a.cfg, 1, tch::Device::Cpu)?;
-    let (_, online) = method.stores().into_iter().find(|(p, _)| *p == "online").expect("online store");
-    let tensors = selfsup::models::torchvision::to_torchvision(online);
+    // the first store is the online network's (`Method::stores`)
+    let tensors = selfsup::models::torchvision::to_torchvision(method.stores()[0].1);
     write_safetensors(&a.out, &tensors)?;
     eprintln!(
         "wrote {} ({} tensors, torchvision {} names; stem `{}`{})",

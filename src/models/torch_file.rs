@@ -15,24 +15,20 @@ use std::path::Path;
 use std::rc::Rc;
 use tch::{Kind, Tensor};
 
-/// A pickled value, as far as a state dict needs it. Dicts and lists are shared and mutable:
-/// the pickle memo refers to them, and SETITEMS/APPENDS fill them after they were memoised.
+/// A pickled value, as far as a state dict needs it. Dicts are shared and mutable: the pickle
+/// memo refers to them, and SETITEMS fills them after they were memoised.
 #[derive(Clone)]
 enum Value {
-    None,
-    Bool,
     Int(i64),
-    Float,
     Str(Rc<str>),
-    Bytes,
     Tuple(Rc<Vec<Value>>),
-    List(Rc<RefCell<Vec<Value>>>),
     Dict(Rc<RefCell<Vec<(Value, Value)>>>),
     Global(Rc<str>, Rc<str>),
     Storage(Rc<Storage>),
     Tensor(Rc<Tensor>),
-    /// An instance of a class the interpreter does not rebuild.
-    Opaque,
+    /// A value no state dict needs read: None, a boolean, a float, bytes, a list, an instance of a
+    /// class the interpreter does not rebuild.
+    Other,
     Mark,
 }
 
@@ -149,10 +145,8 @@ fn unpickle(p: &[u8], load: &mut dyn FnMut(&Storage) -> Result<Rc<Tensor>, Strin
             b'.' => return pop(&mut stack), // STOP
             b'(' => stack.push(Value::Mark),
             b'}' => stack.push(Value::Dict(Default::default())),
-            b']' => stack.push(Value::List(Default::default())),
             b')' => stack.push(Value::Tuple(Rc::new(vec![]))),
-            b'N' => stack.push(Value::None),
-            0x88 | 0x89 => stack.push(Value::Bool),
+            b']' | b'N' | 0x88 | 0x89 => stack.push(Value::Other), // empty list, None, True, False
             b'J' => stack.push(Value::Int(le(take(&mut at, 4)?) as u32 as i32 as i64)),
             b'K' => stack.push(Value::Int(le(take(&mut at, 1)?) as i64)),
             b'M' => stack.push(Value::Int(le(take(&mut at, 2)?) as i64)),
@@ -168,32 +162,18 @@ fn unpickle(p: &[u8], load: &mut dyn FnMut(&Storage) -> Result<Rc<Tensor>, Strin
             }
             b'G' => {
                 take(&mut at, 8)?;
-                stack.push(Value::Float);
+                stack.push(Value::Other);
             }
-            b'X' => {
-                let n = le(take(&mut at, 4)?) as usize;
-                let v = string(take(&mut at, n)?)?;
-                stack.push(v);
-            }
-            0x8c => {
-                let n = le(take(&mut at, 1)?) as usize;
-                let v = string(take(&mut at, n)?)?;
-                stack.push(v);
-            }
-            0x8d => {
-                let n = le(take(&mut at, 8)?) as usize;
-                let v = string(take(&mut at, n)?)?;
-                stack.push(v);
-            }
-            b'B' | b'C' | 0x8e => {
+            // (BIN|SHORT_BIN)UNICODE(8) and (SHORT_)BINBYTES(8): a length of 4, 1 or 8 bytes, then the data
+            b'X' | 0x8c | 0x8d | b'B' | b'C' | 0x8e => {
                 let width = match op {
-                    b'B' => 4,
-                    b'C' => 1,
+                    b'X' | b'B' => 4,
+                    0x8c | b'C' => 1,
                     _ => 8,
                 };
                 let n = le(take(&mut at, width)?) as usize;
-                take(&mut at, n)?;
-                stack.push(Value::Bytes);
+                let data = take(&mut at, n)?;
+                stack.push(if matches!(op, b'X' | 0x8c | 0x8d) { string(data)? } else { Value::Other });
             }
             b'c' => {
                 // GLOBAL: "module\nname\n"
@@ -248,24 +228,19 @@ fn unpickle(p: &[u8], load: &mut dyn FnMut(&Storage) -> Result<Rc<Tensor>, Strin
                 stack.push(Value::Tuple(Rc::new(items)));
             }
             b'l' => {
-                let items = pop_mark(&mut stack)?;
-                stack.push(Value::List(Rc::new(RefCell::new(items))));
+                pop_mark(&mut stack)?;
+                stack.push(Value::Other);
             }
             b'd' => {
                 let items = pop_mark(&mut stack)?;
                 stack.push(Value::Dict(Rc::new(RefCell::new(pairs(items)?))));
             }
+            // APPEND, APPENDS: into a list, which is not read
             b'a' => {
-                let v = pop(&mut stack)?;
-                if let Some(Value::List(l)) = stack.last() {
-                    l.borrow_mut().push(v);
-                }
+                pop(&mut stack)?;
             }
             b'e' => {
-                let items = pop_mark(&mut stack)?;
-                if let Some(Value::List(l)) = stack.last() {
-                    l.borrow_mut().extend(items);
-                }
+                pop_mark(&mut stack)?;
             }
             b's' => {
                 let (v, k) = (pop(&mut stack)?, pop(&mut stack)?);
@@ -303,13 +278,13 @@ fn unpickle(p: &[u8], load: &mut dyn FnMut(&Storage) -> Result<Rc<Tensor>, Strin
             0x81 => {
                 pop(&mut stack)?; // NEWOBJ: args, class
                 pop(&mut stack)?;
-                stack.push(Value::Opaque);
+                stack.push(Value::Other);
             }
             0x92 => {
                 pop(&mut stack)?; // NEWOBJ_EX: kwargs, args, class
                 pop(&mut stack)?;
                 pop(&mut stack)?;
-                stack.push(Value::Opaque);
+                stack.push(Value::Other);
             }
             other => return Err(format!("unsupported pickle opcode 0x{other:02x} at byte {}", at - 1)),
         }
@@ -349,10 +324,10 @@ fn ints(v: &Value, what: &str) -> Result<Vec<i64>, String> {
 
 /// REDUCE: the callables a state dict needs are rebuilt, any other gives an opaque value.
 fn reduce(callable: &Value, args: &Value, load: &mut dyn FnMut(&Storage) -> Result<Rc<Tensor>, String>) -> Result<Value, String> {
-    let Value::Global(module, name) = callable else { return Ok(Value::Opaque) };
+    let Value::Global(module, name) = callable else { return Ok(Value::Other) };
     let args: &[Value] = match args {
         Value::Tuple(t) => t,
-        _ => return Ok(Value::Opaque),
+        _ => return Ok(Value::Other),
     };
     match (&**module, &**name) {
         ("collections", "OrderedDict") => Ok(Value::Dict(Default::default())),
@@ -377,6 +352,6 @@ fn reduce(callable: &Value, args: &Value, load: &mut dyn FnMut(&Storage) -> Resu
             Some(Value::Tensor(t)) => Ok(Value::Tensor(t.clone())),
             _ => Err("_rebuild_parameter without a tensor".into()),
         },
-        _ => Ok(Value::Opaque),
+        _ => Ok(Value::Other),
     }
 }

@@ -172,23 +172,33 @@ pub fn read(path: &Path) -> Result<TorchvisionResNet, Error> {
 }
 
 impl TorchvisionResNet {
+    /// A state dict does not record padding: a 3×3 stem read as `cifar` takes the configured
+    /// stem's padding when that is `cifar-pad2` (solo-learn's); any other stem stays as read.
+    pub fn with_padding_of(mut self, configured: &ResNetConfig) -> Self {
+        if self.model.stem == configured.stem_weights() {
+            self.model.stem = configured.stem.clone();
+        }
+        self
+    }
+
     /// Copies the file's tensors into every `encoder.*` variable of `online` (cast to its dtype and
     /// device); a variable without a tensor of its shape is an error naming the key, and a ResNet
     /// tensor that no variable takes is one too (the file holds a variant, e.g. with SE blocks).
     pub fn load_into(&self, online: &VarStore, path: &Path) -> Result<(), Error> {
         let _g = tch::no_grad_guard();
+        let vars = online.variables();
         let mut used = 0;
-        for (name, mut var) in online.variables() {
+        for (name, var) in &vars {
             let Some(key) = name.strip_prefix("encoder.") else { continue };
             let t = self.tensors.get(key).ok_or_else(|| Error::data(path, format!("lacks `{}{key}`, which a {} has", self.prefix, self.model.arch)))?;
             if t.size() != var.size() {
                 return Err(Error::data(path, format!("`{}{key}` has shape {:?}; a {} of width {} needs {:?}", self.prefix, t.size(), self.model.arch, self.model.width, var.size())));
             }
-            var.copy_(t);
+            var.shallow_clone().copy_(t);
             used += 1;
         }
         if used < self.tensors.len() {
-            let mut extra: Vec<&String> = self.tensors.keys().filter(|k| !online.variables().contains_key(&format!("encoder.{k}"))).collect();
+            let mut extra: Vec<&String> = self.tensors.keys().filter(|k| !vars.contains_key(&format!("encoder.{k}"))).collect();
             extra.sort();
             return Err(Error::data(path, format!("`{}{}` is not part of a torchvision {} ({} such tensors)", self.prefix, extra[0], self.model.arch, extra.len())));
         }
@@ -243,10 +253,7 @@ impl TorchvisionResNet {
 pub fn start_from(model: &ResNetConfig, stores: &[(&'static str, &VarStore)]) -> Result<String, Error> {
     use crate::models::NormKind;
     let path = Path::new(&model.init);
-    let mut file = read(path)?;
-    if file.model.stem == model.stem_weights() {
-        file.model.stem = model.stem.clone(); // the padding is the config's (`cifar-pad2`)
-    }
+    let file = read(path)?.with_padding_of(model);
     let (f, c) = (&file.model, model);
     if (f.arch.as_str(), f.width, f.stem.as_str()) != (c.arch.as_str(), c.width, c.stem.as_str()) {
         return Err(Error::config(

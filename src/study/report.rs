@@ -216,7 +216,7 @@ pub fn config_differences(dirs: &[PathBuf]) -> Vec<String> {
             let table: toml::Table = toml::from_str(&std::fs::read_to_string(d.join("config.toml")).ok()?).ok()?;
             // through the schema, so a key added since an older run was made reads as its default
             // there instead of as a difference
-            let table = crate::config::overrides::from_table(table.clone()).ok().and_then(|c| toml::from_str(&c.to_toml()).ok()).unwrap_or(table);
+            let table = crate::config::overrides::from_table(table.clone()).ok().and_then(|c| toml::Table::try_from(&c).ok()).unwrap_or(table);
             Some(crate::config::overrides::leaf_values(&table))
         })
         .collect();

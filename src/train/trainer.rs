@@ -723,11 +723,7 @@ pub fn load_method(path: &Path, device: Device) -> anyhow::Result<(Config, Box<d
 /// normalisation, augmentation recipe) and its `model` section is replaced by the file's
 /// architecture. The heads keep their random initialisation: only the encoder is meaningful.
 pub fn load_encoder_file(path: &Path, mut cfg: Config, device: Device) -> anyhow::Result<(Config, Box<dyn Method>)> {
-    let mut file = crate::models::torchvision::read(path)?;
-    // the padding of a 3×3 stem is the caller's to give (`model.stem = "cifar-pad2"`)
-    if file.model.stem == "cifar" && cfg.model.stem == "cifar-pad2" {
-        file.model.stem = cfg.model.stem.clone();
-    }
+    let file = crate::models::torchvision::read(path)?.with_padding_of(&cfg.model);
     cfg.model = file.model.clone();
     let method = methods::build(&cfg, device)?;
     file.load_into(method.stores()[0].1, path)?;
