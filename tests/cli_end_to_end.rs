@@ -336,8 +336,8 @@ fn png_folder(dir: &Path) -> (std::path::PathBuf, String) {
 fn export_loads_into_torchvision_with_identical_features() {
     let dir = tempfile::tempdir().unwrap();
     let (images, spec) = png_folder(dir.path());
-    // BatchNorm, and actnorm exported as the BatchNorm that computes its affine map
-    for norm in ["bn", "actnorm"] {
+    // BatchNorm; actnorm, bn-center and bn-scale exported as the BatchNorm that computes their map
+    for norm in ["bn", "actnorm", "bn-center", "bn-scale"] {
         let run = dir.path().join(format!("run-{norm}"));
         let mut a: Vec<String> = ["train", "--data", &spec, "--out", run.to_str().unwrap(), "--epochs", "1", "--batch", "8", "--quiet"].iter().map(|s| s.to_string()).collect();
         with_sets(&mut a, &["model.width=64".into(), "projector.hidden=64".into(), "predictor.hidden=64".into(), "optim.name=sgd".into(), "optim.warmup_epochs=0".into(), format!("model.norm=\"{norm}\"")]);
@@ -361,7 +361,7 @@ fn export_loads_into_torchvision_with_identical_features() {
         let o = selfsup(&["embed", "--checkpoint", export.to_str().unwrap(), "--data", &spec, "--out", again.to_str().unwrap()]);
         assert!(o.status.success(), "{norm}: {}", stderr(&o));
         assert!(stderr(&o).contains("torchvision resnet18, width 64, cifar stem"), "{}", stderr(&o));
-        // (BatchNorm exactly; actnorm to rounding, as the BatchNorm that computes its map)
+        // (BatchNorm exactly; the others to rounding, as the BatchNorm that computes their map)
         let diff = max_abs_difference(&emb, &again);
         assert!(diff < 1e-6, "{norm}: the export read back gives other features ({diff})");
     }
@@ -412,6 +412,8 @@ fn torchvision_encoders_read_from_files_give_torchvision_features() {
         assert!(not_read.iter().all(|s| log.contains(&format!("{within}{s}"))), "{log}");
         let diff = max_abs_difference(&reference, &ours);
         assert!(diff < 1e-5, "{name}: features differ from torchvision's by {diff}");
+        // read at the default recipe's 32-pixel views, the ImageNet stem is noted
+        assert_eq!(log.contains("note: an ImageNet-stem encoder") && log.contains("at 32×32 views"), stem == "imagenet", "{log}");
         if form == "numbered" {
             // `export` converts it to torchvision's plain names: torchvision loads the result
             // strictly and gives the same features
@@ -556,4 +558,59 @@ fn the_online_probe_leaves_the_method_alone_and_resumes_exactly() {
     let o = run_owned(&train_args(&dir.path().join("unlabelled"), &format!("folder:{}", flat.display()), 1, &probe));
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("eval.online_probe") && stderr(&o).contains("no labels"), "{}", stderr(&o));
+}
+
+/// `eval knn --neighbours`: with the test set as its own reference set every query's nearest
+/// image is itself (cosine 1), the CSV's neighbours are the largest cosines of `embed`'s features
+/// by a plain loop over every pair, and the picture holds each query beside that neighbour —
+/// the same pixels — framed in the same-class colour.
+#[test]
+fn knn_neighbours_show_the_largest_cosines_and_their_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = "synthetic:40@test";
+    let png = dir.path().join("nb.png");
+    let o = selfsup(&["eval", "knn", "--checkpoint", "random", "--set", "model.width=8", "--train", data, "--test", data, "--neighbours", png.to_str().unwrap(), "--queries", "5", "--show", "4"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("5 test images, each beside its 4 nearest training images"), "{}", stderr(&o));
+    let emb = dir.path().join("emb.safetensors");
+    assert!(selfsup(&["embed", "--checkpoint", "random", "--set", "model.width=8", "--data", data, "--out", emb.to_str().unwrap()]).status.success());
+    let tensors = tch::Tensor::read_safetensors(&emb).unwrap();
+    let get = |k: &str| tensors.iter().find(|(n, _)| n == k).unwrap().1.shallow_clone();
+    let (f, y) = (get("features").to_kind(tch::Kind::Double), Vec::<i64>::try_from(get("labels")).unwrap());
+    let rows: Vec<Vec<f64>> = (0..f.size()[0]).map(|i| Vec::try_from(f.get(i)).unwrap()).collect();
+    let csv = std::fs::read_to_string(dir.path().join("nb.csv")).unwrap();
+    let lines: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(lines.len(), 5 * 4, "{csv}");
+    let mut queries = Vec::new();
+    for l in &lines {
+        let (q, rank, j, cos): (usize, usize, usize, f64) = (l[0].parse().unwrap(), l[2].parse().unwrap(), l[3].parse().unwrap(), l[5].parse().unwrap());
+        if !queries.contains(&q) {
+            queries.push(q);
+        }
+        let mut all: Vec<(usize, f64)> = rows.iter().enumerate().map(|(k, r)| (k, r.iter().zip(&rows[q]).map(|(a, b)| a * b).sum())).collect();
+        all.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+        assert_eq!(j, all[rank - 1].0, "query {q} rank {rank}: {csv}");
+        assert!((cos - all[rank - 1].1).abs() < 1e-5, "query {q} rank {rank}");
+        if rank == 1 {
+            assert_eq!(j, q, "a query's nearest image in its own set is itself");
+            assert!(cos > 0.99999);
+        }
+    }
+    // one query per class, the first image of each
+    let classes: Vec<i64> = queries.iter().map(|&q| y[q]).collect();
+    assert_eq!(classes, (0..5).collect::<Vec<i64>>());
+    assert!(queries.iter().all(|&q| (0..q).all(|i| y[i] != y[q])), "{queries:?}");
+    // the picture: 5 rows of query + 4 neighbours, 64-pixel cells 4 apart
+    let img = image::open(&png).unwrap().to_rgb8();
+    assert_eq!((img.width(), img.height()), (5 * 68 + 4, 5 * 68 + 4));
+    for r in 0..5u32 {
+        let (top, query_left, first_left) = (4 + r * 68, 4, 4 + 68);
+        for (dy, dx) in [(10, 10), (32, 40), (60, 5)] {
+            assert_eq!(img.get_pixel(query_left + dx, top + dy), img.get_pixel(first_left + dx, top + dy), "row {r}: the nearest neighbour is the query's own image");
+        }
+        assert_eq!(img.get_pixel(first_left, top).0, [0, 160, 60], "row {r}: same class, green frame");
+    }
+    // not a PNG name: a usage error before any work
+    let o = selfsup(&["eval", "knn", "--checkpoint", "random", "--train", data, "--test", data, "--neighbours", "nb.jpg"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }

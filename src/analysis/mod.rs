@@ -1,9 +1,10 @@
 //! Representation metrics (collapse, alignment, uniformity, the covariance spectrum) as pure
-//! functions, and `analyze`.
+//! functions, `analyze`, and tile sheets of images.
 pub mod analyze;
 pub mod collapse;
 pub mod representation;
 pub mod spectrum;
+pub mod tiles;
 
 pub use analyze::{analyze, Analysis, AnalyzeOptions, Space};
 pub use collapse::{batch_mean_cos, effective_rank, z_std};

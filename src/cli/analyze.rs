@@ -55,9 +55,7 @@ pub fn run(a: AnalyzeArgs) -> anyhow::Result<()> {
     }
     for (flag, p) in [("--spectrum", &a.spectrum), ("--pca", &a.pca)] {
         if let Some(p) = p {
-            if p.extension().and_then(|e| e.to_str()) != Some("png") {
-                return Err(selfsup::Error::usage(format!("{flag} {}: expected a .png file name (the CSV is written beside it)", p.display())).into());
-            }
+            super::check_png_argument(flag, p)?;
         }
     }
     if let Some(file) = a.checkpoint.iter().find(|c| selfsup::train::trainer::is_encoder_file(std::path::Path::new(c))) {

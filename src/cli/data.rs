@@ -3,7 +3,7 @@ use selfsup::augment::ops::Planar;
 use selfsup::augment::rng::sample_rng;
 use selfsup::augment::{Recipe, ViewPipeline};
 use selfsup::augment::recipe::RecipeParams;
-use selfsup::data::Image;
+use selfsup::analysis::tiles::TileSheet;
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
@@ -59,50 +59,27 @@ pub fn run(cmd: DataCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Nearest-neighbour upscale of a planar [0,1] image by an integer factor, pasted into a canvas.
-fn paste(canvas: &mut [u8], canvas_w: usize, img: &Planar, top: usize, left: usize, cell: usize) {
-    let n = img.plane();
-    for y in 0..cell {
-        for x in 0..cell {
-            let sy = y * img.height / cell;
-            let sx = x * img.width / cell;
-            for c in 0..3 {
-                let v = img.data[c * n + sy * img.width + sx].clamp(0.0, 1.0);
-                canvas[((top + y) * canvas_w + left + x) * 3 + c] = (v * 255.0).round() as u8;
-            }
-        }
-    }
-}
-
 fn preview(spec: &str, recipe: &str, out: &std::path::Path, samples: usize, size: usize, seed: u64) -> anyhow::Result<()> {
     let ds = selfsup::data::open(spec)?;
     // previews show pixels, so the views are not normalised
     let recipe = Recipe::named(recipe, &RecipeParams { crop_size: size, mean: [0.0; 3], std: [1.0; 3], ..Default::default() })?;
     let views: Vec<ViewPipeline> = recipe.views.iter().take(2).cloned().map(ViewPipeline::new).collect();
-    let cell = 96usize;
-    let gap = 4usize;
     let rows = samples.min(ds.len()).max(1);
-    let cols = 1 + views.len();
-    let (w, h) = (cols * (cell + gap) + gap, rows * (cell + gap) + gap);
-    let mut canvas = vec![255u8; w * h * 3];
+    let mut sheet = TileSheet::new(rows, 1 + views.len(), 96, 4);
     // a seeded random choice of samples, so a sorted folder does not show one class only
     let picks = rand::seq::index::sample(&mut <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(seed), ds.len(), rows).into_vec();
     for (r, &idx) in picks.iter().enumerate() {
         let img = ds.image(idx)?;
-        let top = gap + r * (cell + gap);
-        paste(&mut canvas, w, &Planar::from_image(&img), top, gap, cell);
+        sheet.paste(r, 0, &Planar::from_image(&img));
         for (v, view) in views.iter().enumerate() {
             let mut buf = vec![0.0f32; view.output_len()];
             let mut rng = sample_rng(seed, 0, idx as u64, v as u64);
             view.apply(&img, &mut rng, &mut buf);
             let s = view.cfg.crop_size;
-            paste(&mut canvas, w, &Planar { height: s, width: s, data: buf }, top, gap + (v + 1) * (cell + gap), cell);
+            sheet.paste(r, v + 1, &Planar { height: s, width: s, data: buf });
         }
     }
-    // write beside the target, then rename: a failed run never leaves a partial PNG over a good one
-    let tmp = out.with_extension("png.tmp");
-    Image::new(w, h, 3, canvas).save_png(&tmp).map_err(|e| selfsup::Error::data(out, format!("cannot write PNG: {e}")))?;
-    std::fs::rename(&tmp, out).map_err(|e| selfsup::Error::data(out, format!("cannot write PNG: {e}")))?;
+    sheet.save_png(out)?;
     eprintln!("wrote {} ({rows} samples: original | view 1 | view 2)", out.display());
     Ok(())
 }

@@ -2,6 +2,8 @@
 use super::ConfigArgs;
 use selfsup::eval::linear::LinearProbeConfig;
 use selfsup::eval::{knn_accuracy, linear_probe, train_test_features};
+use selfsup::data::Dataset;
+use selfsup::eval::neighbours;
 use selfsup::methods::Method;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +49,17 @@ pub enum EvalCmd {
         /// Also print each class's top-1 accuracy (always in the JSON: `per_class_top1`).
         #[arg(long)]
         per_class: bool,
+        /// Also draw test images (--queries of them, one class at a time) each beside its --show
+        /// nearest training images, nearest first, framed green where of the query's class and
+        /// red where not (a PNG), and write them with their cosines as CSV beside it (.csv).
+        #[arg(long, value_name = "PNG")]
+        neighbours: Option<PathBuf>,
+        /// Test images shown with --neighbours.
+        #[arg(long, default_value_t = 10)]
+        queries: usize,
+        /// Nearest training images shown per test image with --neighbours.
+        #[arg(long, default_value_t = 8)]
+        show: usize,
     },
     /// Linear classifier on frozen features (computed once, no augmentation).
     Linear {
@@ -93,23 +106,48 @@ pub fn load(checkpoint: &str, cfg: &ConfigArgs, seed: u64, device: tch::Device) 
     }
 }
 
-/// Train and test features with their labels, the number of classes, and the test set's class
-/// names.
-fn features(c: &Common) -> anyhow::Result<((tch::Tensor, tch::Tensor, tch::Tensor, tch::Tensor, usize), Vec<String>)> {
+/// Train and test features with their labels and the number of classes, and the two datasets.
+#[allow(clippy::type_complexity)]
+fn features(c: &Common) -> anyhow::Result<((tch::Tensor, tch::Tensor, tch::Tensor, tch::Tensor, usize), Arc<Dataset>, Arc<Dataset>)> {
     let device = selfsup::backend::parse_device(&c.device)?;
     let (cfg, method) = load(&c.checkpoint, &c.cfg, c.seed, device)?;
     let train = Arc::new(selfsup::data::open(&c.train)?);
     let test = Arc::new(selfsup::data::open(&c.test)?);
-    let names = test.classes.clone();
-    Ok((train_test_features(method.encoder(), &cfg, train, test, device)?, names))
+    Ok((train_test_features(method.encoder(), &cfg, train.clone(), test.clone(), device)?, train, test))
+}
+
+/// `--neighbours PNG`: the picture, the CSV beside it, and one line saying what they show.
+fn show_neighbours(out: &Path, queries: usize, show: usize, feats: (&tch::Tensor, &tch::Tensor, &tch::Tensor), train: &Dataset, test: &Dataset) -> anyhow::Result<()> {
+    let (ftr, fte, yte) = feats;
+    let labels: Vec<i64> = Vec::try_from(yte)?;
+    let found = neighbours::nearest(ftr, fte, &neighbours::pick_queries(&labels, queries), show);
+    neighbours::draw(&found, test, train, out)?;
+    let csv = out.with_extension("csv");
+    neighbours::write_csv(&found, test, train, &csv)?;
+    eprintln!(
+        "wrote {} ({} test images, each beside its {} nearest training images; {:.0}% of them of its class, green frames) and {}",
+        out.display(),
+        found.len(),
+        show.min(ftr.size()[0] as usize),
+        100.0 * neighbours::same_class_share(&found, test, train),
+        csv.display()
+    );
+    Ok(())
 }
 
 pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
     selfsup::eval::features::show_progress(true);
     match cmd {
-        EvalCmd::Knn { common, k, temperature, per_class } => {
+        EvalCmd::Knn { common, k, temperature, per_class, neighbours, queries, show } => {
             let protocols = knn_protocols(&k, &temperature)?;
-            let ((ftr, ytr, fte, yte, classes), names) = features(&common)?;
+            if neighbours.is_some() && (queries == 0 || show == 0) {
+                return Err(selfsup::Error::usage("--queries and --show must be at least 1").into());
+            }
+            if let Some(png) = &neighbours {
+                super::check_png_argument("--neighbours", png)?;
+            }
+            let ((ftr, ytr, fte, yte, classes), train, test) = features(&common)?;
+            let names = test.classes.clone();
             let n_ref = ftr.size()[0] as usize;
             for &(k, temperature) in &protocols {
                 if k > n_ref {
@@ -128,6 +166,9 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
                     }
                 }
             }
+            if let Some(png) = &neighbours {
+                show_neighbours(png, queries, show, (&ftr, &fte, &yte), &train, &test)?;
+            }
         }
         EvalCmd::Linear { common, epochs, lr } => {
             if epochs == 0 {
@@ -136,7 +177,7 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
             if !(lr > 0.0 && lr.is_finite()) {
                 return Err(selfsup::Error::usage(format!("--lr {lr} must be a positive number")).into());
             }
-            let ((ftr, ytr, fte, yte, classes), _) = features(&common)?;
+            let ((ftr, ytr, fte, yte, classes), _, _) = features(&common)?;
             let cfg = LinearProbeConfig { epochs, lr, ..Default::default() };
             let (train_acc, top1) = linear_probe(&ftr, &ytr, &fte, &yte, classes, &cfg)?;
             if common.json {

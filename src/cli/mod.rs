@@ -113,3 +113,11 @@ pub fn run() -> anyhow::Result<()> {
         }
     }
 }
+
+/// A picture's file argument must name a `.png` (the CSV of its numbers is written beside it).
+pub fn check_png_argument(flag: &str, path: &std::path::Path) -> Result<(), selfsup::Error> {
+    if path.extension().and_then(|e| e.to_str()) != Some("png") {
+        return Err(selfsup::Error::usage(format!("{flag} {}: expected a .png file name (the CSV is written beside it)", path.display())));
+    }
+    Ok(())
+}

@@ -3,6 +3,7 @@
 pub mod features;
 pub mod knn;
 pub mod linear;
+pub mod neighbours;
 pub mod online_probe;
 
 pub use features::{extract_features, train_test_features};

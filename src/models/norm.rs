@@ -9,6 +9,11 @@
 //! initialisation — BatchNorm's statistics of the first training batch frozen into a trainable
 //! scale and shift, no batch statistics afterwards (Kingma & Dhariwal, "Glow", arXiv:1807.03039,
 //! §3.1; the BN-free "data-dependent initialisation" run of arXiv:2010.10241);
+//! `bn-center` and `bn-scale` the two halves of BatchNorm's standardisation, for taking apart
+//! hypothesis 1 ("BN makes BYOL implicitly contrastive: the batch mean acts as a negative"):
+//! `bn-center` subtracts the batch mean and does not divide (y = γ(x − μ_B) + β), `bn-scale` divides
+//! by the batch standard deviation and does not subtract (y = γ·x/√(σ²_B + ε) + β) — Ioffe &
+//! Szegedy's Algorithm 1 with its normalise step split in two, running statistics for evaluation;
 //! `none` identity.
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
@@ -24,18 +29,24 @@ pub enum NormKind {
     Ln,
     Gnws,
     Actnorm,
+    #[serde(rename = "bn-center")]
+    BnCenter,
+    #[serde(rename = "bn-scale")]
+    BnScale,
     None,
 }
 
 impl NormKind {
     /// The config names of the kinds.
-    pub const CHOICES: [(&'static str, NormKind); 7] = [
+    pub const CHOICES: [(&'static str, NormKind); 9] = [
         ("bn", NormKind::Bn),
         ("splitbn", NormKind::Splitbn),
         ("syncbn", NormKind::Syncbn),
         ("ln", NormKind::Ln),
         ("gnws", NormKind::Gnws),
         ("actnorm", NormKind::Actnorm),
+        ("bn-center", NormKind::BnCenter),
+        ("bn-scale", NormKind::BnScale),
         ("none", NormKind::None),
     ];
 
@@ -84,8 +95,8 @@ impl Norm {
             max_groups: DEFAULT_GN_GROUPS,
             weight: affine.then(|| vs.var("weight", &[channels], nn::Init::Const(1.0))),
             bias: affine.then(|| vs.var("bias", &[channels], nn::Init::Const(0.0))),
-            running_mean: stats.then(|| vs.zeros_no_train("running_mean", &[channels])),
-            running_var: stats.then(|| vs.ones_no_train("running_var", &[channels])),
+            running_mean: (stats || kind == NormKind::BnCenter).then(|| vs.zeros_no_train("running_mean", &[channels])),
+            running_var: (stats || kind == NormKind::BnScale).then(|| vs.ones_no_train("running_var", &[channels])),
             initialised: (kind == NormKind::Actnorm).then(|| vs.zeros_no_train("initialised", &[1])),
             ready: AtomicBool::new(false),
         }
@@ -153,7 +164,35 @@ impl Norm {
                 let shape = channel_shape(x, self.channels);
                 (x * w.view(shape.as_slice()) + b.view(shape.as_slice())).to_kind(x.kind())
             }
+            NormKind::BnCenter | NormKind::BnScale => self.half_batch_norm(x, train).expect("half BatchNorm: a peer process failed"),
         }
+    }
+
+    /// `bn-center` / `bn-scale`: one half of BatchNorm's standardisation, then the affine map. In
+    /// training the statistics are the batch's — the global batch's in a data-parallel job, with
+    /// the gradient through them, as `syncbn` — and update the running mean (`bn-center`) or the
+    /// running unbiased variance (`bn-scale`) as BatchNorm does; evaluation uses those.
+    fn half_batch_norm(&self, x: &Tensor, train: bool) -> anyhow::Result<Tensor> {
+        let shape = channel_shape(x, self.channels);
+        let kd = crate::losses::compute_kind(x.kind());
+        let center = self.kind == NormKind::BnCenter;
+        let mut y = if train {
+            let Moments { centred, mean, var, n } = self.global_moments(x)?;
+            self.update_running_statistics(&mean, &var, &n);
+            if center {
+                centred
+            } else {
+                x.to_kind(kd) * (&var + EPS).rsqrt().view(shape.as_slice())
+            }
+        } else if center {
+            x.to_kind(kd) - self.running_mean.as_ref().expect("bn-center running mean").view(shape.as_slice())
+        } else {
+            x.to_kind(kd) * (self.running_var.as_ref().expect("bn-scale running variance") + EPS).rsqrt().view(shape.as_slice())
+        };
+        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
+            y = y * w.view(shape.as_slice()) + b.view(shape.as_slice());
+        }
+        Ok(y.to_kind(x.kind()))
     }
 
     /// `actnorm`'s data-dependent initialisation, on the first training batch it sees: scale
@@ -231,15 +270,23 @@ impl Norm {
         if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
             y = y * w.view(shape.as_slice()) + b.view(shape.as_slice());
         }
+        self.update_running_statistics(&mean, &var, &n);
+        Ok(y.to_kind(x.kind()))
+    }
+
+    /// BatchNorm's running statistics (those this layer keeps) moved toward a batch's mean μ and
+    /// unbiased variance σ²·n/(n − 1), with momentum [`BN_MOMENTUM`].
+    fn update_running_statistics(&self, mean: &Tensor, var: &Tensor, n: &Tensor) {
         tch::no_grad(|| {
-            // n/(n−1) on the device: no host synchronisation inside the forward pass
-            if let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) {
-                let unbiased = &var * (&n / (&n - 1.0).clamp_min(1.0));
+            if let Some(rm) = &self.running_mean {
                 rm.shallow_clone().copy_(&(rm * (1.0 - BN_MOMENTUM) + mean.detach() * BN_MOMENTUM));
+            }
+            if let Some(rv) = &self.running_var {
+                // n/(n−1) on the device: no host synchronisation inside the forward pass
+                let unbiased = var * (n / (n - 1.0).clamp_min(1.0));
                 rv.shallow_clone().copy_(&(rv * (1.0 - BN_MOMENTUM) + unbiased.detach() * BN_MOMENTUM));
             }
         });
-        Ok(y.to_kind(x.kind()))
     }
 
     fn batch_norm(&self, x: &Tensor, train: bool) -> Tensor {
@@ -444,5 +491,87 @@ mod tests {
         assert!(d1 < 1e-4, "first batch: actnorm network differs from the BatchNorm network by {d1:e}");
         let d2 = max_abs_diff(&bn.forward(&second, true), &an.forward(&second, true));
         assert!(d2 > 1e-2, "second batch: actnorm should not use batch statistics (differs by only {d2:e})");
+    }
+
+    /// Ioffe & Szegedy's Algorithm 1 by plain loops with its normalise step split: `bn-center`
+    /// y = γ(x − μ_B) + β, `bn-scale` y = γ·x/√(σ²_B + ε) + β; running mean / unbiased variance
+    /// updated with momentum 0.1 from their start (0 and 1), evaluation from them.
+    #[test]
+    fn bn_center_and_bn_scale_are_the_two_halves_of_batchnorm() {
+        for shape in [vec![6i64, 3, 4, 5], vec![10, 7]] {
+            let c = shape[1] as usize;
+            let x = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)) * 2.5 + 1.5;
+            let later = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu)) - 0.5;
+            let (mean, var) = loop_moments(&x);
+            let count: i64 = shape.iter().product::<i64>() / shape[1];
+            let gamma: Vec<f64> = (0..c).map(|i| 0.5 + 0.25 * i as f64).collect();
+            let beta: Vec<f64> = (0..c).map(|i| 0.1 * i as f64 - 0.2).collect();
+            for kind in [NormKind::BnCenter, NormKind::BnScale] {
+                let vs = nn::VarStore::new(Device::Cpu);
+                let norm = Norm::new(vs.root(), kind, c as i64, 1);
+                tch::no_grad(|| {
+                    norm.weight.as_ref().unwrap().shallow_clone().copy_(&Tensor::from_slice(&gamma));
+                    norm.bias.as_ref().unwrap().shallow_clone().copy_(&Tensor::from_slice(&beta));
+                });
+                // training: the batch's statistics, one half each
+                let (scale, shift): (Vec<f64>, Vec<f64>) = match kind {
+                    NormKind::BnCenter => (gamma.clone(), (0..c).map(|i| beta[i] - gamma[i] * mean[i]).collect()),
+                    _ => ((0..c).map(|i| gamma[i] / (var[i] + EPS).sqrt()).collect(), beta.clone()),
+                };
+                let y = norm.forward(&x, true);
+                let d = max_abs_diff(&y.to_kind(Kind::Double), &affine(&x, &scale, &shift));
+                assert!(d < 1e-5, "{kind:?} {shape:?}: training output differs from the loops by {d:e}");
+                // the other half is not done: bn-center keeps each channel's spread, bn-scale its mean
+                let (ym, yv) = loop_moments(&y);
+                for i in 0..c {
+                    match kind {
+                        NormKind::BnCenter => {
+                            assert!((ym[i] - beta[i]).abs() < 1e-5, "{shape:?}: channel {i} mean {}", ym[i]);
+                            assert!((yv[i] - gamma[i] * gamma[i] * var[i]).abs() < 1e-4 * yv[i], "{shape:?}: channel {i} variance {}", yv[i]);
+                        }
+                        _ => {
+                            assert!((yv[i] - gamma[i] * gamma[i] * var[i] / (var[i] + EPS)).abs() < 1e-4, "{shape:?}: channel {i} variance {}", yv[i]);
+                            assert!((ym[i] - (gamma[i] * mean[i] / (var[i] + EPS).sqrt() + beta[i])).abs() < 1e-5, "{shape:?}: channel {i} mean {}", ym[i]);
+                        }
+                    }
+                }
+                // the running statistic of its half only, as BatchNorm updates it
+                let unbiased: Vec<f64> = var.iter().map(|v| v * count as f64 / (count - 1) as f64).collect();
+                match kind {
+                    NormKind::BnCenter => {
+                        assert!(norm.running_var.is_none());
+                        let rm: Vec<f64> = Vec::try_from(norm.running_mean.as_ref().unwrap().to_kind(Kind::Double)).unwrap();
+                        (0..c).for_each(|i| assert!((rm[i] - 0.1 * mean[i]).abs() < 1e-6, "running mean {i}"));
+                    }
+                    _ => {
+                        assert!(norm.running_mean.is_none());
+                        let rv: Vec<f64> = Vec::try_from(norm.running_var.as_ref().unwrap().to_kind(Kind::Double)).unwrap();
+                        (0..c).for_each(|i| assert!((rv[i] - (0.9 + 0.1 * unbiased[i])).abs() < 1e-5, "running variance {i}"));
+                    }
+                }
+                // evaluation: the running statistic, not the batch's
+                let (escale, eshift): (Vec<f64>, Vec<f64>) = match kind {
+                    NormKind::BnCenter => (gamma.clone(), (0..c).map(|i| beta[i] - gamma[i] * 0.1 * mean[i]).collect()),
+                    _ => ((0..c).map(|i| gamma[i] / (0.9 + 0.1 * unbiased[i] + EPS).sqrt()).collect(), beta.clone()),
+                };
+                let d = max_abs_diff(&norm.forward(&later, false).to_kind(Kind::Double), &affine(&later, &escale, &eshift));
+                assert!(d < 1e-5, "{kind:?} {shape:?}: evaluation differs from the running statistic's map by {d:e}");
+                // the gradient flows through the batch statistic as in BatchNorm: for bn-center,
+                // Σ_batch ∂L/∂x = 0 per channel whatever L is (the mean is subtracted)
+                let xg = x.detach().set_requires_grad(true);
+                let w = Tensor::randn(shape.as_slice(), (Kind::Float, Device::Cpu));
+                (norm.forward(&xg, true) * &w).sum(Kind::Float).backward();
+                if kind == NormKind::BnCenter {
+                    let (gm, _) = loop_moments(&xg.grad());
+                    assert!(gm.iter().all(|m| m.abs() < 1e-5), "{shape:?}: the gradient's batch mean is not 0: {gm:?}");
+                }
+            }
+        }
+        // config names, and BatchNorm itself differs from both halves
+        assert_eq!(NormKind::parse("projector.norm", "bn-center").unwrap(), NormKind::BnCenter);
+        assert_eq!(NormKind::parse("projector.norm", "bn-scale").unwrap(), NormKind::BnScale);
+        let cfg = crate::config::load(None, &["projector.norm=\"bn-center\"".into(), "predictor.norm=\"bn-scale\"".into()]).unwrap();
+        let text = toml::to_string(&cfg).unwrap();
+        assert!(text.contains("norm = \"bn-center\"") && text.contains("norm = \"bn-scale\""), "written back: {text}");
     }
 }

@@ -29,6 +29,23 @@ pub fn to_torchvision(online: &VarStore) -> Vec<(String, Tensor)> {
         out.push((format!("{layer}.running_mean"), scale.zeros_like()));
         out.push((format!("{layer}.running_var"), scale.full_like(1.0 - crate::models::norm::EPS)));
     }
+    // `bn-center` keeps a running mean only and `bn-scale` a running variance only: the missing
+    // one as variance 1 − ε (no division) or mean 0 (no subtraction) gives BatchNorm's eval map
+    let has = |out: &[(String, Tensor)], k: &str| out.iter().any(|(n, _)| n == k);
+    let halves: Vec<(String, &str, f64)> = out
+        .iter()
+        .filter_map(|(k, _)| {
+            let (layer, missing, value) = match k.strip_suffix(".running_mean") {
+                Some(l) => (l, "running_var", 1.0 - crate::models::norm::EPS),
+                None => (k.strip_suffix(".running_var")?, "running_mean", 0.0),
+            };
+            (!has(&out, &format!("{layer}.{missing}"))).then(|| (layer.to_string(), missing, value))
+        })
+        .collect();
+    for (layer, missing, value) in halves {
+        let like = out.iter().find(|(k, _)| k.starts_with(&format!("{layer}.running_"))).map(|(_, t)| t.shallow_clone()).expect("running statistic");
+        out.push((format!("{layer}.{missing}"), like.full_like(value)));
+    }
     let bns: Vec<String> = out.iter().filter_map(|(k, _)| k.strip_suffix(".running_mean").map(String::from)).collect();
     for bn in bns {
         out.push((format!("{bn}.num_batches_tracked"), Tensor::from(0i64)));

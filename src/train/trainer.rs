@@ -728,6 +728,11 @@ pub fn load_encoder_file(path: &Path, mut cfg: Config, device: Device) -> anyhow
     let method = methods::build(&cfg, device)?;
     file.load_into(method.stores()[0].1, path)?;
     eprintln!("read {}", file.describe(path));
+    let size = cfg.data.recipe()?.views[0].crop_size;
+    if cfg.model.stem == "imagenet" && size < 64 {
+        // a stride-4 stem on 32-pixel views leaves layer4 a 1×1 map: such numbers are not the model's
+        eprintln!("note: an ImageNet-stem encoder (7×7 stride-2 convolution and max-pool) read at {size}×{size} views, the recipe `{}`'s size; it was trained at 224: --set data.crop_size=224 (or data.recipe=\"byol\")", cfg.data.recipe);
+    }
     Ok((cfg, method))
 }
 
