@@ -168,6 +168,17 @@ fn tiny_byol_run_pretrain_checkpoint_evaluate() {
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     // a linear probe fits its own 200 training features far better than chance (10%)
     assert!(v["linear_train_top1"].as_f64().unwrap() > 0.35, "{v}");
+    assert_eq!(v["train_views"], "fixed");
+    // --augment: new seeded views every epoch (tests/math_references.rs and eval::features test
+    // what they are); the same seed gives the same probe, the result is labelled
+    let augmented = |seed: &str| {
+        let o = selfsup(&["eval", "linear", "--checkpoint", run.to_str().unwrap(), "--train", &data, "--test", &test, "--epochs", "3", "--augment", "--seed", seed, "--json"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(stdout(&o).trim()).unwrap()
+    };
+    let a = augmented("3");
+    assert_eq!(a["train_views"], "augmented");
+    assert_eq!(a, augmented("3"));
     let emb = dir.path().join("emb.safetensors");
     let o = selfsup(&["embed", "--checkpoint", run.to_str().unwrap(), "--data", &test, "--out", emb.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));

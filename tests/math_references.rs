@@ -467,6 +467,43 @@ fn linear_probe_reaches_the_bayes_accuracy_and_ignores_feature_scale() {
     assert!((chance - 0.5).abs() < 0.04, "shuffled test labels: {chance}");
 }
 
+/// `linear_probe_epochs` (`eval linear --augment`) asks for every epoch's training features, in
+/// order, once each, and trains on them: fresh draws of the two Gaussians every epoch (as new
+/// augmented views of each image) still reach the Bayes accuracy; features that stay the same
+/// give `linear_probe`'s result exactly; and when every epoch after the first mirrors the
+/// features (the classes swap sides) the probe follows them to 1 − Φ(0.5) on the test set.
+#[test]
+fn the_epoch_by_epoch_probe_trains_on_each_epochs_features() {
+    use selfsup::eval::{linear_probe, linear_probe_epochs, LinearProbeConfig};
+    const BAYES: f64 = 0.6914624612740131;
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let (xtr, ytr) = two_gaussians(4000, 16, 0.5, &mut rng);
+    let (xte, yte) = two_gaussians(4000, 16, 0.5, &mut rng);
+    let cfg = LinearProbeConfig { epochs: 10, ..LinearProbeConfig::default() };
+    // fresh noise around the same class means every epoch (the labels stay those of ytr)
+    let mut asked = Vec::new();
+    let (_, fresh) = linear_probe_epochs(
+        |e| {
+            asked.push(e);
+            // (two_gaussians labels sample i with i mod 2, as ytr)
+            Ok(two_gaussians(4000, 16, 0.5, &mut ChaCha8Rng::seed_from_u64(100 + e as u64)).0)
+        },
+        &ytr,
+        &xte,
+        &yte,
+        2,
+        &cfg,
+    )
+    .unwrap();
+    assert_eq!(asked, (0..10).collect::<Vec<_>>(), "each epoch once, in order");
+    assert!((fresh - BAYES).abs() < 0.025, "fresh draws every epoch: {fresh} vs Bayes {BAYES}");
+    let (_, once) = linear_probe(&xtr, &ytr, &xte, &yte, 2, &cfg).unwrap();
+    let (_, same) = linear_probe_epochs(|_| Ok(xtr.shallow_clone()), &ytr, &xte, &yte, 2, &cfg).unwrap();
+    assert_eq!(once, same);
+    let (_, mirrored) = linear_probe_epochs(|e| Ok(if e == 0 { xtr.shallow_clone() } else { -&xtr }), &ytr, &xte, &yte, 2, &cfg).unwrap();
+    assert!((mirrored - (1.0 - BAYES)).abs() < 0.03, "later epochs mirrored: {mirrored} vs {}", 1.0 - BAYES);
+}
+
 /// The online probe alone, on the two-Gaussians problem: trained by the optimiser on
 /// [`OnlineProbe::step_terms`] of batches, it comes within sampling error of the Bayes accuracy
 /// Φ(0.5) (the L2 normalisation it applies keeps the optimal boundary x₁ = 0), whatever the

@@ -50,6 +50,14 @@ pub struct ViewConfig {
 }
 
 impl ViewConfig {
+    /// The linear-evaluation view: RandomResizedCrop (scale 0.08–1, ratio 3/4–4/3) and a
+    /// horizontal flip with probability 0.5, no colour augmentation — the training transform of
+    /// the frozen-encoder linear protocol (SimCLR, arXiv:2002.05709, Appendix B.6; solo-learn's
+    /// offline linear evaluation).
+    pub fn linear_eval(crop_size: usize, mean: [f32; 3], std: [f32; 3]) -> Self {
+        ViewConfig { random: true, crop_scale: [0.08, 1.0], crop_ratio: [3.0 / 4.0, 4.0 / 3.0], hflip_p: 0.5, ..ViewConfig::plain(crop_size, mean, std) }
+    }
+
     /// The plain view: whole image resized to `crop_size`, normalised, nothing random.
     pub fn plain(crop_size: usize, mean: [f32; 3], std: [f32; 3]) -> Self {
         ViewConfig {

@@ -1,7 +1,9 @@
 //! `selfsup eval knn|linear`.
 use super::ConfigArgs;
 use selfsup::eval::linear::LinearProbeConfig;
-use selfsup::eval::{knn_accuracy, linear_probe, train_test_features};
+use selfsup::augment::ViewConfig;
+use selfsup::eval::features::{eval_protocol, EvalView};
+use selfsup::eval::{extract_features, extract_view_features, knn_accuracy, linear_probe, linear_probe_epochs, train_test_features};
 use selfsup::data::Dataset;
 use selfsup::eval::neighbours;
 use selfsup::methods::Method;
@@ -61,7 +63,8 @@ pub enum EvalCmd {
         #[arg(long, default_value_t = 8)]
         show: usize,
     },
-    /// Linear classifier on frozen features (computed once, no augmentation).
+    /// Linear classifier on frozen features (computed once, no augmentation; --augment: new
+    /// random-resized-crop + flip views of the training set every epoch).
     Linear {
         #[command(flatten)]
         common: Common,
@@ -69,6 +72,12 @@ pub enum EvalCmd {
         epochs: usize,
         #[arg(long, default_value_t = 1e-2)]
         lr: f64,
+        /// Every epoch, new views of the training images through the frozen encoder:
+        /// RandomResizedCrop (scale 0.08-1) and a horizontal flip, the linear-evaluation
+        /// transform of SimCLR and solo-learn (one forward pass of the training set per epoch);
+        /// --seed draws them. The test images stay un-augmented.
+        #[arg(long)]
+        augment: bool,
     },
 }
 
@@ -114,6 +123,21 @@ fn features(c: &Common) -> anyhow::Result<((tch::Tensor, tch::Tensor, tch::Tenso
     let train = Arc::new(selfsup::data::open(&c.train)?);
     let test = Arc::new(selfsup::data::open(&c.test)?);
     Ok((train_test_features(method.encoder(), &cfg, train.clone(), test.clone(), device)?, train, test))
+}
+
+/// `eval linear --augment`: the test features once, the training features of new linear-eval
+/// views every epoch (drawn with --seed), through the probe of the plain protocol.
+fn augmented_linear_probe(c: &Common, probe: &LinearProbeConfig) -> anyhow::Result<(f64, f64)> {
+    let device = selfsup::backend::parse_device(&c.device)?;
+    let (cfg, method) = load(&c.checkpoint, &c.cfg, c.seed, device)?;
+    let train = Arc::new(selfsup::data::open(&c.train)?);
+    let test = Arc::new(selfsup::data::open(&c.test)?);
+    let (EvalView { size, mean, std }, classes) = eval_protocol(&cfg, &train, &test)?;
+    let (fte, yte) = extract_features(method.encoder(), test, size, mean, std, cfg.eval.batch, device)?;
+    let view = ViewConfig::linear_eval(size, mean, std);
+    let ytr = train.labels.as_ref().map(|l| tch::Tensor::from_slice(&l.iter().map(|&y| y as i64).collect::<Vec<_>>())).expect("labelled");
+    let encoder = method.encoder();
+    linear_probe_epochs(|epoch| Ok(extract_view_features(encoder, train.clone(), view.clone(), (c.seed, epoch), cfg.eval.batch, device)?.0), &ytr, &fte, &yte, classes, probe)
 }
 
 /// `--neighbours PNG`: the picture, the CSV beside it, and one line saying what they show.
@@ -170,20 +194,25 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
                 show_neighbours(png, queries, show, (&ftr, &fte, &yte), &train, &test)?;
             }
         }
-        EvalCmd::Linear { common, epochs, lr } => {
+        EvalCmd::Linear { common, epochs, lr, augment } => {
             if epochs == 0 {
                 return Err(selfsup::Error::usage("--epochs must be at least 1").into());
             }
             if !(lr > 0.0 && lr.is_finite()) {
                 return Err(selfsup::Error::usage(format!("--lr {lr} must be a positive number")).into());
             }
-            let ((ftr, ytr, fte, yte, classes), _, _) = features(&common)?;
-            let cfg = LinearProbeConfig { epochs, lr, ..Default::default() };
-            let (train_acc, top1) = linear_probe(&ftr, &ytr, &fte, &yte, classes, &cfg)?;
-            if common.json {
-                println!("{}", serde_json::json!({"linear_top1": top1, "linear_train_top1": train_acc, "epochs": epochs}));
+            let probe = LinearProbeConfig { epochs, lr, ..Default::default() };
+            let (train_acc, top1) = if augment {
+                augmented_linear_probe(&common, &probe)?
             } else {
-                println!("linear probe (offline, {epochs} epochs) top-1 {top1:.4} (train {train_acc:.4})");
+                let ((ftr, ytr, fte, yte, classes), _, _) = features(&common)?;
+                linear_probe(&ftr, &ytr, &fte, &yte, classes, &probe)?
+            };
+            let views = if augment { "augmented" } else { "fixed" };
+            if common.json {
+                println!("{}", serde_json::json!({"linear_top1": top1, "linear_train_top1": train_acc, "epochs": epochs, "train_views": views}));
+            } else {
+                println!("linear probe (offline, {epochs} epochs, {views} training views) top-1 {top1:.4} (train {train_acc:.4})");
             }
         }
     }

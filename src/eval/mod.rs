@@ -6,7 +6,7 @@ pub mod linear;
 pub mod neighbours;
 pub mod online_probe;
 
-pub use features::{extract_features, train_test_features};
+pub use features::{extract_features, extract_view_features, train_test_features};
 pub use knn::{knn_accuracy, KnnResult};
-pub use linear::{linear_probe, LinearProbeConfig};
+pub use linear::{linear_probe, linear_probe_epochs, LinearProbeConfig};
 pub use online_probe::OnlineProbe;
