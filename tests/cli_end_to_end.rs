@@ -505,8 +505,17 @@ fn model_init_starts_online_and_target_from_the_file() {
         convs += 1;
     }
     assert_eq!(convs, 20, "a ResNet-18 has 20 convolutions");
+    // per-device BatchNorm has BatchNorm's tensors: it starts from the file too
+    let split = dir.path().join("split");
+    let o = run_owned(&train_args(&split, data, 1, &["--set", &init, "--set", "optim.lr=1e-12", "--set", "model.norm=\"splitbn\"", "--set", "model.norm_splits=2"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let latest = std::fs::read_to_string(split.join("checkpoints/latest")).unwrap();
+    let saved: std::collections::HashMap<String, tch::Tensor> = tch::Tensor::read_safetensors(split.join("checkpoints").join(latest.trim()).join("weights.safetensors")).unwrap().into_iter().collect();
+    for key in ["conv1.weight", "layer4.1.conv2.weight"] {
+        assert!((&saved[&format!("online.encoder.{key}")] - &exported[key]).abs().max().double_value(&[]) < 1e-9, "splitbn: {key}");
+    }
 
-    for (set, expected) in [("model.width=8", "holds a resnet18 of width 4"), ("model.norm=\"ln\"", "model.norm")] {
+    for (set, expected) in [("model.width=8", "holds a resnet18 of width 4"), ("model.norm=\"ln\"", "model.norm"), ("model.norm=\"bn-center\"", "model.norm")] {
         let o = run_owned(&train_args(&dir.path().join("refused"), data, 1, &["--set", &init, "--set", set]));
         assert_eq!(o.status.code(), Some(2), "{set}: {}", stderr(&o));
         assert!(stderr(&o).contains("model.init") && stderr(&o).contains(expected), "{set}: {}", stderr(&o));
