@@ -11,11 +11,15 @@ heads, at the CPU reference recipe (width-16 CIFAR ResNet-18 of ../shared/bench/
   ln       LayerNorm everywhere (over C, H, W for maps, with per-channel affine; over features in
            the heads);
   gnws     GroupNorm (32 groups, or the largest divisor of the channels below that) everywhere,
-           with weight-standardised convolutions (arXiv:1903.10520; BYOL's arXiv:2010.10241).
+           with weight-standardised convolutions (arXiv:1903.10520; BYOL's arXiv:2010.10241);
+  bn-center  BatchNorm in the encoder; in the heads the batch mean subtracted, no division by the
+           std, then the affine map (selfsup's `bn-center`);
+  bn-scale BatchNorm in the encoder; in the heads division by the batch std (biased, + eps), no
+           mean subtracted, then the affine map (selfsup's `bn-scale`).
 Prints, per step, the loss and the online projections' z-std (mean per-dimension std of the
 L2-normalised batch; about 1/sqrt(128) = 0.088 when spread, 0 when collapsed) and their mean cosine
 to the batch mean: what `selfsup train --set train.log_every=1` logs as loss / z_std / batch_mean_cos.
-Usage: byol_first_steps.py --data CIFAR_TRAIN_DIR --norm bn|none|actnorm|ln|gnws [--steps 20 --total 276 --seed 1]"""
+Usage: byol_first_steps.py --data CIFAR_TRAIN_DIR --norm bn|none|actnorm|ln|gnws|bn-center|bn-scale [--steps 20 --total 276 --seed 1]"""
 import argparse, copy, math, os, sys
 import torch, torchvision, torch.nn as nn, torch.nn.functional as F
 import torchvision.transforms as T
@@ -24,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../../shared/benc
 from byol_step import ResNet18Cifar  # noqa: E402
 
 ap = argparse.ArgumentParser()
-ap.add_argument("--data", required=True); ap.add_argument("--norm", default="bn", choices=["bn", "none", "actnorm", "ln", "gnws"])
+ap.add_argument("--data", required=True); ap.add_argument("--norm", default="bn", choices=["bn", "none", "actnorm", "ln", "gnws", "bn-center", "bn-scale"])
 ap.add_argument("--steps", type=int, default=20); ap.add_argument("--total", type=int, default=276)
 ap.add_argument("--seed", type=int, default=1)
 a = ap.parse_args()
@@ -35,7 +39,21 @@ def groups(channels):
     return next(g for g in range(min(32, channels), 0, -1) if channels % g == 0)
 
 
+class HalfBatchNorm(nn.Module):
+    """One half of BatchNorm's standardisation over the batch (training mode only), then gamma, beta."""
+    def __init__(self, features, center):
+        super().__init__()
+        self.center = center
+        self.weight = nn.Parameter(torch.ones(features)); self.bias = nn.Parameter(torch.zeros(features))
+
+    def forward(self, x):
+        y = x - x.mean(0, keepdim=True) if self.center else x / (x.var(0, unbiased=False, keepdim=True) + 1e-5).sqrt()
+        return y * self.weight + self.bias
+
+
 def vector_norm(hidden):
+    if a.norm in ("bn-center", "bn-scale"):
+        return [HalfBatchNorm(hidden, a.norm == "bn-center")]
     return {"none": [], "ln": [nn.LayerNorm(hidden)], "gnws": [nn.GroupNorm(groups(hidden), hidden)]}.get(a.norm, [nn.BatchNorm1d(hidden)])
 
 
