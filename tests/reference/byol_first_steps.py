@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Independent PyTorch check of BYOL's first steps with three normalisations in the encoder and
+"""Independent PyTorch check of BYOL's first steps with several normalisations in the encoder and
 heads, at the CPU reference recipe (width-16 CIFAR ResNet-18 of ../shared/bench/byol_step.py, heads
 128->512->128, batch 64, SGD momentum 0.9 wd 5e-4, lr 0.1 cosine to 0 and tau_base 0.9 cosine to 1 over
 --total steps, 276 = byol-norm's 6 epochs of 46):
