@@ -115,23 +115,35 @@ pub fn load(checkpoint: &str, cfg: &ConfigArgs, seed: u64, device: tch::Device) 
     }
 }
 
-/// Train and test features with their labels and the number of classes, and the two datasets.
-#[allow(clippy::type_complexity)]
-fn features(c: &Common) -> anyhow::Result<((tch::Tensor, tch::Tensor, tch::Tensor, tch::Tensor, usize), Arc<Dataset>, Arc<Dataset>)> {
+/// What an evaluation command reads: the device, the encoder's config and method, and the
+/// reference (training) and test sets.
+struct Inputs {
+    device: tch::Device,
+    cfg: selfsup::config::Config,
+    method: Box<dyn Method>,
+    train: Arc<Dataset>,
+    test: Arc<Dataset>,
+}
+
+fn inputs(c: &Common) -> anyhow::Result<Inputs> {
     let device = selfsup::backend::parse_device(&c.device)?;
     let (cfg, method) = load(&c.checkpoint, &c.cfg, c.seed, device)?;
     let train = Arc::new(selfsup::data::open(&c.train)?);
     let test = Arc::new(selfsup::data::open(&c.test)?);
+    Ok(Inputs { device, cfg, method, train, test })
+}
+
+/// Train and test features with their labels and the number of classes, and the two datasets.
+#[allow(clippy::type_complexity)]
+fn features(c: &Common) -> anyhow::Result<((tch::Tensor, tch::Tensor, tch::Tensor, tch::Tensor, usize), Arc<Dataset>, Arc<Dataset>)> {
+    let Inputs { device, cfg, method, train, test } = inputs(c)?;
     Ok((train_test_features(method.encoder(), &cfg, train.clone(), test.clone(), device)?, train, test))
 }
 
 /// `eval linear --augment`: the test features once, the training features of new linear-eval
 /// views every epoch (drawn with --seed), through the probe of the plain protocol.
 fn augmented_linear_probe(c: &Common, probe: &LinearProbeConfig) -> anyhow::Result<(f64, f64)> {
-    let device = selfsup::backend::parse_device(&c.device)?;
-    let (cfg, method) = load(&c.checkpoint, &c.cfg, c.seed, device)?;
-    let train = Arc::new(selfsup::data::open(&c.train)?);
-    let test = Arc::new(selfsup::data::open(&c.test)?);
+    let Inputs { device, cfg, method, train, test } = inputs(c)?;
     let (EvalView { size, mean, std }, classes) = eval_protocol(&cfg, &train, &test)?;
     let (fte, yte) = extract_features(method.encoder(), test, size, mean, std, cfg.eval.batch, device)?;
     let view = ViewConfig::linear_eval(size, mean, std);
