@@ -26,11 +26,13 @@ pub struct Common {
     test: String,
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Seed of the random-init encoder (with --checkpoint random).
+    /// Seed of the random-init encoder (with --checkpoint random) and of the views of
+    /// `eval linear --augment`.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[command(flatten)]
     cfg: ConfigArgs,
+    /// Print the results as JSON on stdout (one object per line).
     #[arg(long)]
     json: bool,
 }
