@@ -91,8 +91,11 @@ pub fn write_csv(found: &[Neighbours], test: &Dataset, train: &Dataset, out: &Pa
             text.push_str(&format!("{},{},{},{},{},{:.6}\n", n.query, class(test, n.query), rank + 1, j, class(train, j), cos));
         }
     }
+    // beside the target, then renamed, as the picture
     let err = |e: std::io::Error| crate::error::Error::data(out, format!("cannot write: {e}"));
-    std::fs::File::create(out).and_then(|mut f| f.write_all(text.as_bytes())).map_err(err)?;
+    let tmp = out.with_extension("csv.tmp");
+    std::fs::File::create(&tmp).and_then(|mut f| f.write_all(text.as_bytes())).map_err(err)?;
+    std::fs::rename(&tmp, out).map_err(err)?;
     Ok(())
 }
 
