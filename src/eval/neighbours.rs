@@ -74,8 +74,7 @@ pub fn draw(found: &[Neighbours], test: &Dataset, train: &Dataset, out: &Path) -
         sheet.paste(row, 0, &Planar::from_image(&*test.image(n.query)?));
         for (col, &(j, _)) in n.nearest.iter().enumerate() {
             sheet.paste(row, col + 1, &Planar::from_image(&*train.image(j)?));
-            let same = train.label(j).is_some() && train.label(j) == test.label(n.query);
-            sheet.frame(row, col + 1, if same { SAME } else { OTHER }, 3);
+            sheet.frame(row, col + 1, if same_class(test, n.query, train, j) { SAME } else { OTHER }, 3);
         }
     }
     Ok(sheet.save_png(out)?)
@@ -99,13 +98,18 @@ pub fn write_csv(found: &[Neighbours], test: &Dataset, train: &Dataset, out: &Pa
     Ok(())
 }
 
+/// Whether training image `j` is labelled with test image `query`'s class.
+fn same_class(test: &Dataset, query: usize, train: &Dataset, j: usize) -> bool {
+    train.label(j).is_some() && train.label(j) == test.label(query)
+}
+
 /// Of the shown neighbours, the share of the query's class.
 pub fn same_class_share(found: &[Neighbours], test: &Dataset, train: &Dataset) -> f64 {
     let (mut same, mut all) = (0usize, 0usize);
     for n in found {
         for &(j, _) in &n.nearest {
             all += 1;
-            same += usize::from(train.label(j).is_some() && train.label(j) == test.label(n.query));
+            same += usize::from(same_class(test, n.query, train, j));
         }
     }
     same as f64 / all.max(1) as f64

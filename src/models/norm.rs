@@ -176,7 +176,7 @@ impl Norm {
         let shape = channel_shape(x, self.channels);
         let kd = crate::losses::compute_kind(x.kind());
         let center = self.kind == NormKind::BnCenter;
-        let mut y = if train {
+        let y = if train {
             let Moments { centred, mean, var, n } = self.global_moments(x)?;
             self.update_running_statistics(&mean, &var, &n);
             if center {
@@ -189,10 +189,7 @@ impl Norm {
         } else {
             x.to_kind(kd) * (self.running_var.as_ref().expect("bn-scale running variance") + EPS).rsqrt().view(shape.as_slice())
         };
-        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
-            y = y * w.view(shape.as_slice()) + b.view(shape.as_slice());
-        }
-        Ok(y.to_kind(x.kind()))
+        Ok(self.affine(y, &shape).to_kind(x.kind()))
     }
 
     /// `actnorm`'s data-dependent initialisation, on the first training batch it sees: scale
@@ -266,12 +263,18 @@ impl Norm {
     fn sync_batch_norm(&self, x: &Tensor) -> anyhow::Result<Tensor> {
         let shape = channel_shape(x, self.channels);
         let Moments { centred, mean, var, n } = self.global_moments(x)?;
-        let mut y = centred * (&var + EPS).rsqrt().view(shape.as_slice());
-        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
-            y = y * w.view(shape.as_slice()) + b.view(shape.as_slice());
-        }
+        let y = self.affine(centred * (&var + EPS).rsqrt().view(shape.as_slice()), &shape);
         self.update_running_statistics(&mean, &var, &n);
         Ok(y.to_kind(x.kind()))
+    }
+
+    /// The learned per-channel map γ·y + β, where the layer has one (`shape` broadcasts a
+    /// channel vector over `y`).
+    fn affine(&self, y: Tensor, shape: &[i64]) -> Tensor {
+        match (&self.weight, &self.bias) {
+            (Some(w), Some(b)) => y * w.view(shape) + b.view(shape),
+            _ => y,
+        }
     }
 
     /// BatchNorm's running statistics (those this layer keeps) moved toward a batch's mean μ and
