@@ -3,7 +3,7 @@
 //! of 1 rank × 32 with plain BatchNorm (gradients all-reduced by c10d's Reducer while backward
 //! runs, and the same again when they are all-reduced after it) (float64, so the comparison is not blurred by float32
 //! rounding amplified by small-batch BN), the online probe included; per-rank BN does not. SimCLR with negatives gathered from
-//! both ranks, MoCo v2's queue and AdCo's bank fed by both ranks give the single-process loss; `actnorm` initialises from the global batch. A killed rank makes the survivor exit with an error.
+//! both ranks, MoCo v2's queue and AdCo's bank fed by both ranks give the single-process loss; `actnorm` initialises from the global batch, and `bn-center` / `bn-scale` take its moments. A killed rank makes the survivor exit with an error.
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
@@ -260,6 +260,28 @@ fn actnorm_initialises_from_the_global_batch_on_two_ranks() {
     let (_, two) = two_ranks_follow_one_process(dir.path(), "actnorm", &s, &s);
     let flag = checkpoint_tensor(&two, "online.encoder.bn1.initialised").double_value(&[0]);
     assert_eq!(flag, 1.0, "the checkpoint records the initialisation");
+}
+
+/// `bn-center` and `bn-scale` (BatchNorm's two halves, each kept alone) take the global batch's
+/// moments in a data-parallel job, as `syncbn` does: 2 ranks × 16 follow 1 × 32's losses to its
+/// final weights and running statistic, while the same norm on per-rank moments would not (the
+/// per-rank check of `syncbn_on_two_ranks_equals_batchnorm_on_one_and_per_rank_bn_does_not`).
+#[test]
+fn batchnorm_halves_take_the_global_batch_on_two_ranks() {
+    require_gloo();
+    let dir = tempfile::tempdir().unwrap();
+    for (norm, statistic) in [("bn-center", "running_mean"), ("bn-scale", "running_var")] {
+        let mut s = sets("byol", norm);
+        s.push("train.epochs=2".into());
+        let (one, two) = two_ranks_follow_one_process(dir.path(), norm, &s, &s);
+        for name in [format!("online.encoder.bn1.{statistic}"), format!("online.projector.layers0.norm.{statistic}")] {
+            let (a, b) = (checkpoint_tensor(&one, &name), checkpoint_tensor(&two, &name));
+            let d = (&a - &b).abs().max().double_value(&[]);
+            assert!(d < 1e-5, "{norm}: {name} 2×16 vs 1×32 differ by {d:e}");
+            let moved = (&a - a.ones_like() * if statistic == "running_var" { 1.0 } else { 0.0 }).abs().max().double_value(&[]);
+            assert!(moved > 1e-3, "{norm}: {name} never left its initial value");
+        }
+    }
 }
 
 #[test]
