@@ -31,6 +31,10 @@ fn bad_input_gives_one_clear_error_line() {
     assert_clean_error(&o, 2, &["--epochs must be at least 1"]);
     let o = selfsup(&["eval", "linear", "--checkpoint", "random", "--train", "synthetic:20", "--test", "synthetic:20@test", "--lr=0"]);
     assert_clean_error(&o, 2, &["--lr 0 must be a positive number"]);
+    let o = selfsup(&["eval", "linear", "--checkpoint", "random", "--train", "synthetic:20", "--test", "synthetic:20@test", "--weight-decay=-1"]);
+    assert_clean_error(&o, 2, &["--weight-decay -1 must be 0 or more"]);
+    let o = selfsup(&["eval", "linear", "--checkpoint", "random", "--train", "synthetic:20", "--test", "synthetic:20@test", "--optimizer", "adam"]);
+    assert_clean_error(&o, 2, &["adam", "adamw, sgd"]);
     let o = selfsup(&["data", "inspect", "bogus:/x"]);
     assert_clean_error(&o, 2, &["unknown kind `bogus`"]);
     let out = tempfile::tempdir().unwrap();
@@ -169,6 +173,15 @@ fn tiny_byol_run_pretrain_checkpoint_evaluate() {
     // a linear probe fits its own 200 training features far better than chance (10%)
     assert!(v["linear_train_top1"].as_f64().unwrap() > 0.35, "{v}");
     assert_eq!(v["train_views"], "fixed");
+    assert_eq!((v["optimizer"].as_str(), v["lr"].as_f64(), v["weight_decay"].as_f64(), v["features"].as_str()), (Some("adamw"), Some(0.01), Some(1e-4), Some("standardized")), "{v}");
+    // SimCLR's / solo-learn's form: SGD with momentum on the raw features, its own defaults
+    let o = selfsup(&["eval", "linear", "--checkpoint", run.to_str().unwrap(), "--train", &data, "--test", &test, "--epochs", "300", "--optimizer", "sgd", "--features", "raw", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!((v["optimizer"].as_str(), v["lr"].as_f64(), v["weight_decay"].as_f64(), v["features"].as_str()), (Some("sgd"), Some(0.1), Some(0.0), Some("raw")), "{v}");
+    // (this tiny encoder's raw features are small, so 300 steps of SGD at 0.1 fit them less
+    // than AdamW fits the standardised ones; still well over chance, 10%)
+    assert!(v["linear_train_top1"].as_f64().unwrap() > 0.15, "{v}");
     // --augment: new seeded views every epoch (tests/math_references.rs and eval::features test
     // what they are); the same seed gives the same probe, the result is labelled
     let augmented = |seed: &str| {

@@ -504,6 +504,126 @@ fn the_epoch_by_epoch_probe_trains_on_each_epochs_features() {
     assert!((mirrored - (1.0 - BAYES)).abs() < 0.03, "later epochs mirrored: {mirrored} vs {}", 1.0 - BAYES);
 }
 
+/// The offline probe's optimisation as plain loops of the papers' update rules, in float64:
+/// softmax regression from zero weights on the features standardised by their mean and unbiased
+/// std (or raw), the gradient of the batch's mean cross-entropy, a cosine learning rate
+/// lr·½(1 + cos(πt/T)) over all T steps, batches in the order of a ChaCha8 permutation of the
+/// samples per epoch (the probe's documented order; the last batch of an epoch is the remainder),
+/// and either
+/// - AdamW (Loshchilov & Hutter, arXiv:1711.05101, Algorithm 2, torch's form): θ ← θ(1 − lr·λ);
+///   m ← β₁m + (1 − β₁)g; v ← β₂v + (1 − β₂)g²; θ ← θ − (lr/(1 − β₁ᵗ))·m / (√v/√(1 − β₂ᵗ) + ε),
+///   β 0.9 / 0.999, ε 1e-8; or
+/// - SGD with momentum 0.9 (torch's form): g ← g + λθ; b ← g at the first step, else 0.9b + g;
+///   θ ← θ − lr·b.
+fn probe_reference(x: &[f64], y: &[i64], (n, d, c): (usize, usize, usize), cfg: &selfsup::eval::LinearProbeConfig) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    use rand::seq::SliceRandom;
+    let (mean, std): (Vec<f64>, Vec<f64>) = if cfg.standardize {
+        (0..d)
+            .map(|j| {
+                let m = (0..n).map(|i| x[i * d + j]).sum::<f64>() / n as f64;
+                let var = (0..n).map(|i| (x[i * d + j] - m).powi(2)).sum::<f64>() / (n - 1) as f64;
+                (m, var.sqrt().max(1e-6))
+            })
+            .unzip()
+    } else {
+        (vec![0.0; d], vec![1.0; d])
+    };
+    let z: Vec<f64> = (0..n * d).map(|k| (x[k] - mean[k % d]) / std[k % d]).collect();
+    // θ = the C×D weights, then the C biases
+    let p = c * d + c;
+    let (mut theta, mut m, mut v, mut buf) = (vec![0.0; p], vec![0.0; p], vec![0.0; p], vec![0.0; p]);
+    let b = cfg.batch as usize;
+    let per_epoch = n.div_ceil(b);
+    let total = per_epoch * cfg.epochs;
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut t = 0usize;
+    for _ in 0..cfg.epochs {
+        order.shuffle(&mut rng);
+        for s in 0..per_epoch {
+            let rows = &order[s * b..((s + 1) * b).min(n)];
+            let mut g = vec![0.0; p];
+            for &i in rows {
+                let logits: Vec<f64> = (0..c).map(|k| (0..d).map(|j| theta[k * d + j] * z[i * d + j]).sum::<f64>() + theta[c * d + k]).collect();
+                let top = logits.iter().cloned().fold(f64::MIN, f64::max);
+                let sum: f64 = logits.iter().map(|l| (l - top).exp()).sum();
+                for k in 0..c {
+                    let e = (logits[k] - top).exp() / sum - if y[i] == k as i64 { 1.0 } else { 0.0 };
+                    for j in 0..d {
+                        g[k * d + j] += e * z[i * d + j] / rows.len() as f64;
+                    }
+                    g[c * d + k] += e / rows.len() as f64;
+                }
+            }
+            let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * t as f64 / total as f64).cos());
+            let step = (t + 1) as i32;
+            for q in 0..p {
+                match cfg.optimizer {
+                    selfsup::eval::ProbeOptimizer::AdamW => {
+                        theta[q] *= 1.0 - lr * cfg.weight_decay;
+                        m[q] = 0.9 * m[q] + 0.1 * g[q];
+                        v[q] = 0.999 * v[q] + 0.001 * g[q] * g[q];
+                        theta[q] -= lr / (1.0 - 0.9f64.powi(step)) * m[q] / (v[q].sqrt() / (1.0 - 0.999f64.powi(step)).sqrt() + 1e-8);
+                    }
+                    selfsup::eval::ProbeOptimizer::Sgd => {
+                        let gq = g[q] + cfg.weight_decay * theta[q];
+                        buf[q] = if t == 0 { gq } else { 0.9 * buf[q] + gq };
+                        theta[q] -= lr * buf[q];
+                    }
+                }
+            }
+            t += 1;
+        }
+    }
+    let bias = theta.split_off(c * d);
+    (theta, bias, mean, std)
+}
+
+/// `train_linear_probe` against [`probe_reference`]: AdamW and SGD, standardised and raw
+/// features, full batches and mini-batches with a remainder (13 samples, batch 5): the same
+/// weights, biases and standardisation (float32 against float64: 1e-4), and the probe's top-1 is
+/// the reference classifier's.
+#[test]
+fn the_linear_probe_follows_plain_loops_of_adamw_and_sgd() {
+    use selfsup::eval::{train_linear_probe, LinearProbeConfig, ProbeOptimizer};
+    let (n, d, c) = (13usize, 4usize, 3usize);
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    // features far from standard (offsets and scales differ per dimension), labels not separable
+    let x: Vec<f64> = (0..n * d).map(|k| rng.gen_range(-1.0..1.0) * (1.0 + k as f64 % 4.0) + 3.0 * (k % 4) as f64).collect();
+    let y: Vec<i64> = (0..n).map(|_| rng.gen_range(0..c as i64)).collect();
+    let xt = Tensor::from_slice(&x.iter().map(|&v| v as f32).collect::<Vec<_>>()).view([n as i64, d as i64]);
+    let yt = Tensor::from_slice(&y);
+    let max_diff = |t: &Tensor, r: &[f64]| -> f64 {
+        let t: Vec<f64> = Vec::try_from(t.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+        assert_eq!(t.len(), r.len());
+        t.iter().zip(r).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
+    };
+    for optimizer in [ProbeOptimizer::AdamW, ProbeOptimizer::Sgd] {
+        for standardize in [true, false] {
+            for batch in [64, 5] {
+                let cfg = LinearProbeConfig { epochs: 7, lr: 0.05, weight_decay: 0.02, batch, seed: 3, optimizer, standardize };
+                let what = format!("{optimizer:?}, standardize {standardize}, batch {batch}");
+                let probe = train_linear_probe(|_| Ok(xt.shallow_clone()), &yt, c, &cfg).unwrap();
+                let (w, b, mean, std) = probe_reference(&x, &y, (n, d, c), &cfg);
+                let size = w.iter().chain(&b).map(|v| v.abs()).fold(0.0, f64::max);
+                assert!(size > 0.05, "{what}: the reference moved the weights ({size})");
+                for (name, t, r) in [("weight", &probe.weight, &w), ("bias", &probe.bias, &b), ("mean", &probe.mean, &mean), ("std", &probe.std, &std)] {
+                    let e = max_diff(t, r);
+                    assert!(e < 1e-4, "{what}: {name} differs from the plain loops by {e:e}");
+                }
+                let predicted: Vec<i64> = (0..n)
+                    .map(|i| {
+                        let score = |k: usize| (0..d).map(|j| w[k * d + j] * (x[i * d + j] - mean[j]) / std[j]).sum::<f64>() + b[k];
+                        (0..c).max_by(|&a, &bb| score(a).total_cmp(&score(bb))).unwrap() as i64
+                    })
+                    .collect();
+                let top1 = predicted.iter().zip(&y).filter(|(p, y)| p == y).count() as f64 / n as f64;
+                assert!((probe.top1(&xt, &yt) - top1).abs() < 1e-6 && (probe.train_top1 - top1).abs() < 1e-6, "{what}: top-1 {} / {} vs {top1}", probe.top1(&xt, &yt), probe.train_top1);
+            }
+        }
+    }
+}
+
 /// The online probe alone, on the two-Gaussians problem: trained by the optimiser on
 /// [`OnlineProbe::step_terms`] of batches, it comes within sampling error of the Bayes accuracy
 /// Φ(0.5) (the L2 normalisation it applies keeps the optimal boundary x₁ = 0), whatever the

@@ -1,6 +1,6 @@
 //! `selfsup eval knn|linear`.
 use super::ConfigArgs;
-use selfsup::eval::linear::LinearProbeConfig;
+use selfsup::eval::linear::{LinearProbeConfig, ProbeOptimizer};
 use selfsup::augment::ViewConfig;
 use selfsup::eval::features::{eval_protocol, EvalView};
 use selfsup::eval::{extract_features, extract_view_features, knn_accuracy, linear_probe, linear_probe_epochs, train_test_features};
@@ -72,8 +72,24 @@ pub enum EvalCmd {
         common: Common,
         #[arg(long, default_value_t = 100)]
         epochs: usize,
-        #[arg(long, default_value_t = 1e-2)]
-        lr: f64,
+        /// The probe's optimiser: adamw, or sgd (momentum 0.9; SimCLR's and solo-learn's linear
+        /// evaluation, usually with --features raw).
+        #[arg(long, default_value = "adamw", value_parser = ProbeOptimizer::NAMES)]
+        optimizer: String,
+        /// Peak learning rate of the cosine schedule [default: 0.01 with adamw, 0.1 with sgd].
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Weight decay (decoupled for adamw, added to the gradient for sgd) [default: 1e-4 with
+        /// adamw, 0 with sgd].
+        #[arg(long)]
+        weight_decay: Option<f64>,
+        /// Training features per step.
+        #[arg(long, default_value_t = 256)]
+        batch: i64,
+        /// standardized: each feature shifted and scaled to mean 0, std 1 by the training
+        /// features' statistics before the classifier; raw: as the encoder gives them.
+        #[arg(long, default_value = "standardized", value_parser = ["standardized", "raw"])]
+        features: String,
         /// Every epoch, new views of the training images through the frozen encoder:
         /// RandomResizedCrop (scale 0.08-1) and a horizontal flip, the linear-evaluation
         /// transform of SimCLR and solo-learn (one forward pass of the training set per epoch);
@@ -208,14 +224,23 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
                 show_neighbours(png, queries, show, (&ftr, &fte, &yte), &train, &test)?;
             }
         }
-        EvalCmd::Linear { common, epochs, lr, augment } => {
+        EvalCmd::Linear { common, epochs, optimizer, lr, weight_decay, batch, features: feature_scale, augment } => {
+            let optimizer = ProbeOptimizer::parse(&optimizer).expect("clap checks the name");
+            let (lr, weight_decay) = (lr.unwrap_or(optimizer.default_lr()), weight_decay.unwrap_or(optimizer.default_weight_decay()));
             if epochs == 0 {
                 return Err(selfsup::Error::usage("--epochs must be at least 1").into());
             }
             if !(lr > 0.0 && lr.is_finite()) {
                 return Err(selfsup::Error::usage(format!("--lr {lr} must be a positive number")).into());
             }
-            let probe = LinearProbeConfig { epochs, lr, ..Default::default() };
+            if !(weight_decay >= 0.0 && weight_decay.is_finite()) {
+                return Err(selfsup::Error::usage(format!("--weight-decay {weight_decay} must be 0 or more")).into());
+            }
+            if batch < 1 {
+                return Err(selfsup::Error::usage(format!("--batch {batch} must be at least 1")).into());
+            }
+            let standardize = feature_scale == "standardized";
+            let probe = LinearProbeConfig { epochs, lr, weight_decay, batch, optimizer, standardize, ..Default::default() };
             let (train_acc, top1) = if augment {
                 augmented_linear_probe(&common, &probe)?
             } else {
@@ -224,9 +249,10 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
             };
             let views = if augment { "augmented" } else { "fixed" };
             if common.json {
-                println!("{}", serde_json::json!({"linear_top1": top1, "linear_train_top1": train_acc, "epochs": epochs, "train_views": views}));
+                println!("{}", serde_json::json!({"linear_top1": top1, "linear_train_top1": train_acc, "epochs": epochs, "train_views": views,
+                    "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay, "batch": batch, "features": feature_scale}));
             } else {
-                println!("linear probe (offline, {epochs} epochs, {views} training views) top-1 {top1:.4} (train {train_acc:.4})");
+                println!("linear probe (offline, {epochs} epochs, {views} training views, {feature_scale} features, {} lr {lr} wd {weight_decay}) top-1 {top1:.4} (train {train_acc:.4})", optimizer.name());
             }
         }
     }

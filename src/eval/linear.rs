@@ -1,12 +1,58 @@
-//! Linear probe on frozen features (offline): features standardised with training statistics,
-//! a linear softmax classifier (zero-initialised) trained by AdamW with a cosine schedule, the
-//! batches drawn by the probe's own seeded generator, reporting test top-1 —
-//! on the training set's features computed once, or (`linear_probe_epochs`) on new augmented
-//! views of it every epoch.
+//! Linear probe on frozen features (offline): a linear softmax classifier (zero-initialised) on
+//! the features — standardised with training statistics by default, or raw — trained by AdamW or
+//! by SGD with momentum 0.9 (solo-learn's and SimCLR's linear evaluation) with a cosine schedule,
+//! the batches drawn by the probe's own seeded generator, reporting test top-1 — on the training
+//! set's features computed once, or (`linear_probe_epochs`) on new augmented views of it every
+//! epoch.
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+
+/// The probe's optimiser.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeOptimizer {
+    /// torch's AdamW (β 0.9 / 0.999, ε 1e-8, decoupled weight decay; Loshchilov & Hutter,
+    /// arXiv:1711.05101, Algorithm 2).
+    AdamW,
+    /// torch's SGD with momentum 0.9 (no dampening, weight decay added to the gradient) — the
+    /// linear evaluation of SimCLR (Appendix B.6) and solo-learn.
+    Sgd,
+}
+
+impl ProbeOptimizer {
+    pub const NAMES: [&'static str; 2] = ["adamw", "sgd"];
+
+    pub fn parse(s: &str) -> Option<ProbeOptimizer> {
+        [ProbeOptimizer::AdamW, ProbeOptimizer::Sgd].into_iter().find(|o| o.name() == s)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeOptimizer::AdamW => "adamw",
+            ProbeOptimizer::Sgd => "sgd",
+        }
+    }
+
+    /// The learning rate each one is used with when none is given: AdamW 0.01 (on standardised
+    /// features), SGD 0.1 (solo-learn's CIFAR linear evaluation).
+    pub fn default_lr(self) -> f64 {
+        match self {
+            ProbeOptimizer::AdamW => 1e-2,
+            ProbeOptimizer::Sgd => 0.1,
+        }
+    }
+
+    /// The weight decay each one is used with when none is given: AdamW 1e-4, SGD 0 (SimCLR's
+    /// linear evaluation uses no regularisation, Appendix B.6).
+    pub fn default_weight_decay(self) -> f64 {
+        match self {
+            ProbeOptimizer::AdamW => 1e-4,
+            ProbeOptimizer::Sgd => 0.0,
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct LinearProbeConfig {
@@ -15,11 +61,40 @@ pub struct LinearProbeConfig {
     pub weight_decay: f64,
     pub batch: i64,
     pub seed: u64,
+    pub optimizer: ProbeOptimizer,
+    /// Standardise each feature with the training set's mean and (unbiased) std before the
+    /// classifier (true), or give it the features as they are (false; solo-learn).
+    pub standardize: bool,
 }
 
 impl Default for LinearProbeConfig {
     fn default() -> Self {
-        LinearProbeConfig { epochs: 100, lr: 1e-2, weight_decay: 1e-4, batch: 256, seed: 0 }
+        LinearProbeConfig { epochs: 100, lr: 1e-2, weight_decay: 1e-4, batch: 256, seed: 0, optimizer: ProbeOptimizer::AdamW, standardize: true }
+    }
+}
+
+/// A trained probe: `logits = weight · ((x − mean) / std) + bias` (mean 0, std 1 for raw features).
+pub struct TrainedProbe {
+    /// `[C, D]`
+    pub weight: Tensor,
+    /// `[C]`
+    pub bias: Tensor,
+    /// `[1, D]`
+    pub mean: Tensor,
+    /// `[1, D]`
+    pub std: Tensor,
+    /// Top-1 on the last epoch's training features.
+    pub train_top1: f64,
+}
+
+impl TrainedProbe {
+    pub fn logits(&self, x: &Tensor) -> Tensor {
+        ((x - &self.mean) / &self.std).matmul(&self.weight.tr()) + &self.bias
+    }
+
+    /// Top-1 accuracy on (`x: [N, D]`, `y: [N]`).
+    pub fn top1(&self, x: &Tensor, y: &Tensor) -> f64 {
+        tch::no_grad(|| self.logits(x).argmax(1, false).eq_tensor(y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]))
     }
 }
 
@@ -30,16 +105,26 @@ pub fn linear_probe(train: &Tensor, train_y: &Tensor, test: &Tensor, test_y: &Te
 
 /// The same with each epoch's training features from `train_epoch(epoch)` (`[N, D]`, the
 /// samples in `train_y`'s order): new augmented views of the training set every epoch
-/// (`eval linear --augment`). The standardisation is the first epoch's statistics; the train
-/// top-1 is measured on the last epoch's features.
-pub fn linear_probe_epochs(mut train_epoch: impl FnMut(usize) -> anyhow::Result<Tensor>, train_y: &Tensor, test: &Tensor, test_y: &Tensor, num_classes: usize, cfg: &LinearProbeConfig) -> anyhow::Result<(f64, f64)> {
+/// (`eval linear --augment`).
+pub fn linear_probe_epochs(train_epoch: impl FnMut(usize) -> anyhow::Result<Tensor>, train_y: &Tensor, test: &Tensor, test_y: &Tensor, num_classes: usize, cfg: &LinearProbeConfig) -> anyhow::Result<(f64, f64)> {
+    let probe = train_linear_probe(train_epoch, train_y, num_classes, cfg)?;
+    Ok((probe.train_top1, probe.top1(test, test_y)))
+}
+
+/// Trains the probe on each epoch's features from `train_epoch(epoch)`. The standardisation is
+/// the first epoch's statistics; each epoch's batches are a new permutation from a ChaCha8
+/// generator seeded by `cfg.seed`; the learning rate follows a cosine from `cfg.lr` to 0 over all
+/// steps (`lr·½(1 + cos(π·t/T))` at step t of T).
+pub fn train_linear_probe(mut train_epoch: impl FnMut(usize) -> anyhow::Result<Tensor>, train_y: &Tensor, num_classes: usize, cfg: &LinearProbeConfig) -> anyhow::Result<TrainedProbe> {
     let first = train_epoch(0)?;
-    let mean = first.mean_dim(0, true, Kind::Float);
-    let std = first.std_dim(0, true, true).clamp_min(1e-6);
-    let mut xtr = (&first - &mean) / &std;
-    let xte = (test - &mean) / &std;
-    let vs = nn::VarStore::new(Device::Cpu);
     let d = first.size()[1];
+    let (mean, std) = if cfg.standardize {
+        (first.mean_dim(0, true, Kind::Float), first.std_dim(0, true, true).clamp_min(1e-6))
+    } else {
+        (Tensor::zeros([1, d], (Kind::Float, first.device())), Tensor::ones([1, d], (Kind::Float, first.device())))
+    };
+    let mut xtr = (&first - &mean) / &std;
+    let vs = nn::VarStore::new(Device::Cpu);
     // zero weights (the problem is convex) and the order from the probe's own generator: the
     // result depends on `cfg.seed` alone, not on torch's global generator — which other work in
     // the process (a concurrent test, a training run before it) moves
@@ -47,7 +132,10 @@ pub fn linear_probe_epochs(mut train_epoch: impl FnMut(usize) -> anyhow::Result<
     let lin = nn::linear(vs.root() / "fc", d, num_classes as i64, zero);
     let mut order_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut order: Vec<i64> = (0..first.size()[0]).collect();
-    let mut opt = nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(&vs, cfg.lr)?;
+    let mut opt = match cfg.optimizer {
+        ProbeOptimizer::AdamW => nn::AdamW { wd: cfg.weight_decay, ..Default::default() }.build(&vs, cfg.lr)?,
+        ProbeOptimizer::Sgd => nn::Sgd { momentum: 0.9, wd: cfg.weight_decay, ..Default::default() }.build(&vs, cfg.lr)?,
+    };
     let n = xtr.size()[0];
     let steps_per_epoch = (n + cfg.batch - 1) / cfg.batch;
     let total = (steps_per_epoch as usize * cfg.epochs).max(1);
@@ -71,6 +159,7 @@ pub fn linear_probe_epochs(mut train_epoch: impl FnMut(usize) -> anyhow::Result<
             step += 1;
         }
     }
-    let acc = |x: &Tensor, y: &Tensor| tch::no_grad(|| x.apply(&lin).argmax(1, false).eq_tensor(y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]));
-    Ok((acc(&xtr, train_y), acc(&xte, test_y)))
+    // (xtr: the last epoch's features, already standardised)
+    let train_top1 = tch::no_grad(|| xtr.apply(&lin).argmax(1, false).eq_tensor(train_y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]));
+    Ok(TrainedProbe { weight: lin.ws.detach().copy(), bias: lin.bs.as_ref().expect("probe bias").detach().copy(), mean, std, train_top1 })
 }
