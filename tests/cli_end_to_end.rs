@@ -7,16 +7,6 @@ mod common;
 use common::*;
 use std::path::Path;
 
-fn assert_clean_error(o: &std::process::Output, code: i32, needles: &[&str]) {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(code), "exit code; stderr: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "missing `{n}` in: {err}");
-    }
-}
-
 #[test]
 fn bad_input_gives_one_clear_error_line() {
     let o = selfsup(&["data", "inspect", "folder:/no/such/dir"]);

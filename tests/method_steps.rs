@@ -403,7 +403,7 @@ fn shuffle_bn_order_spreads_every_query_group_over_every_key_group() {
 /// {0..3}; with shuffling it is {0, 4, 8, 12}.
 #[test]
 fn shuffled_keys_take_their_batch_statistics_from_another_group() {
-    use selfsup::methods::momentum_contrast::QueryKey;
+    use selfsup::methods::momentum_contrast::{KeyShuffle, QueryKey};
     let mut sets = tiny_model_sets();
     sets.extend(["method=\"mocov2\"", "model.norm=\"splitbn\"", "model.norm_splits=4", "projector.norm=\"none\""].map(String::from));
     let cfg = load(None, &sets).unwrap();
@@ -418,7 +418,7 @@ fn shuffled_keys_take_their_batch_statistics_from_another_group() {
     let plain = QueryKey::new(&cfg, Device::Cpu).unwrap();
     assert!(moved(&plain, 1) > 1e-4, "unshuffled: sample 1 shares sample 0's BN group");
     assert!(moved(&plain, 4) < 1e-6, "unshuffled: sample 4 is in another group");
-    let shuffled = QueryKey::new(&cfg, Device::Cpu).unwrap().with_shuffle_bn(4);
+    let shuffled = QueryKey::new(&cfg, Device::Cpu).unwrap().with_shuffle_bn(KeyShuffle::Within(4));
     assert!(moved(&shuffled, 1) < 1e-6, "shuffled: sample 1 (same query group) must not reach key 0");
     assert!(moved(&shuffled, 4) > 1e-4, "shuffled: sample 4 shares key 0's BN group");
     // the regrouping itself changes nothing else: with one BN over the batch, keys are identical
@@ -428,7 +428,7 @@ fn shuffled_keys_take_their_batch_statistics_from_another_group() {
     tch::manual_seed(5);
     let a = QueryKey::new(&cfg_bn, Device::Cpu).unwrap();
     tch::manual_seed(5);
-    let b = QueryKey::new(&cfg_bn, Device::Cpu).unwrap().with_shuffle_bn(4);
+    let b = QueryKey::new(&cfg_bn, Device::Cpu).unwrap().with_shuffle_bn(KeyShuffle::Within(4));
     let diff = (a.keys_of(&x) - b.keys_of(&x)).abs().max().double_value(&[]);
     assert!(diff < 1e-5, "regrouping under whole-batch BN moved keys by {diff}");
 }

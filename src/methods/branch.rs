@@ -17,7 +17,7 @@ impl Branch {
     /// Builds `encoder.*` and `projector.*` under `root` from `model` / `projector` config.
     pub fn new(root: &nn::Path, cfg: &Config) -> anyhow::Result<Branch> {
         let encoder = ResNet::new(root / "encoder", &cfg.model)?;
-        let projector = Mlp::new(root / "projector", encoder.out_dim(), &cfg.projector);
+        let projector = Mlp::new(root / "projector", encoder.out_dim(), &cfg.projector, cfg.model.norm_splits);
         Ok(Branch { encoder, projector })
     }
 

@@ -106,8 +106,8 @@ pub const PREDICTORS: [&str; 3] = ["mlp", "linear", "none"];
 /// `linear` a single linear map, `none` no predictor.
 pub fn build_predictor(root: &tch::nn::Path, kind: &str, cfg: &Config) -> Option<Mlp> {
     match kind {
-        "mlp" => Some(Mlp::new(root / "predictor", cfg.projector.out, &cfg.predictor)),
-        "linear" => Some(Mlp::new(root / "predictor", cfg.projector.out, &MlpConfig { layers: 1, out: cfg.projector.out, ..cfg.predictor.clone() })),
+        "mlp" => Some(Mlp::new(root / "predictor", cfg.projector.out, &cfg.predictor, cfg.model.norm_splits)),
+        "linear" => Some(Mlp::new(root / "predictor", cfg.projector.out, &MlpConfig { layers: 1, out: cfg.projector.out, ..cfg.predictor.clone() }, cfg.model.norm_splits)),
         _ => None,
     }
 }

@@ -4,7 +4,7 @@
 //! symmetrised over the two views.
 use crate::config::Config;
 use crate::error::Error;
-use crate::backend::dist::{self, all_gather_detached};
+use crate::backend::dist;
 use crate::losses::{info_nce, info_nce_batch_keys};
 use crate::methods::branch::{Branch, MomentumBranch};
 use crate::methods::StepOutput;
@@ -17,9 +17,19 @@ pub struct QueryKey {
     pub vs: VarStore,
     pub query: Branch,
     pub key: MomentumBranch,
-    /// Shuffling BN: the key encoder sees the batch regrouped across this many BN sub-batches
-    /// (1 = off).
-    key_shuffle_splits: i64,
+    /// Shuffling BN for the key encoder (off by default).
+    key_shuffle: KeyShuffle,
+}
+
+/// How the key encoder's batch is regrouped for its BatchNorm statistics (MoCo's shuffling BN).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyShuffle {
+    Off,
+    /// Within this process, across its `splitbn` sub-batches ([`shuffle_bn_order`]).
+    Within(i64),
+    /// Across the ranks of a data-parallel job with per-rank BN: each rank's key encoder sees a
+    /// slice of the global batch that holds samples of every rank ([`QueryKey::global_keys`]).
+    AcrossRanks,
 }
 
 /// The order in which the key encoder sees an `n`-sample batch under MoCo's shuffling BN
@@ -215,22 +225,48 @@ impl QueryKey {
         let vs = VarStore::new(device);
         let query = Branch::new(&vs.root(), cfg)?;
         let key = MomentumBranch::copy_of(&vs, cfg, device)?;
-        Ok(QueryKey { vs, query, key, key_shuffle_splits: 1 })
+        Ok(QueryKey { vs, query, key, key_shuffle: KeyShuffle::Off })
     }
 
-    /// Turns on shuffling BN for the key encoder over `splits` BN sub-batches (see
-    /// [`shuffle_bn_order`]); the encoder's norm must be split BN with the same count.
-    pub fn with_shuffle_bn(mut self, splits: i64) -> QueryKey {
-        self.key_shuffle_splits = splits;
+    /// Turns on shuffling BN for the key encoder (see [`KeyShuffle`]); `Within(splits)` needs
+    /// the encoder's norm to be split BN with the same count, `AcrossRanks` per-rank BN in a job
+    /// of several ranks.
+    pub fn with_shuffle_bn(mut self, shuffle: KeyShuffle) -> QueryKey {
+        self.key_shuffle = shuffle;
         self
     }
 
-    /// The key encoder's projections of `x`, in `x`'s order (regrouped for BN when shuffling).
+    /// The key encoder's projections of `x`, in `x`'s order (regrouped within this process for
+    /// BN when shuffling within it).
     pub fn keys_of(&self, x: &Tensor) -> Tensor {
-        match shuffle_bn_order(x.size()[0], self.key_shuffle_splits, x.device()) {
+        let splits = if let KeyShuffle::Within(splits) = self.key_shuffle { splits } else { 1 };
+        match shuffle_bn_order(x.size()[0], splits, x.device()) {
             Some((order, inverse)) => self.key.forward(&x.index_select(0, &order)).index_select(0, &inverse),
             None => self.key.forward(x),
         }
+    }
+
+    /// The global batch's keys (`[ranks·N, D]`, in rank order) of each of this rank's views `xs`
+    /// (`[N, …]` each, one shape), detached, with one all-gather for all of them. Shuffling
+    /// across ranks (MoCo arXiv:1911.05722 §3.3, "we shuffle the sample order in the current
+    /// mini-batch before distributing it among GPUs … and shuffle back the encoded keys"): the
+    /// views are gathered first, each rank encodes its slice of the global batch laid out by
+    /// [`shuffle_bn_order`] with one sub-batch per rank (every rank's slice holds N/ranks samples of
+    /// each rank's batch, the same slices on every rank), and the gathered keys are put back in
+    /// order: two all-gathers.
+    pub fn global_keys(&self, xs: &[&Tensor]) -> anyhow::Result<Vec<Tensor>> {
+        let place = dist::place();
+        if self.key_shuffle != KeyShuffle::AcrossRanks || place.world < 2 {
+            let keys: Vec<Tensor> = xs.iter().map(|x| self.keys_of(x)).collect();
+            return dist::all_gather_each(&keys, false);
+        }
+        let n = xs[0].size()[0];
+        let ranks = place.world as i64;
+        let every = dist::all_gather_each(&xs.iter().map(|x| x.detach()).collect::<Vec<_>>(), false)?;
+        let (order, inverse) = shuffle_bn_order(ranks * n, ranks, xs[0].device()).expect("several ranks divide their global batch");
+        let mine = order.narrow(0, place.rank as i64 * n, n);
+        let keys: Vec<Tensor> = every.iter().map(|x| self.key.forward(&x.index_select(0, &mine))).collect();
+        Ok(dist::all_gather_each(&keys, false)?.iter().map(|k| k.index_select(0, &inverse)).collect())
     }
 
     /// Moves the key branch towards the query branch with the momentum of step `step` of `total`
@@ -256,11 +292,11 @@ impl QueryKey {
         let output = |loss: Tensor, embeddings: Vec<Tensor>| StepOutput { loss, embeddings, predictions: vec![], features: h1.detach() };
         // both views' keys (symmetric) in one gather: one collective a step
         let (k2, k1) = if symmetric {
-            let mut both = dist::all_gather_each(&[self.keys_of(&views[1]), self.keys_of(&views[0])], false)?;
+            let mut both = self.global_keys(&[&views[1], &views[0]])?;
             let k1 = both.pop();
             (both.remove(0), k1)
         } else {
-            (all_gather_detached(&self.keys_of(&views[1]))?, None)
+            (self.global_keys(&[&views[1]])?.remove(0), None)
         };
         let stats = NegativeStats::of(&q1, &k2, negatives, temperature, offset, batch, labels);
         if let Some(k1) = k1 {

@@ -54,10 +54,12 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    pub fn new(vs: nn::Path, din: i64, cfg: &MlpConfig) -> Mlp {
+    /// `splits`: the sub-batches of `splitbn` (the encoder's `model.norm_splits`, so a head
+    /// with per-device BN sees the same devices as the encoder).
+    pub fn new(vs: nn::Path, din: i64, cfg: &MlpConfig, splits: i64) -> Mlp {
         let mut d = din;
         let mut hidden = Vec::new();
-        let norm = |p: nn::Path, channels: i64| Norm::new(p, cfg.norm, channels, 8).with_gn_groups(cfg.gn_groups);
+        let norm = |p: nn::Path, channels: i64| Norm::new(p, cfg.norm, channels, splits).with_gn_groups(cfg.gn_groups);
         for i in 0..cfg.layers - 1 {
             let lp = &vs / format!("layers{i}");
             hidden.push((Linear::new(&lp / "linear", d, cfg.hidden, true), norm(&lp / "norm", cfg.hidden)));
