@@ -165,9 +165,20 @@ fn tiny_byol_run_pretrain_checkpoint_evaluate() {
     assert_eq!(v["train_views"], "fixed");
     assert_eq!((v["optimizer"].as_str(), v["lr"].as_f64(), v["weight_decay"].as_f64(), v["features"].as_str()), (Some("adamw"), Some(0.01), Some(1e-4), Some("standardized")), "{v}");
     // SimCLR's / solo-learn's form: SGD with momentum on the raw features, its own defaults
-    let o = selfsup(&["eval", "linear", "--checkpoint", run.to_str().unwrap(), "--train", &data, "--test", &test, "--epochs", "300", "--optimizer", "sgd", "--features", "raw", "--json"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    let sgd = |lr: &[&str]| {
+        let mut a = vec!["eval", "linear", "--checkpoint", run.to_str().unwrap(), "--train", &data, "--test", &test, "--epochs", "300", "--optimizer", "sgd", "--features", "raw", "--json"];
+        a.extend(lr);
+        let o = selfsup(&a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<serde_json::Value>>()
+    };
+    let v = sgd(&[]).remove(0);
+    // several learning rates on one pass of features: one line each, each as the probe alone
+    let two = sgd(&["--lr", "0.1,1"]);
+    assert_eq!(two.len(), 2);
+    assert_eq!(two[0], v);
+    assert_eq!(two[1]["lr"].as_f64(), Some(1.0));
+    assert_ne!(two[1]["linear_train_top1"], v["linear_train_top1"], "another lr, another probe");
     assert_eq!((v["optimizer"].as_str(), v["lr"].as_f64(), v["weight_decay"].as_f64(), v["features"].as_str()), (Some("sgd"), Some(0.1), Some(0.0), Some("raw")), "{v}");
     // (this tiny encoder's raw features are small, so 300 steps of SGD at 0.1 fit them less
     // than AdamW fits the standardised ones; still well over chance, 10%)
@@ -182,6 +193,11 @@ fn tiny_byol_run_pretrain_checkpoint_evaluate() {
     let a = augmented("3");
     assert_eq!(a["train_views"], "augmented");
     assert_eq!(a, augmented("3"));
+    // two probes see the same views: the first is the default probe's result
+    let o = selfsup(&["eval", "linear", "--checkpoint", run.to_str().unwrap(), "--train", &data, "--test", &test, "--epochs", "3", "--augment", "--seed", "3", "--lr", "0.01,0.03", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((lines.len(), &lines[0], lines[1]["lr"].as_f64()), (2, &a, Some(0.03)));
     let emb = dir.path().join("emb.safetensors");
     let o = selfsup(&["embed", "--checkpoint", run.to_str().unwrap(), "--data", &test, "--out", emb.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));

@@ -76,9 +76,11 @@ pub enum EvalCmd {
         /// evaluation, usually with --features raw).
         #[arg(long, default_value = "adamw", value_parser = ProbeOptimizer::NAMES)]
         optimizer: String,
-        /// Peak learning rate of the cosine schedule [default: 0.01 with adamw, 0.1 with sgd].
-        #[arg(long)]
-        lr: Option<f64>,
+        /// Peak learning rate of the cosine schedule [default: 0.01 with adamw, 0.1 with sgd];
+        /// several, comma-separated (`--lr 0.1,1,5`), train one probe each on the same features
+        /// (one result line each; choosing among them by test top-1 is optimistic).
+        #[arg(long, value_delimiter = ',')]
+        lr: Vec<f64>,
         /// Weight decay (decoupled for adamw, added to the gradient for sgd) [default: 1e-4 with
         /// adamw, 0 with sgd].
         #[arg(long)]
@@ -159,15 +161,19 @@ fn features(c: &Common) -> anyhow::Result<((tch::Tensor, tch::Tensor, tch::Tenso
 }
 
 /// `eval linear --augment`: the test features once, the training features of new linear-eval
-/// views every epoch (drawn with --seed), through the probe of the plain protocol.
-fn augmented_linear_probe(c: &Common, probe: &LinearProbeConfig) -> anyhow::Result<(f64, f64)> {
+/// views every epoch (drawn with --seed, the same views for every probe), through the probe of
+/// the plain protocol; `report` gets each probe's (train, test) top-1 as it finishes.
+fn augmented_linear_probes(c: &Common, probes: &[LinearProbeConfig], mut report: impl FnMut(&LinearProbeConfig, (f64, f64))) -> anyhow::Result<()> {
     let Inputs { device, cfg, method, train, test } = inputs(c)?;
     let (EvalView { size, mean, std }, classes) = eval_protocol(&cfg, &train, &test)?;
     let (fte, yte) = extract_features(method.encoder(), test, size, mean, std, cfg.eval.batch, device)?;
     let view = ViewConfig::linear_eval(size, mean, std);
     let ytr = train.labels.as_ref().map(|l| tch::Tensor::from_slice(&l.iter().map(|&y| y as i64).collect::<Vec<_>>())).expect("labelled");
     let encoder = method.encoder();
-    linear_probe_epochs(|epoch| Ok(extract_view_features(encoder, train.clone(), view.clone(), (c.seed, epoch), cfg.eval.batch, device)?.0), &ytr, &fte, &yte, classes, probe)
+    for probe in probes {
+        report(probe, linear_probe_epochs(|epoch| Ok(extract_view_features(encoder, train.clone(), view.clone(), (c.seed, epoch), cfg.eval.batch, device)?.0), &ytr, &fte, &yte, classes, probe)?);
+    }
+    Ok(())
 }
 
 /// `--neighbours PNG`: the picture, the CSV beside it, and one line saying what they show.
@@ -226,12 +232,13 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
         }
         EvalCmd::Linear { common, epochs, optimizer, lr, weight_decay, batch, features: feature_scale, augment } => {
             let optimizer = ProbeOptimizer::parse(&optimizer).expect("clap checks the name");
-            let (lr, weight_decay) = (lr.unwrap_or(optimizer.default_lr()), weight_decay.unwrap_or(optimizer.default_weight_decay()));
+            let lrs = if lr.is_empty() { vec![optimizer.default_lr()] } else { lr };
+            let weight_decay = weight_decay.unwrap_or(optimizer.default_weight_decay());
             if epochs == 0 {
                 return Err(selfsup::Error::usage("--epochs must be at least 1").into());
             }
-            if !(lr > 0.0 && lr.is_finite()) {
-                return Err(selfsup::Error::usage(format!("--lr {lr} must be a positive number")).into());
+            if let Some(bad) = lrs.iter().find(|lr| !(**lr > 0.0 && lr.is_finite())) {
+                return Err(selfsup::Error::usage(format!("--lr {bad} must be a positive number")).into());
             }
             if !(weight_decay >= 0.0 && weight_decay.is_finite()) {
                 return Err(selfsup::Error::usage(format!("--weight-decay {weight_decay} must be 0 or more")).into());
@@ -240,19 +247,24 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
                 return Err(selfsup::Error::usage(format!("--batch {batch} must be at least 1")).into());
             }
             let standardize = feature_scale == "standardized";
-            let probe = LinearProbeConfig { epochs, lr, weight_decay, batch, optimizer, standardize, ..Default::default() };
-            let (train_acc, top1) = if augment {
-                augmented_linear_probe(&common, &probe)?
+            let probes: Vec<LinearProbeConfig> = lrs.iter().map(|&lr| LinearProbeConfig { epochs, lr, weight_decay, batch, optimizer, standardize, ..Default::default() }).collect();
+            let views = if augment { "augmented" } else { "fixed" };
+            let report = |probe: &LinearProbeConfig, (train_acc, top1): (f64, f64)| {
+                let lr = probe.lr;
+                if common.json {
+                    println!("{}", serde_json::json!({"linear_top1": top1, "linear_train_top1": train_acc, "epochs": epochs, "train_views": views,
+                        "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay, "batch": batch, "features": feature_scale}));
+                } else {
+                    println!("linear probe (offline, {epochs} epochs, {views} training views, {feature_scale} features, {} lr {lr} wd {weight_decay}) top-1 {top1:.4} (train {train_acc:.4})", optimizer.name());
+                }
+            };
+            if augment {
+                augmented_linear_probes(&common, &probes, report)?;
             } else {
                 let ((ftr, ytr, fte, yte, classes), _, _) = features(&common)?;
-                linear_probe(&ftr, &ytr, &fte, &yte, classes, &probe)?
-            };
-            let views = if augment { "augmented" } else { "fixed" };
-            if common.json {
-                println!("{}", serde_json::json!({"linear_top1": top1, "linear_train_top1": train_acc, "epochs": epochs, "train_views": views,
-                    "optimizer": optimizer, "lr": lr, "weight_decay": weight_decay, "batch": batch, "features": feature_scale}));
-            } else {
-                println!("linear probe (offline, {epochs} epochs, {views} training views, {feature_scale} features, {} lr {lr} wd {weight_decay}) top-1 {top1:.4} (train {train_acc:.4})", optimizer.name());
+                for probe in &probes {
+                    report(probe, linear_probe(&ftr, &ytr, &fte, &yte, classes, probe)?);
+                }
             }
         }
     }
