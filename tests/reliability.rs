@@ -214,3 +214,33 @@ fn the_lock_refuses_a_second_run() {
     assert!(stderr(&o).contains("another run") && stderr(&o).contains(&std::process::id().to_string()), "{}", stderr(&o));
     assert!(!run.join("checkpoints").exists());
 }
+
+/// `selfsup study --jobs 2` killed by SIGTERM passes it to its runs: each writes a checkpoint and
+/// stops, the study exits 143 saying so, and the same command resumes both runs to the end.
+#[test]
+fn a_parallel_study_passes_sigterm_to_its_runs_and_the_same_command_resumes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("two.toml");
+    std::fs::write(&file, "name = \"two\"\nset = [\"train.epochs=15\", \"train.batch=16\", \"data.train=\\\"synthetic:160\\\"\", \"eval.knn_every=0\", \"eval.compare_random=false\", \"train.checkpoint_every=1\", \"train.threads=1\"]\n[[runs]]\nname = \"a\"\n[[runs]]\nname = \"b\"\nset = [\"train.seed=2\"]\n").unwrap();
+    let out = dir.path().join("out");
+    let mut a: Vec<String> = ["study", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet", "--jobs", "2"].map(String::from).to_vec();
+    with_sets(&mut a, &tiny_model_sets());
+    let child = Command::new(bin()).args(&a).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    wait_for(|| metrics_lines(&out.join("a")) >= 3 && metrics_lines(&out.join("b")) >= 3, "three logged steps of both runs");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(143), "{err}");
+    assert!(err.contains("study interrupted by SIGTERM") && err.contains("the same command resumes them"), "{err}");
+    for run in ["a", "b"] {
+        let log = std::fs::read_to_string(out.join(run).join("job.log")).unwrap();
+        assert!(log.contains("interrupted by SIGTERM; checkpoint written"), "{run}: {log}");
+        assert!(!out.join(run).join("summary.json").exists(), "{run} finished before the signal: make the runs longer");
+    }
+    let o = run_owned(&a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for run in ["a", "b"] {
+        assert!(out.join(run).join("summary.json").exists(), "{run} not finished");
+        assert!(std::fs::read_to_string(out.join(run).join("job.log")).unwrap().contains("(resuming)"), "{run} was not resumed");
+    }
+}

@@ -443,3 +443,70 @@ name = "fine"
     let err = stderr(&o);
     assert!(err.contains("blows-up: diverged in an earlier attempt, skipped") && err.contains("fine: finished, skipped"), "{err}");
 }
+
+/// `--jobs 2`: the runs train two at a time, each in its own process, and end exactly as in a
+/// sequential study (the same loss curves, the same table); each run's output is in its
+/// `job.log`; the report and study.json are the parent's. A run that diverges is reported as in a
+/// sequential study; one that fails does not stop the others, and the study then exits with the
+/// failed run's code, naming it and its log.
+#[test]
+fn parallel_jobs_train_every_run_as_a_sequential_study_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tiny.toml");
+    let text = r#"
+name = "tiny-jobs"
+set = ["train.epochs=1", "train.batch=16", "data.train=\"synthetic:64\"", "eval.test=\"synthetic:40@test\"", "eval.knn_k=5", "train.threads=1"]
+seeds = [1, 2]
+[[runs]]
+name = "a"
+[[runs]]
+name = "b"
+set = ["byol.predictor=\"none\""]
+[[runs]]
+name = "blows-up"
+set = ["optim.weight_decay=1e30"]
+"#;
+    std::fs::write(&file, text).unwrap();
+    let args = |out: &std::path::Path, extra: &[&str]| {
+        let mut a = vec![file.to_str().unwrap().to_string(), "--out".into(), out.to_str().unwrap().into(), "--quiet".into()];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let (seq, par) = (dir.path().join("seq"), dir.path().join("par"));
+    let o = study(&args(&seq, &[]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = study(&args(&par, &["--jobs", "2"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    for run in ["a-seed1", "a-seed2", "b-seed1", "b-seed2"] {
+        assert!(err.contains(&format!("{run}: started")) && err.contains(&format!("{run}: loss")), "{run}: {err}");
+        assert_eq!(losses(&par.join(run)), losses(&seq.join(run)), "{run}: the parallel run's loss curve");
+        assert!(!losses(&par.join(run)).is_empty());
+        let log = std::fs::read_to_string(par.join(run).join("job.log")).unwrap();
+        assert!(log.contains(&format!("[1/1] {run}")), "{run}'s log: {log}");
+    }
+    assert!(err.contains("blows-up-seed1: diverged: non-finite") && err.contains("2 of 6 runs diverged"), "{err}");
+    // the same table, but for each run's minutes and machine
+    let table = |out: &std::path::Path| -> Vec<String> {
+        let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+        let header: Vec<String> = csv.lines().next().unwrap().split(',').map(String::from).collect();
+        let keep = |c: &str| !["minutes", "machine"].contains(&c);
+        csv.lines().map(|l| l.split(',').zip(&header).filter(|(_, h)| keep(h)).map(|(v, _)| v).collect::<Vec<_>>().join(",")).collect()
+    };
+    // (a quoted field may hold commas: compare only rows whose split lines up, i.e. all here)
+    assert_eq!(table(&par), table(&seq));
+    let study_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(par.join("study.json")).unwrap()).unwrap();
+    assert!(study_json["command"].as_str().unwrap().contains("--jobs 2"), "{study_json}");
+
+    // a run that fails: the other finishes, the study exits with its code and names it
+    let broken = dir.path().join("broken.toml");
+    std::fs::write(&broken, text.replace("optim.weight_decay=1e30", "data.train=\\\"folder:/no/such/folder\\\"")).unwrap();
+    let failing = dir.path().join("failing");
+    let o = study(&[broken.to_str().unwrap().into(), "--out".into(), failing.to_str().unwrap().into(), "--quiet".into(), "--jobs".into(), "2".into(), "--only".into(), "a-seed1,blows-up-seed1".into()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("study run `blows-up-seed1` failed: ") && err.contains("/no/such/folder") && err.contains("job.log"), "{err}");
+    assert!(failing.join("a-seed1/summary.json").exists(), "the other run finished: {err}");
+    let o = study(&args(&dir.path().join("bad"), &["--jobs", "0"]));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}

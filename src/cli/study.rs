@@ -27,6 +27,18 @@ pub struct StudyArgs {
     /// No progress bars or per-epoch lines.
     #[arg(long)]
     quiet: bool,
+    /// Train up to N runs at once, each in its own process (its output in RUN/job.log); with
+    /// --devices, one per GPU. On a CPU give each run its share of the cores (--set
+    /// train.threads=…).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    jobs: usize,
+    /// Devices for the runs of --jobs, given in turn (train.device), e.g. --devices
+    /// cuda:0,cuda:1,cuda:2,cuda:3 --jobs 4.
+    #[arg(long, value_delimiter = ',', value_name = "DEVICE,...")]
+    devices: Vec<String>,
+    /// (internal) This process is one run of a parallel study.
+    #[arg(long, hide = true)]
+    as_job: bool,
 }
 
 #[derive(clap::Subcommand)]
@@ -50,12 +62,21 @@ pub fn run(a: StudyArgs) -> anyhow::Result<()> {
         }
         (None, Some(file), Some(out)) => {
             let command = std::env::args().map(|a| shell_word(&a)).collect::<Vec<_>>().join(" ");
-            run_study(&file, &out, &StudyOptions { sets: a.set, quiet: a.quiet, command, seeds: a.seeds, only: a.only })?;
-            println!("wrote {}", out.join("results.md").display());
+            if a.jobs == 0 {
+                return Err(selfsup::Error::usage("--jobs must be at least 1").into());
+            }
+            if !a.devices.is_empty() && a.jobs < 2 {
+                return Err(selfsup::Error::usage("--devices needs --jobs N (N > 1): the runs of one process train on train.device").into());
+            }
+            let as_job = a.as_job;
+            run_study(&file, &out, &StudyOptions { sets: a.set, quiet: a.quiet, command, seeds: a.seeds, only: a.only, jobs: a.jobs, devices: a.devices, as_job })?;
+            if !as_job {
+                println!("wrote {}", out.join("results.md").display());
+            }
             Ok(())
         }
         (None, Some(_), None) => Err(selfsup::Error::usage("selfsup study FILE needs --out DIR").into()),
-        _ => Err(selfsup::Error::usage("usage: selfsup study FILE --out DIR [--set K=V] [--seeds N,N] [--only NAME], or selfsup study report DIR").into()),
+        _ => Err(selfsup::Error::usage("usage: selfsup study FILE --out DIR [--set K=V] [--seeds N,N] [--only NAME] [--jobs N [--devices D,D]], or selfsup study report DIR").into()),
     }
 }
 

@@ -1,6 +1,8 @@
-//! Studies: one base config, a list and/or grid of overrides and seeds, run one after another;
+//! Studies: one base config, a list and/or grid of overrides and seeds, run one after another
+//! (or several at once: `--jobs`);
 //! a table (CSV + Markdown) and PNG plots built from the finished runs' logs.
 pub mod curves;
+pub mod jobs;
 pub mod machines;
 pub mod paired;
 pub mod plots;

@@ -5,7 +5,8 @@
 //! `selfsup study` skips it (delete that file to retry). Any other error stops the study.
 //! The report is rewritten after every run, so a long study shows partial results.
 //! `--only` trains a subset (by run or configuration name); the others are left as they are and
-//! stay in the plan, so the report still lists every run.
+//! stay in the plan, so the report still lists every run. `--jobs N` trains up to N runs at once,
+//! each in its own process ([`crate::study::jobs`]).
 use crate::eval::{linear_probe, train_test_features, LinearProbeConfig};
 use crate::study::seeds::{configuration_name, configurations};
 use crate::study::spec::PlannedRun;
@@ -29,6 +30,14 @@ pub struct StudyOptions {
     /// Train only the runs with these names or configuration names (a run name without its
     /// `-seedN`); empty: every run.
     pub only: Vec<String>,
+    /// Runs trained at once, each in its own process ([`crate::study::jobs`]); 0 or 1: one after
+    /// another in this process.
+    pub jobs: usize,
+    /// Devices given to the parallel runs in turn (`train.device`); empty: the config's.
+    pub devices: Vec<String>,
+    /// This process is one run of a parallel study: no study.json, no report (the parent writes
+    /// them).
+    pub as_job: bool,
 }
 
 /// The planned runs asked for by `only`, in plan order (all of them when it is empty). A name
@@ -58,26 +67,36 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         "seeds": spec.seeds,
         "runs": runs.iter().map(|r| json!({"name": r.name, "overrides": r.overrides})).collect::<Vec<_>>(),
     });
-    write_atomic(&out.join("study.json"), serde_json::to_string_pretty(&plan_json)?.as_bytes())?;
-    if asked.len() < runs.len() {
-        eprintln!("--only: {} of the study's {} runs ({}); the others are left as they are", asked.len(), runs.len(), asked.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "));
+    if !opts.as_job {
+        write_atomic(&out.join("study.json"), serde_json::to_string_pretty(&plan_json)?.as_bytes())?;
+        if asked.len() < runs.len() {
+            eprintln!("--only: {} of the study's {} runs ({}); the others are left as they are", asked.len(), runs.len(), asked.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "));
+        }
     }
     let mut diverged = Vec::new();
     let done = |dir: &Path| dir.join("summary.json").exists() && (!spec.linear || dir.join("linear.json").exists());
-    let mut left = asked.iter().map(|r| out.join(&r.name)).filter(|d| !done(d) && stopped_reason(d).is_none()).count();
-    let (mut trained_runs, mut trained_secs) = (0usize, 0f64);
+    let mut to_train = Vec::new();
     for (i, run) in asked.iter().enumerate() {
         let dir = out.join(&run.name);
         let at = format!("[{}/{}] {}", i + 1, asked.len(), run.name);
         if done(&dir) {
             eprintln!("{at}: finished, skipped");
-            continue;
-        }
-        if let Some(reason) = stopped_reason(&dir) {
+        } else if let Some(reason) = stopped_reason(&dir) {
             eprintln!("{at}: diverged in an earlier attempt, skipped (delete {} to retry): {reason}", dir.join(STOPPED).display());
             diverged.push(run.name.clone());
-            continue;
+        } else {
+            to_train.push((i, *run));
         }
+    }
+    if opts.jobs > 1 && !opts.as_job {
+        diverged.extend(crate::study::jobs::run_in_parallel(file, out, opts, &to_train, asked.len())?);
+    }
+    let sequential = if opts.jobs > 1 && !opts.as_job { &[][..] } else { &to_train[..] };
+    let mut left = sequential.len();
+    let (mut trained_runs, mut trained_secs) = (0usize, 0f64);
+    for &(i, run) in sequential {
+        let dir = out.join(&run.name);
+        let at = format!("[{}/{}] {}", i + 1, asked.len(), run.name);
         let started = std::time::Instant::now();
         let trained = if dir.join("summary.json").exists() { true } else { train_run(run, &dir, &at, opts)? };
         if !trained {
@@ -90,13 +109,18 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
             let (train_acc, top1) = linear_probe(&ftr, &ytr, &fte, &yte, classes, &LinearProbeConfig::default())?;
             write_atomic(&dir.join("linear.json"), json!({"linear_top1": top1, "linear_train_top1": train_acc}).to_string().as_bytes())?;
         }
-        write_report(out, None)?;
+        if !opts.as_job {
+            write_report(out, None)?;
+        }
         trained_runs += 1;
         trained_secs += started.elapsed().as_secs_f64();
         left = left.saturating_sub(1);
         if let Some(line) = time_left(trained_runs, trained_secs, left) {
             eprintln!("{line}");
         }
+    }
+    if opts.as_job {
+        return Ok(());
     }
     write_report(out, None)?;
     if !diverged.is_empty() {

@@ -1,0 +1,139 @@
+//! `selfsup study --jobs N`: up to N of a study's runs at once, each in its own process — one per
+//! GPU with `--devices cuda:0,cuda:1,…`, or several on a many-core CPU. Every run is the child
+//! `selfsup study FILE --out DIR --only RUN --as-job` with the parent's `--seeds` and `--set`
+//! (and `train.device` set to the next device of `--devices`, in turn), so it trains exactly as
+//! in a sequential study (its own process, its own seed); its output goes to `DIR/RUN/job.log`.
+//! The parent prints a line as each run starts and ends and rewrites the report after each. A run
+//! that fails does not stop the others: no new run starts, the running ones finish, and the study
+//! ends with an error naming the run and its log. Ctrl-C reaches every run (SIGTERM is passed on):
+//! each writes a checkpoint and stops, and the same command resumes them.
+use crate::study::runner::{stopped_reason, StudyOptions};
+use crate::study::spec::PlannedRun;
+use crate::study::write_report;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The log of a run trained by a child process, in its folder.
+pub const JOB_LOG: &str = "job.log";
+
+/// The child's command line (after the executable) for `run`: `selfsup study FILE --out DIR
+/// --only RUN --as-job --quiet`, the parent's seeds and overrides, then the device.
+pub fn child_args(file: &Path, out: &Path, run: &str, opts: &StudyOptions, device: Option<&str>) -> Vec<String> {
+    let mut a: Vec<String> = vec!["study".into(), file.display().to_string(), "--out".into(), out.display().to_string(), "--only".into(), run.into(), "--as-job".into(), "--quiet".into()];
+    if let Some(seeds) = &opts.seeds {
+        a.push("--seeds".into());
+        a.push(seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","));
+    }
+    for s in &opts.sets {
+        a.push("--set".into());
+        a.push(s.clone());
+    }
+    if let Some(d) = device {
+        a.push("--set".into());
+        a.push(format!("train.device=\"{d}\""));
+    }
+    a
+}
+
+struct Job {
+    child: Child,
+    name: String,
+    at: String,
+    started: Instant,
+}
+
+/// Trains `runs` (the ones not finished or stopped, in plan order) with up to `opts.jobs` child
+/// processes at once. Returns the names of the runs that diverged.
+pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(usize, &PlannedRun)], total: usize) -> anyhow::Result<Vec<String>> {
+    let exe = std::env::current_exe()?;
+    for d in &opts.devices {
+        crate::backend::parse_device(d).map_err(|e| crate::Error::usage(format!("--devices {d}: {e}")))?;
+    }
+    note_threads(runs, opts);
+    crate::train::signals::install();
+    let mut queue: std::collections::VecDeque<&(usize, &PlannedRun)> = runs.iter().collect();
+    let mut slots: Vec<Option<Job>> = (0..opts.jobs).map(|_| None).collect();
+    let (mut diverged, mut failures, mut forwarded) = (Vec::new(), Vec::new(), false);
+    loop {
+        let stopping = crate::train::signals::pending().is_some() || !failures.is_empty();
+        for (slot, job) in slots.iter_mut().enumerate() {
+            if job.is_some() || stopping {
+                continue;
+            }
+            let Some((i, run)) = queue.pop_front() else { break };
+            let dir = out.join(&run.name);
+            std::fs::create_dir_all(&dir).map_err(|e| crate::Error::data(&dir, format!("cannot create run folder: {e}")))?;
+            let log = std::fs::File::create(dir.join(JOB_LOG)).map_err(|e| crate::Error::data(dir.join(JOB_LOG), e.to_string()))?;
+            let device = (!opts.devices.is_empty()).then(|| opts.devices[slot % opts.devices.len()].as_str());
+            let child = Command::new(&exe)
+                .args(child_args(file, out, &run.name, opts, device))
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .map_err(|e| anyhow::anyhow!("cannot start study run `{}`: {e}", run.name))?;
+            let at = format!("[{}/{}] {}", i + 1, total, run.name);
+            eprintln!("{at}: started{} (log: {})", device.map(|d| format!(" on {d}")).unwrap_or_default(), dir.join(JOB_LOG).display());
+            *job = Some(Job { child, name: run.name.clone(), at, started: Instant::now() });
+        }
+        if slots.iter().all(|j| j.is_none()) && (queue.is_empty() || stopping) {
+            break;
+        }
+        if let (Some((_, 143)), false) = (crate::train::signals::pending(), forwarded) {
+            // a terminal's Ctrl-C already reaches the whole process group; SIGTERM is passed on
+            for job in slots.iter().flatten() {
+                unsafe { libc::kill(job.child.id() as i32, libc::SIGTERM) };
+            }
+            forwarded = true;
+        }
+        for job in slots.iter_mut() {
+            let Some(j) = job else { continue };
+            let Some(status) = j.child.try_wait()? else { continue };
+            let dir = out.join(&j.name);
+            let minutes = j.started.elapsed().as_secs_f64() / 60.0;
+            if let Some(reason) = stopped_reason(&dir) {
+                eprintln!("{}: diverged: {reason}", j.at);
+                diverged.push(j.name.clone());
+            } else if status.success() {
+                let s = crate::study::report::read_json(&dir.join("summary.json")).unwrap_or_default();
+                let knn = s["knn_top1"].as_f64().map(|k| format!("{k:.4}")).unwrap_or("-".into());
+                eprintln!("{}: loss {:.4}, kNN {knn}, {minutes:.1} min", j.at, s["final_loss"].as_f64().unwrap_or(f64::NAN));
+            } else {
+                let code = status.code().unwrap_or(1);
+                eprintln!("{}: exited with code {code} after {minutes:.1} min; see {}", j.at, dir.join(JOB_LOG).display());
+                failures.push((j.name.clone(), code, last_error_line(&dir.join(JOB_LOG))));
+            }
+            write_report(out, None)?;
+            *job = None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if let Some((name, code)) = crate::train::signals::pending() {
+        return Err(crate::Error::Exit { code, message: format!("study interrupted by {name}: every running run wrote a checkpoint; the same command resumes them") }.into());
+    }
+    if let Some((name, code, line)) = failures.first() {
+        let more = if failures.len() > 1 { format!(" (and {} more)", failures.len() - 1) } else { String::new() };
+        return Err(crate::Error::Exit { code: *code, message: format!("study run `{name}` failed{more}: {line} (log: {})", out.join(name).join(JOB_LOG).display()) }.into());
+    }
+    Ok(diverged)
+}
+
+/// The log's last `error:` line (what the child printed on failing), or its last line.
+fn last_error_line(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    lines.iter().rev().find(|l| l.starts_with("error:")).or(lines.last()).map(|l| l.trim_start_matches("error: ").to_string()).unwrap_or_else(|| "no output".into())
+}
+
+/// On the CPU, runs at once × torch threads each over the machine's cores slows every run; say so.
+fn note_threads(runs: &[(usize, &PlannedRun)], opts: &StudyOptions) {
+    let Some((_, run)) = runs.first() else { return };
+    let on_cpu = opts.devices.is_empty() && !run.config.train.device.starts_with("cuda");
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let threads = if run.config.train.threads == 0 { cores } else { run.config.train.threads as usize };
+    let at_once = opts.jobs.min(runs.len());
+    if on_cpu && at_once * threads > cores {
+        eprintln!("note: {at_once} runs at once × train.threads {threads} = {} threads on {cores} cores; --set train.threads={} gives each run its share", at_once * threads, (cores / at_once).max(1));
+    }
+}
