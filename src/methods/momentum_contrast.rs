@@ -248,9 +248,9 @@ impl QueryKey {
 
     /// The global batch's keys (`[ranks·N, D]`, in rank order) of each of this rank's views `xs`
     /// (`[N, …]` each, one shape), detached, with one all-gather for all of them. Shuffling
-    /// across ranks (MoCo arXiv:1911.05722 §3.3, "we shuffle the sample order in the current
-    /// mini-batch before distributing it among GPUs … and shuffle back the encoded keys"): the
-    /// views are gathered first, each rank encodes its slice of the global batch laid out by
+    /// across ranks (MoCo arXiv:1911.05722 §3.3: the key encoder's mini-batch is shuffled before
+    /// it is distributed among the GPUs and the keys are shuffled back after): the views are
+    /// gathered first, each rank encodes its slice of the global batch laid out by
     /// [`shuffle_bn_order`] with one sub-batch per rank (every rank's slice holds N/ranks samples of
     /// each rank's batch, the same slices on every rank), and the gathered keys are put back in
     /// order: two all-gathers.

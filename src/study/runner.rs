@@ -88,10 +88,11 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
             to_train.push((i, *run));
         }
     }
-    if opts.jobs > 1 && !opts.as_job {
+    let parallel = opts.jobs > 1 && !opts.as_job;
+    if parallel {
         diverged.extend(crate::study::jobs::run_in_parallel(file, out, opts, &to_train, asked.len())?);
     }
-    let sequential = if opts.jobs > 1 && !opts.as_job { &[][..] } else { &to_train[..] };
+    let sequential = if parallel { &[][..] } else { &to_train[..] };
     let mut left = sequential.len();
     let (mut trained_runs, mut trained_secs) = (0usize, 0f64);
     for &(i, run) in sequential {
