@@ -11,6 +11,7 @@ use crate::study::runner::{stopped_reason, StudyOptions};
 use crate::study::spec::PlannedRun;
 use crate::study::write_report;
 use std::path::Path;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,6 +42,31 @@ struct Job {
     name: String,
     at: String,
     started: Instant,
+    /// One line of the study's progress display: the run's last logged epoch, step and loss.
+    bar: ProgressBar,
+    epochs: usize,
+}
+
+/// The last complete line of a run's `metrics.jsonl` that logs a training step (read from the
+/// file's end: the log of a long run is large).
+fn last_logged_step(dir: &Path) -> Option<serde_json::Value> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(dir.join("metrics.jsonl")).ok()?;
+    let len = f.metadata().ok()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(16384))).ok()?;
+    let mut tail = String::new();
+    f.read_to_string(&mut tail).ok()?;
+    tail.lines().rev().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|v| v["loss"].is_number() && v["step"].is_number())
+}
+
+impl Job {
+    /// Shows the run's progress: `epoch e/E  step s  loss l`.
+    fn show_progress(&self, dir: &Path) {
+        if let Some(v) = last_logged_step(dir) {
+            let epoch = v["epoch"].as_u64().unwrap_or(0) + 1;
+            self.bar.set_message(format!("epoch {epoch}/{}  step {}  loss {:.4}", self.epochs, v["step"], v["loss"].as_f64().unwrap_or(f64::NAN)));
+        }
+    }
 }
 
 /// Trains `runs` (the ones not finished or stopped, in plan order) with up to `opts.jobs` child
@@ -52,6 +78,16 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
     }
     note_threads(runs, opts);
     crate::train::signals::install();
+    // one line per running run on a terminal (none with --quiet); the start and end lines above them
+    let bars = MultiProgress::with_draw_target(if opts.quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+    let say = |line: String| {
+        if bars.is_hidden() {
+            eprintln!("{line}");
+        } else {
+            let _ = bars.println(line);
+        }
+    };
+    let mut shown = Instant::now();
     let mut queue: std::collections::VecDeque<&(usize, &PlannedRun)> = runs.iter().collect();
     let mut slots: Vec<Option<Job>> = (0..opts.jobs).map(|_| None).collect();
     let (mut diverged, mut failures, mut forwarded) = (Vec::new(), Vec::new(), false);
@@ -74,8 +110,11 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
                 .spawn()
                 .map_err(|e| anyhow::anyhow!("cannot start study run `{}`: {e}", run.name))?;
             let at = format!("[{}/{}] {}", i + 1, total, run.name);
-            eprintln!("{at}: started{} (log: {})", device.map(|d| format!(" on {d}")).unwrap_or_default(), dir.join(JOB_LOG).display());
-            *job = Some(Job { child, name: run.name.clone(), at, started: Instant::now() });
+            say(format!("{at}: started{} (log: {})", device.map(|d| format!(" on {d}")).unwrap_or_default(), dir.join(JOB_LOG).display()));
+            let bar = bars.add(ProgressBar::new_spinner());
+            bar.set_style(ProgressStyle::with_template("{spinner} {prefix}  {msg}  {elapsed}").unwrap());
+            bar.set_prefix(run.name.clone());
+            *job = Some(Job { child, name: run.name.clone(), at, started: Instant::now(), bar, epochs: run.config.train.epochs });
         }
         if slots.iter().all(|j| j.is_none()) && (queue.is_empty() || stopping) {
             break;
@@ -87,21 +126,32 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
             }
             forwarded = true;
         }
+        let show = shown.elapsed() > Duration::from_secs(1);
+        if show {
+            shown = Instant::now();
+        }
         for job in slots.iter_mut() {
             let Some(j) = job else { continue };
-            let Some(status) = j.child.try_wait()? else { continue };
+            let Some(status) = j.child.try_wait()? else {
+                if show && !bars.is_hidden() {
+                    j.show_progress(&out.join(&j.name));
+                    j.bar.tick();
+                }
+                continue;
+            };
+            bars.remove(&j.bar);
             let dir = out.join(&j.name);
             let minutes = j.started.elapsed().as_secs_f64() / 60.0;
             if let Some(reason) = stopped_reason(&dir) {
-                eprintln!("{}: diverged: {reason}", j.at);
+                say(format!("{}: diverged: {reason}", j.at));
                 diverged.push(j.name.clone());
             } else if status.success() {
                 let s = crate::study::report::read_json(&dir.join("summary.json")).unwrap_or_default();
                 let knn = s["knn_top1"].as_f64().map(|k| format!("{k:.4}")).unwrap_or("-".into());
-                eprintln!("{}: loss {:.4}, kNN {knn}, {minutes:.1} min", j.at, s["final_loss"].as_f64().unwrap_or(f64::NAN));
+                say(format!("{}: loss {:.4}, kNN {knn}, {minutes:.1} min", j.at, s["final_loss"].as_f64().unwrap_or(f64::NAN)));
             } else {
                 let code = status.code().unwrap_or(1);
-                eprintln!("{}: exited with code {code} after {minutes:.1} min; see {}", j.at, dir.join(JOB_LOG).display());
+                say(format!("{}: exited with code {code} after {minutes:.1} min; see {}", j.at, dir.join(JOB_LOG).display()));
                 failures.push((j.name.clone(), code, last_error_line(&dir.join(JOB_LOG))));
             }
             write_report(out, None)?;
