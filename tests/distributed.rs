@@ -248,31 +248,33 @@ fn momentum_contrast_on_two_ranks_equals_one_process() {
     }
 }
 
-/// MoCo's shuffling BN across ranks (arXiv:1911.05722 §3.3) with per-rank BN: 2 ranks × 16 with
-/// `model.norm = "bn"` and `mocov2.shuffle_bn` follow 1 process × 32 with two-way split BN and the
-/// shuffle within it — the same sub-batches for the query encoder (each rank's 16 rows) and for
-/// the key encoder (the global batch read column by column: 8 rows of each rank in each slice),
-/// so the same losses and final weights. The same ranks without the shuffle normalise each key with
-/// its own query's sub-batch and separate from it. In one process per-rank BN has nothing to
-/// shuffle: refused, naming the key.
+/// MoCo's shuffling BN across ranks (arXiv:1911.05722 §3.3) with per-rank BN, for MoCo v2 and
+/// AdCo: 2 ranks × 16 with `model.norm = "bn"` and `<method>.shuffle_bn` follow 1 process × 32
+/// with two-way split BN and the shuffle within it — the same sub-batches for the query encoder
+/// (each rank's 16 rows) and for the key encoder (the global batch read column by column: 8 rows
+/// of each rank in each slice), so the same losses and final weights. The same ranks without the
+/// shuffle normalise each key with its own query's sub-batch and separate from it. In one process
+/// per-rank BN has nothing to shuffle: refused, naming the key.
 #[test]
 fn shuffling_bn_across_ranks_equals_shuffling_split_bn_in_one_process() {
     require_gloo();
     let dir = tempfile::tempdir().unwrap();
-    let with = |norm: &str, shuffle: bool| {
-        let mut s = sets("mocov2", norm);
-        s.extend(["mocov2.symmetric=true", "mocov2.queue_size=96", "model.norm_splits=2", "train.epochs=2"].map(String::from));
-        s.push(format!("mocov2.shuffle_bn={shuffle}"));
-        s
-    };
-    let (one, _) = two_ranks_follow_one_process(dir.path(), "shuffle", &with("splitbn", true), &with("bn", true));
-    let unshuffled = dir.path().join("unshuffled");
-    let o = launch(2, train_args(&unshuffled, 16, &with("bn", false)));
-    assert!(o.status.success(), "{}", stderr(&o));
-    let d = max_diff(&losses(&one), &losses(&unshuffled));
-    assert!(d > 1e-4, "keys normalised with their own query's rank should change the losses, but only by {d:e}");
-    let o = run_owned(&train_args(&dir.path().join("alone"), 32, &with("bn", true)));
-    assert_clean_error(&o, 2, &["mocov2.shuffle_bn", "selfsup launch", "splitbn"]);
+    for (method, queue) in [("mocov2", "mocov2.queue_size=96"), ("adco", "adco.bank_size=96")] {
+        let with = |norm: &str, shuffle: bool| {
+            let mut s = sets(method, norm);
+            s.extend([format!("{method}.symmetric=true"), queue.into(), "model.norm_splits=2".into(), "train.epochs=2".into()]);
+            s.push(format!("{method}.shuffle_bn={shuffle}"));
+            s
+        };
+        let (one, _) = two_ranks_follow_one_process(dir.path(), &format!("{method}-shuffle"), &with("splitbn", true), &with("bn", true));
+        let unshuffled = dir.path().join(format!("{method}-unshuffled"));
+        let o = launch(2, train_args(&unshuffled, 16, &with("bn", false)));
+        assert!(o.status.success(), "{}", stderr(&o));
+        let d = max_diff(&losses(&one), &losses(&unshuffled));
+        assert!(d > 1e-4, "{method}: keys normalised with their own query's rank should change the losses, but only by {d:e}");
+        let o = run_owned(&train_args(&dir.path().join(format!("{method}-alone")), 32, &with("bn", true)));
+        assert_clean_error(&o, 2, &[&format!("{method}.shuffle_bn"), "selfsup launch", "splitbn"]);
+    }
 }
 
 /// `actnorm` (BatchNorm's first-batch statistics frozen into a learned affine map) initialises

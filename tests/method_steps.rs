@@ -398,6 +398,24 @@ fn shuffle_bn_order_spreads_every_query_group_over_every_key_group() {
     assert!(shuffle_bn_order(32, 1, Device::Cpu).is_none(), "one split: nothing to regroup");
 }
 
+/// Shuffling BN (`mocov2.shuffle_bn`, `adco.shuffle_bn`) needs BN statistics per sub-batch:
+/// split BN, or per-rank BN in a data-parallel job, pass the config's check; one BN over the
+/// global batch (`syncbn`) or no batch statistics (`ln`) leave nothing to shuffle and are refused,
+/// naming the method's key.
+#[test]
+fn shuffling_bn_needs_batch_statistics_per_sub_batch() {
+    for method in ["mocov2", "adco"] {
+        for (norm, ok) in [("splitbn", true), ("bn", true), ("syncbn", false), ("ln", false)] {
+            let mut sets = tiny_model_sets();
+            sets.extend([format!("method=\"{method}\""), format!("model.norm=\"{norm}\""), format!("{method}.shuffle_bn=true")]);
+            match load(None, &sets) {
+                Ok(_) => assert!(ok, "{method} with {norm}: accepted"),
+                Err(e) => assert!(!ok && e.to_string().contains(&format!("{method}.shuffle_bn")), "{method} with {norm}: {e}"),
+            }
+        }
+    }
+}
+
 /// With split BN in the encoder (and MoCo v2's head without BN) the key of sample 0 depends on
 /// the other samples of its BN group only. Without shuffling that group is its query's group
 /// {0..3}; with shuffling it is {0, 4, 8, 12}.

@@ -55,6 +55,7 @@ pub const FIELD_DOCS: &[(&str, &str, &str)] = &[
     ("adco.momentum_end", "[momentum_base, 1]", "Momentum at the last step, cosine from momentum_base."),
     ("adco.symmetric", "bool", "Symmetric loss (both view orders, averaged)."),
     ("adco.batch_negatives", "bool", "The batch's other keys are negatives next to the bank's, for the encoder and the bank's ascent (official AdCo code: logits [q·Kᵀ | q·Wᵀ])."),
+    ("adco.shuffle_bn", "bool", "Shuffling BN for the key encoder, as `mocov2.shuffle_bn` (AdCo's code is MoCo's)."),
     ("simsiam.predictor", "mlp \\| linear \\| none", "SimSiam's predictor head (the predictor section gives its size)."),
     ("simsiam.predictor_lr_scale", "> 0", "Learning-rate multiplier for the predictor."),
     ("simsiam.predictor_fixed_lr", "bool", "The predictor's learning rate stays at the peak (times the multiplier) instead of following warm-up and cosine decay (SimSiam §4.2)."),

@@ -254,9 +254,7 @@ impl Config {
         if has_predictor && self.predictor.out != self.projector.out {
             return Err(Error::config("predictor.out", self.predictor.out, format!("must equal projector.out ({}) so predictions and targets compare", self.projector.out)));
         }
-        if self.method == "mocov2" && self.mocov2.shuffle_bn && !matches!(self.model.norm, crate::models::NormKind::Splitbn | crate::models::NormKind::Bn) {
-            return Err(Error::config("mocov2.shuffle_bn", true, "needs BN statistics per sub-batch: model.norm = \"splitbn\" (sub-batches of one process) or \"bn\" in a data-parallel job (per rank); with one BN over the global batch there is nothing to shuffle"));
-        }
+        crate::methods::momentum_contrast::validate_shuffle_bn(self)?;
         self.byol.validate()?;
         self.simclr.validate()?;
         self.mocov2.validate()?;

@@ -25,7 +25,7 @@ use crate::backend::dist::all_gather_detached;
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::l2_normalize;
-use crate::methods::momentum_contrast::{validate_momentum, KeyNegatives, NegativeStats, Pending, QueryKey};
+use crate::methods::momentum_contrast::{validate_momentum, KeyNegatives, KeyShuffle, NegativeStats, Pending, QueryKey};
 use crate::methods::simclr::check_temperature;
 use crate::methods::branch::Branch;
 use crate::methods::{Method, StepOutput};
@@ -59,6 +59,9 @@ pub struct AdcoConfig {
     /// The other images' keys of the (global) batch are negatives next to the bank's, for the
     /// encoder and for the bank's ascent (the official code's form); false = the bank alone (Eq. 3 read literally).
     pub batch_negatives: bool,
+    /// Shuffling BN for the key encoder (MoCo §3.3, which AdCo's code inherits): as
+    /// `mocov2.shuffle_bn`.
+    pub shuffle_bn: bool,
 }
 
 impl Default for AdcoConfig {
@@ -75,6 +78,7 @@ impl Default for AdcoConfig {
             momentum_end: 0.999,
             symmetric: false,
             batch_negatives: true,
+            shuffle_bn: false,
         }
     }
 }
@@ -220,7 +224,7 @@ pub struct AdCo {
 
 impl AdCo {
     pub fn new(cfg: &Config, device: Device) -> anyhow::Result<AdCo> {
-        let net = QueryKey::new(cfg, device)?;
+        let net = QueryKey::new(cfg, device)?.with_shuffle_bn(KeyShuffle::for_config(cfg, cfg.adco.shuffle_bn));
         let bank = NegativeBank::new(cfg.adco.bank_size, cfg.projector.out, cfg.adco.bank_init == "random", cfg.adco.key_negatives(), device);
         Ok(AdCo { cfg: cfg.adco.clone(), net, bank, pending: None, negative_stats: None })
     }

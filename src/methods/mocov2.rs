@@ -6,9 +6,8 @@
 use crate::config::Config;
 use crate::error::Error;
 use crate::losses::l2_normalize;
-use crate::backend::dist::{self, all_gather_detached};
+use crate::backend::dist::all_gather_detached;
 use crate::methods::momentum_contrast::{validate_momentum, KeyNegatives, KeyShuffle, NegativeLabels, NegativeStats, Pending, QueryKey};
-use crate::models::NormKind;
 use crate::methods::simclr::check_temperature;
 use crate::methods::branch::Branch;
 use crate::methods::{Method, StepOutput};
@@ -120,16 +119,6 @@ impl KeyQueue {
     }
 }
 
-/// `mocov2.shuffle_bn` with per-rank BN (`model.norm = "bn"`) regroups the batch across ranks:
-/// training it in a job of one process would shuffle nothing, so it is refused, naming the key.
-/// (Evaluating such a network in one process is fine: the key encoder is not used.)
-pub fn check_shuffle_bn_place(cfg: &Config, place: dist::Place) -> Result<(), Error> {
-    if cfg.method == "mocov2" && cfg.mocov2.shuffle_bn && cfg.model.norm == NormKind::Bn && place.world < 2 {
-        return Err(Error::config("mocov2.shuffle_bn", true, "with model.norm = \"bn\" shuffling BN regroups the batch across the ranks of a data-parallel job (selfsup launch --nproc N, N > 1); in one process use model.norm = \"splitbn\" (per-device BN on one device)"));
-    }
-    Ok(())
-}
-
 pub struct MocoV2 {
     cfg: Mocov2Config,
     net: QueryKey,
@@ -143,12 +132,7 @@ pub struct MocoV2 {
 
 impl MocoV2 {
     pub fn new(cfg: &Config, device: Device) -> anyhow::Result<MocoV2> {
-        let mut net = QueryKey::new(cfg, device)?;
-        if cfg.mocov2.shuffle_bn {
-            // Config::validate has checked that the encoder's norm is split BN or per-rank BN
-            // (and training, with `check_shuffle_bn_place`, that the latter has ranks to shuffle)
-            net = net.with_shuffle_bn(if cfg.model.norm == NormKind::Splitbn { KeyShuffle::Within(cfg.model.norm_splits) } else { KeyShuffle::AcrossRanks });
-        }
+        let net = QueryKey::new(cfg, device)?.with_shuffle_bn(KeyShuffle::for_config(cfg, cfg.mocov2.shuffle_bn));
         let queue = KeyQueue::new(cfg.mocov2.queue_size, cfg.projector.out, device);
         Ok(MocoV2 { cfg: cfg.mocov2.clone(), net, queue, pending: None, negative_stats: None, pending_labels: None })
     }

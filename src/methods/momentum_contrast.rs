@@ -8,6 +8,7 @@ use crate::backend::dist;
 use crate::losses::{info_nce, info_nce_batch_keys};
 use crate::methods::branch::{Branch, MomentumBranch};
 use crate::methods::StepOutput;
+use crate::models::NormKind;
 use crate::optim::schedule::momentum_schedule;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
@@ -30,6 +31,47 @@ pub enum KeyShuffle {
     /// Across the ranks of a data-parallel job with per-rank BN: each rank's key encoder sees a
     /// slice of the global batch that holds samples of every rank ([`QueryKey::global_keys`]).
     AcrossRanks,
+}
+
+impl KeyShuffle {
+    /// The shuffle a config asks for: with `shuffle_bn` (`mocov2.shuffle_bn`, `adco.shuffle_bn`),
+    /// within the process for split BN, across the ranks otherwise (per-rank BN: `model.norm =
+    /// "bn"`, the only other norm `Config::validate` lets through with it).
+    pub fn for_config(cfg: &Config, shuffle_bn: bool) -> KeyShuffle {
+        match (shuffle_bn, cfg.model.norm) {
+            (false, _) => KeyShuffle::Off,
+            (true, NormKind::Splitbn) => KeyShuffle::Within(cfg.model.norm_splits),
+            (true, _) => KeyShuffle::AcrossRanks,
+        }
+    }
+}
+
+/// The shuffling-BN key a config turns on (`mocov2.shuffle_bn` or `adco.shuffle_bn`), if any.
+pub fn shuffle_bn_key(cfg: &Config) -> Option<&'static str> {
+    match cfg.method.as_str() {
+        "mocov2" if cfg.mocov2.shuffle_bn => Some("mocov2.shuffle_bn"),
+        "adco" if cfg.adco.shuffle_bn => Some("adco.shuffle_bn"),
+        _ => None,
+    }
+}
+
+/// Shuffling BN needs BN statistics per sub-batch: split BN, or per-rank BN in a data-parallel
+/// job (the encoder's norm; checked with the config).
+pub fn validate_shuffle_bn(cfg: &Config) -> Result<(), Error> {
+    match shuffle_bn_key(cfg) {
+        Some(key) if !matches!(cfg.model.norm, NormKind::Splitbn | NormKind::Bn) => Err(Error::config(key, true, "needs BN statistics per sub-batch: model.norm = \"splitbn\" (sub-batches of one process) or \"bn\" in a data-parallel job (per rank); with one BN over the global batch there is nothing to shuffle")),
+        _ => Ok(()),
+    }
+}
+
+/// Shuffling BN with per-rank BN (`model.norm = "bn"`) regroups the batch across ranks: training
+/// it in a job of one process would shuffle nothing, so it is refused, naming the key.
+/// (Evaluating such a network in one process is fine: the key encoder is not used.)
+pub fn check_shuffle_bn_place(cfg: &Config, place: dist::Place) -> Result<(), Error> {
+    match shuffle_bn_key(cfg) {
+        Some(key) if cfg.model.norm == NormKind::Bn && place.world < 2 => Err(Error::config(key, true, "with model.norm = \"bn\" shuffling BN regroups the batch across the ranks of a data-parallel job (selfsup launch --nproc N, N > 1); in one process use model.norm = \"splitbn\" (per-device BN on one device)")),
+        _ => Ok(()),
+    }
 }
 
 /// The order in which the key encoder sees an `n`-sample batch under MoCo's shuffling BN

@@ -181,7 +181,7 @@ fn progress_bar(total: usize, start: usize, quiet: bool) -> Option<ProgressBar> 
 pub fn train(cfg: &Config, opts: &TrainOptions) -> anyhow::Result<TrainSummary> {
     let device = rank_device(&cfg.train.device)?;
     let place = dist::init_from_env(device)?;
-    crate::methods::mocov2::check_shuffle_bn_place(cfg, place)?;
+    crate::methods::momentum_contrast::check_shuffle_bn_place(cfg, place)?;
     let result = if cfg.train.sync_debug {
         // a synchronising operation fails inside a tch call that panics on errors: report it
         // as this run's error (the panic message, printed above it, names the operation)
