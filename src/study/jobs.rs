@@ -7,7 +7,7 @@
 //! that fails does not stop the others: no new run starts, the running ones finish, and the study
 //! ends with an error naming the run and its log. Ctrl-C reaches every run (SIGTERM is passed on):
 //! each writes a checkpoint and stops, and the same command resumes them.
-use crate::study::runner::{stopped_reason, StudyOptions};
+use crate::study::runner::{stopped_reason, time_left, StudyOptions};
 use crate::study::spec::PlannedRun;
 use crate::study::write_report;
 use std::path::Path;
@@ -87,7 +87,7 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
             let _ = bars.println(line);
         }
     };
-    let mut shown = Instant::now();
+    let (mut shown, began, mut finished, mut ended) = (Instant::now(), Instant::now(), 0usize, false);
     let mut queue: std::collections::VecDeque<&(usize, &PlannedRun)> = runs.iter().collect();
     let mut slots: Vec<Option<Job>> = (0..opts.jobs).map(|_| None).collect();
     let (mut diverged, mut failures, mut forwarded) = (Vec::new(), Vec::new(), false);
@@ -156,6 +156,14 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
             }
             write_report(out, None)?;
             *job = None;
+            finished += 1;
+            ended = true;
+        }
+        if std::mem::take(&mut ended) {
+            let running = slots.iter().filter(|j| j.is_some()).count();
+            if let Some(line) = time_left(finished, began.elapsed().as_secs_f64(), queue.len() + running) {
+                say(line);
+            }
         }
         std::thread::sleep(Duration::from_millis(100));
     }
