@@ -7,7 +7,7 @@
 //! that fails does not stop the others: no new run starts, the running ones finish, and the study
 //! ends with an error naming the run and its log. Ctrl-C reaches every run (SIGTERM is passed on):
 //! each writes a checkpoint and stops, and the same command resumes them.
-use crate::study::runner::{stopped_reason, time_left, StudyOptions};
+use crate::study::runner::{stopped_reason, StudyOptions};
 use crate::study::spec::PlannedRun;
 use crate::study::write_report;
 use std::path::Path;
@@ -87,7 +87,7 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
             let _ = bars.println(line);
         }
     };
-    let (mut shown, began, mut finished, mut ended) = (Instant::now(), Instant::now(), 0usize, false);
+    let (mut shown, mut run_secs, mut finished, mut ended) = (Instant::now(), 0f64, 0usize, false);
     let mut queue: std::collections::VecDeque<&(usize, &PlannedRun)> = runs.iter().collect();
     let mut slots: Vec<Option<Job>> = (0..opts.jobs).map(|_| None).collect();
     let (mut diverged, mut failures, mut forwarded) = (Vec::new(), Vec::new(), false);
@@ -155,14 +155,19 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
                 failures.push((j.name.clone(), code, last_error_line(&dir.join(JOB_LOG))));
             }
             write_report(out, None)?;
+            run_secs += j.started.elapsed().as_secs_f64();
             *job = None;
             finished += 1;
             ended = true;
         }
-        if std::mem::take(&mut ended) {
-            let running = slots.iter().filter(|j| j.is_some()).count();
-            if let Some(line) = time_left(finished, began.elapsed().as_secs_f64(), queue.len() + running) {
-                say(line);
+        if std::mem::take(&mut ended) && !stopping {
+            let elapsed: Vec<f64> = slots.iter().flatten().map(|j| j.started.elapsed().as_secs_f64()).collect();
+            let per_run = run_secs / finished as f64;
+            let left = elapsed.len() + queue.len();
+            if left > 0 {
+                let minutes = parallel_time_left(per_run, &elapsed, queue.len(), opts.jobs) / 60.0;
+                let when = if minutes < 1.0 { "under a minute".to_string() } else { format!("about {minutes:.0} min") };
+                say(format!("study: {when} left for {left} run(s), {} at once, at {:.1} min per run so far", opts.jobs, per_run / 60.0));
             }
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -175,6 +180,19 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
         return Err(crate::Error::Exit { code: *code, message: format!("study run `{name}` failed{more}: {line} (log: {})", out.join(name).join(JOB_LOG).display()) }.into());
     }
     Ok(diverged)
+}
+
+/// Seconds until the last run ends if every run takes `per_run` seconds: the running runs (each
+/// `elapsed` seconds in) finish first, then each of `queued` runs starts in the slot that frees
+/// first, `jobs` slots in all.
+fn parallel_time_left(per_run: f64, elapsed: &[f64], queued: usize, jobs: usize) -> f64 {
+    let mut free: Vec<f64> = elapsed.iter().map(|e| (per_run - e).max(0.0)).collect();
+    free.resize(jobs.max(elapsed.len()), 0.0);
+    for _ in 0..queued {
+        let first = free.iter_mut().min_by(|a, b| a.total_cmp(b)).expect("at least one slot");
+        *first += per_run;
+    }
+    free.into_iter().fold(0.0, f64::max)
 }
 
 /// The log's last `error:` line (what the child printed on failing), or its last line.
@@ -193,5 +211,22 @@ fn note_threads(runs: &[(usize, &PlannedRun)], opts: &StudyOptions) {
     let at_once = opts.jobs.min(runs.len());
     if on_cpu && at_once * threads > cores {
         eprintln!("note: {at_once} runs at once × train.threads {threads} = {} threads on {cores} cores; --set train.threads={} gives each run its share", at_once * threads, (cores / at_once).max(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parallel_time_left;
+
+    #[test]
+    fn the_time_left_fills_the_slots_as_they_free() {
+        // runs of 10 s: two running, 9 s and 2 s in, none queued: the later one ends in 8 s
+        assert_eq!(parallel_time_left(10.0, &[9.0, 2.0], 0, 2), 8.0);
+        // one running 9 s in, one queued, two slots: the queued one starts now in the free slot
+        assert_eq!(parallel_time_left(10.0, &[9.0], 1, 2), 10.0);
+        // three queued on two idle slots: two rounds
+        assert_eq!(parallel_time_left(10.0, &[], 3, 2), 20.0);
+        // a run past the mean counts as ending now
+        assert_eq!(parallel_time_left(10.0, &[12.0], 1, 1), 10.0);
     }
 }

@@ -131,10 +131,9 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
 }
 
 /// The study's progress after a run: with `runs` runs trained in `secs` seconds (this
-/// invocation; with `--jobs`, wall-clock seconds, so the pace counts the runs at once) and `left`
-/// still to train, the time left at their mean pace ("about 12 min left for 5 runs"). None when
-/// nothing is left.
-pub(crate) fn time_left(runs: usize, secs: f64, left: usize) -> Option<String> {
+/// invocation) and `left` still to train, the time left at their mean pace ("about 12 min left
+/// for 5 runs"). None when nothing is left.
+fn time_left(runs: usize, secs: f64, left: usize) -> Option<String> {
     if left == 0 || runs == 0 {
         return None;
     }
