@@ -241,6 +241,7 @@ fn a_parallel_study_passes_sigterm_to_its_runs_and_the_same_command_resumes_them
     assert!(o.status.success(), "{}", stderr(&o));
     for run in ["a", "b"] {
         assert!(out.join(run).join("summary.json").exists(), "{run} not finished");
-        assert!(std::fs::read_to_string(out.join(run).join("job.log")).unwrap().contains("(resuming)"), "{run} was not resumed");
+        let log = std::fs::read_to_string(out.join(run).join("job.log")).unwrap();
+        assert!(log.contains("(resuming)") && log.contains("interrupted by SIGTERM"), "{run} was not resumed, or its log lost the first attempt: {log}");
     }
 }

@@ -1,8 +1,9 @@
 //! `selfsup study --jobs N`: up to N of a study's runs at once, each in its own process — one per
 //! GPU with `--devices cuda:0,cuda:1,…`, or several on a many-core CPU. Every run is the child
 //! `selfsup study FILE --out DIR --only RUN --as-job` with the parent's `--seeds` and `--set`
-//! (and `train.device` set to the next device of `--devices`, in turn), so it trains exactly as
-//! in a sequential study (its own process, its own seed); its output goes to `DIR/RUN/job.log`.
+//! (and `train.device` set to the device of its slot: `--devices` in turn), so it trains exactly
+//! as in a sequential study (its own process, its own seed); its output is appended to
+//! `DIR/RUN/job.log`.
 //! The parent prints a line as each run starts and ends and rewrites the report after each. A run
 //! that fails does not stop the others: no new run starts, the running ones finish, and the study
 //! ends with an error naming the run and its log. Ctrl-C reaches every run (SIGTERM is passed on):
@@ -100,7 +101,8 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
             let Some((i, run)) = queue.pop_front() else { break };
             let dir = out.join(&run.name);
             std::fs::create_dir_all(&dir).map_err(|e| crate::Error::data(&dir, format!("cannot create run folder: {e}")))?;
-            let log = std::fs::File::create(dir.join(JOB_LOG)).map_err(|e| crate::Error::data(dir.join(JOB_LOG), e.to_string()))?;
+            // appended to: a resumed run's log keeps what the interrupted attempt printed
+            let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(JOB_LOG)).map_err(|e| crate::Error::data(dir.join(JOB_LOG), e.to_string()))?;
             let device = (!opts.devices.is_empty()).then(|| opts.devices[slot % opts.devices.len()].as_str());
             let child = Command::new(&exe)
                 .args(child_args(file, out, &run.name, opts, device))
