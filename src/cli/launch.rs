@@ -95,15 +95,7 @@ pub fn run(a: LaunchArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        if let (Some((_, code)), false) = (selfsup::train::signals::pending(), forwarded) {
-            // pass SIGTERM on (a terminal's Ctrl-C already reaches the whole process group)
-            for (i, (_, child)) in children.iter().enumerate() {
-                if running[i] && code == 143 {
-                    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-                }
-            }
-            forwarded = true;
-        }
+        selfsup::train::signals::pass_on_sigterm(&mut forwarded, children.iter().zip(&running).filter(|(_, r)| **r).map(|((_, child), _)| child.id()));
         if let Some(t) = failed_at {
             if t.elapsed() > Duration::from_secs(a.grace) {
                 for (i, (rank, child)) in children.iter_mut().enumerate() {

@@ -224,7 +224,7 @@ pub struct AdCo {
 
 impl AdCo {
     pub fn new(cfg: &Config, device: Device) -> anyhow::Result<AdCo> {
-        let net = QueryKey::new(cfg, device)?.with_shuffle_bn(KeyShuffle::for_config(cfg, cfg.adco.shuffle_bn));
+        let net = QueryKey::new(cfg, device)?.with_shuffle_bn(KeyShuffle::for_config(cfg));
         let bank = NegativeBank::new(cfg.adco.bank_size, cfg.projector.out, cfg.adco.bank_init == "random", cfg.adco.key_negatives(), device);
         Ok(AdCo { cfg: cfg.adco.clone(), net, bank, pending: None, negative_stats: None })
     }

@@ -132,7 +132,7 @@ pub struct MocoV2 {
 
 impl MocoV2 {
     pub fn new(cfg: &Config, device: Device) -> anyhow::Result<MocoV2> {
-        let net = QueryKey::new(cfg, device)?.with_shuffle_bn(KeyShuffle::for_config(cfg, cfg.mocov2.shuffle_bn));
+        let net = QueryKey::new(cfg, device)?.with_shuffle_bn(KeyShuffle::for_config(cfg));
         let queue = KeyQueue::new(cfg.mocov2.queue_size, cfg.projector.out, device);
         Ok(MocoV2 { cfg: cfg.mocov2.clone(), net, queue, pending: None, negative_stats: None, pending_labels: None })
     }

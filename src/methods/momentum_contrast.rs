@@ -34,11 +34,11 @@ pub enum KeyShuffle {
 }
 
 impl KeyShuffle {
-    /// The shuffle a config asks for: with `shuffle_bn` (`mocov2.shuffle_bn`, `adco.shuffle_bn`),
-    /// within the process for split BN, across the ranks otherwise (per-rank BN: `model.norm =
-    /// "bn"`, the only other norm `Config::validate` lets through with it).
-    pub fn for_config(cfg: &Config, shuffle_bn: bool) -> KeyShuffle {
-        match (shuffle_bn, cfg.model.norm) {
+    /// The shuffle a config asks for ([`shuffle_bn_key`]: `mocov2.shuffle_bn`,
+    /// `adco.shuffle_bn`): within the process for split BN, across the ranks otherwise (per-rank
+    /// BN: `model.norm = "bn"`, the only other norm `Config::validate` lets through with it).
+    pub fn for_config(cfg: &Config) -> KeyShuffle {
+        match (shuffle_bn_key(cfg).is_some(), cfg.model.norm) {
             (false, _) => KeyShuffle::Off,
             (true, NormKind::Splitbn) => KeyShuffle::Within(cfg.model.norm_splits),
             (true, _) => KeyShuffle::AcrossRanks,

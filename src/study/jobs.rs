@@ -8,7 +8,7 @@
 //! that fails does not stop the others: no new run starts, the running ones finish, and the study
 //! ends with an error naming the run and its log. Ctrl-C reaches every run (SIGTERM is passed on):
 //! each writes a checkpoint and stops, and the same command resumes them.
-use crate::study::runner::{stopped_reason, StudyOptions};
+use crate::study::runner::{finished_line, minutes_left, run_label, stopped_reason, StudyOptions};
 use crate::study::spec::PlannedRun;
 use crate::study::write_report;
 use std::path::Path;
@@ -111,7 +111,7 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
                 .stderr(log)
                 .spawn()
                 .map_err(|e| anyhow::anyhow!("cannot start study run `{}`: {e}", run.name))?;
-            let at = format!("[{}/{}] {}", i + 1, total, run.name);
+            let at = run_label(*i, total, &run.name);
             say(format!("{at}: started{} (log: {})", device.map(|d| format!(" on {d}")).unwrap_or_default(), dir.join(JOB_LOG).display()));
             let bar = bars.add(ProgressBar::new_spinner());
             bar.set_style(ProgressStyle::with_template("{spinner} {prefix}  {msg}  {elapsed}").unwrap());
@@ -121,13 +121,7 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
         if slots.iter().all(|j| j.is_none()) && (queue.is_empty() || stopping) {
             break;
         }
-        if let (Some((_, 143)), false) = (crate::train::signals::pending(), forwarded) {
-            // a terminal's Ctrl-C already reaches the whole process group; SIGTERM is passed on
-            for job in slots.iter().flatten() {
-                unsafe { libc::kill(job.child.id() as i32, libc::SIGTERM) };
-            }
-            forwarded = true;
-        }
+        crate::train::signals::pass_on_sigterm(&mut forwarded, slots.iter().flatten().map(|j| j.child.id()));
         let show = shown.elapsed() > Duration::from_secs(1);
         if show {
             shown = Instant::now();
@@ -149,8 +143,7 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
                 diverged.push(j.name.clone());
             } else if status.success() {
                 let s = crate::study::report::read_json(&dir.join("summary.json")).unwrap_or_default();
-                let knn = s["knn_top1"].as_f64().map(|k| format!("{k:.4}")).unwrap_or("-".into());
-                say(format!("{}: loss {:.4}, kNN {knn}, {minutes:.1} min", j.at, s["final_loss"].as_f64().unwrap_or(f64::NAN)));
+                say(finished_line(&j.at, s["final_loss"].as_f64().unwrap_or(f64::NAN), s["knn_top1"].as_f64(), minutes));
             } else {
                 let code = status.code().unwrap_or(1);
                 say(format!("{}: exited with code {code} after {minutes:.1} min; see {}", j.at, dir.join(JOB_LOG).display()));
@@ -167,8 +160,7 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
             let per_run = run_secs / finished as f64;
             let left = elapsed.len() + queue.len();
             if left > 0 {
-                let minutes = parallel_time_left(per_run, &elapsed, queue.len(), opts.jobs) / 60.0;
-                let when = if minutes < 1.0 { "under a minute".to_string() } else { format!("about {minutes:.0} min") };
+                let when = minutes_left(parallel_time_left(per_run, &elapsed, queue.len(), opts.jobs) / 60.0);
                 say(format!("study: {when} left for {left} run(s), {} at once, at {:.1} min per run so far", opts.jobs, per_run / 60.0));
             }
         }

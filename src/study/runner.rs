@@ -78,7 +78,7 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
     let mut to_train = Vec::new();
     for (i, run) in asked.iter().enumerate() {
         let dir = out.join(&run.name);
-        let at = format!("[{}/{}] {}", i + 1, asked.len(), run.name);
+        let at = run_label(i, asked.len(), &run.name);
         if done(&dir) {
             eprintln!("{at}: finished, skipped");
         } else if let Some(reason) = stopped_reason(&dir) {
@@ -97,7 +97,7 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
     let (mut trained_runs, mut trained_secs) = (0usize, 0f64);
     for &(i, run) in sequential {
         let dir = out.join(&run.name);
-        let at = format!("[{}/{}] {}", i + 1, asked.len(), run.name);
+        let at = run_label(i, asked.len(), &run.name);
         let started = std::time::Instant::now();
         let trained = if dir.join("summary.json").exists() { true } else { train_run(run, &dir, &at, opts)? };
         if !trained {
@@ -137,9 +137,23 @@ fn time_left(runs: usize, secs: f64, left: usize) -> Option<String> {
     if left == 0 || runs == 0 {
         return None;
     }
-    let minutes = secs / runs as f64 * left as f64 / 60.0;
-    let when = if minutes < 1.0 { "under a minute".to_string() } else { format!("about {minutes:.0} min") };
+    let when = minutes_left(secs / runs as f64 * left as f64 / 60.0);
     Some(format!("study: {when} left for {left} run(s), at this invocation's {:.1} min per run", secs / runs as f64 / 60.0))
+}
+
+/// A time left for the progress lines: "under a minute" or "about N min".
+pub(crate) fn minutes_left(minutes: f64) -> String {
+    if minutes < 1.0 { "under a minute".to_string() } else { format!("about {minutes:.0} min") }
+}
+
+/// A run's label in the progress lines: `[i/n] name` (`i` from 0).
+pub(crate) fn run_label(i: usize, total: usize, name: &str) -> String {
+    format!("[{}/{}] {name}", i + 1, total)
+}
+
+/// The progress line of a finished run: `[i/n] name: loss L, kNN K, M min`.
+pub(crate) fn finished_line(at: &str, final_loss: f64, knn_top1: Option<f64>, minutes: f64) -> String {
+    format!("{at}: loss {final_loss:.4}, kNN {}, {minutes:.1} min", knn_top1.map(|k| format!("{k:.4}")).unwrap_or("-".into()))
 }
 
 /// Trains (or resumes) one run into `dir`. Returns false when it diverged, having recorded why in
@@ -149,7 +163,7 @@ fn train_run(run: &PlannedRun, dir: &Path, at: &str, opts: &StudyOptions) -> any
     eprintln!("{at}{}: {}", if resume { " (resuming)" } else { "" }, run.overrides.join(" "));
     match train(&run.config, &TrainOptions { out: dir.to_path_buf(), resume, quiet: opts.quiet, stop_after_steps: None }) {
         Ok(s) => {
-            eprintln!("{at}: loss {:.4}, kNN {}, {:.1} min", s.final_loss, s.knn_top1.map(|k| format!("{k:.4}")).unwrap_or("-".into()), s.minutes);
+            eprintln!("{}", finished_line(at, s.final_loss, s.knn_top1, s.minutes));
             Ok(true)
         }
         Err(e) => match e.downcast_ref::<crate::Error>() {

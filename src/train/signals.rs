@@ -24,3 +24,19 @@ pub fn pending() -> Option<(&'static str, i32)> {
         _ => Some(("SIGINT", 130)),
     }
 }
+
+/// Passes a received SIGTERM on to the child processes `children` (process ids), once: `sent`
+/// records that a signal was handled. A terminal's Ctrl-C already reaches the whole process group,
+/// so SIGINT is not passed on (`selfsup launch`'s ranks, `selfsup study --jobs`'s runs).
+pub fn pass_on_sigterm(sent: &mut bool, children: impl IntoIterator<Item = u32>) {
+    let Some((_, code)) = pending() else { return };
+    if *sent {
+        return;
+    }
+    if code == 143 {
+        for pid in children {
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
+    }
+    *sent = true;
+}
