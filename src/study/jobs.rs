@@ -201,7 +201,7 @@ fn note_threads(runs: &[(usize, &PlannedRun)], opts: &StudyOptions) {
     let Some((_, run)) = runs.first() else { return };
     let on_cpu = opts.devices.is_empty() && !run.config.train.device.starts_with("cuda");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    let threads = if run.config.train.threads == 0 { cores } else { run.config.train.threads as usize };
+    let threads = if run.config.train.threads == 0 { cores } else { run.config.train.threads };
     let at_once = opts.jobs.min(runs.len());
     if on_cpu && at_once * threads > cores {
         eprintln!("note: {at_once} runs at once × train.threads {threads} = {} threads on {cores} cores; --set train.threads={} gives each run its share", at_once * threads, (cores / at_once).max(1));
