@@ -3,7 +3,7 @@
 //! of 1 rank × 32 with plain BatchNorm (gradients all-reduced by c10d's Reducer while backward
 //! runs, and the same again when they are all-reduced after it) (float64, so the comparison is not blurred by float32
 //! rounding amplified by small-batch BN), the online probe included; per-rank BN does not. SimCLR with negatives gathered from
-//! both ranks, MoCo v2's queue and AdCo's bank fed by both ranks give the single-process loss; `actnorm` initialises from the global batch, and `bn-center` / `bn-scale` take its moments. A killed rank makes the survivor exit with an error.
+//! both ranks, MoCo v2's queue and AdCo's bank fed by both ranks give the single-process loss; `actnorm` initialises from the global batch, and `bn-center` / `bn-scale` take its moments. A killed rank makes the survivor exit with an error; a launch stopped by SIGTERM resumes to the uninterrupted result.
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
@@ -355,6 +355,48 @@ fn a_killed_rank_makes_the_other_exit_with_an_error() {
     let mut err = String::new();
     std::io::Read::read_to_string(r0.stderr.as_mut().unwrap(), &mut err).unwrap();
     assert!(err.contains("error:") && err.contains("rank 0"), "{err}");
+}
+
+/// `selfsup launch` killed by SIGTERM (a scheduler ending the job) passes it to its ranks: they
+/// agree on one step, rank 0 writes a checkpoint, the launcher exits 143, and the same command
+/// with `--resume` continues the job to the end with the losses and final weights of an
+/// uninterrupted one.
+#[test]
+fn a_launch_stopped_by_sigterm_resumes_to_the_uninterrupted_result() {
+    require_gloo();
+    let dir = tempfile::tempdir().unwrap();
+    let (whole, cut) = (dir.path().join("whole"), dir.path().join("cut"));
+    let mut s = sets("byol", "bn");
+    s.extend(["train.epochs=16".into(), "train.checkpoint_every=1".into()]);
+    let o = launch(2, train_args(&whole, 16, &s));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut all: Vec<String> = ["launch", "--nproc", "2", "--"].map(String::from).to_vec();
+    all.extend(train_args(&cut, 16, &s));
+    let child = Command::new(bin()).args(&all).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let t = Instant::now();
+    while losses_or_empty(&cut).len() < 3 {
+        assert!(t.elapsed() < Duration::from_secs(120), "training did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(143), "{err}");
+    assert!(err.contains("interrupted by SIGTERM; checkpoint written"), "{err}");
+    assert!(!cut.join("summary.json").exists(), "the job finished before the signal: make it longer");
+    let stopped_at = losses(&cut).len();
+    assert!(stopped_at < 80, "{stopped_at} of 80 steps before the signal took effect");
+    all.push("--resume".into());
+    let o = run_owned(&all);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("resuming from"), "{}", stderr(&o));
+    let (lw, lc) = (losses(&whole), losses(&cut));
+    assert_eq!(lw.len(), 80);
+    assert_eq!(lc.len(), 80, "resumed run's log: {} steps", lc.len());
+    let d = max_diff(&lw, &lc);
+    assert!(d < 1e-9, "resumed vs uninterrupted: loss differs by {d:e} (stopped after step {stopped_at})");
+    let w = weight_diff(&whole, &cut);
+    assert!(w < 1e-9, "resumed vs uninterrupted: final weights differ by {w:e}");
 }
 
 fn losses_or_empty(run: &Path) -> Vec<f64> {
