@@ -23,6 +23,8 @@ fn bad_input_gives_one_clear_error_line() {
     assert_clean_error(&o, 2, &["--lr 0 must be a positive number"]);
     let o = selfsup(&["eval", "linear", "--checkpoint", "random", "--train", "synthetic:20", "--test", "synthetic:20@test", "--weight-decay=-1"]);
     assert_clean_error(&o, 2, &["--weight-decay -1 must be 0 or more"]);
+    let o = selfsup(&["eval", "linear", "--checkpoint", "random", "--train", "synthetic:20", "--test", "synthetic:20@test", "--val-fraction", "1"]);
+    assert_clean_error(&o, 2, &["--val-fraction 1 must be between 0 and 1"]);
     let o = selfsup(&["eval", "linear", "--checkpoint", "random", "--train", "synthetic:20", "--test", "synthetic:20@test", "--optimizer", "adam"]);
     assert_clean_error(&o, 2, &["adam", "adamw, sgd"]);
     let o = selfsup(&["data", "inspect", "bogus:/x"]);
@@ -198,6 +200,31 @@ fn tiny_byol_run_pretrain_checkpoint_evaluate() {
     assert!(o.status.success(), "{}", stderr(&o));
     let lines: Vec<serde_json::Value> = stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!((lines.len(), &lines[0], lines[1]["lr"].as_f64()), (2, &a, Some(0.03)));
+    // --val-fraction: the learning rate chosen on held-out training images (a quarter of each
+    // class: 5 of 20), the test set read once, by the chosen probe retrained on every image
+    let linear = |extra: &[&str]| {
+        let mut a = vec!["eval", "linear", "--checkpoint", run.to_str().unwrap(), "--train", &data, "--test", &test, "--seed", "4", "--json"];
+        a.extend(extra);
+        let o = selfsup(&a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<serde_json::Value>>()
+    };
+    for views in [&["--epochs", "100"][..], &["--epochs", "3", "--augment"]] {
+        let lines = linear(&[views, &["--lr", "0.0003,0.01,3", "--val-fraction", "0.25"]].concat());
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        let val: Vec<f64> = lines[..3].iter().map(|l| l["val_top1"].as_f64().unwrap()).collect();
+        for l in &lines[..3] {
+            assert_eq!((l["val_images"].as_u64(), l["fit_images"].as_u64(), l["val_fraction"].as_f64()), (Some(50), Some(150), Some(0.25)), "{l}");
+            assert!(l.get("linear_top1").is_none(), "a validation line read the test set: {l}");
+        }
+        let best = (0..3).fold(0, |b, i| if val[i] > val[b] { i } else { b });
+        let chosen = &lines[3];
+        assert_eq!((chosen["lr"].as_f64(), chosen["val_top1"].as_f64(), chosen["selected_by"].as_str()), (lines[best]["lr"].as_f64(), Some(val[best]), Some("validation")), "{lines:?}");
+        // the chosen probe retrained on every training image is the probe run alone at its lr
+        let lr = chosen["lr"].to_string();
+        let alone = linear(&[views, &["--lr", &lr]].concat()).remove(0);
+        assert_eq!((&chosen["linear_top1"], &chosen["linear_train_top1"]), (&alone["linear_top1"], &alone["linear_train_top1"]), "{chosen} vs {alone}");
+    }
     let emb = dir.path().join("emb.safetensors");
     let o = selfsup(&["embed", "--checkpoint", run.to_str().unwrap(), "--data", &test, "--out", emb.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
