@@ -182,6 +182,10 @@ fn tiny_byol_run_pretrain_checkpoint_evaluate() {
     assert_eq!(two[1]["lr"].as_f64(), Some(1.0));
     assert_ne!(two[1]["linear_train_top1"], v["linear_train_top1"], "another lr, another probe");
     assert_eq!((v["optimizer"].as_str(), v["lr"].as_f64(), v["weight_decay"].as_f64(), v["features"].as_str()), (Some("sgd"), Some(0.1), Some(0.0), Some("raw")), "{v}");
+    // solo-learn's step decay instead of the cosine: another probe, named in the JSON
+    let step = sgd(&["--schedule", "step"]).remove(0);
+    assert_eq!((step["schedule"].as_str(), v["schedule"].as_str()), (Some("step"), Some("cosine")));
+    assert_ne!((&step["linear_train_top1"], &step["linear_top1"]), (&v["linear_train_top1"], &v["linear_top1"]), "another schedule, another probe");
     // (this tiny encoder's raw features are small, so 300 steps of SGD at 0.1 fit them less
     // than AdamW fits the standardised ones; still well over chance, 10%)
     assert!(v["linear_train_top1"].as_f64().unwrap() > 0.15, "{v}");

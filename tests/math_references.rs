@@ -507,7 +507,8 @@ fn the_epoch_by_epoch_probe_trains_on_each_epochs_features() {
 /// The offline probe's optimisation as plain loops of the papers' update rules, in float64:
 /// softmax regression from zero weights on the features standardised by their mean and unbiased
 /// std (or raw), the gradient of the batch's mean cross-entropy, a cosine learning rate
-/// lr·½(1 + cos(πt/T)) over all T steps, batches in the order of a ChaCha8 permutation of the
+/// lr·½(1 + cos(πt/T)) over all T steps (or solo-learn's steps: lr, then lr/10 from 60% of the
+/// epochs and lr/100 from 80%), batches in the order of a ChaCha8 permutation of the
 /// samples per epoch (the probe's documented order; the last batch of an epoch is the remainder),
 /// and either
 /// - AdamW (Loshchilov & Hutter, arXiv:1711.05101, Algorithm 2, torch's form): θ ← θ(1 − lr·λ);
@@ -538,7 +539,7 @@ fn probe_reference(x: &[f64], y: &[i64], (n, d, c): (usize, usize, usize), cfg: 
     let mut order: Vec<usize> = (0..n).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let mut t = 0usize;
-    for _ in 0..cfg.epochs {
+    for epoch in 0..cfg.epochs {
         order.shuffle(&mut rng);
         for s in 0..per_epoch {
             let rows = &order[s * b..((s + 1) * b).min(n)];
@@ -555,7 +556,14 @@ fn probe_reference(x: &[f64], y: &[i64], (n, d, c): (usize, usize, usize), cfg: 
                     g[c * d + k] += e / rows.len() as f64;
                 }
             }
-            let lr = cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * t as f64 / total as f64).cos());
+            let lr = match cfg.schedule {
+                selfsup::eval::ProbeSchedule::Cosine => cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * t as f64 / total as f64).cos()),
+                // tenfold down at 60% and again at 80% of the epochs (solo-learn's 60 and 80 of 100)
+                selfsup::eval::ProbeSchedule::Step => {
+                    let (first, second) = ((0.6 * cfg.epochs as f64).floor() as usize, (0.8 * cfg.epochs as f64).floor() as usize);
+                    cfg.lr * if epoch >= second { 0.01 } else if epoch >= first { 0.1 } else { 1.0 }
+                }
+            };
             let step = (t + 1) as i32;
             for q in 0..p {
                 match cfg.optimizer {
@@ -579,13 +587,13 @@ fn probe_reference(x: &[f64], y: &[i64], (n, d, c): (usize, usize, usize), cfg: 
     (theta, bias, mean, std)
 }
 
-/// `train_linear_probe` against [`probe_reference`]: AdamW and SGD, standardised and raw
+/// `train_linear_probe` against [`probe_reference`]: AdamW and SGD, each with both schedules, standardised and raw
 /// features, full batches and mini-batches with a remainder (13 samples, batch 5): the same
 /// weights, biases and standardisation (float32 against float64: 1e-4), and the probe's top-1 is
 /// the reference classifier's.
 #[test]
 fn the_linear_probe_follows_plain_loops_of_adamw_and_sgd() {
-    use selfsup::eval::{train_linear_probe, LinearProbeConfig, ProbeOptimizer};
+    use selfsup::eval::{train_linear_probe, LinearProbeConfig, ProbeOptimizer, ProbeSchedule};
     let (n, d, c) = (13usize, 4usize, 3usize);
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     // features far from standard (offsets and scales differ per dimension), labels not separable
@@ -598,11 +606,11 @@ fn the_linear_probe_follows_plain_loops_of_adamw_and_sgd() {
         assert_eq!(t.len(), r.len());
         t.iter().zip(r).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max)
     };
-    for optimizer in [ProbeOptimizer::AdamW, ProbeOptimizer::Sgd] {
+    for (optimizer, schedule) in [ProbeOptimizer::AdamW, ProbeOptimizer::Sgd].into_iter().flat_map(|o| [(o, ProbeSchedule::Cosine), (o, ProbeSchedule::Step)]) {
         for standardize in [true, false] {
             for batch in [64, 5] {
-                let cfg = LinearProbeConfig { epochs: 7, lr: 0.05, weight_decay: 0.02, batch, seed: 3, optimizer, standardize };
-                let what = format!("{optimizer:?}, standardize {standardize}, batch {batch}");
+                let cfg = LinearProbeConfig { epochs: 7, lr: 0.05, weight_decay: 0.02, batch, seed: 3, optimizer, standardize, schedule };
+                let what = format!("{optimizer:?}, {schedule:?}, standardize {standardize}, batch {batch}");
                 let probe = train_linear_probe(|_| Ok(xt.shallow_clone()), &yt, c, &cfg).unwrap();
                 let (w, b, mean, std) = probe_reference(&x, &y, (n, d, c), &cfg);
                 let size = w.iter().chain(&b).map(|v| v.abs()).fold(0.0, f64::max);

@@ -1,6 +1,6 @@
 //! `selfsup eval knn|linear`.
 use super::ConfigArgs;
-use selfsup::eval::linear::{validation_split, LinearProbeConfig, ProbeOptimizer};
+use selfsup::eval::linear::{validation_split, LinearProbeConfig, ProbeOptimizer, ProbeSchedule};
 use selfsup::augment::ViewConfig;
 use selfsup::eval::features::{eval_protocol, EvalView};
 use selfsup::eval::{extract_features, extract_view_features, knn_accuracy, linear_probe, linear_probe_epochs, train_test_features};
@@ -76,7 +76,7 @@ pub enum EvalCmd {
         /// evaluation, usually with --features raw).
         #[arg(long, default_value = "adamw", value_parser = ProbeOptimizer::NAMES)]
         optimizer: String,
-        /// Peak learning rate of the cosine schedule [default: 0.01 with adamw, 0.1 with sgd];
+        /// Peak learning rate of the schedule [default: 0.01 with adamw, 0.1 with sgd];
         /// several, comma-separated (`--lr 0.1,1,5`), train one probe each on the same features
         /// (one result line each; choosing among them by test top-1 is optimistic: see
         /// --val-fraction).
@@ -92,6 +92,10 @@ pub enum EvalCmd {
         /// adamw, 0 with sgd].
         #[arg(long)]
         weight_decay: Option<f64>,
+        /// The learning rate over the probe's epochs: cosine (to 0), or step (tenfold down at 60%
+        /// and again at 80% of the epochs: solo-learn's linear evaluation).
+        #[arg(long, default_value = "cosine", value_parser = ProbeSchedule::NAMES)]
+        schedule: String,
         /// Training features per step.
         #[arg(long, default_value_t = 256)]
         batch: i64,
@@ -300,8 +304,9 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
                 show_neighbours(png, queries, show, (&ftr, &fte, &yte), &train, &test)?;
             }
         }
-        EvalCmd::Linear { common, epochs, optimizer, lr, weight_decay, batch, features: feature_scale, augment, val_fraction } => {
+        EvalCmd::Linear { common, epochs, optimizer, lr, weight_decay, batch, features: feature_scale, augment, val_fraction, schedule } => {
             let optimizer = ProbeOptimizer::parse(&optimizer).expect("clap checks the name");
+            let schedule = ProbeSchedule::parse(&schedule).expect("clap checks the name");
             let lrs = if lr.is_empty() { vec![optimizer.default_lr()] } else { lr };
             let weight_decay = weight_decay.unwrap_or(optimizer.default_weight_decay());
             if epochs == 0 {
@@ -320,16 +325,16 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
                 return Err(selfsup::Error::usage(format!("--val-fraction {f} must be between 0 and 1 (exclusive)")).into());
             }
             let standardize = feature_scale == "standardized";
-            let probes: Vec<LinearProbeConfig> = lrs.iter().map(|&lr| LinearProbeConfig { epochs, lr, weight_decay, batch, optimizer, standardize, ..Default::default() }).collect();
+            let probes: Vec<LinearProbeConfig> = lrs.iter().map(|&lr| LinearProbeConfig { epochs, lr, weight_decay, batch, optimizer, standardize, schedule, ..Default::default() }).collect();
             let views = if augment { "augmented" } else { "fixed" };
             let print = |line: ProbeLine| {
                 let probe = line.probe();
                 if common.json {
-                    let mut v = serde_json::json!({"epochs": epochs, "train_views": views, "optimizer": optimizer, "lr": probe.lr, "weight_decay": weight_decay, "batch": batch, "features": feature_scale});
+                    let mut v = serde_json::json!({"epochs": epochs, "train_views": views, "optimizer": optimizer, "schedule": schedule, "lr": probe.lr, "weight_decay": weight_decay, "batch": batch, "features": feature_scale});
                     line.add_results(&mut v, val_fraction, &lrs);
                     println!("{v}");
                 } else {
-                    let settings = format!("offline, {epochs} epochs, {views} training views, {feature_scale} features, {} lr {} wd {weight_decay}", optimizer.name(), probe.lr);
+                    let settings = format!("offline, {epochs} epochs, {views} training views, {feature_scale} features, {} lr {} ({}) wd {weight_decay}", optimizer.name(), probe.lr, schedule.name());
                     println!("{}", line.text(&settings));
                 }
             };

@@ -1,6 +1,7 @@
 //! Linear probe on frozen features (offline): a linear softmax classifier (zero-initialised) on
 //! the features — standardised with training statistics by default, or raw — trained by AdamW or
-//! by SGD with momentum 0.9 (solo-learn's and SimCLR's linear evaluation) with a cosine schedule,
+//! by SGD with momentum 0.9 (solo-learn's and SimCLR's linear evaluation) with a cosine schedule
+//! or solo-learn's step decay,
 //! the batches drawn by the probe's own seeded generator, reporting test top-1 — on the training
 //! set's features computed once, or (`linear_probe_epochs`) on new augmented views of it every
 //! epoch. `validation_split` holds out part of the training set to choose the learning rate on,
@@ -55,6 +56,43 @@ impl ProbeOptimizer {
     }
 }
 
+/// The probe's learning-rate schedule over its epochs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeSchedule {
+    /// `lr·½(1 + cos(π·t/T))` at step t of T.
+    Cosine,
+    /// `lr·0.1^k`, k the milestones reached, at epochs ⌊0.6·E⌋ and ⌊0.8·E⌋ of E (60 and 80 of
+    /// 100: solo-learn's linear evaluation, torch's MultiStepLR with γ 0.1).
+    Step,
+}
+
+impl ProbeSchedule {
+    pub const NAMES: [&'static str; 2] = ["cosine", "step"];
+
+    pub fn parse(s: &str) -> Option<ProbeSchedule> {
+        [ProbeSchedule::Cosine, ProbeSchedule::Step].into_iter().find(|o| o.name() == s)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeSchedule::Cosine => "cosine",
+            ProbeSchedule::Step => "step",
+        }
+    }
+
+    /// The learning rate at step `t` of `total`, in `epoch` of `epochs`, for peak `lr`.
+    pub fn lr(self, lr: f64, (t, total): (usize, usize), (epoch, epochs): (usize, usize)) -> f64 {
+        match self {
+            ProbeSchedule::Cosine => lr * 0.5 * (1.0 + (std::f64::consts::PI * t as f64 / total as f64).cos()),
+            ProbeSchedule::Step => {
+                let reached = [epochs * 6 / 10, epochs * 8 / 10].iter().filter(|&&m| epoch >= m).count();
+                lr * 0.1f64.powi(reached as i32)
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct LinearProbeConfig {
     pub epochs: usize,
@@ -66,11 +104,12 @@ pub struct LinearProbeConfig {
     /// Standardise each feature with the training set's mean and (unbiased) std before the
     /// classifier (true), or give it the features as they are (false; solo-learn).
     pub standardize: bool,
+    pub schedule: ProbeSchedule,
 }
 
 impl Default for LinearProbeConfig {
     fn default() -> Self {
-        LinearProbeConfig { epochs: 100, lr: 1e-2, weight_decay: 1e-4, batch: 256, seed: 0, optimizer: ProbeOptimizer::AdamW, standardize: true }
+        LinearProbeConfig { epochs: 100, lr: 1e-2, weight_decay: 1e-4, batch: 256, seed: 0, optimizer: ProbeOptimizer::AdamW, standardize: true, schedule: ProbeSchedule::Cosine }
     }
 }
 
@@ -114,8 +153,8 @@ pub fn linear_probe_epochs(train_epoch: impl FnMut(usize) -> anyhow::Result<Tens
 
 /// Trains the probe on each epoch's features from `train_epoch(epoch)`. The standardisation is
 /// the first epoch's statistics; each epoch's batches are a new permutation from a ChaCha8
-/// generator seeded by `cfg.seed`; the learning rate follows a cosine from `cfg.lr` to 0 over all
-/// steps (`lr·½(1 + cos(π·t/T))` at step t of T).
+/// generator seeded by `cfg.seed`; the learning rate follows `cfg.schedule` from `cfg.lr` (a
+/// cosine to 0 over all steps, or solo-learn's two tenfold steps).
 pub fn train_linear_probe(mut train_epoch: impl FnMut(usize) -> anyhow::Result<Tensor>, train_y: &Tensor, num_classes: usize, cfg: &LinearProbeConfig) -> anyhow::Result<TrainedProbe> {
     let first = train_epoch(0)?;
     let d = first.size()[1];
@@ -155,7 +194,7 @@ pub fn train_linear_probe(mut train_epoch: impl FnMut(usize) -> anyhow::Result<T
             let idx = perm.narrow(0, s * cfg.batch, len);
             let logits = xtr.index_select(0, &idx).apply(&lin);
             let loss = logits.cross_entropy_for_logits(&train_y.index_select(0, &idx));
-            opt.set_lr(cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total as f64).cos()));
+            opt.set_lr(cfg.schedule.lr(cfg.lr, (step, total), (epoch, cfg.epochs)));
             opt.backward_step(&loss);
             step += 1;
         }

@@ -8,5 +8,5 @@ pub mod online_probe;
 
 pub use features::{extract_features, extract_view_features, train_test_features};
 pub use knn::{knn_accuracy, KnnResult};
-pub use linear::{linear_probe, linear_probe_epochs, train_linear_probe, LinearProbeConfig, ProbeOptimizer, TrainedProbe};
+pub use linear::{linear_probe, linear_probe_epochs, train_linear_probe, LinearProbeConfig, ProbeOptimizer, ProbeSchedule, TrainedProbe};
 pub use online_probe::OnlineProbe;
