@@ -74,8 +74,8 @@ pub enum EvalCmd {
         epochs: usize,
         /// The probe's optimiser: adamw, or sgd (momentum 0.9; SimCLR's and solo-learn's linear
         /// evaluation, usually with --features raw).
-        #[arg(long, default_value = "adamw", value_parser = ProbeOptimizer::NAMES)]
-        optimizer: String,
+        #[arg(long, value_enum, default_value = "adamw")]
+        optimizer: ProbeOptimizer,
         /// Peak learning rate of the schedule [default: 0.01 with adamw, 0.1 with sgd];
         /// several, comma-separated (`--lr 0.1,1,5`), train one probe each on the same features
         /// (one result line each; choosing among them by test top-1 is optimistic: see
@@ -94,8 +94,8 @@ pub enum EvalCmd {
         weight_decay: Option<f64>,
         /// The learning rate over the probe's epochs: cosine (to 0), or step (tenfold down at 60%
         /// and again at 80% of the epochs: solo-learn's linear evaluation).
-        #[arg(long, default_value = "cosine", value_parser = ProbeSchedule::NAMES)]
-        schedule: String,
+        #[arg(long, value_enum, default_value = "cosine")]
+        schedule: ProbeSchedule,
         /// Training features per step.
         #[arg(long, default_value_t = 256)]
         batch: i64,
@@ -305,8 +305,6 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
             }
         }
         EvalCmd::Linear { common, epochs, optimizer, lr, weight_decay, batch, features: feature_scale, augment, val_fraction, schedule } => {
-            let optimizer = ProbeOptimizer::parse(&optimizer).expect("clap checks the name");
-            let schedule = ProbeSchedule::parse(&schedule).expect("clap checks the name");
             let lrs = if lr.is_empty() { vec![optimizer.default_lr()] } else { lr };
             let weight_decay = weight_decay.unwrap_or(optimizer.default_weight_decay());
             if epochs == 0 {

@@ -12,11 +12,12 @@ use rand_chacha::ChaCha8Rng;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 /// The probe's optimiser.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeOptimizer {
     /// torch's AdamW (β 0.9 / 0.999, ε 1e-8, decoupled weight decay; Loshchilov & Hutter,
     /// arXiv:1711.05101, Algorithm 2).
+    #[value(name = "adamw")]
     AdamW,
     /// torch's SGD with momentum 0.9 (no dampening, weight decay added to the gradient) — the
     /// linear evaluation of SimCLR (Appendix B.6) and solo-learn.
@@ -24,12 +25,6 @@ pub enum ProbeOptimizer {
 }
 
 impl ProbeOptimizer {
-    pub const NAMES: [&'static str; 2] = ["adamw", "sgd"];
-
-    pub fn parse(s: &str) -> Option<ProbeOptimizer> {
-        [ProbeOptimizer::AdamW, ProbeOptimizer::Sgd].into_iter().find(|o| o.name() == s)
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             ProbeOptimizer::AdamW => "adamw",
@@ -57,7 +52,7 @@ impl ProbeOptimizer {
 }
 
 /// The probe's learning-rate schedule over its epochs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeSchedule {
     /// `lr·½(1 + cos(π·t/T))` at step t of T.
@@ -68,12 +63,6 @@ pub enum ProbeSchedule {
 }
 
 impl ProbeSchedule {
-    pub const NAMES: [&'static str; 2] = ["cosine", "step"];
-
-    pub fn parse(s: &str) -> Option<ProbeSchedule> {
-        [ProbeSchedule::Cosine, ProbeSchedule::Step].into_iter().find(|o| o.name() == s)
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             ProbeSchedule::Cosine => "cosine",
