@@ -1,9 +1,10 @@
 //! `selfsup eval knn|linear`.
 use super::ConfigArgs;
-use selfsup::eval::linear::{validation_split, LinearProbeConfig, ProbeOptimizer, ProbeSchedule};
+use selfsup::eval::linear::{LinearProbeConfig, ProbeOptimizer, ProbeSchedule};
+use selfsup::eval::probe_selection::{run_linear_probes, ProbeLine};
 use selfsup::augment::ViewConfig;
 use selfsup::eval::features::{eval_protocol, EvalView};
-use selfsup::eval::{extract_features, extract_view_features, knn_accuracy, linear_probe, linear_probe_epochs, train_test_features};
+use selfsup::eval::{extract_features, extract_view_features, knn_accuracy, train_test_features};
 use selfsup::data::Dataset;
 use selfsup::eval::neighbours;
 use selfsup::methods::Method;
@@ -171,83 +172,28 @@ fn features(c: &Common) -> anyhow::Result<((tch::Tensor, tch::Tensor, tch::Tenso
     Ok((train_test_features(method.encoder(), &cfg, train.clone(), test.clone(), device)?, train, test))
 }
 
-/// One result of `eval linear`.
-enum ProbeLine<'a> {
-    /// A probe trained on every training image, scored on the test set: (train, test) top-1.
-    Test(&'a LinearProbeConfig, (f64, f64)),
-    /// A probe trained on the fit part, scored on the held-out part of the training set:
-    /// (fit top-1, validation top-1), (fit images, held-out images).
-    Validation(&'a LinearProbeConfig, (f64, f64), (usize, usize)),
-    /// The probe with the best validation top-1 (the last field), retrained on every training
-    /// image and scored on the test set.
-    Chosen(&'a LinearProbeConfig, (f64, f64), f64),
-}
-
-impl ProbeLine<'_> {
-    fn probe(&self) -> &LinearProbeConfig {
-        match self {
-            ProbeLine::Test(p, _) | ProbeLine::Validation(p, _, _) | ProbeLine::Chosen(p, _, _) => p,
+/// An `eval linear` line's results, added to the JSON object of the probe's settings.
+fn add_results(line: &ProbeLine, v: &mut serde_json::Value, val_fraction: Option<f64>, lrs: &[f64]) {
+    match *line {
+        ProbeLine::Test(_, (train_top1, top1)) => (v["linear_top1"], v["linear_train_top1"]) = (top1.into(), train_top1.into()),
+        ProbeLine::Validation(_, (fit_top1, val_top1), (fit_n, val_n)) => {
+            (v["val_top1"], v["fit_train_top1"]) = (val_top1.into(), fit_top1.into());
+            (v["val_fraction"], v["fit_images"], v["val_images"]) = (val_fraction.into(), fit_n.into(), val_n.into());
         }
-    }
-
-    /// The results, added to the JSON object of the probe's settings.
-    fn add_results(&self, v: &mut serde_json::Value, val_fraction: Option<f64>, lrs: &[f64]) {
-        match *self {
-            ProbeLine::Test(_, (train_top1, top1)) => (v["linear_top1"], v["linear_train_top1"]) = (top1.into(), train_top1.into()),
-            ProbeLine::Validation(_, (fit_top1, val_top1), (fit_n, val_n)) => {
-                (v["val_top1"], v["fit_train_top1"]) = (val_top1.into(), fit_top1.into());
-                (v["val_fraction"], v["fit_images"], v["val_images"]) = (val_fraction.into(), fit_n.into(), val_n.into());
-            }
-            ProbeLine::Chosen(_, (train_top1, top1), val_top1) => {
-                (v["linear_top1"], v["linear_train_top1"]) = (top1.into(), train_top1.into());
-                (v["selected_by"], v["val_top1"], v["selected_from"]) = ("validation".into(), val_top1.into(), lrs.into());
-            }
-        }
-    }
-
-    /// The line for a person; `settings` describes the probe.
-    fn text(&self, settings: &str) -> String {
-        match *self {
-            ProbeLine::Test(_, (train_top1, top1)) => format!("linear probe ({settings}) top-1 {top1:.4} (train {train_top1:.4})"),
-            ProbeLine::Validation(_, (fit_top1, val_top1), (fit_n, val_n)) => format!("linear probe ({settings}) validation top-1 {val_top1:.4} on {val_n} held-out training images (fit on {fit_n}: train {fit_top1:.4})"),
-            ProbeLine::Chosen(p, (train_top1, top1), val_top1) => format!("selected lr {} by validation top-1 {val_top1:.4}; retrained on every training image:\nlinear probe ({settings}) top-1 {top1:.4} (train {train_top1:.4})", p.lr),
+        ProbeLine::Chosen(_, (train_top1, top1), val_top1) => {
+            (v["linear_top1"], v["linear_train_top1"]) = (top1.into(), train_top1.into());
+            (v["selected_by"], v["val_top1"], v["selected_from"]) = ("validation".into(), val_top1.into(), lrs.into());
         }
     }
 }
 
-/// The probes of `eval linear` on one encoder's features. `train_epoch(epoch)` gives every
-/// training image's features for that epoch (the same tensor every epoch for fixed views; new
-/// views every epoch with `augmented`); `fixed_train` the un-augmented ones, on which a held-out
-/// part is scored, as the test set is. Without `validation` every probe is scored on the test
-/// set; with (fraction, seed), each on `linear::validation_split`'s held-out images, and the best
-/// (the first on a tie) is retrained on all of them and alone scored on the test set.
-#[allow(clippy::too_many_arguments)]
-fn run_linear_probes(probes: &[LinearProbeConfig], validation: Option<(f64, u64)>, mut train_epoch: impl FnMut(usize) -> anyhow::Result<tch::Tensor>, fixed_train: impl FnOnce() -> anyhow::Result<tch::Tensor>, augmented: bool, labelled: (&tch::Tensor, &tch::Tensor, &tch::Tensor, usize), mut line: impl FnMut(ProbeLine)) -> anyhow::Result<()> {
-    let (ytr, fte, yte, classes) = labelled;
-    let Some((fraction, seed)) = validation else {
-        for probe in probes {
-            line(ProbeLine::Test(probe, linear_probe_epochs(&mut train_epoch, ytr, fte, yte, classes, probe)?));
-        }
-        return Ok(());
-    };
-    let (fit, val) = validation_split(&Vec::<i64>::try_from(ytr)?, fraction, seed)?;
-    let sizes = (fit.len(), val.len());
-    let (fit, val) = (tch::Tensor::from_slice(&fit), tch::Tensor::from_slice(&val));
-    let fixed = fixed_train()?;
-    let (yfit, fval, yval) = (ytr.index_select(0, &fit), fixed.index_select(0, &val), ytr.index_select(0, &val));
-    let ffit = (!augmented).then(|| fixed.index_select(0, &fit));
-    let mut scores = Vec::new();
-    for probe in probes {
-        let r = match &ffit {
-            Some(ffit) => linear_probe(ffit, &yfit, &fval, &yval, classes, probe)?,
-            None => linear_probe_epochs(|epoch| Ok(train_epoch(epoch)?.index_select(0, &fit)), &yfit, &fval, &yval, classes, probe)?,
-        };
-        line(ProbeLine::Validation(probe, r, sizes));
-        scores.push(r.1);
+/// An `eval linear` line for a person; `settings` describes the probe.
+fn text(line: &ProbeLine, settings: &str) -> String {
+    match *line {
+        ProbeLine::Test(_, (train_top1, top1)) => format!("linear probe ({settings}) top-1 {top1:.4} (train {train_top1:.4})"),
+        ProbeLine::Validation(_, (fit_top1, val_top1), (fit_n, val_n)) => format!("linear probe ({settings}) validation top-1 {val_top1:.4} on {val_n} held-out training images (fit on {fit_n}: train {fit_top1:.4})"),
+        ProbeLine::Chosen(p, (train_top1, top1), val_top1) => format!("selected lr {} by validation top-1 {val_top1:.4}; retrained on every training image:\nlinear probe ({settings}) top-1 {top1:.4} (train {train_top1:.4})", p.lr),
     }
-    let best = (0..scores.len()).fold(0, |b, i| if scores[i] > scores[b] { i } else { b });
-    line(ProbeLine::Chosen(&probes[best], linear_probe_epochs(&mut train_epoch, ytr, fte, yte, classes, &probes[best])?, scores[best]));
-    Ok(())
 }
 
 /// `--neighbours PNG`: the picture, the CSV beside it, and one line saying what they show.
@@ -329,11 +275,11 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
                 let probe = line.probe();
                 if common.json {
                     let mut v = serde_json::json!({"epochs": epochs, "train_views": views, "optimizer": optimizer, "schedule": schedule, "lr": probe.lr, "weight_decay": weight_decay, "batch": batch, "features": feature_scale});
-                    line.add_results(&mut v, val_fraction, &lrs);
+                    add_results(&line, &mut v, val_fraction, &lrs);
                     println!("{v}");
                 } else {
                     let settings = format!("offline, {epochs} epochs, {views} training views, {feature_scale} features, {} lr {} ({}) wd {weight_decay}", optimizer.name(), probe.lr, schedule.name());
-                    println!("{}", line.text(&settings));
+                    println!("{}", text(&line, &settings));
                 }
             };
             let validation = val_fraction.map(|f| (f, common.seed));
@@ -360,49 +306,7 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{knn_protocols, run_linear_probes, ProbeLine};
-    use selfsup::eval::linear::{linear_probe, LinearProbeConfig};
-    use tch::{Kind, Tensor};
-
-    /// The lines of `run_linear_probes` with fixed features and a quarter held out:
-    /// (validation lines' (fit, validation) top-1, the chosen line's (train, test) top-1).
-    fn validated(ftr: &Tensor, ytr: &Tensor, fte: &Tensor, yte: &Tensor, probe: &LinearProbeConfig) -> (Vec<(f64, f64)>, (f64, f64)) {
-        let (mut val, mut chosen) = (Vec::new(), None);
-        run_linear_probes(std::slice::from_ref(probe), Some((0.25, 1)), |_| Ok(ftr.shallow_clone()), || Ok(ftr.shallow_clone()), false, (ytr, fte, yte, 4), |line| match line {
-            ProbeLine::Validation(_, r, sizes) => {
-                assert_eq!(sizes.0 + sizes.1, 80);
-                val.push(r)
-            }
-            ProbeLine::Chosen(_, r, _) => chosen = Some(r),
-            ProbeLine::Test(..) => panic!("a test line with --val-fraction"),
-        })
-        .unwrap();
-        (val, chosen.expect("a chosen line"))
-    }
-
-    /// The held-out images are not trained on, and the test set is not what they are scored on:
-    /// on labels that are noise (100-dimensional features, 80 images) a probe memorises its 60
-    /// fit images but is near chance (1/4) on the 20 held out — trained on them it would know
-    /// them too; on separable classes whose test labels are shifted by one, the held-out score
-    /// is 1 and the test score 0, and the chosen probe's is the probe trained on all 80.
-    #[test]
-    fn validation_holds_out_training_images_and_leaves_the_test_set_to_the_chosen_probe() {
-        tch::manual_seed(3);
-        let probe = LinearProbeConfig { epochs: 300, lr: 0.05, ..Default::default() };
-        let noise = Tensor::randn([80, 100], (Kind::Float, tch::Device::Cpu));
-        let labels = Tensor::randint(4, [80], (Kind::Int64, tch::Device::Cpu));
-        let (val, _) = validated(&noise, &labels, &noise.narrow(0, 0, 8), &labels.narrow(0, 0, 8), &probe);
-        let (fit_top1, val_top1) = val[0];
-        assert!(fit_top1 > 0.95, "the probe did not memorise its fit images: {fit_top1}");
-        assert!(val_top1 < 0.6, "the held-out images were trained on: validation top-1 {val_top1}");
-        let classes = Tensor::arange(80, (Kind::Int64, tch::Device::Cpu)).remainder(4);
-        let separable = classes.one_hot(4).to_kind(Kind::Float) * 5.0 + Tensor::randn([80, 4], (Kind::Float, tch::Device::Cpu)) * 0.3;
-        let shifted = (&classes + 1).remainder(4);
-        let (val, chosen) = validated(&separable, &classes, &separable, &shifted, &probe);
-        assert_eq!(val[0].1, 1.0, "validation scored on the test set?");
-        assert_eq!(chosen.1, 0.0);
-        assert_eq!(chosen, linear_probe(&separable, &classes, &separable, &shifted, 4, &probe).unwrap());
-    }
+    use super::knn_protocols;
 
     #[test]
     fn one_temperature_for_every_k_or_one_per_k() {

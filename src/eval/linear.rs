@@ -4,8 +4,7 @@
 //! or solo-learn's step decay,
 //! the batches drawn by the probe's own seeded generator, reporting test top-1 — on the training
 //! set's features computed once, or (`linear_probe_epochs`) on new augmented views of it every
-//! epoch. `validation_split` holds out part of the training set to choose the learning rate on,
-//! so the test set is read once, by the chosen probe.
+//! epoch.
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -191,62 +190,4 @@ pub fn train_linear_probe(mut train_epoch: impl FnMut(usize) -> anyhow::Result<T
     // (xtr: the last epoch's features, already standardised)
     let train_top1 = tch::no_grad(|| xtr.apply(&lin).argmax(1, false).eq_tensor(train_y).to_kind(Kind::Float).mean(Kind::Float).double_value(&[]));
     Ok(TrainedProbe { weight: lin.ws.detach().copy(), bias: lin.bs.as_ref().expect("probe bias").detach().copy(), mean, std, train_top1 })
-}
-
-/// A stratified hold-out split of a labelled training set (`labels[i]` the class of sample i), to
-/// choose the probe's hyperparameters on instead of the test set: in each class, `fraction` of its
-/// samples (rounded to the nearest count, at most all but one) picked by a ChaCha8 generator seeded
-/// with `seed`, classes in increasing order. Returns (fit, validation) sample indices, each in
-/// increasing order; every index is in exactly one. An error when either part would be empty.
-pub fn validation_split(labels: &[i64], fraction: f64, seed: u64) -> Result<(Vec<i64>, Vec<i64>), crate::Error> {
-    if !(fraction > 0.0 && fraction < 1.0) {
-        return Err(crate::Error::usage(format!("--val-fraction {fraction} must be between 0 and 1 (exclusive)")));
-    }
-    let mut by_class: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
-    for (i, &y) in labels.iter().enumerate() {
-        by_class.entry(y).or_default().push(i as i64);
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut val = Vec::new();
-    for members in by_class.values_mut() {
-        members.shuffle(&mut rng);
-        let take = ((fraction * members.len() as f64).round() as usize).min(members.len() - 1);
-        val.extend_from_slice(&members[..take]);
-    }
-    val.sort_unstable();
-    let held: std::collections::HashSet<i64> = val.iter().copied().collect();
-    let fit: Vec<i64> = (0..labels.len() as i64).filter(|i| !held.contains(i)).collect();
-    if val.is_empty() {
-        return Err(crate::Error::usage(format!("--val-fraction {fraction} holds out no image of the {} training images: raise it", labels.len())));
-    }
-    Ok((fit, val))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::validation_split;
-
-    #[test]
-    fn the_validation_split_is_stratified_disjoint_complete_and_seeded() {
-        // classes of 10, 20, 1 and 3 samples, interleaved
-        let labels: Vec<i64> = (0..34).map(|i| if i < 30 { if i % 3 == 0 { 0 } else { 1 } } else if i == 30 { 2 } else { 3 }).collect();
-        let (fit, val) = validation_split(&labels, 0.2, 7).unwrap();
-        let count = |idx: &[i64], c: i64| idx.iter().filter(|&&i| labels[i as usize] == c).count();
-        // round(0.2·10) = 2, round(0.2·20) = 4, a lone sample stays in fit, round(0.6) = 1
-        assert_eq!([0, 1, 2, 3].map(|c| count(&val, c)), [2, 4, 0, 1]);
-        assert_eq!(fit.len() + val.len(), labels.len());
-        let mut all: Vec<i64> = fit.iter().chain(&val).copied().collect();
-        all.sort_unstable();
-        assert_eq!(all, (0..34).collect::<Vec<_>>());
-        assert!(fit.windows(2).all(|w| w[0] < w[1]) && val.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(validation_split(&labels, 0.2, 7).unwrap(), (fit, val.clone()));
-        let other: Vec<_> = (8..20).map(|seed| validation_split(&labels, 0.2, seed).unwrap().1).collect();
-        assert!(other.iter().any(|v| *v != val), "the seed draws the held-out samples");
-        // at most all but one of a class
-        assert_eq!(count(&validation_split(&labels, 0.99, 1).unwrap().0, 1), 1);
-        for bad in [0.0, 1.0, -0.5, f64::NAN] {
-            assert!(validation_split(&labels, bad, 1).unwrap_err().to_string().contains("between 0 and 1"), "{bad}");
-        }
-        assert!(validation_split(&labels, 0.01, 1).unwrap_err().to_string().contains("holds out no image of the 34"));
-    }
 }

@@ -5,6 +5,7 @@ pub mod knn;
 pub mod linear;
 pub mod neighbours;
 pub mod online_probe;
+pub mod probe_selection;
 
 pub use features::{extract_features, extract_view_features, train_test_features};
 pub use knn::{knn_accuracy, KnnResult};
