@@ -216,6 +216,65 @@ fn study_file_errors_name_the_file_and_the_run() {
     assert!(o.status.code() == Some(1) && e.contains("bad.toml") && e.contains("baseline `default` is not a configuration of this study (configurations: a, b)"), "{e}");
 }
 
+/// A study's `[probe]` table: every run gets the offline probe of that protocol — the learning
+/// rate chosen on held-out training images — exactly as `eval linear` with the same flags and the
+/// run's seed gives it; the report says which protocol; a changed protocol re-probes the finished
+/// runs without retraining them; a list of learning rates without a hold-out, or an unknown key,
+/// is refused naming the file and the key.
+#[test]
+fn a_study_probes_every_run_by_its_probe_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("probe.toml");
+    let (train, test) = ("synthetic:80", "synthetic:40@test");
+    let write = |epochs: usize| {
+        std::fs::write(&file, format!("name = \"probe\"\nset = [\"train.epochs=1\", \"train.batch=16\", \"train.seed=3\", \"data.train=\\\"{train}\\\"\", \"eval.test=\\\"{test}\\\"\", \"eval.knn_every=0\"]\n[probe]\noptimizer = \"sgd\"\nfeatures = \"raw\"\nschedule = \"step\"\nlr = [0.01, 1.0]\nval_fraction = 0.25\nepochs = {epochs}\n[[runs]]\nname = \"a\"\n[[runs]]\nname = \"b\"\nset = [\"byol.predictor=\\\"linear\\\"\"]\n")).unwrap();
+    };
+    write(20);
+    let out = dir.path().join("out");
+    let args = vec![file.to_str().unwrap().to_string(), "--out".into(), out.to_str().unwrap().into(), "--quiet".into()];
+    let o = study(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let linear = |run: &str| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(out.join(run).join("linear.json")).unwrap()).unwrap();
+    let by_cli = |run: &str, epochs: &str| {
+        let mut a: Vec<String> = ["eval", "linear", "--checkpoint", out.join(run).to_str().unwrap(), "--train", train, "--test", test, "--optimizer", "sgd", "--features", "raw", "--schedule", "step", "--lr", "0.01,1", "--val-fraction", "0.25", "--epochs", epochs, "--seed", "3", "--json"].map(String::from).to_vec();
+        with_sets(&mut a, &tiny_model_sets());
+        let o = run_owned(&a);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(stdout(&o).lines().last().unwrap()).unwrap()
+    };
+    for run in ["a", "b"] {
+        let (v, cli) = (linear(run), by_cli(run, "20"));
+        assert_eq!(cli["selected_by"], "validation");
+        for key in ["linear_top1", "linear_train_top1", "val_top1", "lr", "optimizer", "schedule", "features", "epochs"] {
+            assert_eq!(v[key], cli[key], "{run}: {key} differs from eval linear's: {v} vs {cli}");
+        }
+        assert_eq!(v["protocol"]["val_fraction"].as_f64(), Some(0.25), "{v}");
+    }
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|c| *c == "linear_top1").unwrap();
+    let row_a: Vec<&str> = csv.lines().nth(1).unwrap().split(',').collect();
+    assert_eq!(row_a[col].parse::<f64>().unwrap(), linear("a")["linear_top1"].as_f64().unwrap(), "{csv}");
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("linear top-1: the offline linear probe on the frozen encoder (sgd, raw features, step schedule, 20 epochs, fixed views; learning rate chosen from [0.01,1.0] on 25% of each class's training images held out"), "{md}");
+    // another protocol: the runs are probed again, not retrained
+    let metrics = std::fs::read_to_string(out.join("a/metrics.jsonl")).unwrap();
+    write(7);
+    let o = study(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(out.join("a/metrics.jsonl")).unwrap(), metrics, "run a was retrained");
+    assert_eq!(linear("a")["epochs"].as_u64(), Some(7));
+    assert_eq!(linear("a")["linear_top1"], by_cli("a", "7")["linear_top1"]);
+    // refused before anything runs
+    for (table, needle) in [("[probe]\nlr = [0.1, 1.0]\n", "probe.lr gives 2 learning rates: set probe.val_fraction"), ("[probe]\nval_fraction = 1.5\n", "probe.val_fraction 1.5 must be between 0 and 1"), ("[probe]\nlearning_rate = 0.1\n", "learning_rate")] {
+        std::fs::write(&file, format!("name = \"x\"\n{table}")).unwrap();
+        let o = run_owned(&["study".into(), file.to_str().unwrap().into(), "--out".into(), dir.path().join("o").to_str().unwrap().into()]);
+        let e = stderr(&o);
+        assert!(o.status.code() == Some(1) && e.contains("probe.toml") && e.contains(needle), "{table}: {e}");
+        assert!(!dir.path().join("o").join("run").exists());
+    }
+}
+
 /// A run folder as training leaves it, written by hand: the config's projector width, a summary,
 /// one metrics line per epoch (with the predictor metrics when `pred_cos` is given, the external
 /// negatives' (share, hardest cosine, same-class share) when `negatives` is, the last epoch's

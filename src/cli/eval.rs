@@ -1,10 +1,8 @@
 //! `selfsup eval knn|linear`.
 use super::ConfigArgs;
-use selfsup::eval::linear::{LinearProbeConfig, ProbeOptimizer, ProbeSchedule};
-use selfsup::eval::probe_selection::{run_linear_probes, ProbeLine};
-use selfsup::augment::ViewConfig;
-use selfsup::eval::features::{eval_protocol, EvalView};
-use selfsup::eval::{extract_features, extract_view_features, knn_accuracy, train_test_features};
+use selfsup::eval::linear::{ProbeOptimizer, ProbeSchedule};
+use selfsup::eval::probe_selection::{probe_encoder, ProbeFeatures, ProbeLine, ProbeProtocol};
+use selfsup::eval::{knn_accuracy, train_test_features};
 use selfsup::data::Dataset;
 use selfsup::eval::neighbours;
 use selfsup::methods::Method;
@@ -102,8 +100,8 @@ pub enum EvalCmd {
         batch: i64,
         /// standardized: each feature shifted and scaled to mean 0, std 1 by the training
         /// features' statistics before the classifier; raw: as the encoder gives them.
-        #[arg(long, default_value = "standardized", value_parser = ["standardized", "raw"])]
-        features: String,
+        #[arg(long, value_enum, default_value = "standardized")]
+        features: ProbeFeatures,
         /// Every epoch, new views of the training images through the frozen encoder:
         /// RandomResizedCrop (scale 0.08-1) and a horizontal flip, the linear-evaluation
         /// transform of SimCLR and solo-learn (one forward pass of the training set per epoch);
@@ -170,6 +168,11 @@ fn inputs(c: &Common) -> anyhow::Result<Inputs> {
 fn features(c: &Common) -> anyhow::Result<((tch::Tensor, tch::Tensor, tch::Tensor, tch::Tensor, usize), Arc<Dataset>, Arc<Dataset>)> {
     let Inputs { device, cfg, method, train, test } = inputs(c)?;
     Ok((train_test_features(method.encoder(), &cfg, train.clone(), test.clone(), device)?, train, test))
+}
+
+/// The name a user gives a choice on the command line (`adamw`, `step`, `raw`).
+fn named(choice: impl clap::ValueEnum) -> String {
+    choice.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
 }
 
 /// An `eval linear` line's results, added to the JSON object of the probe's settings.
@@ -250,55 +253,23 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
                 show_neighbours(png, queries, show, (&ftr, &fte, &yte), &train, &test)?;
             }
         }
-        EvalCmd::Linear { common, epochs, optimizer, lr, weight_decay, batch, features: feature_scale, augment, val_fraction, schedule } => {
-            let lrs = if lr.is_empty() { vec![optimizer.default_lr()] } else { lr };
-            let weight_decay = weight_decay.unwrap_or(optimizer.default_weight_decay());
-            if epochs == 0 {
-                return Err(selfsup::Error::usage("--epochs must be at least 1").into());
-            }
-            if let Some(bad) = lrs.iter().find(|lr| !(**lr > 0.0 && lr.is_finite())) {
-                return Err(selfsup::Error::usage(format!("--lr {bad} must be a positive number")).into());
-            }
-            if !(weight_decay >= 0.0 && weight_decay.is_finite()) {
-                return Err(selfsup::Error::usage(format!("--weight-decay {weight_decay} must be 0 or more")).into());
-            }
-            if batch < 1 {
-                return Err(selfsup::Error::usage(format!("--batch {batch} must be at least 1")).into());
-            }
-            if let Some(f) = val_fraction.filter(|f| !(*f > 0.0 && *f < 1.0)) {
-                return Err(selfsup::Error::usage(format!("--val-fraction {f} must be between 0 and 1 (exclusive)")).into());
-            }
-            let standardize = feature_scale == "standardized";
-            let probes: Vec<LinearProbeConfig> = lrs.iter().map(|&lr| LinearProbeConfig { epochs, lr, weight_decay, batch, optimizer, standardize, schedule, ..Default::default() }).collect();
-            let views = if augment { "augmented" } else { "fixed" };
+        EvalCmd::Linear { common, epochs, optimizer, lr, weight_decay, batch, features, augment, val_fraction, schedule } => {
+            let protocol = ProbeProtocol { epochs, optimizer, lr, weight_decay, batch, features, schedule, augment, val_fraction };
+            protocol.validate(|field| format!("--{}", field.replace('_', "-")))?;
+            let lrs = protocol.lrs();
             let print = |line: ProbeLine| {
                 let probe = line.probe();
                 if common.json {
-                    let mut v = serde_json::json!({"epochs": epochs, "train_views": views, "optimizer": optimizer, "schedule": schedule, "lr": probe.lr, "weight_decay": weight_decay, "batch": batch, "features": feature_scale});
+                    let mut v = protocol.settings_json(probe);
                     add_results(&line, &mut v, val_fraction, &lrs);
                     println!("{v}");
                 } else {
-                    let settings = format!("offline, {epochs} epochs, {views} training views, {feature_scale} features, {} lr {} ({}) wd {weight_decay}", optimizer.name(), probe.lr, schedule.name());
+                    let settings = format!("offline, {epochs} epochs, {} training views, {} features, {} lr {} ({}) wd {}", protocol.views(), named(features), named(optimizer), probe.lr, named(schedule), protocol.weight_decay());
                     println!("{}", text(&line, &settings));
                 }
             };
-            let validation = val_fraction.map(|f| (f, common.seed));
-            if augment {
-                // the test features once; the training features of new linear-eval views every
-                // epoch (drawn with --seed: the same views for every probe)
-                let Inputs { device, cfg, method, train, test } = inputs(&common)?;
-                let (EvalView { size, mean, std }, classes) = eval_protocol(&cfg, &train, &test)?;
-                let (fte, yte) = extract_features(method.encoder(), test, size, mean, std, cfg.eval.batch, device)?;
-                let view = ViewConfig::linear_eval(size, mean, std);
-                let ytr = train.labels.as_ref().map(|l| tch::Tensor::from_slice(&l.iter().map(|&y| y as i64).collect::<Vec<_>>())).expect("labelled");
-                let encoder = method.encoder();
-                let views = |epoch| Ok(extract_view_features(encoder, train.clone(), view.clone(), (common.seed, epoch), cfg.eval.batch, device)?.0);
-                let fixed = || Ok(extract_features(encoder, train.clone(), size, mean, std, cfg.eval.batch, device)?.0);
-                run_linear_probes(&probes, validation, views, fixed, true, (&ytr, &fte, &yte, classes), print)?;
-            } else {
-                let ((ftr, ytr, fte, yte, classes), _, _) = features(&common)?;
-                run_linear_probes(&probes, validation, |_| Ok(ftr.shallow_clone()), || Ok(ftr.shallow_clone()), false, (&ytr, &fte, &yte, classes), print)?;
-            }
+            let Inputs { device, cfg, method, train, test } = inputs(&common)?;
+            probe_encoder(method.encoder(), &cfg, train, test, device, &protocol, common.seed, print)?;
         }
     }
     Ok(())

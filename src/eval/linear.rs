@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
 
 /// The probe's optimiser.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeOptimizer {
     /// torch's AdamW (β 0.9 / 0.999, ε 1e-8, decoupled weight decay; Loshchilov & Hutter,
@@ -24,13 +24,6 @@ pub enum ProbeOptimizer {
 }
 
 impl ProbeOptimizer {
-    pub fn name(self) -> &'static str {
-        match self {
-            ProbeOptimizer::AdamW => "adamw",
-            ProbeOptimizer::Sgd => "sgd",
-        }
-    }
-
     /// The learning rate each one is used with when none is given: AdamW 0.01 (on standardised
     /// features), SGD 0.1 (solo-learn's CIFAR linear evaluation).
     pub fn default_lr(self) -> f64 {
@@ -51,7 +44,7 @@ impl ProbeOptimizer {
 }
 
 /// The probe's learning-rate schedule over its epochs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeSchedule {
     /// `lr·½(1 + cos(π·t/T))` at step t of T.
@@ -62,13 +55,6 @@ pub enum ProbeSchedule {
 }
 
 impl ProbeSchedule {
-    pub fn name(self) -> &'static str {
-        match self {
-            ProbeSchedule::Cosine => "cosine",
-            ProbeSchedule::Step => "step",
-        }
-    }
-
     /// The learning rate at step `t` of `total`, in `epoch` of `epochs`, for peak `lr`.
     pub fn lr(self, lr: f64, (t, total): (usize, usize), (epoch, epochs): (usize, usize)) -> f64 {
         match self {

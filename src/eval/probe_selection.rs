@@ -2,21 +2,145 @@
 //! seeded hold-out of the training set (`validation_split`), one probe per candidate trained on
 //! the rest and scored on it, and only the best, retrained on every training image, scored on the
 //! test set (`run_linear_probes`; `eval linear --val-fraction`). Without a hold-out every probe is
-//! scored on the test set, as before.
-use super::linear::{linear_probe, linear_probe_epochs, LinearProbeConfig};
+//! scored on the test set, as before. `ProbeProtocol` is the whole recipe (`eval linear`'s flags,
+//! a study's `[probe]` table) and `probe_encoder` applies it to an encoder.
+use super::features::{eval_protocol, extract_features, extract_view_features, EvalView};
+use super::linear::{linear_probe, linear_probe_epochs, LinearProbeConfig, ProbeOptimizer, ProbeSchedule};
+use crate::augment::ViewConfig;
+use crate::data::Dataset;
+use crate::error::Error;
+use crate::models::ResNet;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tch::Tensor;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tch::{Device, Tensor};
+
+/// The scale of the features the probe is given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeFeatures {
+    /// Each feature shifted and scaled to mean 0, std 1 by the training features' statistics.
+    Standardized,
+    /// As the encoder gives them (solo-learn, SimCLR).
+    Raw,
+}
+
+/// How an encoder is probed: the probes' settings, one probe per learning rate, fixed or augmented
+/// training views, and optionally a held-out fraction to choose the learning rate on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeProtocol {
+    pub epochs: usize,
+    pub optimizer: ProbeOptimizer,
+    /// Peak learning rates, one probe each; empty: the optimiser's default.
+    pub lr: Vec<f64>,
+    /// None: the optimiser's default.
+    pub weight_decay: Option<f64>,
+    pub batch: i64,
+    pub features: ProbeFeatures,
+    pub schedule: ProbeSchedule,
+    /// New RandomResizedCrop + flip views of the training images every epoch.
+    pub augment: bool,
+    /// Hold this fraction of each class out to choose the learning rate on ([`validation_split`]).
+    pub val_fraction: Option<f64>,
+}
+
+impl Default for ProbeProtocol {
+    fn default() -> Self {
+        ProbeProtocol { epochs: 100, optimizer: ProbeOptimizer::AdamW, lr: vec![], weight_decay: None, batch: 256, features: ProbeFeatures::Standardized, schedule: ProbeSchedule::Cosine, augment: false, val_fraction: None }
+    }
+}
+
+impl ProbeProtocol {
+    /// The learning rates, the optimiser's default when none is given.
+    pub fn lrs(&self) -> Vec<f64> {
+        if self.lr.is_empty() {
+            vec![self.optimizer.default_lr()]
+        } else {
+            self.lr.clone()
+        }
+    }
+
+    pub fn weight_decay(&self) -> f64 {
+        self.weight_decay.unwrap_or(self.optimizer.default_weight_decay())
+    }
+
+    /// One probe per learning rate.
+    pub fn probes(&self) -> Vec<LinearProbeConfig> {
+        let (epochs, weight_decay, batch, optimizer, schedule) = (self.epochs, self.weight_decay(), self.batch, self.optimizer, self.schedule);
+        self.lrs().into_iter().map(|lr| LinearProbeConfig { epochs, lr, weight_decay, batch, optimizer, standardize: self.features == ProbeFeatures::Standardized, schedule, ..Default::default() }).collect()
+    }
+
+    /// Every value in range; `field` names a setting as the user wrote it (`--lr`, `probe.lr`).
+    pub fn validate(&self, field: impl Fn(&str) -> String) -> Result<(), Error> {
+        if self.epochs == 0 {
+            return Err(Error::usage(format!("{} must be at least 1", field("epochs"))));
+        }
+        if let Some(bad) = self.lr.iter().find(|lr| !(**lr > 0.0 && lr.is_finite())) {
+            return Err(Error::usage(format!("{} {bad} must be a positive number", field("lr"))));
+        }
+        let wd = self.weight_decay();
+        if !(wd >= 0.0 && wd.is_finite()) {
+            return Err(Error::usage(format!("{} {wd} must be 0 or more", field("weight_decay"))));
+        }
+        if self.batch < 1 {
+            return Err(Error::usage(format!("{} {} must be at least 1", field("batch"), self.batch)));
+        }
+        if let Some(f) = self.val_fraction.filter(|f| !(*f > 0.0 && *f < 1.0)) {
+            return Err(Error::usage(format!("{} {f} must be between 0 and 1 (exclusive)", field("val_fraction"))));
+        }
+        Ok(())
+    }
+
+    /// The settings of `probe` (one of [`ProbeProtocol::probes`]) as a JSON object, for a result line.
+    pub fn settings_json(&self, probe: &LinearProbeConfig) -> serde_json::Value {
+        serde_json::json!({"epochs": self.epochs, "train_views": self.views(), "optimizer": self.optimizer, "schedule": self.schedule, "lr": probe.lr,
+            "weight_decay": self.weight_decay(), "batch": self.batch, "features": self.features})
+    }
+
+    /// `fixed` or `augmented`.
+    pub fn views(&self) -> &'static str {
+        if self.augment {
+            "augmented"
+        } else {
+            "fixed"
+        }
+    }
+}
+
+/// The protocol applied to `encoder`: the evaluation view of `cfg` (size, normalisation), the
+/// test features once, the training features once (fixed views) or of new linear-eval views every
+/// epoch (drawn with `seed`: the same views for every probe), through [`run_linear_probes`] with
+/// the held-out split drawn with `seed` too.
+#[allow(clippy::too_many_arguments)]
+pub fn probe_encoder(encoder: &ResNet, cfg: &crate::config::Config, train: Arc<Dataset>, test: Arc<Dataset>, device: Device, protocol: &ProbeProtocol, seed: u64, line: impl FnMut(ProbeLine)) -> anyhow::Result<()> {
+    let (EvalView { size, mean, std }, classes) = eval_protocol(cfg, &train, &test)?;
+    let batch = cfg.eval.batch;
+    let (fte, yte) = extract_features(encoder, test, size, mean, std, batch, device)?;
+    let probes = protocol.probes();
+    let validation = protocol.val_fraction.map(|f| (f, seed));
+    if protocol.augment {
+        let view = ViewConfig::linear_eval(size, mean, std);
+        let ytr = Tensor::from_slice(&train.labels.as_ref().expect("eval_protocol checks the labels").iter().map(|&y| y as i64).collect::<Vec<_>>());
+        let views = |epoch| Ok(extract_view_features(encoder, train.clone(), view.clone(), (seed, epoch), batch, device)?.0);
+        let fixed = || Ok(extract_features(encoder, train.clone(), size, mean, std, batch, device)?.0);
+        run_linear_probes(&probes, validation, views, fixed, true, (&ytr, &fte, &yte, classes), line)
+    } else {
+        let (ftr, ytr) = extract_features(encoder, train, size, mean, std, batch, device)?;
+        run_linear_probes(&probes, validation, |_| Ok(ftr.shallow_clone()), || Ok(ftr.shallow_clone()), false, (&ytr, &fte, &yte, classes), line)
+    }
+}
 
 /// A stratified hold-out split of a labelled training set (`labels[i]` the class of sample i), to
 /// choose the probe's hyperparameters on instead of the test set: in each class, `fraction` of its
 /// samples (rounded to the nearest count, at most all but one) picked by a ChaCha8 generator seeded
 /// with `seed`, classes in increasing order. Returns (fit, validation) sample indices, each in
 /// increasing order; every index is in exactly one. An error when either part would be empty.
-pub fn validation_split(labels: &[i64], fraction: f64, seed: u64) -> Result<(Vec<i64>, Vec<i64>), crate::Error> {
+pub fn validation_split(labels: &[i64], fraction: f64, seed: u64) -> Result<(Vec<i64>, Vec<i64>), Error> {
     if !(fraction > 0.0 && fraction < 1.0) {
-        return Err(crate::Error::usage(format!("--val-fraction {fraction} must be between 0 and 1 (exclusive)")));
+        return Err(Error::usage(format!("the held-out fraction {fraction} must be between 0 and 1 (exclusive)")));
     }
     let mut by_class: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
     for (i, &y) in labels.iter().enumerate() {
@@ -33,7 +157,7 @@ pub fn validation_split(labels: &[i64], fraction: f64, seed: u64) -> Result<(Vec
     let held: std::collections::HashSet<i64> = val.iter().copied().collect();
     let fit: Vec<i64> = (0..labels.len() as i64).filter(|i| !held.contains(i)).collect();
     if val.is_empty() {
-        return Err(crate::Error::usage(format!("--val-fraction {fraction} holds out no image of the {} training images: raise it", labels.len())));
+        return Err(Error::usage(format!("a held-out fraction of {fraction} holds out no image of the {} training images: raise it", labels.len())));
     }
     Ok((fit, val))
 }
@@ -121,7 +245,7 @@ mod tests {
         for bad in [0.0, 1.0, -0.5, f64::NAN] {
             assert!(validation_split(&labels, bad, 1).unwrap_err().to_string().contains("between 0 and 1"), "{bad}");
         }
-        assert!(validation_split(&labels, 0.01, 1).unwrap_err().to_string().contains("holds out no image of the 34"));
+        assert!(validation_split(&labels, 0.01, 1).unwrap_err().to_string().contains("0.01 holds out no image of the 34"));
     }
 
     /// The lines of `run_linear_probes` with fixed features and a quarter held out:

@@ -285,6 +285,20 @@ fn update_plot_file(group: &str) -> String {
 /// Writes `results.csv`, `results.md` and the plots into the study folder.
 /// `baseline` names the configuration every other one is compared with seed by seed (else the
 /// study file's `baseline`, recorded in `study.json`; else none).
+/// The report's words for the offline probe's protocol (study.json's `probe`, a
+/// [`crate::eval::probe_selection::ProbeProtocol`]).
+fn probe_sentence(p: &serde_json::Map<String, serde_json::Value>) -> String {
+    let text = |k: &str| p.get(k).map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())).unwrap_or_default();
+    let lrs = text("lr");
+    let lr = match p.get("val_fraction").and_then(|v| v.as_f64()) {
+        Some(f) => format!("learning rate chosen from {lrs} on {:.0}% of each class's training images held out, then retrained on all", 100.0 * f),
+        None if lrs == "[]" => "the optimiser's default learning rate".to_string(),
+        None => format!("learning rate {lrs}"),
+    };
+    let views = if p.get("augment").and_then(|v| v.as_bool()) == Some(true) { "new augmented views every epoch" } else { "fixed views" };
+    format!(" linear top-1: the offline linear probe on the frozen encoder ({}, {} features, {} schedule, {} epochs, {views}; {lr}) on the held-out set.", text("optimizer"), text("features"), text("schedule"), text("epochs"))
+}
+
 pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<RunRow>> {
     let (study, rows) = read_runs(out)?;
     let baseline = baseline.or_else(|| study["baseline"].as_str());
@@ -325,6 +339,9 @@ pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<Ru
     }
     if shown.iter().any(|m| m.key == "neg_same_class_share") {
         md.push_str(" same-class share: the share of the queue's InfoNCE mass held by keys of the query's own class (false negatives; about 1/C for C balanced classes when the queue ignores class); hardest same class: how often the query's hardest queue key has its class (MoCo v2 on labelled data).");
+    }
+    if let Some(p) = study["probe"].as_object().filter(|_| shown.iter().any(|m| m.key == "linear_top1")) {
+        md.push_str(&probe_sentence(p));
     }
     if shown.iter().any(|m| m.key == "online_linear_top1") {
         md.push_str(" online linear top-1: the online probe (`eval.online_probe`, trained during pre-training on augmented views) on the held-out set — not the offline linear probe.");

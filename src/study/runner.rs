@@ -7,7 +7,7 @@
 //! `--only` trains a subset (by run or configuration name); the others are left as they are and
 //! stay in the plan, so the report still lists every run. `--jobs N` trains up to N runs at once,
 //! each in its own process ([`crate::study::jobs`]).
-use crate::eval::{linear_probe, train_test_features, LinearProbeConfig};
+use crate::eval::probe_selection::{probe_encoder, ProbeLine, ProbeProtocol};
 use crate::study::seeds::{configuration_name, configurations};
 use crate::study::spec::PlannedRun;
 use crate::study::{plan, write_report};
@@ -65,6 +65,7 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         "sets": opts.sets,
         "baseline": spec.baseline,
         "seeds": spec.seeds,
+        "probe": spec.probe_protocol(),
         "runs": runs.iter().map(|r| json!({"name": r.name, "overrides": r.overrides})).collect::<Vec<_>>(),
     });
     if !opts.as_job {
@@ -74,7 +75,8 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         }
     }
     let mut diverged = Vec::new();
-    let done = |dir: &Path| dir.join("summary.json").exists() && (!spec.linear || dir.join("linear.json").exists());
+    let probe = spec.probe_protocol();
+    let done = |dir: &Path| dir.join("summary.json").exists() && probe.as_ref().is_none_or(|p| probed(dir, p));
     let mut to_train = Vec::new();
     for (i, run) in asked.iter().enumerate() {
         let dir = out.join(&run.name);
@@ -102,13 +104,8 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         let trained = if dir.join("summary.json").exists() { true } else { train_run(run, &dir, &at, opts)? };
         if !trained {
             diverged.push(run.name.clone());
-        } else if spec.linear {
-            let device = crate::backend::parse_device(&run.config.train.device)?;
-            let (cfg, method) = load_method(&dir, device)?;
-            let sets = eval_sets(&cfg)?;
-            let (ftr, ytr, fte, yte, classes) = train_test_features(method.encoder(), &cfg, sets.train.clone(), sets.test.clone(), device)?;
-            let (train_acc, top1) = linear_probe(&ftr, &ytr, &fte, &yte, classes, &LinearProbeConfig::default())?;
-            write_atomic(&dir.join("linear.json"), json!({"linear_top1": top1, "linear_train_top1": train_acc}).to_string().as_bytes())?;
+        } else if let Some(protocol) = probe.as_ref().filter(|p| !probed(&dir, p)) {
+            probe_run(&dir, &run.config, protocol)?;
         }
         if !opts.as_job {
             write_report(out, None)?;
@@ -149,6 +146,34 @@ pub(crate) fn minutes_left(minutes: f64) -> String {
 /// A run's label in the progress lines: `[i/n] name` (`i` from 0).
 pub(crate) fn run_label(i: usize, total: usize, name: &str) -> String {
     format!("[{}/{}] {name}", i + 1, total)
+}
+
+/// The run's `linear.json` is there and was made with `protocol`.
+fn probed(dir: &Path, protocol: &ProbeProtocol) -> bool {
+    let read = std::fs::read(dir.join("linear.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    read.is_some_and(|v| serde_json::to_value(protocol).is_ok_and(|p| v["protocol"] == p))
+}
+
+/// The offline probe of a trained run's encoder by `protocol` (held-out split and augmented views
+/// drawn with the run's `train.seed`), written to `linear.json`: the test top-1 of the probe — the
+/// one chosen on held-out training images when the protocol has a `val_fraction` — with its
+/// settings and the protocol.
+fn probe_run(dir: &Path, config: &crate::config::Config, protocol: &ProbeProtocol) -> anyhow::Result<()> {
+    let device = crate::backend::parse_device(&config.train.device)?;
+    let (cfg, method) = load_method(dir, device)?;
+    let sets = eval_sets(&cfg)?;
+    let mut result = None;
+    probe_encoder(method.encoder(), &cfg, sets.train.clone(), sets.test.clone(), device, protocol, cfg.train.seed, |line| match line {
+        ProbeLine::Test(p, (train_top1, top1)) => result = Some((protocol.settings_json(p), train_top1, top1, None)),
+        ProbeLine::Chosen(p, (train_top1, top1), val_top1) => result = Some((protocol.settings_json(p), train_top1, top1, Some(val_top1))),
+        ProbeLine::Validation(..) => {}
+    })?;
+    let (mut v, train_top1, top1, val_top1) = result.expect("a study's protocol ends in one test-scored probe");
+    (v["linear_top1"], v["linear_train_top1"], v["protocol"]) = (top1.into(), train_top1.into(), serde_json::to_value(protocol)?);
+    if let Some(val) = val_top1 {
+        v["val_top1"] = val.into();
+    }
+    write_atomic(&dir.join("linear.json"), v.to_string().as_bytes())
 }
 
 /// The progress line of a finished run: `[i/n] name: loss L, kNN K, M min`.

@@ -7,6 +7,11 @@
 //! set = ["train.epochs=4"]                             # applied to every run
 //! seeds = [1]                                          # > 1 seed: one run per seed, "-seedN" names
 //! linear = false                                       # also an offline linear probe per run
+//! [probe]                                              # the probe's protocol (implies linear):
+//! optimizer = "sgd"                                    #   eval linear's flags as keys (epochs,
+//! features = "raw"                                     #   optimizer, lr, weight_decay, batch,
+//! lr = [0.1, 1, 5]                                     #   features, schedule, augment,
+//! val_fraction = 0.2                                   #   val_fraction); several lr need one
 //! baseline = "default"                                 # compared with every other run, seed by seed
 //! [[runs]]
 //! name = "default"
@@ -19,6 +24,7 @@
 //! Overrides on the command line (`selfsup study FILE --set …`) apply to every run, last;
 //! `--seeds 1,2,3` replaces the file's `seeds` (to add seeds to a study without editing it).
 use crate::config::{load, Config};
+use crate::eval::probe_selection::ProbeProtocol;
 use crate::error::Error;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -38,6 +44,8 @@ pub struct StudySpec {
     pub seeds: Vec<u64>,
     #[serde(default)]
     pub linear: bool,
+    /// The offline probe's protocol (`eval linear`'s settings); implies `linear`.
+    pub probe: Option<ProbeProtocol>,
     /// The configuration (a run name without its `-seedN`) the report compares every other one
     /// with, seed by seed ([`crate::study::paired`]).
     pub baseline: Option<String>,
@@ -55,6 +63,14 @@ pub struct RunSpec {
     pub base: Option<String>,
     #[serde(default)]
     pub set: Vec<String>,
+}
+
+impl StudySpec {
+    /// The offline probe each run gets, if any: `[probe]`, or the default protocol with
+    /// `linear = true`.
+    pub fn probe_protocol(&self) -> Option<ProbeProtocol> {
+        self.probe.clone().or_else(|| self.linear.then(ProbeProtocol::default))
+    }
 }
 
 /// One run of a study, fully resolved.
@@ -136,6 +152,12 @@ pub fn plan(path: &Path, cli_sets: &[String], seeds: Option<&[u64]>) -> anyhow::
     }
     if let Some(b) = &spec.baseline {
         crate::study::seeds::check_baseline(b, planned.iter().map(|r| r.name.as_str())).map_err(|e| Error::data(path, e))?;
+    }
+    if let Some(p) = &spec.probe {
+        p.validate(|field| format!("probe.{field}")).map_err(|e| Error::data(path, e.to_string()))?;
+        if p.lr.len() > 1 && p.val_fraction.is_none() {
+            return Err(Error::data(path, format!("probe.lr gives {} learning rates: set probe.val_fraction to choose among them on held-out training images (a study keeps one probe per run)", p.lr.len())).into());
+        }
     }
     Ok((spec, planned))
 }
