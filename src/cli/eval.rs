@@ -175,21 +175,6 @@ fn named(choice: impl clap::ValueEnum) -> String {
     choice.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
 }
 
-/// An `eval linear` line's results, added to the JSON object of the probe's settings.
-fn add_results(line: &ProbeLine, v: &mut serde_json::Value, val_fraction: Option<f64>, lrs: &[f64]) {
-    match *line {
-        ProbeLine::Test(_, (train_top1, top1)) => (v["linear_top1"], v["linear_train_top1"]) = (top1.into(), train_top1.into()),
-        ProbeLine::Validation(_, (fit_top1, val_top1), (fit_n, val_n)) => {
-            (v["val_top1"], v["fit_train_top1"]) = (val_top1.into(), fit_top1.into());
-            (v["val_fraction"], v["fit_images"], v["val_images"]) = (val_fraction.into(), fit_n.into(), val_n.into());
-        }
-        ProbeLine::Chosen(_, (train_top1, top1), val_top1) => {
-            (v["linear_top1"], v["linear_train_top1"]) = (top1.into(), train_top1.into());
-            (v["selected_by"], v["val_top1"], v["selected_from"]) = ("validation".into(), val_top1.into(), lrs.into());
-        }
-    }
-}
-
 /// An `eval linear` line for a person; `settings` describes the probe.
 fn text(line: &ProbeLine, settings: &str) -> String {
     match *line {
@@ -256,13 +241,10 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
         EvalCmd::Linear { common, epochs, optimizer, lr, weight_decay, batch, features, augment, val_fraction, schedule } => {
             let protocol = ProbeProtocol { epochs, optimizer, lr, weight_decay, batch, features, schedule, augment, val_fraction };
             protocol.validate(|field| format!("--{}", field.replace('_', "-")))?;
-            let lrs = protocol.lrs();
             let print = |line: ProbeLine| {
                 let probe = line.probe();
                 if common.json {
-                    let mut v = protocol.settings_json(probe);
-                    add_results(&line, &mut v, val_fraction, &lrs);
-                    println!("{v}");
+                    println!("{}", line.to_json(&protocol));
                 } else {
                     let settings = format!("offline, {epochs} epochs, {} training views, {} features, {} lr {} ({}) wd {}", protocol.views(), named(features), named(optimizer), probe.lr, named(schedule), protocol.weight_decay());
                     println!("{}", text(&line, &settings));

@@ -181,6 +181,26 @@ impl ProbeLine<'_> {
             ProbeLine::Test(p, _) | ProbeLine::Validation(p, _, _) | ProbeLine::Chosen(p, _, _) => p,
         }
     }
+
+    /// The line as a JSON object: the probe's settings under `protocol` and its results —
+    /// `linear_top1` / `linear_train_top1` for a test-scored probe (with `selected_by`, `val_top1`
+    /// and `selected_from` for the chosen one), `val_top1`, `fit_train_top1` and the split's sizes
+    /// for a validation line.
+    pub fn to_json(&self, protocol: &ProbeProtocol) -> serde_json::Value {
+        let mut v = protocol.settings_json(self.probe());
+        match *self {
+            ProbeLine::Test(_, (train_top1, top1)) => (v["linear_top1"], v["linear_train_top1"]) = (top1.into(), train_top1.into()),
+            ProbeLine::Validation(_, (fit_top1, val_top1), (fit_n, val_n)) => {
+                (v["val_top1"], v["fit_train_top1"]) = (val_top1.into(), fit_top1.into());
+                (v["val_fraction"], v["fit_images"], v["val_images"]) = (protocol.val_fraction.into(), fit_n.into(), val_n.into());
+            }
+            ProbeLine::Chosen(_, (train_top1, top1), val_top1) => {
+                (v["linear_top1"], v["linear_train_top1"]) = (top1.into(), train_top1.into());
+                (v["selected_by"], v["val_top1"], v["selected_from"]) = ("validation".into(), val_top1.into(), protocol.lrs().into());
+            }
+        }
+        v
+    }
 }
 
 /// The probes of `eval linear` on one encoder's features. `train_epoch(epoch)` gives every

@@ -155,24 +155,21 @@ fn probed(dir: &Path, protocol: &ProbeProtocol) -> bool {
 }
 
 /// The offline probe of a trained run's encoder by `protocol` (held-out split and augmented views
-/// drawn with the run's `train.seed`), written to `linear.json`: the test top-1 of the probe — the
-/// one chosen on held-out training images when the protocol has a `val_fraction` — with its
-/// settings and the protocol.
+/// drawn with the run's `train.seed`), written to `linear.json`: `eval linear --json`'s line of
+/// the test-scored probe — the one chosen on held-out training images when the protocol has a
+/// `val_fraction` — and the protocol.
 fn probe_run(dir: &Path, config: &crate::config::Config, protocol: &ProbeProtocol) -> anyhow::Result<()> {
     let device = crate::backend::parse_device(&config.train.device)?;
     let (cfg, method) = load_method(dir, device)?;
     let sets = eval_sets(&cfg)?;
     let mut result = None;
-    probe_encoder(method.encoder(), &cfg, sets.train.clone(), sets.test.clone(), device, protocol, cfg.train.seed, |line| match line {
-        ProbeLine::Test(p, (train_top1, top1)) => result = Some((protocol.settings_json(p), train_top1, top1, None)),
-        ProbeLine::Chosen(p, (train_top1, top1), val_top1) => result = Some((protocol.settings_json(p), train_top1, top1, Some(val_top1))),
-        ProbeLine::Validation(..) => {}
+    probe_encoder(method.encoder(), &cfg, sets.train.clone(), sets.test.clone(), device, protocol, cfg.train.seed, |line| {
+        if !matches!(line, ProbeLine::Validation(..)) {
+            result = Some(line.to_json(protocol));
+        }
     })?;
-    let (mut v, train_top1, top1, val_top1) = result.expect("a study's protocol ends in one test-scored probe");
-    (v["linear_top1"], v["linear_train_top1"], v["protocol"]) = (top1.into(), train_top1.into(), serde_json::to_value(protocol)?);
-    if let Some(val) = val_top1 {
-        v["val_top1"] = val.into();
-    }
+    let mut v = result.expect("a study's protocol ends in one test-scored probe");
+    v["protocol"] = serde_json::to_value(protocol)?;
     write_atomic(&dir.join("linear.json"), v.to_string().as_bytes())
 }
 
