@@ -282,9 +282,6 @@ fn update_plot_file(group: &str) -> String {
     format!("update_ratio_{group}_vs_step.png")
 }
 
-/// Writes `results.csv`, `results.md` and the plots into the study folder.
-/// `baseline` names the configuration every other one is compared with seed by seed (else the
-/// study file's `baseline`, recorded in `study.json`; else none).
 /// The report's words for the offline probe's protocol (study.json's `probe`, a
 /// [`crate::eval::probe_selection::ProbeProtocol`]).
 fn probe_sentence(p: &serde_json::Map<String, serde_json::Value>) -> String {
@@ -299,6 +296,9 @@ fn probe_sentence(p: &serde_json::Map<String, serde_json::Value>) -> String {
     format!(" linear top-1: the offline linear probe on the frozen encoder ({}, {} features, {} schedule, {} epochs, {views}; {lr}) on the held-out set.", text("optimizer"), text("features"), text("schedule"), text("epochs"))
 }
 
+/// Writes `results.csv`, `results.md` and the plots into the study folder.
+/// `baseline` names the configuration every other one is compared with seed by seed (else the
+/// study file's `baseline`, recorded in `study.json`; else none).
 pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<RunRow>> {
     let (study, rows) = read_runs(out)?;
     let baseline = baseline.or_else(|| study["baseline"].as_str());

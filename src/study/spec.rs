@@ -7,12 +7,12 @@
 //! set = ["train.epochs=4"]                             # applied to every run
 //! seeds = [1]                                          # > 1 seed: one run per seed, "-seedN" names
 //! linear = false                                       # also an offline linear probe per run
+//! baseline = "default"                                 # compared with every other run, seed by seed
 //! [probe]                                              # the probe's protocol (implies linear):
 //! optimizer = "sgd"                                    #   eval linear's flags as keys (epochs,
 //! features = "raw"                                     #   optimizer, lr, weight_decay, batch,
 //! lr = [0.1, 1, 5]                                     #   features, schedule, augment,
 //! val_fraction = 0.2                                   #   val_fraction); several lr need one
-//! baseline = "default"                                 # compared with every other run, seed by seed
 //! [[runs]]
 //! name = "default"
 //! [[runs]]                                             # a run may name its own `base`
