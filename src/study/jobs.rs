@@ -46,6 +46,8 @@ struct Job {
     /// One line of the study's progress display: the run's last logged epoch, step and loss.
     bar: ProgressBar,
     epochs: usize,
+    /// The run had finished training before (it is only probed): not counted in the time left.
+    probe_only: bool,
 }
 
 /// The last complete line of a run's `metrics.jsonl` that logs a training step (read from the
@@ -116,7 +118,7 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
             let bar = bars.add(ProgressBar::new_spinner());
             bar.set_style(ProgressStyle::with_template("{spinner} {prefix}  {msg}  {elapsed}").unwrap());
             bar.set_prefix(run.name.clone());
-            *job = Some(Job { child, name: run.name.clone(), at, started: Instant::now(), bar, epochs: run.config.train.epochs });
+            *job = Some(Job { child, name: run.name.clone(), at, started: Instant::now(), bar, epochs: run.config.train.epochs, probe_only: trained(&dir) });
         }
         if slots.iter().all(|j| j.is_none()) && (queue.is_empty() || stopping) {
             break;
@@ -141,6 +143,9 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
             if let Some(reason) = stopped_reason(&dir) {
                 say(format!("{}: diverged: {reason}", j.at));
                 diverged.push(j.name.clone());
+            } else if status.success() && j.probe_only {
+                let l = crate::study::report::read_json(&dir.join("linear.json")).unwrap_or_default();
+                say(format!("{}: linear probe top-1 {:.4}", j.at, l["linear_top1"].as_f64().unwrap_or(f64::NAN)));
             } else if status.success() {
                 let s = crate::study::report::read_json(&dir.join("summary.json")).unwrap_or_default();
                 say(finished_line(&j.at, s["final_loss"].as_f64().unwrap_or(f64::NAN), s["knn_top1"].as_f64(), minutes));
@@ -150,17 +155,21 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
                 failures.push((j.name.clone(), code, last_error_line(&dir.join(JOB_LOG))));
             }
             write_report(out, None)?;
-            run_secs += j.started.elapsed().as_secs_f64();
+            if !j.probe_only {
+                run_secs += j.started.elapsed().as_secs_f64();
+                finished += 1;
+            }
             *job = None;
-            finished += 1;
             ended = true;
         }
-        if std::mem::take(&mut ended) && !stopping {
-            let elapsed: Vec<f64> = slots.iter().flatten().map(|j| j.started.elapsed().as_secs_f64()).collect();
+        // the time left from the runs that trained (runs only probed take a minute or so)
+        if std::mem::take(&mut ended) && !stopping && finished > 0 {
+            let elapsed: Vec<f64> = slots.iter().flatten().filter(|j| !j.probe_only).map(|j| j.started.elapsed().as_secs_f64()).collect();
             let per_run = run_secs / finished as f64;
-            let left = elapsed.len() + queue.len();
+            let queued = queue.iter().filter(|(_, r)| !trained(&out.join(&r.name))).count();
+            let left = elapsed.len() + queued;
             if left > 0 {
-                let when = minutes_left(parallel_time_left(per_run, &elapsed, queue.len(), opts.jobs) / 60.0);
+                let when = minutes_left(parallel_time_left(per_run, &elapsed, queued, opts.jobs) / 60.0);
                 say(format!("study: {when} left for {left} run(s), {} at once, at {:.1} min per run so far", opts.jobs, per_run / 60.0));
             }
         }
@@ -174,6 +183,11 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
         return Err(crate::Error::Exit { code: *code, message: format!("study run `{name}` failed{more}: {line} (log: {})", out.join(name).join(JOB_LOG).display()) }.into());
     }
     Ok(diverged)
+}
+
+/// The run has finished training (`summary.json`); the study may still have to probe it.
+fn trained(dir: &Path) -> bool {
+    dir.join("summary.json").exists()
 }
 
 /// Seconds until the last run ends if every run takes `per_run` seconds: the running runs (each

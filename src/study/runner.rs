@@ -95,20 +95,26 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         diverged.extend(crate::study::jobs::run_in_parallel(file, out, opts, &to_train, asked.len())?);
     }
     let sequential = if parallel { &[][..] } else { &to_train[..] };
-    let mut left = sequential.len();
+    // the time left from the runs that train (runs only probed take a minute or so)
+    let mut left = sequential.iter().filter(|(_, r)| !out.join(&r.name).join("summary.json").exists()).count();
     let (mut trained_runs, mut trained_secs) = (0usize, 0f64);
     for &(i, run) in sequential {
         let dir = out.join(&run.name);
         let at = run_label(i, asked.len(), &run.name);
         let started = std::time::Instant::now();
-        let trained = if dir.join("summary.json").exists() { true } else { train_run(run, &dir, &at, opts)? };
+        let probe_only = dir.join("summary.json").exists();
+        let trained = if probe_only { true } else { train_run(run, &dir, &at, opts)? };
         if !trained {
             diverged.push(run.name.clone());
         } else if let Some(protocol) = probe.as_ref().filter(|p| !probed(&dir, p)) {
-            probe_run(&dir, &run.config, protocol)?;
+            let top1 = probe_run(&dir, &run.config, protocol)?;
+            eprintln!("{at}: linear probe top-1 {top1:.4}");
         }
         if !opts.as_job {
             write_report(out, None)?;
+        }
+        if probe_only {
+            continue;
         }
         trained_runs += 1;
         trained_secs += started.elapsed().as_secs_f64();
@@ -157,8 +163,8 @@ fn probed(dir: &Path, protocol: &ProbeProtocol) -> bool {
 /// The offline probe of a trained run's encoder by `protocol` (held-out split and augmented views
 /// drawn with the run's `train.seed`), written to `linear.json`: `eval linear --json`'s line of
 /// the test-scored probe — the one chosen on held-out training images when the protocol has a
-/// `val_fraction` — and the protocol.
-fn probe_run(dir: &Path, config: &crate::config::Config, protocol: &ProbeProtocol) -> anyhow::Result<()> {
+/// `val_fraction` — and the protocol. Returns its test top-1.
+fn probe_run(dir: &Path, config: &crate::config::Config, protocol: &ProbeProtocol) -> anyhow::Result<f64> {
     let device = crate::backend::parse_device(&config.train.device)?;
     let (cfg, method) = load_method(dir, device)?;
     let sets = eval_sets(&cfg)?;
@@ -170,7 +176,8 @@ fn probe_run(dir: &Path, config: &crate::config::Config, protocol: &ProbeProtoco
     })?;
     let mut v = result.expect("a study's protocol ends in one test-scored probe");
     v["protocol"] = serde_json::to_value(protocol)?;
-    write_atomic(&dir.join("linear.json"), v.to_string().as_bytes())
+    write_atomic(&dir.join("linear.json"), v.to_string().as_bytes())?;
+    Ok(v["linear_top1"].as_f64().unwrap_or(f64::NAN))
 }
 
 /// The progress line of a finished run: `[i/n] name: loss L, kNN K, M min`.
