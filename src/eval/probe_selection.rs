@@ -4,7 +4,7 @@
 //! test set (`run_linear_probes`; `eval linear --val-fraction`). Without a hold-out every probe is
 //! scored on the test set, as before. `ProbeProtocol` is the whole recipe (`eval linear`'s flags,
 //! a study's `[probe]` table) and `probe_encoder` applies it to an encoder.
-use super::features::{eval_protocol, extract_features, extract_view_features, EvalView};
+use super::features::{eval_protocol, extract_features, extract_view_features, train_test_features, EvalView};
 use super::linear::{linear_probe, linear_probe_epochs, LinearProbeConfig, ProbeOptimizer, ProbeSchedule};
 use crate::augment::ViewConfig;
 use crate::data::Dataset;
@@ -116,21 +116,20 @@ impl ProbeProtocol {
 /// the held-out split drawn with `seed` too.
 #[allow(clippy::too_many_arguments)]
 pub fn probe_encoder(encoder: &ResNet, cfg: &crate::config::Config, train: Arc<Dataset>, test: Arc<Dataset>, device: Device, protocol: &ProbeProtocol, seed: u64, line: impl FnMut(ProbeLine)) -> anyhow::Result<()> {
+    let probes = protocol.probes();
+    let validation = protocol.val_fraction.map(|f| (f, seed));
+    if !protocol.augment {
+        let (ftr, ytr, fte, yte, classes) = train_test_features(encoder, cfg, train, test, device)?;
+        return run_linear_probes(&probes, validation, |_| Ok(ftr.shallow_clone()), || Ok(ftr.shallow_clone()), false, (&ytr, &fte, &yte, classes), line);
+    }
     let (EvalView { size, mean, std }, classes) = eval_protocol(cfg, &train, &test)?;
     let batch = cfg.eval.batch;
     let (fte, yte) = extract_features(encoder, test, size, mean, std, batch, device)?;
-    let probes = protocol.probes();
-    let validation = protocol.val_fraction.map(|f| (f, seed));
-    if protocol.augment {
-        let view = ViewConfig::linear_eval(size, mean, std);
-        let ytr = Tensor::from_slice(&train.labels.as_ref().expect("eval_protocol checks the labels").iter().map(|&y| y as i64).collect::<Vec<_>>());
-        let views = |epoch| Ok(extract_view_features(encoder, train.clone(), view.clone(), (seed, epoch), batch, device)?.0);
-        let fixed = || Ok(extract_features(encoder, train.clone(), size, mean, std, batch, device)?.0);
-        run_linear_probes(&probes, validation, views, fixed, true, (&ytr, &fte, &yte, classes), line)
-    } else {
-        let (ftr, ytr) = extract_features(encoder, train, size, mean, std, batch, device)?;
-        run_linear_probes(&probes, validation, |_| Ok(ftr.shallow_clone()), || Ok(ftr.shallow_clone()), false, (&ytr, &fte, &yte, classes), line)
-    }
+    let view = ViewConfig::linear_eval(size, mean, std);
+    let ytr = Tensor::from_slice(&train.labels.as_ref().expect("eval_protocol checks the labels").iter().map(|&y| y as i64).collect::<Vec<_>>());
+    let views = |epoch| Ok(extract_view_features(encoder, train.clone(), view.clone(), (seed, epoch), batch, device)?.0);
+    let fixed = || Ok(extract_features(encoder, train.clone(), size, mean, std, batch, device)?.0);
+    run_linear_probes(&probes, validation, views, fixed, true, (&ytr, &fte, &yte, classes), line)
 }
 
 /// A stratified hold-out split of a labelled training set (`labels[i]` the class of sample i), to

@@ -8,7 +8,7 @@
 //! that fails does not stop the others: no new run starts, the running ones finish, and the study
 //! ends with an error naming the run and its log. Ctrl-C reaches every run (SIGTERM is passed on):
 //! each writes a checkpoint and stops, and the same command resumes them.
-use crate::study::runner::{finished_line, minutes_left, run_label, stopped_reason, StudyOptions};
+use crate::study::runner::{finished_line, minutes_left, run_label, stopped_reason, trained, StudyOptions};
 use crate::study::spec::PlannedRun;
 use crate::study::write_report;
 use std::path::Path;
@@ -183,11 +183,6 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
         return Err(crate::Error::Exit { code: *code, message: format!("study run `{name}` failed{more}: {line} (log: {})", out.join(name).join(JOB_LOG).display()) }.into());
     }
     Ok(diverged)
-}
-
-/// The run has finished training (`summary.json`); the study may still have to probe it.
-fn trained(dir: &Path) -> bool {
-    dir.join("summary.json").exists()
 }
 
 /// Seconds until the last run ends if every run takes `per_run` seconds: the running runs (each

@@ -76,7 +76,7 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
     }
     let mut diverged = Vec::new();
     let probe = spec.probe_protocol();
-    let done = |dir: &Path| dir.join("summary.json").exists() && probe.as_ref().is_none_or(|p| probed(dir, p));
+    let done = |dir: &Path| trained(dir) && probe.as_ref().is_none_or(|p| probed(dir, p));
     let mut to_train = Vec::new();
     for (i, run) in asked.iter().enumerate() {
         let dir = out.join(&run.name);
@@ -96,13 +96,13 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
     }
     let sequential = if parallel { &[][..] } else { &to_train[..] };
     // the time left from the runs that train (runs only probed take a minute or so)
-    let mut left = sequential.iter().filter(|(_, r)| !out.join(&r.name).join("summary.json").exists()).count();
+    let mut left = sequential.iter().filter(|(_, r)| !trained(&out.join(&r.name))).count();
     let (mut trained_runs, mut trained_secs) = (0usize, 0f64);
     for &(i, run) in sequential {
         let dir = out.join(&run.name);
         let at = run_label(i, asked.len(), &run.name);
         let started = std::time::Instant::now();
-        let probe_only = dir.join("summary.json").exists();
+        let probe_only = trained(&dir);
         let trained = if probe_only { true } else { train_run(run, &dir, &at, opts)? };
         if !trained {
             diverged.push(run.name.clone());
@@ -154,6 +154,11 @@ pub(crate) fn run_label(i: usize, total: usize, name: &str) -> String {
     format!("[{}/{}] {name}", i + 1, total)
 }
 
+/// The run has finished training (`summary.json`); the study may still have to probe it.
+pub(crate) fn trained(dir: &Path) -> bool {
+    dir.join("summary.json").exists()
+}
+
 /// The run's `linear.json` is there and was made with `protocol`.
 fn probed(dir: &Path, protocol: &ProbeProtocol) -> bool {
     let read = std::fs::read(dir.join("linear.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
@@ -169,7 +174,7 @@ fn probe_run(dir: &Path, config: &crate::config::Config, protocol: &ProbeProtoco
     let (cfg, method) = load_method(dir, device)?;
     let sets = eval_sets(&cfg)?;
     let mut result = None;
-    probe_encoder(method.encoder(), &cfg, sets.train.clone(), sets.test.clone(), device, protocol, cfg.train.seed, |line| {
+    probe_encoder(method.encoder(), &cfg, sets.train, sets.test, device, protocol, cfg.train.seed, |line| {
         if !matches!(line, ProbeLine::Validation(..)) {
             result = Some(line.to_json(protocol));
         }
