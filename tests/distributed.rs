@@ -3,7 +3,7 @@
 //! of 1 rank × 32 with plain BatchNorm (gradients all-reduced by c10d's Reducer while backward
 //! runs, and the same again when they are all-reduced after it) (float64, so the comparison is not blurred by float32
 //! rounding amplified by small-batch BN), the online probe included; per-rank BN does not. SimCLR with negatives gathered from
-//! both ranks, MoCo v2's queue and AdCo's bank fed by both ranks give the single-process loss; `actnorm` initialises from the global batch, and `bn-center` / `bn-scale` take its moments. A killed rank makes the survivor exit with an error; a launch stopped by SIGTERM resumes to the uninterrupted result.
+//! both ranks, MoCo v2's queue and AdCo's bank fed by both ranks give the single-process loss; `actnorm` initialises from the global batch, and `bn-center` / `bn-scale` take its moments. A killed rank makes the survivor exit with an error; a launch stopped by SIGTERM resumes to the uninterrupted result; a study trains each run as such a job.
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
@@ -43,12 +43,17 @@ fn launch(nproc: usize, args: Vec<String>) -> std::process::Output {
     launch_with(nproc, &[], args)
 }
 
-fn launch_with(nproc: usize, flags: &[&str], args: Vec<String>) -> std::process::Output {
+/// `launch --nproc N FLAGS -- ARGS`.
+fn launch_args(nproc: usize, flags: &[&str], args: Vec<String>) -> Vec<String> {
     let mut all: Vec<String> = vec!["launch".into(), "--nproc".into(), nproc.to_string()];
     all.extend(flags.iter().map(|f| f.to_string()));
     all.push("--".into());
     all.extend(args);
-    run_owned(&all)
+    all
+}
+
+fn launch_with(nproc: usize, flags: &[&str], args: Vec<String>) -> std::process::Output {
+    run_owned(&launch_args(nproc, flags, args))
 }
 
 fn summary(run: &Path) -> serde_json::Value {
@@ -370,8 +375,7 @@ fn a_launch_stopped_by_sigterm_resumes_to_the_uninterrupted_result() {
     s.extend(["train.epochs=16".into(), "train.checkpoint_every=1".into()]);
     let o = launch(2, train_args(&whole, 16, &s));
     assert!(o.status.success(), "{}", stderr(&o));
-    let mut all: Vec<String> = ["launch", "--nproc", "2", "--"].map(String::from).to_vec();
-    all.extend(train_args(&cut, 16, &s));
+    let mut all = launch_args(2, &[], train_args(&cut, 16, &s));
     let child = Command::new(bin()).args(&all).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let t = Instant::now();
     while losses_or_empty(&cut).len() < 3 {
@@ -397,6 +401,56 @@ fn a_launch_stopped_by_sigterm_resumes_to_the_uninterrupted_result() {
     assert!(d < 1e-9, "resumed vs uninterrupted: loss differs by {d:e} (stopped after step {stopped_at})");
     let w = weight_diff(&whole, &cut);
     assert!(w < 1e-9, "resumed vs uninterrupted: final weights differ by {w:e}");
+}
+
+/// `selfsup study --nproc 2` trains every run as a 2-process data-parallel job: each run's summary
+/// says so, its losses and final weights are those of `selfsup launch --nproc 2 -- train --config
+/// RUN/config.toml` (the run's own resolved config), rank 0 alone writes its probe, and the same
+/// command again skips the finished runs. With `--jobs 2` two such jobs run at once, alike.
+#[test]
+fn a_study_trains_each_run_as_a_data_parallel_job() {
+    require_gloo();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ddp.toml");
+    let mut s = sets("byol", "syncbn");
+    s.extend(["train.epochs=2".into(), "train.batch=16".into(), format!("data.train={:?}", cifar_spec("train", 16)), format!("eval.test={:?}", cifar_spec("test", 4))]);
+    let set = s.iter().map(|x| format!("{x:?}")).collect::<Vec<_>>().join(", ");
+    std::fs::write(&file, format!("name = \"ddp\"\nset = [{set}]\n[probe]\nepochs = 3\n[[runs]]\nname = \"sync\"\n[[runs]]\nname = \"local\"\nset = [\"model.norm=\\\"bn\\\"\", \"projector.norm=\\\"bn\\\"\", \"predictor.norm=\\\"bn\\\"\"]\n")).unwrap();
+    let study = |out: &Path, extra: &[&str]| {
+        let mut a: Vec<String> = ["study", file.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet", "--nproc", "2"].map(String::from).to_vec();
+        a.extend(extra.iter().map(|x| x.to_string()));
+        run_owned(&a)
+    };
+    let (one, two) = (dir.path().join("one-at-a-time"), dir.path().join("two-at-once"));
+    let o = study(&one, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("sync: started, 2 processes"), "{}", stderr(&o));
+    let o = study(&two, &["--jobs", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for run in ["sync", "local"] {
+        let reference = dir.path().join(format!("launched-{run}"));
+        let o = launch(2, vec!["train".into(), "--config".into(), one.join(run).join("config.toml").to_str().unwrap().into(), "--out".into(), reference.to_str().unwrap().into(), "--quiet".into()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        for out in [&one, &two] {
+            let r = out.join(run);
+            assert_eq!(summary(&r)["processes"], 2, "{}", r.display());
+            let (l, lr) = (losses(&r), losses(&reference));
+            assert_eq!(l.len(), 10, "{}", r.display()); // 160 images, 32 a step, 2 epochs
+            let d = max_diff(&l, &lr);
+            assert!(d < 1e-9, "{}: losses differ from the launched run's by {d:e}", r.display());
+            let w = weight_diff(&r, &reference);
+            assert!(w < 1e-9, "{}: final weights differ from the launched run's by {w:e}", r.display());
+            let probe: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(r.join("linear.json")).unwrap()).unwrap();
+            assert_eq!(probe["protocol"]["epochs"], 3, "{probe}");
+            let log = std::fs::read_to_string(r.join("job.log")).unwrap();
+            assert_eq!(log.matches(&format!("{run}: loss")).count(), 1, "one finished line (rank 0's): {log}");
+        }
+    }
+    // two ranks: syncbn's global statistics are not per-rank BN's (in one process they are equal)
+    assert!(max_diff(&losses(&one.join("sync")), &losses(&one.join("local"))) > 1e-6);
+    let o = study(&one, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("sync: finished, skipped") && stderr(&o).contains("local: finished, skipped"), "{}", stderr(&o));
 }
 
 fn losses_or_empty(run: &Path) -> Vec<f64> {

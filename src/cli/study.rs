@@ -33,9 +33,17 @@ pub struct StudyArgs {
     #[arg(long, default_value_t = 1, value_name = "N")]
     jobs: usize,
     /// Devices for the runs of --jobs, given in turn (train.device), e.g. --devices
-    /// cuda:0,cuda:1,cuda:2,cuda:3 --jobs 4.
+    /// cuda:0,cuda:1,cuda:2,cuda:3 --jobs 4; with --nproc N, N per run (--nproc 2 --jobs 2: runs
+    /// on cuda:0,1 and cuda:2,3).
     #[arg(long, value_delimiter = ',', value_name = "DEVICE,...")]
     devices: Vec<String>,
+    /// Train every run as a data-parallel job of N processes (`selfsup launch --nproc N`; train.batch
+    /// is per process, so the global batch is N × train.batch). Runs only probed use one process.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    nproc: usize,
+    /// The process group of those jobs: auto, gloo or nccl (`selfsup launch --backend`).
+    #[arg(long)]
+    backend: Option<String>,
     /// (internal) This process is one run of a parallel study.
     #[arg(long, hide = true)]
     as_job: bool,
@@ -62,21 +70,24 @@ pub fn run(a: StudyArgs) -> anyhow::Result<()> {
         }
         (None, Some(file), Some(out)) => {
             let command = std::env::args().map(|a| shell_word(&a)).collect::<Vec<_>>().join(" ");
-            if a.jobs == 0 {
-                return Err(selfsup::Error::usage("--jobs must be at least 1").into());
+            if a.jobs == 0 || a.nproc == 0 {
+                return Err(selfsup::Error::usage("--jobs and --nproc must be at least 1").into());
             }
-            if !a.devices.is_empty() && a.jobs < 2 {
-                return Err(selfsup::Error::usage("--devices needs --jobs N (N > 1): the runs of one process train on train.device").into());
+            if !a.devices.is_empty() && a.jobs < 2 && a.nproc < 2 {
+                return Err(selfsup::Error::usage("--devices needs --jobs N or --nproc N (N > 1): the runs of one process train on train.device").into());
+            }
+            if let Some(b) = &a.backend {
+                selfsup::backend::dist::Backend::parse(b).map_err(|_| selfsup::Error::usage(format!("--backend {b}: expected auto, gloo or nccl")))?;
             }
             let as_job = a.as_job;
-            run_study(&file, &out, &StudyOptions { sets: a.set, quiet: a.quiet, command, seeds: a.seeds, only: a.only, jobs: a.jobs, devices: a.devices, as_job })?;
+            run_study(&file, &out, &StudyOptions { sets: a.set, quiet: a.quiet, command, seeds: a.seeds, only: a.only, jobs: a.jobs, devices: a.devices, as_job, nproc: a.nproc, backend: a.backend })?;
             if !as_job {
                 println!("wrote {}", out.join("results.md").display());
             }
             Ok(())
         }
         (None, Some(_), None) => Err(selfsup::Error::usage("selfsup study FILE needs --out DIR").into()),
-        _ => Err(selfsup::Error::usage("usage: selfsup study FILE --out DIR [--set K=V] [--seeds N,N] [--only NAME] [--jobs N [--devices D,D]], or selfsup study report DIR").into()),
+        _ => Err(selfsup::Error::usage("usage: selfsup study FILE --out DIR [--set K=V] [--seeds N,N] [--only NAME] [--jobs N] [--nproc N] [--devices D,D], or selfsup study report DIR").into()),
     }
 }
 

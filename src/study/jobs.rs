@@ -8,6 +8,10 @@
 //! that fails does not stop the others: no new run starts, the running ones finish, and the study
 //! ends with an error naming the run and its log. Ctrl-C reaches every run (SIGTERM is passed on):
 //! each writes a checkpoint and stops, and the same command resumes them.
+//! With `--nproc N` every run is a data-parallel job of N processes: the child is
+//! `selfsup launch --nproc N [--backend B] -- study FILE --out DIR --only RUN --as-job …` (each rank
+//! runs the study's one run; rank 0 writes its files), and `--devices` gives each run N devices in
+//! turn ([`slot_devices`]). A run only probed (trained before) is not launched: one process probes.
 use crate::study::runner::{finished_line, minutes_left, run_label, stopped_reason, trained, StudyOptions};
 use crate::study::spec::PlannedRun;
 use crate::study::write_report;
@@ -36,6 +40,61 @@ pub fn child_args(file: &Path, out: &Path, run: &str, opts: &StudyOptions, devic
         a.push(format!("train.device=\"{d}\""));
     }
     a
+}
+
+/// Where a slot's run trains: `train.device` and, for a data-parallel run on chosen GPUs, the
+/// `CUDA_VISIBLE_DEVICES` its processes see.
+#[derive(Debug, Default, PartialEq)]
+pub struct SlotDevices {
+    pub device: Option<String>,
+    pub visible: Option<String>,
+}
+
+/// The devices of the run in slot `slot`: with one process per run, `devices` in turn (each run's
+/// `train.device`); with `nproc` > 1, `nproc` of them per run in turn, given as
+/// `CUDA_VISIBLE_DEVICES` (through the parent's own `visible` list, when it has one) with
+/// `train.device = "cuda"`, so rank r trains on the r-th of them. Errors name the flag.
+pub fn slot_devices(devices: &[String], nproc: usize, slot: usize, visible: Option<&str>) -> Result<SlotDevices, String> {
+    if devices.is_empty() {
+        return Ok(SlotDevices::default());
+    }
+    if nproc <= 1 {
+        return Ok(SlotDevices { device: Some(devices[slot % devices.len()].clone()), visible: None });
+    }
+    if devices.len() % nproc != 0 {
+        return Err(format!("--devices gives {} device(s), not a multiple of --nproc {nproc} (each run takes {nproc})", devices.len()));
+    }
+    let parent: Option<Vec<&str>> = visible.filter(|v| !v.trim().is_empty()).map(|v| v.split(',').map(str::trim).collect());
+    let groups = devices.len() / nproc;
+    let group = &devices[(slot % groups) * nproc..(slot % groups + 1) * nproc];
+    let mut seen = Vec::new();
+    for d in group {
+        let index: usize = d.strip_prefix("cuda:").and_then(|i| i.parse().ok()).ok_or_else(|| format!("--devices {d}: with --nproc each device must be cuda:INDEX"))?;
+        let id = match &parent {
+            Some(p) => p.get(index).ok_or_else(|| format!("--devices {d}: CUDA_VISIBLE_DEVICES={} shows only {} device(s)", p.join(","), p.len()))?.to_string(),
+            None => index.to_string(),
+        };
+        seen.push(id);
+    }
+    Ok(SlotDevices { device: Some("cuda".into()), visible: Some(seen.join(",")) })
+}
+
+/// The command that trains (or probes) `run` in a slot: this binary's `study … --only RUN
+/// --as-job`, under `selfsup launch --nproc N` for a data-parallel run that still has to train.
+fn job_command(exe: &Path, file: &Path, out: &Path, run: &str, opts: &StudyOptions, place: &SlotDevices, probe_only: bool) -> Command {
+    let mut c = Command::new(exe);
+    if opts.launched() && !probe_only {
+        c.args(["launch".to_string(), "--nproc".into(), opts.nproc.max(1).to_string()]);
+        if let Some(b) = &opts.backend {
+            c.args(["--backend", b]);
+        }
+        c.arg("--");
+    }
+    c.args(child_args(file, out, run, opts, place.device.as_deref()));
+    if let Some(v) = &place.visible {
+        c.env("CUDA_VISIBLE_DEVICES", v);
+    }
+    c
 }
 
 struct Job {
@@ -79,6 +138,9 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
     for d in &opts.devices {
         crate::backend::parse_device(d).map_err(|e| crate::Error::usage(format!("--devices {d}: {e}")))?;
     }
+    let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+    let jobs = opts.jobs.max(1);
+    let places = (0..jobs).map(|slot| slot_devices(&opts.devices, opts.nproc, slot, visible.as_deref())).collect::<Result<Vec<_>, _>>().map_err(crate::Error::usage)?;
     note_threads(runs, opts);
     crate::train::signals::install();
     // one line per running run on a terminal (none with --quiet); the start and end lines above them
@@ -92,7 +154,7 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
     };
     let (mut shown, mut run_secs, mut finished, mut ended) = (Instant::now(), 0f64, 0usize, false);
     let mut queue: std::collections::VecDeque<&(usize, &PlannedRun)> = runs.iter().collect();
-    let mut slots: Vec<Option<Job>> = (0..opts.jobs).map(|_| None).collect();
+    let mut slots: Vec<Option<Job>> = (0..jobs).map(|_| None).collect();
     let (mut diverged, mut failures, mut forwarded) = (Vec::new(), Vec::new(), false);
     loop {
         let stopping = crate::train::signals::pending().is_some() || !failures.is_empty();
@@ -105,20 +167,25 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
             std::fs::create_dir_all(&dir).map_err(|e| crate::Error::data(&dir, format!("cannot create run folder: {e}")))?;
             // appended to: a resumed run's log keeps what the interrupted attempt printed
             let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(JOB_LOG)).map_err(|e| crate::Error::data(dir.join(JOB_LOG), e.to_string()))?;
-            let device = (!opts.devices.is_empty()).then(|| opts.devices[slot % opts.devices.len()].as_str());
-            let child = Command::new(&exe)
-                .args(child_args(file, out, &run.name, opts, device))
+            let probe_only = trained(&dir);
+            let child = job_command(&exe, file, out, &run.name, opts, &places[slot], probe_only)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
                 .spawn()
                 .map_err(|e| anyhow::anyhow!("cannot start study run `{}`: {e}", run.name))?;
             let at = run_label(*i, total, &run.name);
-            say(format!("{at}: started{} (log: {})", device.map(|d| format!(" on {d}")).unwrap_or_default(), dir.join(JOB_LOG).display()));
+            let on = match (&places[slot], opts.launched() && !probe_only) {
+                (SlotDevices { visible: Some(v), .. }, _) => format!(" on CUDA devices {v}"),
+                (SlotDevices { device: Some(d), .. }, _) => format!(" on {d}"),
+                _ => String::new(),
+            };
+            let ranks = if opts.launched() && !probe_only { format!(", {} processes", opts.nproc.max(1)) } else { String::new() };
+            say(format!("{at}: started{on}{ranks} (log: {})", dir.join(JOB_LOG).display()));
             let bar = bars.add(ProgressBar::new_spinner());
             bar.set_style(ProgressStyle::with_template("{spinner} {prefix}  {msg}  {elapsed}").unwrap());
             bar.set_prefix(run.name.clone());
-            *job = Some(Job { child, name: run.name.clone(), at, started: Instant::now(), bar, epochs: run.config.train.epochs, probe_only: trained(&dir) });
+            *job = Some(Job { child, name: run.name.clone(), at, started: Instant::now(), bar, epochs: run.config.train.epochs, probe_only });
         }
         if slots.iter().all(|j| j.is_none()) && (queue.is_empty() || stopping) {
             break;
@@ -169,8 +236,8 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
             let queued = queue.iter().filter(|(_, r)| !trained(&out.join(&r.name))).count();
             let left = elapsed.len() + queued;
             if left > 0 {
-                let when = minutes_left(parallel_time_left(per_run, &elapsed, queued, opts.jobs) / 60.0);
-                say(format!("study: {when} left for {left} run(s), {} at once, at {:.1} min per run so far", opts.jobs, per_run / 60.0));
+                let when = minutes_left(parallel_time_left(per_run, &elapsed, queued, jobs) / 60.0);
+                say(format!("study: {when} left for {left} run(s), {jobs} at once, at {:.1} min per run so far", per_run / 60.0));
             }
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -205,21 +272,45 @@ fn last_error_line(log: &Path) -> String {
     lines.iter().rev().find(|l| l.starts_with("error:")).or(lines.last()).map(|l| l.trim_start_matches("error: ").to_string()).unwrap_or_else(|| "no output".into())
 }
 
-/// On the CPU, runs at once × torch threads each over the machine's cores slows every run; say so.
+/// On the CPU, processes at once (runs × `--nproc`) × torch threads each over the machine's cores
+/// slows every run; say so.
 fn note_threads(runs: &[(usize, &PlannedRun)], opts: &StudyOptions) {
     let Some((_, run)) = runs.first() else { return };
     let on_cpu = opts.devices.is_empty() && !run.config.train.device.starts_with("cuda");
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let threads = if run.config.train.threads == 0 { cores } else { run.config.train.threads };
-    let at_once = opts.jobs.min(runs.len());
-    if on_cpu && at_once * threads > cores {
-        eprintln!("note: {at_once} runs at once × train.threads {threads} = {} threads on {cores} cores; --set train.threads={} gives each run its share", at_once * threads, (cores / at_once).max(1));
+    let processes = opts.jobs.max(1).min(runs.len()) * opts.nproc.max(1);
+    if on_cpu && processes * threads > cores {
+        eprintln!("note: {processes} processes at once × train.threads {threads} = {} threads on {cores} cores; --set train.threads={} gives each its share", processes * threads, (cores / processes).max(1));
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parallel_time_left;
+    use super::{parallel_time_left, slot_devices, SlotDevices};
+
+    #[test]
+    fn each_slot_gets_its_devices_in_turn() {
+        let d: Vec<String> = ["cuda:0", "cuda:1", "cuda:2", "cuda:3"].map(String::from).to_vec();
+        let one = |device: &str| SlotDevices { device: Some(device.into()), visible: None };
+        let group = |v: &str| SlotDevices { device: Some("cuda".into()), visible: Some(v.into()) };
+        // one process per run: a device each, in turn
+        assert_eq!(slot_devices(&d, 1, 1, None).unwrap(), one("cuda:1"));
+        assert_eq!(slot_devices(&d, 1, 5, None).unwrap(), one("cuda:1"));
+        // two processes per run: two devices each, in turn, as the visible list
+        assert_eq!(slot_devices(&d, 2, 0, None).unwrap(), group("0,1"));
+        assert_eq!(slot_devices(&d, 2, 1, None).unwrap(), group("2,3"));
+        assert_eq!(slot_devices(&d, 2, 2, None).unwrap(), group("0,1"));
+        // the parent's own CUDA_VISIBLE_DEVICES: cuda:i is its i-th entry
+        assert_eq!(slot_devices(&d, 2, 1, Some("4,5,6,7")).unwrap(), group("6,7"));
+        assert_eq!(slot_devices(&d, 4, 0, Some("")).unwrap(), group("0,1,2,3"));
+        // no devices: the config's
+        assert_eq!(slot_devices(&[], 2, 3, None).unwrap(), SlotDevices::default());
+        // refused, naming the flag
+        assert!(slot_devices(&d, 3, 0, None).unwrap_err().contains("not a multiple of --nproc 3"));
+        assert!(slot_devices(&["cpu".into(), "cuda:1".into()], 2, 0, None).unwrap_err().contains("--devices cpu"));
+        assert!(slot_devices(&d, 2, 1, Some("4,5")).unwrap_err().contains("shows only 2"));
+    }
 
     #[test]
     fn the_time_left_fills_the_slots_as_they_free() {

@@ -6,7 +6,8 @@
 //! The report is rewritten after every run, so a long study shows partial results.
 //! `--only` trains a subset (by run or configuration name); the others are left as they are and
 //! stay in the plan, so the report still lists every run. `--jobs N` trains up to N runs at once,
-//! each in its own process ([`crate::study::jobs`]).
+//! each in its own process, and `--nproc N` each run as an N-process data-parallel job
+//! ([`crate::study::jobs`]).
 use crate::eval::probe_selection::{probe_encoder, ProbeLine, ProbeProtocol};
 use crate::study::seeds::{configuration_name, configurations};
 use crate::study::spec::PlannedRun;
@@ -38,6 +39,23 @@ pub struct StudyOptions {
     /// This process is one run of a parallel study: no study.json, no report (the parent writes
     /// them).
     pub as_job: bool,
+    /// Processes per run: each run a data-parallel job (`selfsup launch --nproc N`) when > 1.
+    pub nproc: usize,
+    /// `launch --backend` for those jobs (a process group even with `nproc` 1 when given).
+    pub backend: Option<String>,
+}
+
+impl StudyOptions {
+    /// Runs train under `selfsup launch` ([`crate::study::jobs`]).
+    pub fn launched(&self) -> bool {
+        self.nproc > 1 || self.backend.is_some()
+    }
+}
+
+/// This process writes the run's files: it is alone, or rank 0 of its data-parallel job (read
+/// from the launcher's environment, so it holds before the process group forms).
+fn writes_files() -> bool {
+    crate::backend::dist::place().is_main() && std::env::var(crate::backend::dist::ENV_RANK).map_or(true, |r| r == "0")
 }
 
 /// The planned runs asked for by `only`, in plan order (all of them when it is empty). A name
@@ -66,6 +84,7 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         "baseline": spec.baseline,
         "seeds": spec.seeds,
         "probe": spec.probe_protocol(),
+        "processes_per_run": opts.nproc.max(1),
         "runs": runs.iter().map(|r| json!({"name": r.name, "overrides": r.overrides})).collect::<Vec<_>>(),
     });
     if !opts.as_job {
@@ -90,7 +109,7 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
             to_train.push((i, *run));
         }
     }
-    let parallel = opts.jobs > 1 && !opts.as_job;
+    let parallel = (opts.jobs > 1 || opts.launched()) && !opts.as_job;
     if parallel {
         diverged.extend(crate::study::jobs::run_in_parallel(file, out, opts, &to_train, asked.len())?);
     }
@@ -104,6 +123,9 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         let started = std::time::Instant::now();
         let probe_only = trained(&dir);
         let trained = if probe_only { true } else { train_run(run, &dir, &at, opts)? };
+        if !writes_files() {
+            continue; // another rank of a data-parallel run: rank 0 probes and reports
+        }
         if !trained {
             diverged.push(run.name.clone());
         } else if let Some(protocol) = probe.as_ref().filter(|p| !probed(&dir, p)) {
@@ -197,13 +219,17 @@ fn train_run(run: &PlannedRun, dir: &Path, at: &str, opts: &StudyOptions) -> any
     eprintln!("{at}{}: {}", if resume { " (resuming)" } else { "" }, run.overrides.join(" "));
     match train(&run.config, &TrainOptions { out: dir.to_path_buf(), resume, quiet: opts.quiet, stop_after_steps: None }) {
         Ok(s) => {
-            eprintln!("{}", finished_line(at, s.final_loss, s.knn_top1, s.minutes));
+            if writes_files() {
+                eprintln!("{}", finished_line(at, s.final_loss, s.knn_top1, s.minutes));
+            }
             Ok(true)
         }
         Err(e) => match e.downcast_ref::<crate::Error>() {
             Some(crate::Error::Diverged(reason)) => {
-                eprintln!("{at}: diverged: {reason}");
-                write_atomic(&dir.join(STOPPED), json!({"reason": reason}).to_string().as_bytes())?;
+                if writes_files() {
+                    eprintln!("{at}: diverged: {reason}");
+                    write_atomic(&dir.join(STOPPED), json!({"reason": reason}).to_string().as_bytes())?;
+                }
                 Ok(false)
             }
             _ => Err(e.context(format!("study run `{}`", run.name))),
