@@ -446,6 +446,10 @@ fn a_study_trains_each_run_as_a_data_parallel_job() {
             assert_eq!(log.matches(&format!("{run}: loss")).count(), 1, "one finished line (rank 0's): {log}");
         }
     }
+    for out in [&one, &two] {
+        let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+        assert!(md.contains("Every run trained data parallel on 2 processes"), "{md}");
+    }
     // two ranks: syncbn's global statistics are not per-rank BN's (in one process they are equal)
     assert!(max_diff(&losses(&one.join("sync")), &losses(&one.join("local"))) > 1e-6);
     let o = study(&one, &[]);

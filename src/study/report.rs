@@ -50,6 +50,8 @@ pub struct RunRow {
     /// The processor and CPU kernels (and GPU) the run was computed on ([`crate::backend::machine::Machine::key`];
     /// none for runs older than that record).
     pub machine: Option<String>,
+    /// Data-parallel processes the run trained with (`summary.json`'s `processes`; 1 alone).
+    pub processes: usize,
 }
 
 impl RunRow {
@@ -171,6 +173,7 @@ pub fn read_run(dir: &Path, name: &str, overrides: &str) -> RunRow {
         finished: summary.is_some(),
         stopped: stopped_reason(dir),
         machine: summary.as_ref().and_then(|s| serde_json::from_value::<Machine>(s["machine"].clone()).ok()).map(|m| m.key()),
+        processes: summary.as_ref().and_then(|s| s["processes"].as_u64()).unwrap_or(1) as usize,
         epochs_done: max_step / steps_per_epoch,
         values,
         dim: projector_dim(dir),
@@ -284,6 +287,19 @@ fn update_plot_file(group: &str) -> String {
 
 /// The report's words for the offline probe's protocol (study.json's `probe`, a
 /// [`crate::eval::probe_selection::ProbeProtocol`]).
+/// Which finished runs trained data parallel (`selfsup study --nproc`, or ad-hoc `launch` runs),
+/// and so on a global batch of processes × `train.batch`; none when every run trained alone.
+fn processes_sentence(rows: &[RunRow]) -> Option<String> {
+    let finished: Vec<&RunRow> = rows.iter().filter(|r| r.finished).collect();
+    let parallel: Vec<&RunRow> = finished.iter().copied().filter(|r| r.processes > 1).collect();
+    let counts: std::collections::BTreeSet<usize> = parallel.iter().map(|r| r.processes).collect();
+    match (parallel.len(), counts.len()) {
+        (0, _) => None,
+        (n, 1) if n == finished.len() => Some(format!("Every run trained data parallel on {} processes (`selfsup launch`): its global batch is {} × `train.batch`.", parallel[0].processes, parallel[0].processes)),
+        _ => Some(format!("Trained data parallel (the global batch is processes × `train.batch`): {}; the others in one process.", parallel.iter().map(|r| format!("{} ({} processes)", r.name, r.processes)).collect::<Vec<_>>().join(", "))),
+    }
+}
+
 fn probe_sentence(p: &serde_json::Map<String, serde_json::Value>) -> String {
     let text = |k: &str| p.get(k).map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())).unwrap_or_default();
     let lrs = text("lr");
@@ -323,6 +339,9 @@ pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<Ru
     }
     if let Some(c) = study["command"].as_str().filter(|c| !c.is_empty()) {
         let _ = writeln!(md, "Command: `{c}`\n");
+    }
+    if let Some(line) = processes_sentence(&rows) {
+        let _ = writeln!(md, "{line}\n");
     }
     let _ = write!(md, "kNN: the config's protocol on the held-out set; z-std, alignment, uniformity, effective rank and batch-mean cosine: mean over the last epoch's logged training batches (projector outputs, L2-normalised). Collapsed: z-std < 0.1/√d (1/√d in brackets: outputs spread on the sphere) or effective rank < {ONE_LINE_RANK} (every output on one line, or zero).");
     let shown = shown_metrics(&rows);
@@ -552,6 +571,15 @@ mod tests {
             values.insert("effective_rank", r);
         }
         RunRow { values, dim: 100, ..Default::default() }
+    }
+
+    #[test]
+    fn data_parallel_runs_are_named_with_their_processes() {
+        use super::{processes_sentence, RunRow};
+        let run = |name: &str, processes: usize, finished: bool| RunRow { name: name.into(), processes, finished, ..Default::default() };
+        assert_eq!(processes_sentence(&[run("a", 1, true), run("b", 1, true)]), None);
+        assert_eq!(processes_sentence(&[run("a", 4, true), run("b", 4, true), run("c", 0, false)]).unwrap(), "Every run trained data parallel on 4 processes (`selfsup launch`): its global batch is 4 × `train.batch`.");
+        assert_eq!(processes_sentence(&[run("a", 2, true), run("b", 1, true)]).unwrap(), "Trained data parallel (the global batch is processes × `train.batch`): a (2 processes); the others in one process.");
     }
 
     #[test]
