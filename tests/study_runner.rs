@@ -227,7 +227,7 @@ fn a_study_probes_every_run_by_its_probe_protocol() {
     let file = dir.path().join("probe.toml");
     let (train, test) = ("synthetic:80", "synthetic:40@test");
     let write = |epochs: usize| {
-        std::fs::write(&file, format!("name = \"probe\"\nset = [\"train.epochs=1\", \"train.batch=16\", \"train.seed=3\", \"data.train=\\\"{train}\\\"\", \"eval.test=\\\"{test}\\\"\", \"eval.knn_every=0\"]\n[probe]\noptimizer = \"sgd\"\nfeatures = \"raw\"\nschedule = \"step\"\nlr = [0.01, 1.0]\nval_fraction = 0.25\nepochs = {epochs}\n[[runs]]\nname = \"a\"\n[[runs]]\nname = \"b\"\nset = [\"byol.predictor=\\\"linear\\\"\"]\n")).unwrap();
+        std::fs::write(&file, format!("name = \"probe\"\nbaseline = \"a\"\nset = [\"train.epochs=1\", \"train.batch=16\", \"train.seed=3\", \"data.train=\\\"{train}\\\"\", \"eval.test=\\\"{test}\\\"\", \"eval.knn_every=0\"]\n[probe]\noptimizer = \"sgd\"\nfeatures = \"raw\"\nschedule = \"step\"\nlr = [0.01, 1.0]\nval_fraction = 0.25\nepochs = {epochs}\n[[runs]]\nname = \"a\"\n[[runs]]\nname = \"b\"\nset = [\"byol.predictor=\\\"linear\\\"\"]\n")).unwrap();
     };
     write(20);
     let out = dir.path().join("out");
@@ -235,20 +235,30 @@ fn a_study_probes_every_run_by_its_probe_protocol() {
     let o = study(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let linear = |run: &str| serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(out.join(run).join("linear.json")).unwrap()).unwrap();
-    let by_cli = |run: &str, epochs: &str| {
-        let mut a: Vec<String> = ["eval", "linear", "--checkpoint", out.join(run).to_str().unwrap(), "--train", train, "--test", test, "--optimizer", "sgd", "--features", "raw", "--schedule", "step", "--lr", "0.01,1", "--val-fraction", "0.25", "--epochs", epochs, "--seed", "3", "--json"].map(String::from).to_vec();
-        with_sets(&mut a, &tiny_model_sets());
+    let cli_probe = |checkpoint: &[&str], epochs: &str, seed: &str| {
+        let mut a: Vec<String> = ["eval", "linear", "--train", train, "--test", test, "--optimizer", "sgd", "--features", "raw", "--schedule", "step", "--lr", "0.01,1", "--val-fraction", "0.25", "--epochs", epochs, "--seed", seed, "--json"].map(String::from).to_vec();
+        a.extend(checkpoint.iter().map(|c| c.to_string()));
         let o = run_owned(&a);
         assert!(o.status.success(), "{}", stderr(&o));
         serde_json::from_str::<serde_json::Value>(stdout(&o).lines().last().unwrap()).unwrap()
     };
+    let by_cli = |run: &str, epochs: &str| cli_probe(&["--checkpoint", out.join(run).to_str().unwrap()], epochs, "3");
     for run in ["a", "b"] {
         let (v, cli) = (linear(run), by_cli(run, "20"));
         assert_eq!(cli["selected_by"], "validation");
-        let mut without_protocol = v.clone();
-        without_protocol.as_object_mut().unwrap().remove("protocol");
-        assert_eq!(without_protocol, cli, "{run}: linear.json differs from eval linear's line");
+        let mut trained_probe = v.clone();
+        for key in ["protocol", "random_init", "linear_random_top1"] {
+            trained_probe.as_object_mut().unwrap().remove(key);
+        }
+        assert_eq!(trained_probe, cli, "{run}: linear.json differs from eval linear's line");
         assert_eq!(v["protocol"]["val_fraction"].as_f64(), Some(0.25), "{v}");
+        // the random-init encoder (the random-init kNN's: the run's config, seed 3 + 1), probed alike
+        let config = out.join(run).join("config.toml");
+        let random = cli_probe(&["--checkpoint", "random", "--config", config.to_str().unwrap()], "20", "4");
+        assert_eq!(v["random_init"], random, "{run}: the random-init probe differs from eval linear --checkpoint random --seed 4");
+        assert_eq!(v["linear_random_top1"], random["linear_top1"]);
+        let other_seed = cli_probe(&["--checkpoint", "random", "--config", config.to_str().unwrap()], "20", "3");
+        assert_ne!(v["random_init"], other_seed, "{run}: seeds 3 and 4 give the same random-init probe: the comparison cannot tell them apart");
     }
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
@@ -257,6 +267,7 @@ fn a_study_probes_every_run_by_its_probe_protocol() {
     assert_eq!(row_a[col].parse::<f64>().unwrap(), linear("a")["linear_top1"].as_f64().unwrap(), "{csv}");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(md.contains("linear top-1: the offline linear probe on the frozen encoder (sgd, raw features, step schedule, 20 epochs, fixed views; learning rate chosen from [0.01,1.0] on 25% of each class's training images held out"), "{md}");
+    assert!(md.contains("random-init linear: the same probe of the run's random-init encoder") && md.contains("| a | linear top-1 | random init | 1 |"), "{md}");
     // another protocol: the runs are probed again, not retrained
     let metrics = std::fs::read_to_string(out.join("a/metrics.jsonl")).unwrap();
     write(7);

@@ -239,7 +239,7 @@ pub fn run(cmd: EvalCmd) -> anyhow::Result<()> {
             }
         }
         EvalCmd::Linear { common, epochs, optimizer, lr, weight_decay, batch, features, augment, val_fraction, schedule } => {
-            let protocol = ProbeProtocol { epochs, optimizer, lr, weight_decay, batch, features, schedule, augment, val_fraction };
+            let protocol = ProbeProtocol { epochs, optimizer, lr, weight_decay, batch, features, schedule, augment, val_fraction, random_init: false };
             protocol.validate(|field| format!("--{}", field.replace('_', "-")))?;
             let print = |line: ProbeLine| {
                 let probe = line.probe();

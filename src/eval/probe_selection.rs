@@ -45,11 +45,16 @@ pub struct ProbeProtocol {
     pub augment: bool,
     /// Hold this fraction of each class out to choose the learning rate on ([`validation_split`]).
     pub val_fraction: Option<f64>,
+    /// A study's: also probe each run's random-init encoder by the same protocol — the encoder of
+    /// the run's random-init kNN (its config seeded with `train.seed` + 1), probed as `eval linear
+    /// --checkpoint random --config RUN/config.toml --seed S+1` does — so the report can pair the
+    /// probe with it. `eval linear` itself ignores it.
+    pub random_init: bool,
 }
 
 impl Default for ProbeProtocol {
     fn default() -> Self {
-        ProbeProtocol { epochs: 100, optimizer: ProbeOptimizer::AdamW, lr: vec![], weight_decay: None, batch: 256, features: ProbeFeatures::Standardized, schedule: ProbeSchedule::Cosine, augment: false, val_fraction: None }
+        ProbeProtocol { epochs: 100, optimizer: ProbeOptimizer::AdamW, lr: vec![], weight_decay: None, batch: 256, features: ProbeFeatures::Standardized, schedule: ProbeSchedule::Cosine, augment: false, val_fraction: None, random_init: true }
     }
 }
 

@@ -2,7 +2,8 @@
 //! and their data order, so the difference between them leaves out much of the spread that the
 //! two configurations' seeds share: "ahead on both seeds by 4 points" can mean something when the
 //! seeds themselves differ by 5. Each configuration is compared with the study's `baseline` run of
-//! the same seed (its accuracy metrics) and with its own random-init encoder (kNN), and the mean
+//! the same seed (its accuracy metrics) and with its own random-init encoder (kNN, and the linear
+//! probe when the random init was probed too), and the mean
 //! difference gets a 95% confidence interval from Student's t with n − 1 degrees of freedom
 //! (the paired t interval, mean Δ ± t₀.₉₇₅,ₙ₋₁ · s_Δ/√n; Student 1908), and the number of seeds that
 //! interval would need to exclude 0 with probability 0.8 ([`seeds_for_power`]).
@@ -67,7 +68,8 @@ impl PairedDifference {
     }
 }
 
-/// Every configuration's finished runs against their random-init encoders (kNN), and, with a
+/// Every configuration's finished runs against their random-init encoders (kNN, and the linear
+/// probe where the study probed the random init too), and, with a
 /// `baseline` configuration, every other configuration against the baseline's run of the same
 /// seed on each of [`PAIRED_METRICS`]; a seed only one side finished is left out. In the
 /// configurations' order, the random-init comparison first.
@@ -76,8 +78,10 @@ pub fn paired_differences(rows: &[RunRow], baseline: Option<&str>) -> Vec<Paired
     let base = baseline.and_then(|b| groups.iter().find(|g| g.0 == b));
     let mut out = Vec::new();
     for (name, runs) in &groups {
-        let gain: Vec<(Option<u64>, f64)> = runs.iter().filter_map(|r| Some((seed_of(&r.name), r.get("knn_top1")? - r.get("knn_random_top1")?))).collect();
-        out.extend(PairedDifference::of(name, RANDOM_INIT, "knn_top1", gain));
+        for (metric, random) in [("knn_top1", "knn_random_top1"), ("linear_top1", "linear_random_top1")] {
+            let gain: Vec<(Option<u64>, f64)> = runs.iter().filter_map(|r| Some((seed_of(&r.name), r.get(metric)? - r.get(random)?))).collect();
+            out.extend(PairedDifference::of(name, RANDOM_INIT, metric, gain));
+        }
         let Some((base_name, base)) = base else { continue };
         if name == base_name {
             continue;

@@ -94,10 +94,11 @@ pub struct Metric {
 }
 
 /// The report's metrics, in column order.
-pub const METRICS: [Metric; 17] = [
+pub const METRICS: [Metric; 18] = [
     Metric { key: "knn_top1", title: "kNN top-1", digits: 4, source: Source::Summary },
     Metric { key: "knn_random_top1", title: "random-init kNN", digits: 4, source: Source::Summary },
     Metric { key: "linear_top1", title: "linear top-1", digits: 4, source: Source::Linear },
+    Metric { key: "linear_random_top1", title: "random-init linear", digits: 4, source: Source::Linear },
     Metric { key: "online_linear_top1", title: "online linear top-1", digits: 4, source: Source::Summary },
     Metric { key: "encoder_dims_99pct", title: "dims for 99% var.", digits: 0, source: Source::Summary },
     Metric { key: "z_std", title: "z-std", digits: 4, source: Source::LastEpoch },
@@ -285,8 +286,6 @@ fn update_plot_file(group: &str) -> String {
     format!("update_ratio_{group}_vs_step.png")
 }
 
-/// The report's words for the offline probe's protocol (study.json's `probe`, a
-/// [`crate::eval::probe_selection::ProbeProtocol`]).
 /// Which finished runs trained data parallel (`selfsup study --nproc`, or ad-hoc `launch` runs),
 /// and so on a global batch of processes × `train.batch`; none when every run trained alone.
 fn processes_sentence(rows: &[RunRow]) -> Option<String> {
@@ -300,6 +299,8 @@ fn processes_sentence(rows: &[RunRow]) -> Option<String> {
     }
 }
 
+/// The report's words for the offline probe's protocol (study.json's `probe`, a
+/// [`crate::eval::probe_selection::ProbeProtocol`]).
 fn probe_sentence(p: &serde_json::Map<String, serde_json::Value>) -> String {
     let text = |k: &str| p.get(k).map(|v| v.as_str().map(String::from).unwrap_or_else(|| v.to_string())).unwrap_or_default();
     let lrs = text("lr");
@@ -309,7 +310,8 @@ fn probe_sentence(p: &serde_json::Map<String, serde_json::Value>) -> String {
         None => format!("learning rate {lrs}"),
     };
     let views = if p.get("augment").and_then(|v| v.as_bool()) == Some(true) { "new augmented views every epoch" } else { "fixed views" };
-    format!(" linear top-1: the offline linear probe on the frozen encoder ({}, {} features, {} schedule, {} epochs, {views}; {lr}) on the held-out set.", text("optimizer"), text("features"), text("schedule"), text("epochs"))
+    let random = if p.get("random_init").and_then(|v| v.as_bool()) == Some(true) { " random-init linear: the same probe of the run's random-init encoder (the random-init kNN's)." } else { "" };
+    format!(" linear top-1: the offline linear probe on the frozen encoder ({}, {} features, {} schedule, {} epochs, {views}; {lr}) on the held-out set.{random}", text("optimizer"), text("features"), text("schedule"), text("epochs"))
 }
 
 /// Writes `results.csv`, `results.md` and the plots into the study folder.

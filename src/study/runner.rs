@@ -181,28 +181,66 @@ pub(crate) fn trained(dir: &Path) -> bool {
     dir.join("summary.json").exists()
 }
 
-/// The run's `linear.json` is there and was made with `protocol`.
-fn probed(dir: &Path, protocol: &ProbeProtocol) -> bool {
+/// What a run's `linear.json` still lacks under `protocol`: the trained encoder's probe (missing,
+/// or made by another protocol) and the random-init encoder's (asked for and missing).
+fn probe_needs(dir: &Path, protocol: &ProbeProtocol) -> (bool, bool) {
     let read = std::fs::read(dir.join("linear.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
-    read.is_some_and(|v| serde_json::to_value(protocol).is_ok_and(|p| v["protocol"] == p))
+    // the protocol as it decides the trained probe (whether the random init is probed too does not)
+    let decides = |p: &serde_json::Value| {
+        let mut p = p.clone();
+        p.as_object_mut().map(|o| o.remove("random_init"));
+        p
+    };
+    let wanted = serde_json::to_value(protocol).unwrap_or_default();
+    let trained = !read.as_ref().is_some_and(|v| decides(&v["protocol"]) == decides(&wanted));
+    let random = protocol.random_init && (trained || !read.as_ref().is_some_and(|v| v["linear_random_top1"].is_number()));
+    (trained, random)
+}
+
+fn probed(dir: &Path, protocol: &ProbeProtocol) -> bool {
+    probe_needs(dir, protocol) == (false, false)
+}
+
+/// The test-scored line of `eval linear`'s probe of `encoder` by `protocol` (the one chosen on
+/// held-out training images when the protocol has a `val_fraction`), split and views drawn with
+/// `seed`.
+fn test_scored_probe(encoder: &crate::models::resnet::ResNet, cfg: &crate::config::Config, sets: &crate::train::trainer::EvalSets, device: tch::Device, protocol: &ProbeProtocol, seed: u64) -> anyhow::Result<serde_json::Value> {
+    let mut result = None;
+    probe_encoder(encoder, cfg, sets.train.clone(), sets.test.clone(), device, protocol, seed, |line| {
+        if !matches!(line, ProbeLine::Validation(..)) {
+            result = Some(line.to_json(protocol));
+        }
+    })?;
+    Ok(result.expect("a protocol ends in one test-scored probe"))
 }
 
 /// The offline probe of a trained run's encoder by `protocol` (held-out split and augmented views
 /// drawn with the run's `train.seed`), written to `linear.json`: `eval linear --json`'s line of
 /// the test-scored probe — the one chosen on held-out training images when the protocol has a
-/// `val_fraction` — and the protocol. Returns its test top-1.
+/// `val_fraction` — and the protocol; with `random_init`, the same for the run's random-init
+/// encoder under `random_init` (its top-1 also as `linear_random_top1`). A probe already there by
+/// the same protocol is kept. Returns the trained encoder's test top-1.
 fn probe_run(dir: &Path, config: &crate::config::Config, protocol: &ProbeProtocol) -> anyhow::Result<f64> {
     let device = crate::backend::parse_device(&config.train.device)?;
     let (cfg, method) = load_method(dir, device)?;
     let sets = eval_sets(&cfg)?;
-    let mut result = None;
-    probe_encoder(method.encoder(), &cfg, sets.train, sets.test, device, protocol, cfg.train.seed, |line| {
-        if !matches!(line, ProbeLine::Validation(..)) {
-            result = Some(line.to_json(protocol));
-        }
-    })?;
-    let mut v = result.expect("a study's protocol ends in one test-scored probe");
+    let (redo, random) = probe_needs(dir, protocol);
+    let mut v = match crate::study::report::read_json(&dir.join("linear.json")) {
+        Some(v) if !redo => v,
+        _ => test_scored_probe(method.encoder(), &cfg, &sets, device, protocol, cfg.train.seed)?,
+    };
     v["protocol"] = serde_json::to_value(protocol)?;
+    let o = v.as_object_mut().expect("a probe line is an object");
+    if random {
+        // the random-init kNN's encoder, probed as `eval linear --checkpoint random --seed S+1`
+        let seed = cfg.train.seed.wrapping_add(1);
+        let r = test_scored_probe(crate::train::trainer::random_method(&cfg, seed, device)?.encoder(), &cfg, &sets, device, protocol, seed)?;
+        o.insert("linear_random_top1".into(), r["linear_top1"].clone());
+        o.insert("random_init".into(), r);
+    } else if !protocol.random_init {
+        o.remove("linear_random_top1");
+        o.remove("random_init");
+    }
     write_atomic(&dir.join("linear.json"), v.to_string().as_bytes())?;
     Ok(v["linear_top1"].as_f64().unwrap_or(f64::NAN))
 }

@@ -13,6 +13,7 @@
 //! features = "raw"                                     #   optimizer, lr, weight_decay, batch,
 //! lr = [0.1, 1, 5]                                     #   features, schedule, augment,
 //! val_fraction = 0.2                                   #   val_fraction); several lr need one
+//! random_init = true                                  # also probe the random-init encoder
 //! [[runs]]
 //! name = "default"
 //! [[runs]]                                             # a run may name its own `base`
