@@ -451,6 +451,7 @@ fn configurations_are_compared_with_the_baseline_seed_by_seed() {
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     let line = format!("| x | kNN top-1 | default | 3 | 1: +0.0200, 2: -0.0100, 3: +0.0200 | {:+.4} | [{:+.4}, {:+.4}] | 2/3 | {plan} |", mean(&d), mean(&d) - half, mean(&d) + half);
     assert!(md.contains("Paired by seed") && md.contains(&line), "expected `{line}` in\n{md}");
+    assert!(md.contains("(paired_differences.png)") && out.join("paired_differences.png").exists(), "{md}");
 
     // without a baseline the random-init comparisons stay (several seeds); with one seed per
     // configuration and no baseline the table and its CSV go
@@ -464,6 +465,7 @@ fn configurations_are_compared_with_the_baseline_seed_by_seed() {
     let o = report(&[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!out.join("paired_differences.csv").exists() && !std::fs::read_to_string(out.join("results.md")).unwrap().contains("Paired by seed"));
+    assert!(!out.join("paired_differences.png").exists(), "a stale paired plot stays");
 }
 
 /// A run that diverges is the study's result for that configuration, not its end: the next run

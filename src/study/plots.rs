@@ -298,6 +298,81 @@ pub fn scatter_panels(path: &Path, title: &str, panels: &[(String, Vec<(f64, f64
     Ok(())
 }
 
+/// One row of an [`interval_plot`]: a label, a mean with its 95% interval (none for one value),
+/// the single values it summarises, and the colour group (e.g. the metric).
+#[derive(Clone, Debug)]
+pub struct IntervalRow {
+    pub label: String,
+    pub mean: f64,
+    pub ci: Option<(f64, f64)>,
+    pub values: Vec<f64>,
+    pub group: usize,
+}
+
+/// The x range of an [`interval_plot`]: every finite mean, interval end and value, and 0 (the
+/// line of no difference), with 5% padding.
+fn interval_range(rows: &[IntervalRow]) -> (f64, f64) {
+    range(rows.iter().flat_map(|r| [r.mean].into_iter().chain(r.ci.into_iter().flat_map(|c| [c.0, c.1])).chain(r.values.iter().copied())).chain(std::iter::once(0.0)))
+}
+
+/// A forest plot: one row per [`IntervalRow`], top to bottom, its mean a filled dot, its 95%
+/// interval a horizontal bar in its group's colour, its values small black circles, and a dashed vertical line at 0 —
+/// an interval that does not cross it is a difference the seeds establish. `groups` names the
+/// colour groups for the legend.
+pub fn interval_plot(path: &Path, title: &str, x_label: &str, rows: &[IntervalRow], groups: &[String]) -> anyhow::Result<()> {
+    anyhow::ensure!(!rows.is_empty(), "{}: no rows to draw", path.display());
+    register_font();
+    let (x0, x1) = interval_range(rows);
+    let n = rows.len();
+    let label_width = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(8) as u32 * 8 + 20;
+    let height = (90 + 28 * n as u32).max(300);
+    let tmp = path.with_extension("png.tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (label_width + 700, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_err(path))?;
+        // row i at y = n − 1 − i: the first row on top
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(15)
+            .x_label_area_size(40)
+            .y_label_area_size(label_width)
+            .build_cartesian_2d(x0..x1, -0.6..(n as f64 - 0.4))
+            .map_err(draw_err(path))?;
+        let label_of = |y: &f64| {
+            let i = n as f64 - 1.0 - y.round();
+            if (y - y.round()).abs() < 1e-6 && i >= 0.0 && (i as usize) < n { rows[i as usize].label.clone() } else { String::new() }
+        };
+        let signed = |x: &f64| if x.abs() < 1e-9 * (x1 - x0) { "0".to_string() } else { format!("{x:+.3}") };
+        chart.configure_mesh().x_desc(x_label).x_label_formatter(&signed).y_labels(n.min(60) * 2 + 1).y_label_formatter(&label_of).disable_y_mesh().label_style(("sans-serif", 13)).draw().map_err(draw_err(path))?;
+        let y0 = -0.6;
+        let y1 = n as f64 - 0.4;
+        chart.draw_series(std::iter::once(DashedPathElement::new(vec![(0.0, y0), (0.0, y1)], 6, 4, BLACK.stroke_width(1)))).map_err(draw_err(path))?;
+        let mut labelled = vec![false; groups.len().max(1)];
+        for (i, r) in rows.iter().enumerate() {
+            let y = (n - 1 - i) as f64;
+            let c = color(r.group);
+            if let Some((lo, hi)) = r.ci.filter(|c| c.0.is_finite() && c.1.is_finite()) {
+                chart.draw_series(std::iter::once(PathElement::new(vec![(lo, y), (hi, y)], c.stroke_width(3)))).map_err(draw_err(path))?;
+            }
+            // the seeds in black over the bar, so they show on it
+            chart.draw_series(r.values.iter().filter(|v| v.is_finite()).map(|v| Circle::new((*v, y), 4, BLACK.stroke_width(1)))).map_err(draw_err(path))?;
+            if r.mean.is_finite() {
+                let drawn = chart.draw_series(std::iter::once(Circle::new((r.mean, y), 6, c.filled()))).map_err(draw_err(path))?;
+                if let Some(name) = groups.get(r.group).filter(|_| !labelled[r.group]) {
+                    labelled[r.group] = true;
+                    drawn.label(name.clone()).legend(move |(x, y)| Circle::new((x + 10, y), 5, c.filled()));
+                }
+            }
+        }
+        if labelled.iter().any(|l| *l) {
+            chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 13)).draw().map_err(draw_err(path))?;
+        }
+        root.present().map_err(draw_err(path))?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,6 +414,27 @@ mod tests {
         ];
         let pos = named(&at(&s));
         assert!(pos != "MiddleRight" && pos != "UpperRight", "{pos}");
+    }
+
+    #[test]
+    fn a_forest_plot_puts_the_first_row_on_top_and_each_interval_where_its_values_are() {
+        let row = |mean: f64, group: usize| IntervalRow { label: format!("row {group}"), mean, ci: Some((mean - 0.5, mean + 0.5)), values: vec![mean - 0.3, mean + 0.2], group };
+        let rows = [row(1.0, 0), row(-1.0, 1)];
+        // 0 and every interval end inside the range
+        let (lo, hi) = interval_range(&[IntervalRow { values: vec![], ci: None, ..row(2.0, 0) }]);
+        assert!(lo < 0.0 && hi > 2.0, "({lo}, {hi})");
+        let (lo, hi) = interval_range(&rows);
+        assert!(lo < -1.5 && hi > 1.5 && lo > -1.8 && hi < 1.8, "({lo}, {hi})");
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("forest.png");
+        interval_plot(&png, "t", "Δ", &rows, &[]).unwrap();
+        let img = image::open(&png).unwrap().to_rgb8();
+        let pixels = |c: RGBColor| -> Vec<(u32, u32)> { img.enumerate_pixels().filter(|p| p.2 .0 == [c.0, c.1, c.2]).map(|p| (p.0, p.1)).collect() };
+        let (first, second) = (pixels(COLOURS[0]), pixels(COLOURS[1]));
+        assert!(first.len() > 50 && second.len() > 50, "{} / {} pixels drawn", first.len(), second.len());
+        // the positive interval right of the negative one, and the first row above the second
+        assert!(first.iter().map(|p| p.0).min() > second.iter().map(|p| p.0).max(), "x: the first row's interval is not right of the second's");
+        assert!(first.iter().map(|p| p.1).max() < second.iter().map(|p| p.1).min(), "y: the first row is not on top");
     }
 
     #[test]

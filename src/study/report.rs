@@ -20,7 +20,7 @@
 use crate::backend::machine::Machine;
 use crate::study::curves::{at_evaluations, knn_curve, mean_curves, mean_curves_csv, Axis};
 use crate::study::machines::machines_paragraph;
-use crate::study::plots::{line_plot, line_plot_scaled, line_plot_with_error_bars, scatter_plot, Series, YScale};
+use crate::study::plots::{interval_plot, line_plot, line_plot_scaled, line_plot_with_error_bars, scatter_plot, IntervalRow, Series, YScale};
 use crate::study::runner::stopped_reason;
 use crate::study::paired::{paired_differences, PairedDifference, SeedsNeeded, MAX_PLANNED_SEEDS};
 use crate::study::seeds::{check_baseline, group_by_configuration, SeedGroup, Spread};
@@ -410,9 +410,17 @@ pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<Ru
         }
     };
     let paired = paired_differences(&rows, baseline);
-    match (over_seeds || baseline.is_some()) && !paired.is_empty() {
-        true => write_paired_table(out, &mut md, &paired, baseline)?,
-        false => remove_if_present(&out.join(PAIRED_CSV))?,
+    let with_paired = (over_seeds || baseline.is_some()) && !paired.is_empty();
+    match with_paired {
+        true => {
+            write_paired_table(out, &mut md, &paired, baseline)?;
+            let _ = writeln!(md, "![{}]({})\n", PAIRED_PLOT.1, PAIRED_PLOT.0);
+            paired_plot(&out.join(PAIRED_PLOT.0), &paired)?;
+        }
+        false => {
+            remove_if_present(&out.join(PAIRED_CSV))?;
+            remove_if_present(&out.join(PAIRED_PLOT.0))?;
+        }
     }
     let axis = Axis::for_runs(&rows);
     let spectra: Vec<(String, Vec<f64>)> = rows.iter().filter_map(|r| Some((r.name.clone(), r.encoder_spectrum.clone()?))).collect();
@@ -496,6 +504,30 @@ pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<Ru
 
 const SEED_CSV: &str = "results_by_configuration.csv";
 const PAIRED_CSV: &str = "paired_differences.csv";
+/// The paired table drawn: each comparison's mean Δ, its 95% interval and the per-seed Δ.
+const PAIRED_PLOT: (&str, &str) = ("paired_differences.png", "paired differences: mean Δ (dot), 95% interval (bar) and each seed's Δ (circles) per configuration and reference; a bar clear of the dashed 0 line is a difference the seeds establish");
+
+/// [`PAIRED_PLOT`]: one row per comparison, in the table's order, coloured by metric.
+fn paired_plot(path: &Path, diffs: &[PairedDifference]) -> anyhow::Result<()> {
+    let mut metrics: Vec<&'static str> = Vec::new();
+    for d in diffs {
+        if !metrics.contains(&d.metric) {
+            metrics.push(d.metric);
+        }
+    }
+    let title = |key: &str| METRICS.iter().find(|m| m.key == key).map(|m| m.title).unwrap_or(key).to_string();
+    let rows: Vec<IntervalRow> = diffs
+        .iter()
+        .map(|d| IntervalRow {
+            label: format!("{} − {}", d.configuration, d.reference),
+            mean: d.spread.mean,
+            ci: d.ci95,
+            values: d.per_seed.iter().map(|p| p.1).collect(),
+            group: metrics.iter().position(|m| *m == d.metric).unwrap_or(0),
+        })
+        .collect();
+    interval_plot(path, "paired differences, by seed (mean, 95% CI, seeds)", "Δ = configuration − reference", &rows, &metrics.iter().map(|m| title(m)).collect::<Vec<_>>())
+}
 
 /// The paired comparisons ([`crate::study::paired`]) as a Markdown table appended to `md`, and
 /// `paired_differences.csv`.
