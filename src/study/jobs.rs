@@ -61,7 +61,7 @@ pub fn slot_devices(devices: &[String], nproc: usize, slot: usize, visible: Opti
     if nproc <= 1 {
         return Ok(SlotDevices { device: Some(devices[slot % devices.len()].clone()), visible: None });
     }
-    if devices.len() % nproc != 0 {
+    if !devices.len().is_multiple_of(nproc) {
         return Err(format!("--devices gives {} device(s), not a multiple of --nproc {nproc} (each run takes {nproc})", devices.len()));
     }
     let parent: Option<Vec<&str>> = visible.filter(|v| !v.trim().is_empty()).map(|v| v.split(',').map(str::trim).collect());
