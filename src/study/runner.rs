@@ -197,6 +197,7 @@ fn probe_needs(dir: &Path, protocol: &ProbeProtocol) -> (bool, bool) {
     (trained, random)
 }
 
+/// The run's `linear.json` holds everything `protocol` asks for.
 fn probed(dir: &Path, protocol: &ProbeProtocol) -> bool {
     probe_needs(dir, protocol) == (false, false)
 }
