@@ -175,9 +175,9 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
                 .spawn()
                 .map_err(|e| anyhow::anyhow!("cannot start study run `{}`: {e}", run.name))?;
             let at = run_label(*i, total, &run.name);
-            let on = match (&places[slot], opts.launched() && !probe_only) {
-                (SlotDevices { visible: Some(v), .. }, _) => format!(" on CUDA devices {v}"),
-                (SlotDevices { device: Some(d), .. }, _) => format!(" on {d}"),
+            let on = match &places[slot] {
+                SlotDevices { visible: Some(v), .. } => format!(" on CUDA devices {v}"),
+                SlotDevices { device: Some(d), .. } => format!(" on {d}"),
                 _ => String::new(),
             };
             let ranks = if opts.launched() && !probe_only { format!(", {} processes", opts.nproc.max(1)) } else { String::new() };
