@@ -276,6 +276,19 @@ fn a_study_probes_every_run_by_its_probe_protocol() {
     assert_eq!(std::fs::read_to_string(out.join("a/metrics.jsonl")).unwrap(), metrics, "run a was retrained");
     assert_eq!(linear("a")["epochs"].as_u64(), Some(7));
     assert_eq!(linear("a")["linear_top1"], by_cli("a", "7")["linear_top1"]);
+    // a linear.json from before random-init probes (none, and no `random_init` in its protocol):
+    // the trained probe is kept (a marker value set in it stays), the random-init probe is added
+    let mut old = linear("a");
+    for key in ["random_init", "linear_random_top1"] {
+        old.as_object_mut().unwrap().remove(key);
+    }
+    old["protocol"].as_object_mut().unwrap().remove("random_init");
+    old["linear_top1"] = 0.123.into();
+    std::fs::write(out.join("a/linear.json"), old.to_string()).unwrap();
+    let o = study(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(linear("a")["linear_top1"].as_f64(), Some(0.123), "the trained probe was redone");
+    assert_eq!(linear("a")["random_init"], cli_probe(&["--checkpoint", "random", "--config", out.join("a/config.toml").to_str().unwrap()], "7", "4"), "{}", linear("a"));
     // refused before anything runs
     for (table, needle) in [("[probe]\nlr = [0.1, 1.0]\n", "probe.lr gives 2 learning rates: set probe.val_fraction"), ("[probe]\nval_fraction = 1.5\n", "probe.val_fraction 1.5 must be between 0 and 1"), ("[probe]\nlearning_rate = 0.1\n", "learning_rate")] {
         std::fs::write(&file, format!("name = \"x\"\n{table}")).unwrap();
