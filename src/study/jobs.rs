@@ -80,10 +80,11 @@ pub fn slot_devices(devices: &[String], nproc: usize, slot: usize, visible: Opti
 }
 
 /// The command that trains (or probes) `run` in a slot: this binary's `study … --only RUN
-/// --as-job`, under `selfsup launch --nproc N` for a data-parallel run that still has to train.
-fn job_command(exe: &Path, file: &Path, out: &Path, run: &str, opts: &StudyOptions, place: &SlotDevices, probe_only: bool) -> Command {
+/// --as-job`, under `selfsup launch --nproc N` when `launch` (a data-parallel run that still has
+/// to train).
+fn job_command(exe: &Path, file: &Path, out: &Path, run: &str, opts: &StudyOptions, place: &SlotDevices, launch: bool) -> Command {
     let mut c = Command::new(exe);
-    if opts.launched() && !probe_only {
+    if launch {
         c.args(["launch".to_string(), "--nproc".into(), opts.nproc.max(1).to_string()]);
         if let Some(b) = &opts.backend {
             c.args(["--backend", b]);
@@ -168,7 +169,8 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
             // appended to: a resumed run's log keeps what the interrupted attempt printed
             let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(JOB_LOG)).map_err(|e| crate::Error::data(dir.join(JOB_LOG), e.to_string()))?;
             let probe_only = trained(&dir);
-            let child = job_command(&exe, file, out, &run.name, opts, &places[slot], probe_only)
+            let launch = opts.launched() && !probe_only;
+            let child = job_command(&exe, file, out, &run.name, opts, &places[slot], launch)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)
@@ -180,7 +182,7 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
                 SlotDevices { device: Some(d), .. } => format!(" on {d}"),
                 _ => String::new(),
             };
-            let ranks = if opts.launched() && !probe_only { format!(", {} processes", opts.nproc.max(1)) } else { String::new() };
+            let ranks = if launch { format!(", {} processes", opts.nproc.max(1)) } else { String::new() };
             say(format!("{at}: started{on}{ranks} (log: {})", dir.join(JOB_LOG).display()));
             let bar = bars.add(ProgressBar::new_spinner());
             bar.set_style(ProgressStyle::with_template("{spinner} {prefix}  {msg}  {elapsed}").unwrap());

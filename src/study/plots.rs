@@ -326,17 +326,18 @@ pub fn interval_plot(path: &Path, title: &str, x_label: &str, rows: &[IntervalRo
     let n = rows.len();
     let label_width = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(8) as u32 * 8 + 20;
     let height = (90 + 28 * n as u32).max(300);
+    // row i at y = n − 1 − i: the first row on top
+    let (y0, y1) = (-0.6, n as f64 - 0.4);
     let tmp = path.with_extension("png.tmp.png");
     {
         let root = BitMapBackend::new(&tmp, (label_width + 700, height)).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err(path))?;
-        // row i at y = n − 1 − i: the first row on top
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 20))
             .margin(15)
             .x_label_area_size(40)
             .y_label_area_size(label_width)
-            .build_cartesian_2d(x0..x1, -0.6..(n as f64 - 0.4))
+            .build_cartesian_2d(x0..x1, y0..y1)
             .map_err(draw_err(path))?;
         let label_of = |y: &f64| {
             let i = n as f64 - 1.0 - y.round();
@@ -344,8 +345,6 @@ pub fn interval_plot(path: &Path, title: &str, x_label: &str, rows: &[IntervalRo
         };
         let signed = |x: &f64| if x.abs() < 1e-9 * (x1 - x0) { "0".to_string() } else { format!("{x:+.3}") };
         chart.configure_mesh().x_desc(x_label).x_label_formatter(&signed).y_labels(n.min(60) * 2 + 1).y_label_formatter(&label_of).disable_y_mesh().label_style(("sans-serif", 13)).draw().map_err(draw_err(path))?;
-        let y0 = -0.6;
-        let y1 = n as f64 - 0.4;
         chart.draw_series(std::iter::once(DashedPathElement::new(vec![(0.0, y0), (0.0, y1)], 6, 4, BLACK.stroke_width(1)))).map_err(draw_err(path))?;
         let mut labelled = vec![false; groups.len().max(1)];
         for (i, r) in rows.iter().enumerate() {

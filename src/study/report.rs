@@ -115,6 +115,11 @@ pub const METRICS: [Metric; 18] = [
     Metric { key: "neg_hardest_same_class", title: "hardest same class", digits: 3, source: Source::LastEpoch },
 ];
 
+/// A metric's title in the report ([`METRICS`]), or its key when it has none.
+fn metric_title(key: &str) -> &str {
+    METRICS.iter().find(|m| m.key == key).map(|m| m.title).unwrap_or(key)
+}
+
 /// The metrics some row has a value of (Markdown tables leave out empty columns; CSV files keep
 /// every column).
 fn shown_metrics(rows: &[RunRow]) -> Vec<&'static Metric> {
@@ -515,7 +520,6 @@ fn paired_plot(path: &Path, diffs: &[PairedDifference]) -> anyhow::Result<()> {
             metrics.push(d.metric);
         }
     }
-    let title = |key: &str| METRICS.iter().find(|m| m.key == key).map(|m| m.title).unwrap_or(key).to_string();
     let rows: Vec<IntervalRow> = diffs
         .iter()
         .map(|d| IntervalRow {
@@ -526,7 +530,7 @@ fn paired_plot(path: &Path, diffs: &[PairedDifference]) -> anyhow::Result<()> {
             group: metrics.iter().position(|m| *m == d.metric).unwrap_or(0),
         })
         .collect();
-    interval_plot(path, "paired differences, by seed (mean, 95% CI, seeds)", "Δ = configuration − reference", &rows, &metrics.iter().map(|m| title(m)).collect::<Vec<_>>())
+    interval_plot(path, "paired differences, by seed (mean, 95% CI, seeds)", "Δ = configuration − reference", &rows, &metrics.iter().map(|m| metric_title(m).to_string()).collect::<Vec<_>>())
 }
 
 /// The paired comparisons ([`crate::study::paired`]) as a Markdown table appended to `md`, and
@@ -544,7 +548,7 @@ fn write_paired_table(out: &Path, md: &mut String, diffs: &[PairedDifference], b
     let mut csv = String::from("configuration,metric,reference,seeds,seed,per_seed,mean,sd,ci95_low,ci95_high,ahead,seeds_for_80pct_power\n");
     let signed = |x: f64| format!("{x:+.4}");
     for d in diffs {
-        let title = METRICS.iter().find(|m| m.key == d.metric).map(|m| m.title).unwrap_or(d.metric);
+        let title = metric_title(d.metric);
         let per_seed: Vec<String> = d.per_seed.iter().map(|p| match p.0 {
             Some(seed) => format!("{seed}: {}", signed(p.1)),
             None => signed(p.1),

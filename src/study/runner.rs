@@ -10,6 +10,7 @@
 //! ([`crate::study::jobs`]).
 use crate::eval::probe_selection::{probe_encoder, ProbeLine, ProbeProtocol};
 use crate::study::seeds::{configuration_name, configurations};
+use crate::study::report::read_json;
 use crate::study::spec::PlannedRun;
 use crate::study::{plan, write_report};
 use crate::train::checkpoint::{candidates, write_atomic};
@@ -53,9 +54,10 @@ impl StudyOptions {
 }
 
 /// This process writes the run's files: it is alone, or rank 0 of its data-parallel job (read
-/// from the launcher's environment, so it holds before the process group forms).
+/// from the launcher's environment, which the process group's rank comes from, so it holds before
+/// that group forms).
 fn writes_files() -> bool {
-    crate::backend::dist::place().is_main() && std::env::var(crate::backend::dist::ENV_RANK).map_or(true, |r| r == "0")
+    std::env::var(crate::backend::dist::ENV_RANK).map_or(true, |r| r == "0")
 }
 
 /// The planned runs asked for by `only`, in plan order (all of them when it is empty). A name
@@ -181,10 +183,10 @@ pub(crate) fn trained(dir: &Path) -> bool {
     dir.join("summary.json").exists()
 }
 
-/// What a run's `linear.json` still lacks under `protocol`: the trained encoder's probe (missing,
-/// or made by another protocol) and the random-init encoder's (asked for and missing).
-fn probe_needs(dir: &Path, protocol: &ProbeProtocol) -> (bool, bool) {
-    let read = std::fs::read(dir.join("linear.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+/// What a run's `linear.json` (`read`, if there is one) still lacks under `protocol`: the trained
+/// encoder's probe (missing, or made by another protocol) and the random-init encoder's (asked for
+/// and missing).
+fn probe_needs(read: Option<&serde_json::Value>, protocol: &ProbeProtocol) -> (bool, bool) {
     // the protocol as it decides the trained probe (whether the random init is probed too does not)
     let decides = |p: &serde_json::Value| {
         let mut p = p.clone();
@@ -192,14 +194,14 @@ fn probe_needs(dir: &Path, protocol: &ProbeProtocol) -> (bool, bool) {
         p
     };
     let wanted = serde_json::to_value(protocol).unwrap_or_default();
-    let trained = !read.as_ref().is_some_and(|v| decides(&v["protocol"]) == decides(&wanted));
-    let random = protocol.random_init && (trained || !read.as_ref().is_some_and(|v| v["linear_random_top1"].is_number()));
+    let trained = !read.is_some_and(|v| decides(&v["protocol"]) == decides(&wanted));
+    let random = protocol.random_init && (trained || !read.is_some_and(|v| v["linear_random_top1"].is_number()));
     (trained, random)
 }
 
 /// The run's `linear.json` holds everything `protocol` asks for.
 fn probed(dir: &Path, protocol: &ProbeProtocol) -> bool {
-    probe_needs(dir, protocol) == (false, false)
+    probe_needs(read_json(&dir.join("linear.json")).as_ref(), protocol) == (false, false)
 }
 
 /// The test-scored line of `eval linear`'s probe of `encoder` by `protocol` (the one chosen on
@@ -225,8 +227,9 @@ fn probe_run(dir: &Path, config: &crate::config::Config, protocol: &ProbeProtoco
     let device = crate::backend::parse_device(&config.train.device)?;
     let (cfg, method) = load_method(dir, device)?;
     let sets = eval_sets(&cfg)?;
-    let (redo, random) = probe_needs(dir, protocol);
-    let mut v = match crate::study::report::read_json(&dir.join("linear.json")) {
+    let before = read_json(&dir.join("linear.json"));
+    let (redo, random) = probe_needs(before.as_ref(), protocol);
+    let mut v = match before {
         Some(v) if !redo => v,
         _ => test_scored_probe(method.encoder(), &cfg, &sets, device, protocol, cfg.train.seed)?,
     };
@@ -281,7 +284,7 @@ pub const STOPPED: &str = "stopped.json";
 
 /// Why the run in `dir` stopped early, if it did (see [`STOPPED`]).
 pub fn stopped_reason(dir: &Path) -> Option<String> {
-    crate::study::report::read_json(&dir.join(STOPPED))?["reason"].as_str().map(String::from)
+    read_json(&dir.join(STOPPED))?["reason"].as_str().map(String::from)
 }
 
 #[cfg(test)]
