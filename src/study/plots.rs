@@ -1,4 +1,5 @@
 //! PNG plots (plotters, bitmap backend, an embedded DejaVu Sans so no system fonts are needed).
+use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use std::path::Path;
@@ -65,15 +66,29 @@ fn draw_err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_
 
 type Chart<'a> = ChartContext<'a, BitMapBackend<'a>, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
 
-/// A 900×600 PNG with a caption and labelled axes over the given ranges; `draw` adds the data.
-/// Written to a temporary file and renamed, so a failed plot never leaves a partial file.
-fn plot(path: &Path, title: &str, x_label: &str, y_label: &str, x: (f64, f64), y: (f64, f64), draw: impl FnOnce(&mut Chart<'_>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+/// Draws a `size` PNG at `path`: a white canvas handed to `draw`, written to a temporary file and
+/// renamed, so a failed plot never leaves a partial file (nor its temporary one).
+fn write_png(path: &Path, size: (u32, u32), draw: impl FnOnce(&DrawingArea<BitMapBackend<'_>, Shift>) -> anyhow::Result<()>) -> anyhow::Result<()> {
     register_font();
     let tmp = path.with_extension("png.tmp.png");
-    {
-        let root = BitMapBackend::new(&tmp, (900, 600)).into_drawing_area();
+    let drawn = (|| {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
         root.fill(&WHITE).map_err(draw_err(path))?;
-        let mut chart = ChartBuilder::on(&root)
+        draw(&root)?;
+        root.present().map_err(draw_err(path))
+    })();
+    if let Err(e) = drawn {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// A 900×600 PNG with a caption and labelled axes over the given ranges; `draw` adds the data.
+fn plot(path: &Path, title: &str, x_label: &str, y_label: &str, x: (f64, f64), y: (f64, f64), draw: impl FnOnce(&mut Chart<'_>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    write_png(path, (900, 600), |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 24))
             .margin(15)
             .x_label_area_size(45)
@@ -81,11 +96,8 @@ fn plot(path: &Path, title: &str, x_label: &str, y_label: &str, x: (f64, f64), y
             .build_cartesian_2d(x.0..x.1, y.0..y.1)
             .map_err(draw_err(path))?;
         chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 15)).draw().map_err(draw_err(path))?;
-        draw(&mut chart)?;
-        root.present().map_err(draw_err(path))?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+        draw(&mut chart)
+    })
 }
 
 /// Whether values are best read on a log axis: all positive and spanning more than two decades
@@ -250,14 +262,10 @@ pub fn scatter_plot(path: &Path, title: &str, x_label: &str, y_label: &str, poin
 /// 20.
 pub fn scatter_panels(path: &Path, title: &str, panels: &[(String, Vec<(f64, f64, i64)>)], groups: &[String], max_points: usize) -> anyhow::Result<()> {
     anyhow::ensure!(!panels.is_empty(), "{}: no panels to draw", path.display());
-    register_font();
     let cols = panels.len().min(3);
     let rows = panels.len().div_ceil(cols);
     let reach = panels.iter().flat_map(|p| p.1.iter().flat_map(|q| [q.0.abs(), q.1.abs()])).filter(|v| v.is_finite()).fold(0.0f64, f64::max).max(1e-6) * 1.05;
-    let tmp = path.with_extension("png.tmp.png");
-    {
-        let root = BitMapBackend::new(&tmp, (520 * cols as u32, 520 * rows as u32 + 50)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err(path))?;
+    write_png(path, (520 * cols as u32, 520 * rows as u32 + 50), |root| {
         let (top, body) = root.split_vertically(50);
         top.titled(title, ("sans-serif", 24)).map_err(draw_err(path))?;
         for (i, (area, (name, pts))) in body.split_evenly((rows, cols)).iter().zip(panels).enumerate() {
@@ -292,10 +300,8 @@ pub fn scatter_panels(path: &Path, title: &str, panels: &[(String, Vec<(f64, f64
                 chart.configure_series_labels().position(at).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 12)).draw().map_err(draw_err(path))?;
             }
         }
-        root.present().map_err(draw_err(path))?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// One row of an [`interval_plot`]: a label, a mean with its 95% interval (none for one value),
@@ -321,18 +327,14 @@ fn interval_range(rows: &[IntervalRow]) -> (f64, f64) {
 /// colour groups for the legend.
 pub fn interval_plot(path: &Path, title: &str, x_label: &str, rows: &[IntervalRow], groups: &[String]) -> anyhow::Result<()> {
     anyhow::ensure!(!rows.is_empty(), "{}: no rows to draw", path.display());
-    register_font();
     let (x0, x1) = interval_range(rows);
     let n = rows.len();
     let label_width = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(8) as u32 * 8 + 20;
     let height = (90 + 28 * n as u32).max(300);
     // row i at y = n − 1 − i: the first row on top
     let (y0, y1) = (-0.6, n as f64 - 0.4);
-    let tmp = path.with_extension("png.tmp.png");
-    {
-        let root = BitMapBackend::new(&tmp, (label_width + 700, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(draw_err(path))?;
-        let mut chart = ChartBuilder::on(&root)
+    write_png(path, (label_width + 700, height), |root| {
+        let mut chart = ChartBuilder::on(root)
             .caption(title, ("sans-serif", 20))
             .margin(15)
             .x_label_area_size(40)
@@ -366,10 +368,8 @@ pub fn interval_plot(path: &Path, title: &str, x_label: &str, rows: &[IntervalRo
         if labelled.iter().any(|l| *l) {
             chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.8)).border_style(BLACK).label_font(("sans-serif", 13)).draw().map_err(draw_err(path))?;
         }
-        root.present().map_err(draw_err(path))?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -444,6 +444,20 @@ mod tests {
         let empty = vec![("unfinished".to_string(), vec![])];
         line_plot(&dir.path().join("empty.png"), "t", "step", "loss", &empty).unwrap();
         assert!(dir.path().join("mixed.png").exists() && dir.path().join("empty.png").exists());
+    }
+
+    #[test]
+    fn a_plot_that_fails_to_draw_leaves_no_file_and_keeps_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let png = dir.path().join("p.png");
+        let failed = plot(&png, "t", "x", "y", (0.0, 1.0), (0.0, 1.0), |_| anyhow::bail!("no data"));
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "neither the plot nor its temporary file is left");
+        plot(&png, "t", "x", "y", (0.0, 1.0), (0.0, 1.0), |_| Ok(())).unwrap();
+        let before = std::fs::read(&png).unwrap();
+        assert!(plot(&png, "other", "x", "y", (0.0, 1.0), (0.0, 1.0), |_| anyhow::bail!("no data")).is_err());
+        assert_eq!(std::fs::read(&png).unwrap(), before, "a failed redraw keeps the last good plot");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
