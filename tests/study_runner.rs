@@ -226,9 +226,10 @@ fn a_study_probes_every_run_by_its_probe_protocol() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("probe.toml");
     let (train, test) = ("synthetic:80", "synthetic:40@test");
-    let write = |epochs: usize| {
-        std::fs::write(&file, format!("name = \"probe\"\nbaseline = \"a\"\nset = [\"train.epochs=1\", \"train.batch=16\", \"train.seed=3\", \"data.train=\\\"{train}\\\"\", \"eval.test=\\\"{test}\\\"\", \"eval.knn_every=0\"]\n[probe]\noptimizer = \"sgd\"\nfeatures = \"raw\"\nschedule = \"step\"\nlr = [0.01, 1.0]\nval_fraction = 0.25\nepochs = {epochs}\n[[runs]]\nname = \"a\"\n[[runs]]\nname = \"b\"\nset = [\"byol.predictor=\\\"linear\\\"\"]\n")).unwrap();
+    let write_with = |epochs: usize, random_init: bool| {
+        std::fs::write(&file, format!("name = \"probe\"\nbaseline = \"a\"\nset = [\"train.epochs=1\", \"train.batch=16\", \"train.seed=3\", \"data.train=\\\"{train}\\\"\", \"eval.test=\\\"{test}\\\"\", \"eval.knn_every=0\"]\n[probe]\noptimizer = \"sgd\"\nfeatures = \"raw\"\nschedule = \"step\"\nlr = [0.01, 1.0]\nval_fraction = 0.25\nepochs = {epochs}\nrandom_init = {random_init}\n[[runs]]\nname = \"a\"\n[[runs]]\nname = \"b\"\nset = [\"byol.predictor=\\\"linear\\\"\"]\n")).unwrap();
     };
+    let write = |epochs: usize| write_with(epochs, true);
     write(20);
     let out = dir.path().join("out");
     let args = vec![file.to_str().unwrap().to_string(), "--out".into(), out.to_str().unwrap().into(), "--quiet".into()];
@@ -289,6 +290,19 @@ fn a_study_probes_every_run_by_its_probe_protocol() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(linear("a")["linear_top1"].as_f64(), Some(0.123), "the trained probe was redone");
     assert_eq!(linear("a")["random_init"], cli_probe(&["--checkpoint", "random", "--config", out.join("a/config.toml").to_str().unwrap()], "7", "4"), "{}", linear("a"));
+    // `random_init = false`: the random-init probes already made are dropped (the trained ones
+    // kept, nothing retrained), and the report no longer shows them
+    write_with(7, false);
+    let o = study(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for run in ["a", "b"] {
+        let v = linear(run);
+        assert!(v.get("random_init").is_none() && v.get("linear_random_top1").is_none(), "{run}: {v}");
+    }
+    assert_eq!(linear("a")["linear_top1"].as_f64(), Some(0.123), "the trained probe was redone");
+    assert_eq!(std::fs::read_to_string(out.join("a/metrics.jsonl")).unwrap(), metrics, "run a was retrained");
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(!md.contains("random-init linear") && !md.contains("| a | linear top-1 | random init |"), "{md}");
     // refused before anything runs
     for (table, needle) in [("[probe]\nlr = [0.1, 1.0]\n", "probe.lr gives 2 learning rates: set probe.val_fraction"), ("[probe]\nval_fraction = 1.5\n", "probe.val_fraction 1.5 must be between 0 and 1"), ("[probe]\nlearning_rate = 0.1\n", "learning_rate")] {
         std::fs::write(&file, format!("name = \"x\"\n{table}")).unwrap();

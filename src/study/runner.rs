@@ -199,9 +199,12 @@ fn probe_needs(read: Option<&serde_json::Value>, protocol: &ProbeProtocol) -> (b
     (trained, random)
 }
 
-/// The run's `linear.json` holds everything `protocol` asks for.
+/// The run's `linear.json` holds everything `protocol` asks for, and no random-init probe it
+/// does not ask for (one made before `random_init = false` is dropped by [`probe_run`]).
 fn probed(dir: &Path, protocol: &ProbeProtocol) -> bool {
-    probe_needs(read_json(&dir.join("linear.json")).as_ref(), protocol) == (false, false)
+    let read = read_json(&dir.join("linear.json"));
+    let unwanted_random = !protocol.random_init && read.as_ref().is_some_and(|v| v.get("random_init").is_some());
+    probe_needs(read.as_ref(), protocol) == (false, false) && !unwanted_random
 }
 
 /// The test-scored line of `eval linear`'s probe of `encoder` by `protocol` (the one chosen on
