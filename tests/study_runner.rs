@@ -495,6 +495,82 @@ fn configurations_are_compared_with_the_baseline_seed_by_seed() {
     assert!(!out.join("paired_differences.png").exists(), "a stale paired plot stays");
 }
 
+/// `study report --only … --seeds … --to DIR2`: a report of some of a study's runs, written beside
+/// the study's own; its tables and paired differences are of those runs alone, it says so, a study
+/// file's baseline it leaves out is dropped, and names or seeds no run has are errors.
+#[test]
+fn a_report_of_a_selection_shows_those_runs_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("study");
+    let knn = [("default", vec![0.28, 0.33, 0.29]), ("x", vec![0.30, 0.32, 0.31, 0.40]), ("y", vec![0.26, 0.27])];
+    let mut planned = Vec::new();
+    for (config, values) in &knn {
+        for (s, k) in values.iter().enumerate() {
+            let name = format!("{config}-seed{}", s + 1);
+            fake_run(&out.join(&name), *k, 0.08, 0.5, None, None);
+            planned.push(serde_json::json!({"name": name, "overrides": [format!("train.seed={}", s + 1)]}));
+        }
+    }
+    std::fs::write(out.join("study.json"), serde_json::json!({"name": "sel", "baseline": "default", "runs": planned}).to_string()).unwrap();
+    let report = |extra: &[&str]| {
+        let mut args = vec!["study".to_string(), "report".into(), out.to_str().unwrap().into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        run_owned(&args)
+    };
+    let csv_rows = |d: &std::path::Path, file: &str| -> Vec<Vec<String>> {
+        std::fs::read_to_string(d.join(file)).unwrap().lines().skip(1).map(|l| l.split(',').map(|c| c.trim_matches('"').to_string()).collect()).collect()
+    };
+
+    // x and y at seeds 1–2: four runs; the baseline `default` is not among them, so it is dropped
+    let sub = dir.path().join("xy");
+    let o = report(&["--only", "x,y", "--seeds", "1,2", "--to", sub.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names: Vec<String> = csv_rows(&sub, "results.csv").iter().map(|r| r[0].clone()).collect();
+    assert_eq!(names, ["x-seed1", "x-seed2", "y-seed1", "y-seed2"]);
+    assert!(!out.join("results.csv").exists() && !out.join("results.md").exists(), "the study's own report was written");
+    let md = std::fs::read_to_string(sub.join("results.md")).unwrap();
+    assert!(md.contains("This report shows 4 of the study's 9 runs (`selfsup study report --only x,y --seeds 1,2`)"), "{md}");
+    let paired = csv_rows(&sub, "paired_differences.csv");
+    let x_random = paired.iter().find(|r| r[0] == "x" && r[2] == "random init").expect("x vs its random init");
+    assert_eq!((x_random[3].as_str(), x_random[4].as_str()), ("2", "1;2"), "x's seeds 3 and 4 counted: {paired:?}");
+    let mean: f64 = (0.30 + 0.32) / 2.0 - 0.25;
+    assert!((x_random[6].parse::<f64>().unwrap() - mean).abs() < 1e-12, "{paired:?}");
+    assert!(!paired.iter().any(|r| r[2] == "default"), "{paired:?}");
+    assert!(sub.join("knn_vs_epoch.png").exists() && sub.join("paired_differences.png").exists());
+
+    // default and x at seeds 1–3: the study's baseline is kept, over those seeds only
+    let dx = dir.path().join("dx");
+    let o = report(&["--only", "default,x", "--seeds", "1,2,3", "--to", dx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let paired = csv_rows(&dx, "paired_differences.csv");
+    let x_default = paired.iter().find(|r| r[0] == "x" && r[2] == "default").expect("x vs default");
+    let d = [0.30 - 0.28, 0.32 - 0.33, 0.31 - 0.29];
+    assert_eq!(x_default[4], "1;2;3");
+    assert!((x_default[6].parse::<f64>().unwrap() - d.iter().sum::<f64>() / 3.0).abs() < 1e-12, "{paired:?}");
+    let x_random = paired.iter().find(|r| r[0] == "x" && r[2] == "random init").unwrap();
+    assert_eq!(x_random[4], "1;2;3", "x's seed 4 counted: {paired:?}");
+
+    // a run name selects that run alone
+    let one = dir.path().join("one");
+    assert!(report(&["--only", "y-seed2", "--to", one.to_str().unwrap()]).status.success());
+    assert_eq!(csv_rows(&one, "results.csv").iter().map(|r| r[0].clone()).collect::<Vec<_>>(), ["y-seed2"]);
+
+    // refused: a name or seed no run has, and an explicit baseline outside the selection
+    let refused = dir.path().join("refused");
+    for (args, needle) in [
+        (vec!["--only", "nope"], "--only nope: no run or configuration of this study has that name (configurations: default, x, y)"),
+        (vec!["--seeds", "9"], "no run of the selection has seed 9"),
+        (vec!["--only", "x", "--baseline", "default"], "baseline `default` is not a configuration of this study (configurations: x)"),
+    ] {
+        let mut a = args.clone();
+        a.extend(["--to", refused.to_str().unwrap()]);
+        let o = report(&a);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+        assert!(!refused.exists(), "{args:?}: a refused report created its folder");
+    }
+}
+
 /// A run that diverges is the study's result for that configuration, not its end: the next run
 /// trains, the report says which run diverged and why, and a rerun skips it.
 #[test]

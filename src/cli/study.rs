@@ -1,6 +1,6 @@
 //! `selfsup study FILE --out DIR` and `selfsup study report DIR`.
 use selfsup::study::runner::StudyOptions;
-use selfsup::study::{run_study, write_report};
+use selfsup::study::{run_study, write_report_of, Selection};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -58,14 +58,27 @@ enum StudyCmd {
         /// by seed; default: the study file's `baseline`.
         #[arg(long)]
         baseline: Option<String>,
+        /// Report only these runs or configurations (run names with or without `-seedN`), e.g.
+        /// --only default,no-ema.
+        #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+        only: Vec<String>,
+        /// Report only the runs with these seeds (their `-seedN`), e.g. --seeds 1,2,3 for the seeds
+        /// every configuration has.
+        #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
+        seeds: Option<Vec<u64>>,
+        /// Write the report (results.csv, results.md, the plots) into this folder instead of DIR,
+        /// e.g. for a report of a selection beside the study's own.
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
     },
 }
 
 pub fn run(a: StudyArgs) -> anyhow::Result<()> {
     match (a.cmd, a.file, a.out) {
-        (Some(StudyCmd::Report { dir, baseline }), _, _) => {
-            let rows = write_report(&dir, baseline.as_deref())?;
-            println!("{} run(s); wrote {}", rows.len(), dir.join("results.md").display());
+        (Some(StudyCmd::Report { dir, baseline, only, seeds, to }), _, _) => {
+            let to = to.unwrap_or_else(|| dir.clone());
+            let rows = write_report_of(&dir, &to, baseline.as_deref(), &Selection { only, seeds })?;
+            println!("{} run(s); wrote {}", rows.len(), to.join("results.md").display());
             Ok(())
         }
         (None, Some(file), Some(out)) => {

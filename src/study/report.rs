@@ -23,7 +23,7 @@ use crate::study::machines::machines_paragraph;
 use crate::study::plots::{interval_plot, line_plot, line_plot_scaled, line_plot_with_error_bars, scatter_plot, IntervalRow, Series, YScale};
 use crate::study::runner::stopped_reason;
 use crate::study::paired::{paired_differences, PairedDifference, SeedsNeeded, MAX_PLANNED_SEEDS};
-use crate::study::seeds::{check_baseline, group_by_configuration, SeedGroup, Spread};
+use crate::study::seeds::{check_baseline, group_by_configuration, seed_of, select_by_name, SeedGroup, Spread};
 use crate::train::checkpoint::write_atomic;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -319,15 +319,65 @@ fn probe_sentence(p: &serde_json::Map<String, serde_json::Value>) -> String {
     format!(" linear top-1: the offline linear probe on the frozen encoder ({}, {} features, {} schedule, {} epochs, {views}; {lr}) on the held-out set.{random}", text("optimizer"), text("features"), text("schedule"), text("epochs"))
 }
 
+/// Which of a study folder's runs a report shows (`selfsup study report --only … --seeds …`).
+#[derive(Clone, Debug, Default)]
+pub struct Selection {
+    /// Run or configuration names, as `selfsup study --only` takes them; empty: every run.
+    pub only: Vec<String>,
+    /// The runs whose `-seedN` is one of these (a run without that suffix is left out); none: every run.
+    pub seeds: Option<Vec<u64>>,
+}
+
+impl Selection {
+    fn is_everything(&self) -> bool {
+        self.only.is_empty() && self.seeds.is_none()
+    }
+
+    /// The selected rows of `rows`, in their order; an error names a name or seed no run has.
+    fn apply(&self, rows: Vec<RunRow>) -> Result<Vec<RunRow>, String> {
+        let named: Vec<&RunRow> = select_by_name(&rows, |r| r.name.as_str(), &self.only, "--only")?;
+        let kept: Vec<RunRow> = named.into_iter().filter(|r| self.seeds.as_ref().is_none_or(|s| seed_of(&r.name).is_some_and(|n| s.contains(&n)))).cloned().collect();
+        if kept.is_empty() {
+            let seeds: Vec<String> = self.seeds.iter().flatten().map(u64::to_string).collect();
+            return Err(format!("no run of the selection has seed {} (seeds are read from the run names' -seedN)", seeds.join(", ")));
+        }
+        Ok(kept)
+    }
+
+    /// The sentence that says what a partial report shows.
+    fn sentence(&self, shown: usize, of: usize) -> String {
+        let mut what = Vec::new();
+        if !self.only.is_empty() {
+            what.push(format!("--only {}", self.only.join(",")));
+        }
+        if let Some(s) = &self.seeds {
+            what.push(format!("--seeds {}", s.iter().map(u64::to_string).collect::<Vec<_>>().join(",")));
+        }
+        format!("This report shows {shown} of the study's {of} runs (`selfsup study report {}`); the tables, paired differences and plots are of those runs alone.", what.join(" "))
+    }
+}
+
 /// Writes `results.csv`, `results.md` and the plots into the study folder.
 /// `baseline` names the configuration every other one is compared with seed by seed (else the
 /// study file's `baseline`, recorded in `study.json`; else none).
 pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<RunRow>> {
-    let (study, rows) = read_runs(out)?;
-    let baseline = baseline.or_else(|| study["baseline"].as_str());
+    write_report_of(out, out, baseline, &Selection::default())
+}
+
+/// The report of the runs of the study folder `from` that `selection` picks, written into `to`
+/// (created if missing; the run folders stay in `from`). A study file's `baseline` that the
+/// selection leaves out is dropped; one named by `baseline` must be among the selected runs.
+pub fn write_report_of(from: &Path, to: &Path, baseline: Option<&str>, selection: &Selection) -> anyhow::Result<Vec<RunRow>> {
+    let (study, all) = read_runs(from)?;
+    let of = all.len();
+    let rows = selection.apply(all).map_err(|e| crate::Error::data(from, e))?;
+    let in_selection = |b: &&str| check_baseline(b, rows.iter().map(|r| r.name.as_str())).is_ok();
+    let baseline = baseline.or_else(|| study["baseline"].as_str().filter(in_selection));
     if let Some(b) = baseline {
-        check_baseline(b, rows.iter().map(|r| r.name.as_str())).map_err(|e| crate::Error::data(out, e))?;
+        check_baseline(b, rows.iter().map(|r| r.name.as_str())).map_err(|e| crate::Error::data(from, e))?;
     }
+    std::fs::create_dir_all(to).map_err(|e| crate::Error::data(to, format!("cannot create the report folder: {e}")))?;
+    let out = to;
     let keys: Vec<&str> = METRICS.iter().map(|m| m.key).collect();
     let mut csv = format!("run,overrides,finished,epochs,{},collapsed,minutes,stopped,machine\n", keys.join(","));
     let cell = |v: Option<f64>| v.map(|x| format!("{x}")).unwrap_or_default();
@@ -346,6 +396,9 @@ pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<Ru
     }
     if let Some(c) = study["command"].as_str().filter(|c| !c.is_empty()) {
         let _ = writeln!(md, "Command: `{c}`\n");
+    }
+    if !selection.is_everything() {
+        let _ = writeln!(md, "{}\n", selection.sentence(rows.len(), of));
     }
     if let Some(line) = processes_sentence(&rows) {
         let _ = writeln!(md, "{line}\n");

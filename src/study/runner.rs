@@ -9,7 +9,6 @@
 //! each in its own process, and `--nproc N` each run as an N-process data-parallel job
 //! ([`crate::study::jobs`]).
 use crate::eval::probe_selection::{probe_encoder, ProbeLine, ProbeProtocol};
-use crate::study::seeds::{configuration_name, configurations};
 use crate::study::report::read_json;
 use crate::study::spec::PlannedRun;
 use crate::study::{plan, write_report};
@@ -63,14 +62,7 @@ fn writes_files() -> bool {
 /// The planned runs asked for by `only`, in plan order (all of them when it is empty). A name
 /// that is neither a run's nor a configuration's is an error that lists the configurations.
 pub fn selected<'a>(runs: &'a [PlannedRun], only: &[String]) -> anyhow::Result<Vec<&'a PlannedRun>> {
-    let asked = |r: &PlannedRun, o: &String| r.name == *o || configuration_name(&r.name) == o;
-    for o in only {
-        if !runs.iter().any(|r| asked(r, o)) {
-            let known = configurations(runs.iter().map(|r| r.name.as_str()));
-            return Err(crate::Error::usage(format!("--only {o}: no run or configuration of this study has that name (configurations: {})", known.join(", "))).into());
-        }
-    }
-    Ok(runs.iter().filter(|r| only.is_empty() || only.iter().any(|o| asked(r, o))).collect())
+    crate::study::seeds::select_by_name(runs, |r| r.name.as_str(), only, "--only").map_err(|e| crate::Error::usage(e).into())
 }
 
 pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result<()> {

@@ -65,6 +65,20 @@ pub fn configuration_name(name: &str) -> &str {
     }
 }
 
+/// The items whose run name (`name`) is in `only` — a run's name, or its configuration's (the name
+/// without `-seedN`) — in their order; all of them when `only` is empty. A name that matches no
+/// item is an error that lists the configurations (`what` says whose: `--only`).
+pub fn select_by_name<'a, T>(items: &'a [T], name: impl Fn(&T) -> &str, only: &[String], what: &str) -> Result<Vec<&'a T>, String> {
+    let asked = |t: &T, o: &String| name(t) == o || configuration_name(name(t)) == o;
+    for o in only {
+        if !items.iter().any(|t| asked(t, o)) {
+            let known = configurations(items.iter().map(&name));
+            return Err(format!("{what} {o}: no run or configuration of this study has that name (configurations: {})", known.join(", ")));
+        }
+    }
+    Ok(items.iter().filter(|t| only.is_empty() || only.iter().any(|o| asked(t, o))).collect())
+}
+
 /// The configurations of the runs named `names`, without repeats, in first-seen order.
 pub fn configurations<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     let mut configurations = Vec::new();
