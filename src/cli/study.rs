@@ -59,7 +59,7 @@ enum StudyCmd {
         #[arg(long)]
         baseline: Option<String>,
         /// Report only these runs or configurations (run names with or without `-seedN`), e.g.
-        /// --only default,no-ema.
+        /// --only l2,batchnorm.
         #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
         only: Vec<String>,
         /// Report only the runs with these seeds (their `-seedN`), e.g. --seeds 1,2,3 for the seeds
