@@ -538,9 +538,9 @@ fn a_report_of_a_selection_shows_those_runs_alone() {
     assert!(!paired.iter().any(|r| r[2] == "default"), "{paired:?}");
     assert!(sub.join("knn_vs_epoch.png").exists() && sub.join("paired_differences.png").exists());
 
-    // default and x at seeds 1–3: the study's baseline is kept, over those seeds only
+    // default and x at seeds 1–3 (a range): the study's baseline is kept, over those seeds only
     let dx = dir.path().join("dx");
-    let o = report(&["--only", "default,x", "--seeds", "1,2,3", "--to", dx.to_str().unwrap()]);
+    let o = report(&["--only", "default,x", "--seeds", "1-3", "--to", dx.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let paired = csv_rows(&dx, "paired_differences.csv");
     let x_default = paired.iter().find(|r| r[0] == "x" && r[2] == "default").expect("x vs default");

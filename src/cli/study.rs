@@ -17,9 +17,9 @@ pub struct StudyArgs {
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
     /// The seeds, replacing the study file's `seeds` (e.g. --seeds 1,2,3 adds a third seed to a
-    /// two-seed study; finished runs are skipped).
-    #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
-    seeds: Option<Vec<u64>>,
+    /// two-seed study; finished runs are skipped); ranges too: --seeds 1-10.
+    #[arg(long, value_name = "N,N-M,...", value_parser = seed_list)]
+    seeds: Option<SeedList>,
     /// Train only these runs or configurations (run names with or without `-seedN`), e.g.
     /// --only default-seed1 to retrain one run in a fresh folder; the report still lists every run.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
@@ -62,10 +62,10 @@ enum StudyCmd {
         /// --only l2,batchnorm.
         #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
         only: Vec<String>,
-        /// Report only the runs with these seeds (their `-seedN`), e.g. --seeds 1,2,3 for the seeds
-        /// every configuration has.
-        #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
-        seeds: Option<Vec<u64>>,
+        /// Report only the runs with these seeds (their `-seedN`), e.g. --seeds 1,2,3 (or 1-3) for
+        /// the seeds every configuration has.
+        #[arg(long, value_name = "N,N-M,...", value_parser = seed_list)]
+        seeds: Option<SeedList>,
         /// Write the report (results.csv, results.md, the plots) into this folder instead of DIR,
         /// e.g. for a report of a selection beside the study's own.
         #[arg(long, value_name = "DIR")]
@@ -73,11 +73,19 @@ enum StudyCmd {
     },
 }
 
+/// A `--seeds` list: seeds and inclusive ranges (`1,2,5-9`).
+#[derive(Clone, Debug)]
+struct SeedList(Vec<u64>);
+
+fn seed_list(list: &str) -> Result<SeedList, String> {
+    selfsup::study::seeds::parse_seed_list(list).map(SeedList)
+}
+
 pub fn run(a: StudyArgs) -> anyhow::Result<()> {
     match (a.cmd, a.file, a.out) {
         (Some(StudyCmd::Report { dir, baseline, only, seeds, to }), _, _) => {
             let to = to.unwrap_or_else(|| dir.clone());
-            let rows = write_report_of(&dir, &to, baseline.as_deref(), &Selection { only, seeds })?;
+            let rows = write_report_of(&dir, &to, baseline.as_deref(), &Selection { only, seeds: seeds.map(|s| s.0) })?;
             println!("{} run(s); wrote {}", rows.len(), to.join("results.md").display());
             Ok(())
         }
@@ -93,7 +101,7 @@ pub fn run(a: StudyArgs) -> anyhow::Result<()> {
                 selfsup::backend::dist::Backend::parse(b).map_err(|_| selfsup::Error::usage(format!("--backend {b}: expected auto, gloo or nccl")))?;
             }
             let as_job = a.as_job;
-            run_study(&file, &out, &StudyOptions { sets: a.set, quiet: a.quiet, command, seeds: a.seeds, only: a.only, jobs: a.jobs, devices: a.devices, as_job, nproc: a.nproc, backend: a.backend })?;
+            run_study(&file, &out, &StudyOptions { sets: a.set, quiet: a.quiet, command, seeds: a.seeds.map(|s| s.0), only: a.only, jobs: a.jobs, devices: a.devices, as_job, nproc: a.nproc, backend: a.backend })?;
             if !as_job {
                 println!("wrote {}", out.join("results.md").display());
             }

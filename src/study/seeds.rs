@@ -79,6 +79,32 @@ pub fn select_by_name<'a, T>(items: &'a [T], name: impl Fn(&T) -> &str, only: &[
     Ok(items.iter().filter(|t| only.is_empty() || only.iter().any(|o| asked(t, o))).collect())
 }
 
+/// A list of seeds as a person writes it: comma-separated seeds and inclusive ranges, `1,2,5-9`
+/// (the command line's `--seeds`). Repeats are dropped, the first place kept.
+pub fn parse_seed_list(list: &str) -> Result<Vec<u64>, String> {
+    const MOST_IN_A_RANGE: u64 = 1000;
+    let mut seeds = Vec::new();
+    for item in list.split(',').map(str::trim) {
+        let number = |s: &str| s.trim().parse::<u64>().map_err(|_| format!("`{item}` in the seeds `{list}`: expected a seed (3) or a range (1-10)"));
+        let (from, to) = match item.split_once('-') {
+            Some((a, b)) => (number(a)?, number(b)?),
+            None => (number(item)?, number(item)?),
+        };
+        if to < from {
+            return Err(format!("`{item}` in the seeds `{list}`: the range ends before it starts"));
+        }
+        if to - from >= MOST_IN_A_RANGE {
+            return Err(format!("`{item}` in the seeds `{list}`: more than {MOST_IN_A_RANGE} seeds in one range"));
+        }
+        for s in from..=to {
+            if !seeds.contains(&s) {
+                seeds.push(s);
+            }
+        }
+    }
+    Ok(seeds)
+}
+
 /// The configurations of the runs named `names`, without repeats, in first-seen order.
 pub fn configurations<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     let mut configurations = Vec::new();
@@ -136,6 +162,19 @@ pub fn group_by_configuration(rows: &[RunRow]) -> Option<Vec<SeedGroup>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn seed_lists_take_ranges_and_refuse_what_is_not_one() {
+        use super::parse_seed_list;
+        assert_eq!(parse_seed_list("3").unwrap(), [3]);
+        assert_eq!(parse_seed_list("1,2,5-9").unwrap(), [1, 2, 5, 6, 7, 8, 9]);
+        assert_eq!(parse_seed_list("8-10,1, 9").unwrap(), [8, 9, 10, 1], "order kept, repeats dropped");
+        assert_eq!(parse_seed_list("4-4").unwrap(), [4]);
+        for (bad, needle) in [("9-5", "ends before it starts"), ("a", "expected a seed"), ("1,", "expected a seed"), ("1-", "expected a seed"), ("-3", "expected a seed"), ("1-5000", "more than 1000")] {
+            let e = parse_seed_list(bad).unwrap_err();
+            assert!(e.contains(needle) && e.contains(&format!("`{bad}`")), "{bad}: {e}");
+        }
+    }
+
     use super::*;
 
     #[test]
