@@ -23,7 +23,7 @@ use crate::study::machines::machines_paragraph;
 use crate::study::plots::{interval_plot, line_plot, line_plot_scaled, line_plot_with_error_bars, scatter_plot, IntervalRow, Series, YScale};
 use crate::study::runner::stopped_reason;
 use crate::study::paired::{paired_differences, PairedDifference, SeedsNeeded, MAX_PLANNED_SEEDS};
-use crate::study::seeds::{check_baseline, group_by_configuration, seed_of, select_by_name, SeedGroup, Spread};
+use crate::study::seeds::{check_baseline, format_seed_list, group_by_configuration, seed_of, select_by_name, SeedGroup, Spread};
 use crate::train::checkpoint::write_atomic;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -351,7 +351,7 @@ impl Selection {
             what.push(format!("--only {}", self.only.join(",")));
         }
         if let Some(s) = &self.seeds {
-            what.push(format!("--seeds {}", s.iter().map(u64::to_string).collect::<Vec<_>>().join(",")));
+            what.push(format!("--seeds {}", format_seed_list(s)));
         }
         format!("This report shows {shown} of the study's {of} runs (`selfsup study report {}`); the tables, paired differences and plots are of those runs alone.", what.join(" "))
     }

@@ -105,6 +105,26 @@ pub fn parse_seed_list(list: &str) -> Result<Vec<u64>, String> {
     Ok(seeds)
 }
 
+/// A list of seeds written back as [`parse_seed_list`] reads it, three or more consecutive seeds
+/// as a range: `[1, 2, 5, 6, 7, 8, 9]` → `1,2,5-9`.
+pub fn format_seed_list(seeds: &[u64]) -> String {
+    let mut items: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < seeds.len() {
+        let mut j = i;
+        while j + 1 < seeds.len() && seeds[j + 1] == seeds[j] + 1 {
+            j += 1;
+        }
+        if j >= i + 2 {
+            items.push(format!("{}-{}", seeds[i], seeds[j]));
+        } else {
+            items.extend(seeds[i..=j].iter().map(u64::to_string));
+        }
+        i = j + 1;
+    }
+    items.join(",")
+}
+
 /// The configurations of the runs named `names`, without repeats, in first-seen order.
 pub fn configurations<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
     let mut configurations = Vec::new();
@@ -169,6 +189,12 @@ mod tests {
         assert_eq!(parse_seed_list("1,2,5-9").unwrap(), [1, 2, 5, 6, 7, 8, 9]);
         assert_eq!(parse_seed_list("8-10,1, 9").unwrap(), [8, 9, 10, 1], "order kept, repeats dropped");
         assert_eq!(parse_seed_list("4-4").unwrap(), [4]);
+        for (seeds, written) in [(vec![1, 2, 5, 6, 7, 8, 9], "1,2,5-9"), (vec![8, 9, 10, 11, 12, 13, 14], "8-14"), (vec![3], "3"), (vec![7, 1, 2, 3], "7,1-3"), (vec![], "")] {
+            assert_eq!(super::format_seed_list(&seeds), written);
+            if !seeds.is_empty() {
+                assert_eq!(parse_seed_list(written).unwrap(), seeds, "{written} reads back");
+            }
+        }
         for (bad, needle) in [("9-5", "ends before it starts"), ("a", "expected a seed"), ("1,", "expected a seed"), ("1-", "expected a seed"), ("-3", "expected a seed"), ("1-5000", "more than 1000")] {
             let e = parse_seed_list(bad).unwrap_err();
             assert!(e.contains(needle) && e.contains(&format!("`{bad}`")), "{bad}: {e}");
