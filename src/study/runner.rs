@@ -175,9 +175,9 @@ pub(crate) fn trained(dir: &Path) -> bool {
     dir.join("summary.json").exists()
 }
 
-/// What a run's `linear.json` (`read`, if there is one) still lacks under `protocol`: the trained
+/// What a run's `linear.json` (`read`, if there is one) must change under `protocol`: the trained
 /// encoder's probe (missing, or made by another protocol) and the random-init encoder's (asked for
-/// and missing).
+/// and missing — or not asked for and present, to be dropped).
 fn probe_needs(read: Option<&serde_json::Value>, protocol: &ProbeProtocol) -> (bool, bool) {
     // the protocol as it decides the trained probe (whether the random init is probed too does not)
     let decides = |p: &serde_json::Value| {
@@ -187,16 +187,17 @@ fn probe_needs(read: Option<&serde_json::Value>, protocol: &ProbeProtocol) -> (b
     };
     let wanted = serde_json::to_value(protocol).unwrap_or_default();
     let trained = !read.is_some_and(|v| decides(&v["protocol"]) == decides(&wanted));
-    let random = protocol.random_init && (trained || !read.is_some_and(|v| v["linear_random_top1"].is_number()));
+    let random = match protocol.random_init {
+        true => trained || !read.is_some_and(|v| v["linear_random_top1"].is_number()),
+        false => read.is_some_and(|v| v.get("random_init").is_some()),
+    };
     (trained, random)
 }
 
-/// The run's `linear.json` holds everything `protocol` asks for, and no random-init probe it
-/// does not ask for (one made before `random_init = false` is dropped by [`probe_run`]).
+/// The run's `linear.json` is as `protocol` asks: everything it asks for, and no random-init probe
+/// it does not ask for.
 fn probed(dir: &Path, protocol: &ProbeProtocol) -> bool {
-    let read = read_json(&dir.join("linear.json"));
-    let unwanted_random = !protocol.random_init && read.as_ref().is_some_and(|v| v.get("random_init").is_some());
-    probe_needs(read.as_ref(), protocol) == (false, false) && !unwanted_random
+    probe_needs(read_json(&dir.join("linear.json")).as_ref(), protocol) == (false, false)
 }
 
 /// The test-scored line of `eval linear`'s probe of `encoder` by `protocol` (the one chosen on
@@ -230,7 +231,7 @@ fn probe_run(dir: &Path, config: &crate::config::Config, protocol: &ProbeProtoco
     };
     v["protocol"] = serde_json::to_value(protocol)?;
     let o = v.as_object_mut().expect("a probe line is an object");
-    if random {
+    if random && protocol.random_init {
         // the random-init kNN's encoder, probed as `eval linear --checkpoint random --seed S+1`
         let seed = cfg.train.seed.wrapping_add(1);
         let r = test_scored_probe(crate::train::trainer::random_method(&cfg, seed, device)?.encoder(), &cfg, &sets, device, protocol, seed)?;
