@@ -303,6 +303,14 @@ fn a_study_probes_every_run_by_its_probe_protocol() {
     assert_eq!(std::fs::read_to_string(out.join("a/metrics.jsonl")).unwrap(), metrics, "run a was retrained");
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
     assert!(!md.contains("random-init linear") && !md.contains("| a | linear top-1 | random init |"), "{md}");
+    // asked for again after the run's checkpoints were deleted (its summary, metrics and probe
+    // kept): the random-init probe needs the run's config alone, not its trained weights
+    std::fs::remove_dir_all(out.join("a/checkpoints")).unwrap();
+    write_with(7, true);
+    let o = study(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(linear("a")["linear_top1"].as_f64(), Some(0.123), "the trained probe was redone");
+    assert_eq!(linear("a")["random_init"], cli_probe(&["--checkpoint", "random", "--config", out.join("a/config.toml").to_str().unwrap()], "7", "4"), "{}", linear("a"));
     // refused before anything runs
     for (table, needle) in [("[probe]\nlr = [0.1, 1.0]\n", "probe.lr gives 2 learning rates: set probe.val_fraction"), ("[probe]\nval_fraction = 1.5\n", "probe.val_fraction 1.5 must be between 0 and 1"), ("[probe]\nlearning_rate = 0.1\n", "learning_rate")] {
         std::fs::write(&file, format!("name = \"x\"\n{table}")).unwrap();

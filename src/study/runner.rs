@@ -221,20 +221,22 @@ fn test_scored_probe(encoder: &crate::models::resnet::ResNet, cfg: &crate::confi
 /// the same protocol is kept. Returns the trained encoder's test top-1.
 fn probe_run(dir: &Path, config: &crate::config::Config, protocol: &ProbeProtocol) -> anyhow::Result<f64> {
     let device = crate::backend::parse_device(&config.train.device)?;
-    let (cfg, method) = load_method(dir, device)?;
-    let sets = eval_sets(&cfg)?;
     let before = read_json(&dir.join("linear.json"));
     let (redo, random) = probe_needs(before.as_ref(), protocol);
+    let make_random = random && protocol.random_init;
+    // the run as it trained (its `config.toml`); its weights are read only when the trained probe is redone
+    let cfg = crate::config::overrides::load(Some(&dir.join(crate::train::checkpoint::CONFIG)), &[])?;
+    let sets = if redo || make_random { Some(eval_sets(&cfg)?) } else { None };
     let mut v = match before {
         Some(v) if !redo => v,
-        _ => test_scored_probe(method.encoder(), &cfg, &sets, device, protocol, cfg.train.seed)?,
+        _ => test_scored_probe(load_method(dir, device)?.1.encoder(), &cfg, sets.as_ref().expect("loaded to probe"), device, protocol, cfg.train.seed)?,
     };
     v["protocol"] = serde_json::to_value(protocol)?;
     let o = v.as_object_mut().expect("a probe line is an object");
-    if random && protocol.random_init {
+    if make_random {
         // the random-init kNN's encoder, probed as `eval linear --checkpoint random --seed S+1`
         let seed = cfg.train.seed.wrapping_add(1);
-        let r = test_scored_probe(crate::train::trainer::random_method(&cfg, seed, device)?.encoder(), &cfg, &sets, device, protocol, seed)?;
+        let r = test_scored_probe(crate::train::trainer::random_method(&cfg, seed, device)?.encoder(), &cfg, sets.as_ref().expect("loaded to probe"), device, protocol, seed)?;
         o.insert("linear_random_top1".into(), r["linear_top1"].clone());
         o.insert("random_init".into(), r);
     } else if !protocol.random_init {
