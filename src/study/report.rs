@@ -371,11 +371,12 @@ pub fn write_report_of(from: &Path, to: &Path, baseline: Option<&str>, selection
     let (study, all) = read_runs(from)?;
     let of = all.len();
     let rows = selection.apply(all).map_err(|e| crate::Error::data(from, e))?;
-    let in_selection = |b: &&str| check_baseline(b, rows.iter().map(|r| r.name.as_str())).is_ok();
-    let baseline = baseline.or_else(|| study["baseline"].as_str().filter(in_selection));
+    let names = || rows.iter().map(|r| r.name.as_str());
+    // an explicit baseline must be among the runs shown; the study file's is dropped when it is not
     if let Some(b) = baseline {
-        check_baseline(b, rows.iter().map(|r| r.name.as_str())).map_err(|e| crate::Error::data(from, e))?;
+        check_baseline(b, names()).map_err(|e| crate::Error::data(from, e))?;
     }
+    let baseline = baseline.or_else(|| study["baseline"].as_str().filter(|b| check_baseline(b, names()).is_ok()));
     std::fs::create_dir_all(to).map_err(|e| crate::Error::data(to, format!("cannot create the report folder: {e}")))?;
     let out = to;
     let keys: Vec<&str> = METRICS.iter().map(|m| m.key).collect();
