@@ -24,12 +24,20 @@ fn finite_bounds(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     })
 }
 
-/// An axis range over the finite values with 5% padding; (0, 1) when there is none.
+/// An axis range over the finite values with 5% padding; (0, 1) when there is none. One value
+/// (every run evaluated at the same epoch only) gets ±10% of itself, ±1 around 0: a range of
+/// nearly no width would label every tick alike.
 fn range(values: impl Iterator<Item = f64>) -> (f64, f64) {
     let Some((lo, hi)) = finite_bounds(values) else {
         return (0.0, 1.0);
     };
-    let pad = ((hi - lo) * 0.05).max(1e-6);
+    let pad = if hi > lo {
+        (hi - lo) * 0.05
+    } else if lo != 0.0 {
+        lo.abs() * 0.1
+    } else {
+        1.0
+    };
     (lo - pad, hi + pad)
 }
 
@@ -375,6 +383,15 @@ pub fn interval_plot(path: &Path, title: &str, x_label: &str, rows: &[IntervalRo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_value_gets_an_axis_of_some_width() {
+        assert_eq!(range([8.0, 8.0].into_iter()), (7.2, 8.8));
+        assert_eq!(range([-0.5].into_iter()), (-0.55, -0.45));
+        assert_eq!(range([0.0, f64::NAN].into_iter()), (-1.0, 1.0));
+        assert_eq!(range([1.0, 3.0].into_iter()), (0.9, 3.1));
+        assert_eq!(range([f64::NAN].into_iter()), (0.0, 1.0));
+    }
 
     #[test]
     fn a_log_axis_only_for_positive_values_over_two_decades() {
