@@ -29,7 +29,7 @@ pub fn child_args(file: &Path, out: &Path, run: &str, opts: &StudyOptions, devic
     let mut a: Vec<String> = vec!["study".into(), file.display().to_string(), "--out".into(), out.display().to_string(), "--only".into(), run.into(), "--as-job".into(), "--quiet".into()];
     if let Some(seeds) = &opts.seeds {
         a.push("--seeds".into());
-        a.push(seeds.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(","));
+        a.push(crate::study::seeds::format_seed_list(seeds));
     }
     for s in &opts.sets {
         a.push("--set".into());

@@ -338,8 +338,8 @@ impl Selection {
         let named: Vec<&RunRow> = select_by_name(&rows, |r| r.name.as_str(), &self.only, "--only")?;
         let kept: Vec<RunRow> = named.into_iter().filter(|r| self.seeds.as_ref().is_none_or(|s| seed_of(&r.name).is_some_and(|n| s.contains(&n)))).cloned().collect();
         if kept.is_empty() {
-            let seeds: Vec<String> = self.seeds.iter().flatten().map(u64::to_string).collect();
-            return Err(format!("no run of the selection has seed {} (seeds are read from the run names' -seedN)", seeds.join(", ")));
+            let seeds = format_seed_list(self.seeds.as_deref().unwrap_or_default());
+            return Err(format!("no run of the selection has seed {seeds} (seeds are read from the run names' -seedN)"));
         }
         Ok(kept)
     }
