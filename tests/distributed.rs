@@ -2,7 +2,8 @@
 //! 2 ranks × 16 with synchronised BatchNorm follow the loss trajectory and reach the final weights
 //! of 1 rank × 32 with plain BatchNorm (gradients all-reduced by c10d's Reducer while backward
 //! runs, and the same again when they are all-reduced after it) (float64, so the comparison is not blurred by float32
-//! rounding amplified by small-batch BN), the online probe included; per-rank BN does not. SimCLR with negatives gathered from
+//! rounding amplified by small-batch BN), the online probe included; per-rank BN does not, and
+//! follows two-way split BN in one process instead. SimCLR with negatives gathered from
 //! both ranks, MoCo v2's queue and AdCo's bank fed by both ranks give the single-process loss; `actnorm` initialises from the global batch, and `bn-center` / `bn-scale` take its moments. A killed rank makes the survivor exit with an error; a launch stopped by SIGTERM resumes to the uninterrupted result; a study trains each run as such a job.
 mod common;
 use common::*;
@@ -96,7 +97,7 @@ fn require_gloo() {
 }
 
 #[test]
-fn syncbn_on_two_ranks_equals_batchnorm_on_one_and_per_rank_bn_does_not() {
+fn syncbn_on_two_ranks_equals_batchnorm_on_one_and_per_rank_bn_equals_split_bn() {
     require_gloo();
     let dir = tempfile::tempdir().unwrap();
     let (one, sync, local, after) = (dir.path().join("one"), dir.path().join("sync"), dir.path().join("local"), dir.path().join("after"));
@@ -140,6 +141,17 @@ fn syncbn_on_two_ranks_equals_batchnorm_on_one_and_per_rank_bn_does_not() {
     // per-rank statistics (16 rows) are a different model: the trajectories separate
     let dl = max_diff(&l1, &ll);
     assert!(dl > 1e-3, "per-rank bn should differ from global bn, but only by {dl:e}");
+    // … and the model that two-way split BN trains in one process (what the studies of per-device
+    // BN run on one machine): the same sub-batches, in the encoder, both heads and the target
+    let split = dir.path().join("split");
+    let mut s_split = sets("byol", "splitbn");
+    s_split.push("model.norm_splits=2".into());
+    let o = run_owned(&train_args(&split, 32, &s_split));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d = max_diff(&ll, &losses(&split));
+    assert!(d < 1e-5, "per-rank bn 2×16 vs two-way split bn 1×32: loss differs by {d:e}");
+    let w = weight_diff(&local, &split);
+    assert!(w < 1e-5, "per-rank bn 2×16 vs two-way split bn 1×32: final weights differ by {w:e}");
     // only rank 0 wrote: one metrics line per step, one summary
     assert!(sync.join("summary.json").exists());
 }
