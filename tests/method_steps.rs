@@ -416,6 +416,31 @@ fn shuffling_bn_needs_batch_statistics_per_sub_batch() {
     }
 }
 
+/// Split BN normalises each of `model.norm_splits` equal sub-batches of a view with its own
+/// statistics, in whichever of the encoder and heads uses it: a batch that does not divide into
+/// sub-batches of at least two rows is refused, naming the key and the layer (the layer used to
+/// fall back to BN over the whole batch, or normalise single rows to their bias, silently).
+/// Without `splitbn` the key is unused and any value passes.
+#[test]
+fn split_bn_needs_a_batch_that_divides_into_sub_batches_of_two_rows() {
+    for (batch, splits, ok) in [(8, 4, true), (6, 3, true), (64, 8, true), (8, 3, false), (8, 8, false), (64, 5, false)] {
+        for key in ["model.norm", "projector.norm", "predictor.norm"] {
+            let mut sets = tiny_model_sets();
+            sets.extend([format!("{key}=\"splitbn\""), format!("model.norm_splits={splits}"), format!("train.batch={batch}")]);
+            match load(None, &sets) {
+                Ok(_) => assert!(ok, "{key} splitbn, batch {batch}, {splits} splits: accepted"),
+                Err(e) => {
+                    let e = e.to_string();
+                    assert!(!ok && e.contains("model.norm_splits") && e.contains(key) && e.contains(&format!("train.batch ({batch})")), "{key} splitbn, batch {batch}, {splits} splits: {e}");
+                }
+            }
+        }
+    }
+    let mut sets = tiny_model_sets();
+    sets.extend(["model.norm_splits=3".into(), "train.batch=8".into()]);
+    load(None, &sets).expect("without splitbn model.norm_splits is not used");
+}
+
 /// With split BN in the encoder (and MoCo v2's head without BN) the key of sample 0 depends on
 /// the other samples of its BN group only. Without shuffling that group is its query's group
 /// {0..3}; with shuffling it is {0, 4, 8, 12}.

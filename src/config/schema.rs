@@ -269,6 +269,7 @@ impl Config {
         if !(2..=1 << 20).contains(&t.batch) {
             return Err(Error::config("train.batch", t.batch, "must lie in 2..=1048576 (at least 2 for batch statistics)"));
         }
+        self.check_norm_splits()?;
         if t.threads > 4096 {
             return Err(Error::config("train.threads", t.threads, "must lie in 0..=4096"));
         }
@@ -322,6 +323,21 @@ impl Config {
             return Err(Error::config("eval.knn_k", e.knn_k, "must lie in 1..=1048576"));
         }
         e.normalization(&self.data)?;
+        Ok(())
+    }
+
+    /// `splitbn` normalises each of `model.norm_splits` equal sub-batches of a view with its own
+    /// statistics: the batch must divide into them, at least two rows each. (Otherwise the layer
+    /// would fall back to BatchNorm over the whole batch, or normalise single rows to their bias: a
+    /// different model than the one asked for, without a word.)
+    fn check_norm_splits(&self) -> Result<(), Error> {
+        use crate::models::norm::NormKind;
+        let norms = [("model.norm", self.model.norm), ("projector.norm", self.projector.norm), ("predictor.norm", self.predictor.norm)];
+        let Some((key, _)) = norms.into_iter().find(|(_, norm)| *norm == NormKind::Splitbn) else { return Ok(()) };
+        let (splits, batch) = (self.model.norm_splits, self.train.batch as i64);
+        if batch % splits != 0 || batch / splits < 2 {
+            return Err(Error::config("model.norm_splits", splits, format!("must divide train.batch ({batch}) into sub-batches of at least 2 rows: {key} = \"splitbn\" normalises each sub-batch of each view with its own statistics (per-device BN; in a data-parallel job train.batch is per process)")));
+        }
         Ok(())
     }
 
