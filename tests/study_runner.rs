@@ -105,6 +105,12 @@ fn tiny_study_writes_table_and_plots_and_resumes_without_redoing_runs() {
     let a_mtime = std::fs::metadata(out.join("a/summary.json")).unwrap().modified().unwrap();
     std::fs::remove_file(out.join("b/summary.json")).unwrap();
     std::fs::remove_file(out.join("results.csv")).unwrap();
+    // a run that started and has no summary is shown, marked unfinished
+    let o = run_owned(&["study".into(), "report".into(), out.to_str().unwrap().into()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.lines().any(|l| l.starts_with("| b |") && l.contains("(unfinished)")) && !md.contains("Not started"), "{md}");
+    std::fs::remove_file(out.join("results.csv")).unwrap();
     let o = study(&args);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
@@ -136,7 +142,8 @@ fn seeds_and_only_add_seeds_and_retrain_single_runs() {
         a
     };
     // the study file has no seeds: --seeds 1,2 makes two runs of each configuration; --only b
-    // trains b's two and leaves a's, which the report still lists, unfinished
+    // trains b's two and leaves a's, which the report names as not started instead of showing
+    // them as empty rows
     let out = dir.path().join("out");
     let o = study(&args(&out, &["--seeds", "1,2", "--only", "b"]));
     assert!(o.status.success(), "{}", stderr(&o));
@@ -151,7 +158,9 @@ fn seeds_and_only_add_seeds_and_retrain_single_runs() {
     assert_ne!(losses(&out.join("b-seed1")), losses(&out.join("b-seed2")), "two seeds, one loss curve");
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let finished: Vec<(&str, &str)> = csv.lines().skip(1).map(|l| (l.split(',').next().unwrap(), if l.contains(",true,") { "true" } else { "false" })).collect();
-    assert_eq!(finished, [("a-seed1", "false"), ("a-seed2", "false"), ("b-seed1", "true"), ("b-seed2", "true")], "{csv}");
+    assert_eq!(finished, [("b-seed1", "true"), ("b-seed2", "true")], "{csv}");
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("Not started (no run folder), so not in the tables or plots: 2 runs (a-seed1, a-seed2).") && !md.contains("| a-seed"), "{md}");
     let study_json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("study.json")).unwrap()).unwrap();
     assert_eq!(study_json["seeds"], serde_json::json!([1, 2]));
 
@@ -162,6 +171,12 @@ fn seeds_and_only_add_seeds_and_retrain_single_runs() {
     let err = stderr(&o);
     assert!(err.contains("b-seed1: finished, skipped") && err.contains("[1/2] a-seed2") && !out.join("a-seed1").exists() && out.join("a-seed2/summary.json").exists(), "{err}");
     assert_eq!(std::fs::read(out.join("b-seed1/summary.json")).unwrap(), b1);
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("Not started (no run folder), so not in the tables or plots: a-seed1.") && md.contains("| a-seed2 |"), "{md}");
+    // a report of runs none of which has started is an error naming them
+    let o = run_owned(&["study".into(), "report".into(), out.to_str().unwrap().into(), "--only".into(), "a-seed1".into(), "--to".into(), dir.path().join("a1").to_str().unwrap().into()]);
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("none of the 1 selected runs has started (no run folder: a-seed1)"), "{err}");
 
     // one run retrained alone in a fresh folder repeats its loss curve exactly
     let again = dir.path().join("again");

@@ -6,7 +6,9 @@
 //! hold different numbers of updates, kNN vs step as well; over seeds, each configuration's mean
 //! kNN curve with its spread ([`crate::study::curves`]). Runs that log each part's relative update
 //! get it per step; runs with external negatives (MoCo v2, AdCo) their share of the negative mass
-//! and how close the hardest one is, per step.
+//! and how close the hardest one is, per step. A planned run with no folder (never started: left
+//! out by `study --only`, or not reached yet) is named in one sentence rather than shown as an
+//! empty row; a started run that has no summary yet is shown, marked unfinished.
 //!
 //! Final representation metrics are the mean of the metrics lines of each run's last epoch
 //! (projector outputs on training batches, as logged). A run counts as collapsed when its z-std is
@@ -36,6 +38,9 @@ pub struct RunRow {
     pub name: String,
     pub overrides: String,
     pub finished: bool,
+    /// Whether the run has a folder: a run of the plan that never started (left out by
+    /// `study --only`, or not reached yet) has none, and the report names it instead of showing it.
+    pub started: bool,
     /// Why the run stopped early (it diverged), if it did.
     pub stopped: Option<String>,
     pub epochs_done: f64,
@@ -177,6 +182,7 @@ pub fn read_run(dir: &Path, name: &str, overrides: &str) -> RunRow {
         name: name.to_string(),
         overrides: overrides.to_string(),
         finished: summary.is_some(),
+        started: dir.is_dir(),
         stopped: stopped_reason(dir),
         machine: summary.as_ref().and_then(|s| serde_json::from_value::<Machine>(s["machine"].clone()).ok()).map(|m| m.key()),
         processes: summary.as_ref().and_then(|s| s["processes"].as_u64()).unwrap_or(1) as usize,
@@ -319,6 +325,17 @@ fn probe_sentence(p: &serde_json::Map<String, serde_json::Value>) -> String {
     format!(" linear top-1: the offline linear probe on the frozen encoder ({}, {} features, {} schedule, {} epochs, {views}; {lr}) on the held-out set.{random}", text("optimizer"), text("features"), text("schedule"), text("epochs"))
 }
 
+/// The sentence naming the planned runs that have not started (no run folder: left out by
+/// `study --only`, or not reached yet), which the tables and plots leave out; none when every run
+/// has started.
+fn not_started_sentence(names: &[&str]) -> Option<String> {
+    match names {
+        [] => None,
+        [one] => Some(format!("Not started (no run folder), so not in the tables or plots: {one}.")),
+        many => Some(format!("Not started (no run folder), so not in the tables or plots: {} runs ({}).", many.len(), many.join(", "))),
+    }
+}
+
 /// Which of a study folder's runs a report shows (`selfsup study report --only … --seeds …`).
 #[derive(Clone, Debug, Default)]
 pub struct Selection {
@@ -370,7 +387,12 @@ pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<Ru
 pub fn write_report_of(from: &Path, to: &Path, baseline: Option<&str>, selection: &Selection) -> anyhow::Result<Vec<RunRow>> {
     let (study, all) = read_runs(from)?;
     let of = all.len();
-    let rows = selection.apply(all).map_err(|e| crate::Error::data(from, e))?;
+    let selected = selection.apply(all).map_err(|e| crate::Error::data(from, e))?;
+    let (rows, not_started): (Vec<RunRow>, Vec<RunRow>) = selected.into_iter().partition(|r| r.started);
+    let not_started: Vec<&str> = not_started.iter().map(|r| r.name.as_str()).collect();
+    if rows.is_empty() {
+        return Err(crate::Error::data(from, format!("no run to report: none of the {} selected runs has started (no run folder: {})", not_started.len(), not_started.join(", "))).into());
+    }
     let names = || rows.iter().map(|r| r.name.as_str());
     // an explicit baseline must be among the runs shown; the study file's is dropped when it is not
     if let Some(b) = baseline {
@@ -400,6 +422,9 @@ pub fn write_report_of(from: &Path, to: &Path, baseline: Option<&str>, selection
     }
     if !selection.is_everything() {
         let _ = writeln!(md, "{}\n", selection.sentence(rows.len(), of));
+    }
+    if let Some(line) = not_started_sentence(&not_started) {
+        let _ = writeln!(md, "{line}\n");
     }
     if let Some(line) = processes_sentence(&rows) {
         let _ = writeln!(md, "{line}\n");
