@@ -21,7 +21,7 @@ pub struct StudyArgs {
     #[arg(long, value_name = "N,N-M,...", value_parser = seed_list)]
     seeds: Option<SeedList>,
     /// Train only these runs or configurations (run names with or without `-seedN`), e.g.
-    /// --only default-seed1 to retrain one run in a fresh folder; the report still lists every run.
+    /// --only default-seed1 to retrain one run in a fresh folder; the report names the runs of the plan that have not started.
     #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
     only: Vec<String>,
     /// No progress bars or per-epoch lines.

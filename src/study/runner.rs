@@ -5,7 +5,7 @@
 //! `selfsup study` skips it (delete that file to retry). Any other error stops the study.
 //! The report is rewritten after every run, so a long study shows partial results.
 //! `--only` trains a subset (by run or configuration name); the others are left as they are and
-//! stay in the plan, so the report still lists every run. `--jobs N` trains up to N runs at once,
+//! stay in the plan: the report shows those that ran and names those that never started. `--jobs N` trains up to N runs at once,
 //! each in its own process, and `--nproc N` each run as an N-process data-parallel job
 //! ([`crate::study::jobs`]).
 use crate::eval::probe_selection::{probe_encoder, ProbeLine, ProbeProtocol};
