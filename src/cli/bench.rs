@@ -112,6 +112,16 @@ pub struct StepArgs {
     count_ops: bool,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Override a key of the benchmark's config, applied after the flags above (repeatable), e.g.
+    /// `--set mocov2.queue_size=4096 --set projector.norm='"none"'` to time a method with a
+    /// config's own values (configs/mocov2-cifar-cpu.toml) instead of the method's defaults.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+/// ` set=KEY=VALUE` for each `--set`, for the header line (empty without any).
+fn sets_suffix(sets: &[String]) -> String {
+    sets.iter().map(|s| format!(" set={s}")).collect()
 }
 
 /// The benchmark model and optimiser as a config (the same for `bench step` and `bench train`).
@@ -132,6 +142,7 @@ fn bench_config(a: &StepArgs, extra: &[String]) -> anyhow::Result<selfsup::confi
         format!("train.device={}", toml::Value::String(a.device.clone())),
     ];
     sets.extend(extra.iter().cloned());
+    sets.extend(a.sets.iter().cloned());
     Ok(selfsup::config::load(None, &sets)?)
 }
 
@@ -205,7 +216,7 @@ fn step(a: StepArgs) -> anyhow::Result<()> {
     let sync = || sync(device);
     let total = a.steps + a.warmup;
     let mut one = |views: &[tch::Tensor], k: usize| bench_step(method.as_mut(), &mut opt, views, &labels, use_amp, a.lr, k, total);
-    println!("selfsup {} device={} threads={} batch={} width={} hidden={} opt={} amp={} channels_last={} cuda_graph={}", env!("CARGO_PKG_VERSION"), a.device, tch::get_num_threads(), a.batch, a.width, a.hidden, a.opt, use_amp, a.channels_last, a.cuda_graph);
+    println!("selfsup {} method={} device={} threads={} batch={} width={} hidden={} opt={} amp={} channels_last={} cuda_graph={}{}", env!("CARGO_PKG_VERSION"), a.method, a.device, tch::get_num_threads(), a.batch, a.width, a.hidden, a.opt, use_amp, a.channels_last, a.cuda_graph, sets_suffix(&a.sets));
     let mut graph = match (wants_graph(&a, device, a.warmup)?, device) {
         (true, tch::Device::Cuda(index)) => Some(shim::CudaGraph::new(index)?),
         _ => None,
@@ -292,7 +303,7 @@ fn train_bench(t: TrainBenchArgs) -> anyhow::Result<()> {
     let recipe = cfg.data.recipe()?;
     let loader = Loader::new(ds, MultiView::new(&recipe), LoaderConfig::training(a.batch, a.seed, t.workers, t.prefetch, device, augment_on, t.copy_ahead))?;
     let total = a.warmup + a.steps;
-    println!("selfsup {} bench train data={} recipe={} augment_on={} copy_ahead={} device={} threads={} workers={} batch={} width={} hidden={} amp={} channels_last={} cuda_graph={}", env!("CARGO_PKG_VERSION"), t.data, t.recipe, t.augment_on, t.copy_ahead, a.device, tch::get_num_threads(), if t.workers == 0 { rayon::current_num_threads() } else { t.workers }, a.batch, a.width, a.hidden, use_amp, a.channels_last, a.cuda_graph);
+    println!("selfsup {} bench train method={} data={} recipe={} augment_on={} copy_ahead={} device={} threads={} workers={} batch={} width={} hidden={} amp={} channels_last={} cuda_graph={}{}", env!("CARGO_PKG_VERSION"), a.method, t.data, t.recipe, t.augment_on, t.copy_ahead, a.device, tch::get_num_threads(), if t.workers == 0 { rayon::current_num_threads() } else { t.workers }, a.batch, a.width, a.hidden, use_amp, a.channels_last, a.cuda_graph, sets_suffix(&a.sets));
     // --cuda-graph: the whole step (update included, at the constant learning rate) captured
     // after the graph's eager warm-up, on copies of that step's batch (the graph's inputs); every
     // later step copies its batch into them and replays (the mechanism of train.cuda_graph)
