@@ -98,13 +98,14 @@ fn inspect_json_preview_png_and_bench_result_lines() {
     assert!(o.status.success() && loss.is_finite(), "{}{}", stdout(&o), stderr(&o));
     // a ResNet-18 BYOL step (two views through online and target nets, backward, updates)
     // dispatches thousands of operators whatever the width; PyTorch's reference about 4,100
-    let ops: i64 = stdout(&o).lines().find_map(|l| l.strip_prefix("ops_per_step=")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+    let ops_per_step = |o: &std::process::Output| -> i64 { stdout(o).lines().find_map(|l| l.strip_prefix("ops_per_step=")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0) };
+    let ops = ops_per_step(&o);
     assert!((2_000..20_000).contains(&ops), "ops_per_step {ops}: {}", stdout(&o));
     // --set reaches the benchmark's model: an encoder without BatchNorm dispatches fewer operators
     // (each of ResNet-18's 20 BN layers is gone, in both networks, forward and backward), and a
     // value out of range is refused naming its key
     let o = selfsup(&[&["bench", "step"][..], &tiny, &["--count-ops", "--set", "model.norm=\"none\""]].concat());
-    let no_bn: i64 = stdout(&o).lines().find_map(|l| l.strip_prefix("ops_per_step=")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+    let no_bn = ops_per_step(&o);
     assert!(o.status.success() && stdout(&o).contains("set=model.norm=\"none\"") && no_bn > 0 && no_bn < ops - 40, "{ops} vs {no_bn}: {}{}", stdout(&o), stderr(&o));
     let o = selfsup(&[&["bench", "step"][..], &tiny, &["--method", "mocov2", "--set", "mocov2.queue_size=0"]].concat());
     assert_clean_error(&o, 2, &["config field `mocov2.queue_size` = 0"]);
