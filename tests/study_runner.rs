@@ -229,6 +229,14 @@ fn study_file_errors_name_the_file_and_the_run() {
     let o = run_owned(&["study".into(), file.to_str().unwrap().into(), "--out".into(), dir.path().join("o").to_str().unwrap().into()]);
     let e = stderr(&o);
     assert!(o.status.code() == Some(1) && e.contains("bad.toml") && e.contains("baseline `default` is not a configuration of this study (configurations: a, b)"), "{e}");
+    // so must both sides of a `compare` pair, and they must differ
+    for (pair, needle) in [("[\"a\", \"c\"]", "compare [\"a\", \"c\"]: `c` is not a configuration of this study (configurations: a, b)"), ("[\"b\", \"b\"]", "compare [\"b\", \"b\"]: a configuration compared with itself")] {
+        std::fs::write(&file, format!("name = \"x\"\nseeds = [1, 2]\ncompare = [{pair}]\n[[runs]]\nname = \"a\"\n[[runs]]\nname = \"b\"\n")).unwrap();
+        let o = run_owned(&["study".into(), file.to_str().unwrap().into(), "--out".into(), dir.path().join("o").to_str().unwrap().into()]);
+        let e = stderr(&o);
+        assert!(o.status.code() == Some(1) && e.contains("bad.toml") && e.contains(needle), "{pair}: {e}");
+    }
+    assert!(!dir.path().join("o").exists(), "a refused study created its folder");
 }
 
 /// A study's `[probe]` table: every run gets the offline probe of that protocol — the learning
@@ -516,6 +524,82 @@ fn configurations_are_compared_with_the_baseline_seed_by_seed() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!out.join("paired_differences.csv").exists() && !std::fs::read_to_string(out.join("results.md")).unwrap().contains("Paired by seed"));
     assert!(!out.join("paired_differences.png").exists(), "a stale paired plot stays");
+}
+
+/// The study file's `compare` pairs (here each method at batch 16 against itself at batch 64,
+/// beside the baseline `a16`): each pair's per-seed differences and mean, by hand; `--compare`
+/// replaces them; a selection keeps the pairs it shows both sides of; a pair naming no
+/// configuration, or one configuration twice, is refused.
+#[test]
+fn compare_pairs_are_compared_seed_by_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("study");
+    let knn = [("a16", [0.30, 0.34, 0.31]), ("b16", [0.36, 0.33, 0.40]), ("a64", [0.29, 0.35, 0.27]), ("b64", [0.33, 0.36, 0.35])];
+    for (config, values) in &knn {
+        for (s, k) in values.iter().enumerate() {
+            fake_run(&out.join(format!("{config}-seed{}", s + 1)), *k, 0.08, 0.5, None, None);
+        }
+    }
+    // ["b64", "a16"] repeats the baseline comparison and is shown once
+    let pairs = serde_json::json!([["a16", "a64"], ["b16", "b64"], ["b64", "a16"]]);
+    std::fs::write(out.join("study.json"), serde_json::json!({"name": "pairs", "baseline": "a16", "compare": pairs}).to_string()).unwrap();
+    let report = |extra: &[&str]| {
+        let mut args = vec!["study".to_string(), "report".into(), out.to_str().unwrap().into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        run_owned(&args)
+    };
+    let rows_of = |d: &std::path::Path| -> Vec<Vec<String>> {
+        std::fs::read_to_string(d.join("paired_differences.csv")).unwrap().lines().skip(1).map(|l| l.split(',').map(|c| c.trim_matches('"').to_string()).collect()).collect()
+    };
+    let knn_of = |c: &str| knn.iter().find(|k| k.0 == c).unwrap().1;
+    // the mean of the per-seed differences c − r, and the per-seed list as the CSV writes it
+    let expect = |rows: &[Vec<String>], c: &str, r: &str| {
+        let matching: Vec<&Vec<String>> = rows.iter().filter(|row| row[0] == c && row[1] == "knn_top1" && row[2] == r).collect();
+        assert_eq!(matching.len(), 1, "{c} vs {r}: {rows:?}");
+        let d: Vec<f64> = knn_of(c).iter().zip(knn_of(r)).map(|(x, y)| x - y).collect();
+        let per_seed: Vec<f64> = matching[0][5].split(';').map(|v| v.parse().unwrap()).collect();
+        assert!(per_seed.iter().zip(&d).all(|(a, b)| (a - b).abs() < 1e-12), "{c} vs {r}: {rows:?}");
+        assert!((matching[0][6].parse::<f64>().unwrap() - d.iter().sum::<f64>() / 3.0).abs() < 1e-12, "{c} vs {r}: {rows:?}");
+        assert_eq!(matching[0][10], d.iter().filter(|x| **x > 0.0).count().to_string(), "{c} vs {r}: ahead");
+    };
+    let o = report(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = rows_of(&out);
+    for (c, r) in [("b16", "a16"), ("a64", "a16"), ("b64", "a16"), ("a16", "a64"), ("b16", "b64")] {
+        expect(&rows, c, r);
+    }
+    assert!(!rows.iter().any(|r| r[2] == "b16" || (r[0] == "b16" && r[2] == "a64")), "{rows:?}");
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("; and `a16` against `a64`, `b16` against `b64`, `b64` against `a16` (`compare`)"), "{md}");
+
+    // --compare replaces the file's pairs
+    let o = report(&["--compare", "b16", "a64", "--compare", "a64", "b64"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = rows_of(&out);
+    expect(&rows, "b16", "a64");
+    expect(&rows, "a64", "b64");
+    assert!(!rows.iter().any(|r| r[0] == "b16" && r[2] == "b64"), "{rows:?}");
+
+    // a selection of a16 and a64: the baseline and the a-pair stay, the b-pair is dropped
+    let sub = dir.path().join("a");
+    let o = report(&["--only", "a16,a64", "--to", sub.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = rows_of(&sub);
+    expect(&rows, "a16", "a64");
+    expect(&rows, "a64", "a16");
+    assert!(!rows.iter().any(|r| r[0].starts_with('b') || r[2].starts_with('b')), "{rows:?}");
+
+    for (args, needle) in [
+        (vec!["--compare", "a16", "nope"], "compare [\"a16\", \"nope\"]: `nope` is not a configuration of this study (configurations: a16, a64, b16, b64)"),
+        (vec!["--compare", "a16", "a16"], "a configuration compared with itself"),
+        (vec!["--only", "a16,a64", "--compare", "b16", "a16"], "`b16` is not a configuration of this study (configurations: a16, a64)"),
+    ] {
+        let o = report(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{args:?}: {}", stderr(&o));
+    }
+    let o = report(&["--compare", "a16"]);
+    assert_eq!(o.status.code(), Some(2), "--compare takes two names: {}", stderr(&o));
 }
 
 /// `study report --only … --seeds … --to DIR2`: a report of some of a study's runs, written beside

@@ -1,6 +1,6 @@
 //! `selfsup study FILE --out DIR` and `selfsup study report DIR`.
 use selfsup::study::runner::StudyOptions;
-use selfsup::study::{run_study, write_report_of, Selection};
+use selfsup::study::{run_study, write_report_of, Comparisons, Selection};
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
@@ -58,6 +58,10 @@ enum StudyCmd {
         /// by seed; default: the study file's `baseline`.
         #[arg(long)]
         baseline: Option<String>,
+        /// Also compare CONFIGURATION with REFERENCE seed by seed (repeat for more pairs), e.g.
+        /// --compare simclr-b16 simclr-b64; replaces the study file's `compare` pairs.
+        #[arg(long, num_args = 2, value_names = ["CONFIGURATION", "REFERENCE"], action = clap::ArgAction::Append)]
+        compare: Vec<String>,
         /// Report only these runs or configurations (run names with or without `-seedN`), e.g.
         /// --only l2,batchnorm.
         #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
@@ -83,9 +87,10 @@ fn seed_list(list: &str) -> Result<SeedList, String> {
 
 pub fn run(a: StudyArgs) -> anyhow::Result<()> {
     match (a.cmd, a.file, a.out) {
-        (Some(StudyCmd::Report { dir, baseline, only, seeds, to }), _, _) => {
+        (Some(StudyCmd::Report { dir, baseline, compare, only, seeds, to }), _, _) => {
             let to = to.unwrap_or_else(|| dir.clone());
-            let rows = write_report_of(&dir, &to, baseline.as_deref(), &Selection { only, seeds: seeds.map(|s| s.0) })?;
+            let pairs = (!compare.is_empty()).then(|| compare.chunks(2).map(|p| [p[0].clone(), p[1].clone()]).collect());
+            let rows = write_report_of(&dir, &to, &Comparisons { baseline, pairs }, &Selection { only, seeds: seeds.map(|s| s.0) })?;
             println!("{} run(s); wrote {}", rows.len(), to.join("results.md").display());
             Ok(())
         }

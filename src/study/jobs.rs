@@ -223,7 +223,7 @@ pub fn run_in_parallel(file: &Path, out: &Path, opts: &StudyOptions, runs: &[(us
                 say(format!("{}: exited with code {code} after {minutes:.1} min; see {}", j.at, dir.join(JOB_LOG).display()));
                 failures.push((j.name.clone(), code, last_error_line(&dir.join(JOB_LOG))));
             }
-            write_report(out, None)?;
+            write_report(out)?;
             if !j.probe_only {
                 run_secs += j.started.elapsed().as_secs_f64();
                 finished += 1;

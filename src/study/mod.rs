@@ -11,6 +11,6 @@ pub mod runner;
 pub mod seeds;
 pub mod spec;
 
-pub use report::{write_report, write_report_of, Selection};
+pub use report::{write_report, write_report_of, Comparisons, Selection};
 pub use runner::run_study;
 pub use spec::{plan, PlannedRun, StudySpec};

@@ -72,21 +72,40 @@ impl PairedDifference {
 /// probe where the study probed the random init too), and, with a
 /// `baseline` configuration, every other configuration against the baseline's run of the same
 /// seed on each of [`PAIRED_METRICS`]; a seed only one side finished is left out. In the
-/// configurations' order, the random-init comparison first.
-pub fn paired_differences(rows: &[RunRow], baseline: Option<&str>) -> Vec<PairedDifference> {
+/// configurations' order, the random-init comparison first. Then each of `pairs`
+/// (`[configuration, reference]`, the study's `compare`) the same way, in their order, unless the
+/// baseline comparison already holds it; a pair a side of which has no finished run gives nothing.
+pub fn paired_differences(rows: &[RunRow], baseline: Option<&str>, pairs: &[[String; 2]]) -> Vec<PairedDifference> {
     let groups = finished_by_configuration(rows);
-    let base = baseline.and_then(|b| groups.iter().find(|g| g.0 == b));
+    let group = |name: &str| groups.iter().find(|g| g.0 == name);
+    let base = baseline.and_then(group);
     let mut out = Vec::new();
     for (name, runs) in &groups {
         for (metric, random) in [("knn_top1", "knn_random_top1"), ("linear_top1", "linear_random_top1")] {
             let gain: Vec<(Option<u64>, f64)> = runs.iter().filter_map(|r| Some((seed_of(&r.name), r.get(metric)? - r.get(random)?))).collect();
             out.extend(PairedDifference::of(name, RANDOM_INIT, metric, gain));
         }
-        let Some((base_name, base)) = base else { continue };
-        if name == base_name {
+        if let Some((base_name, base)) = base.filter(|b| b.0 != *name) {
+            out.extend(against_reference(name, runs, base_name, base));
+        }
+    }
+    for [name, reference] in pairs {
+        if baseline == Some(reference.as_str()) || name == reference {
             continue;
         }
-        for metric in PAIRED_METRICS {
+        if let (Some((name, runs)), Some((reference, base))) = (group(name), group(reference)) {
+            out.extend(against_reference(name, runs, reference, base));
+        }
+    }
+    out
+}
+
+/// `runs` (configuration `name`) against `reference`'s run of the same seed, on each of
+/// [`PAIRED_METRICS`] the runs have.
+fn against_reference(name: &str, runs: &[&RunRow], reference: &str, base: &[&RunRow]) -> Vec<PairedDifference> {
+    PAIRED_METRICS
+        .iter()
+        .filter_map(|&metric| {
             let diffs = runs
                 .iter()
                 .filter_map(|r| {
@@ -95,10 +114,9 @@ pub fn paired_differences(rows: &[RunRow], baseline: Option<&str>) -> Vec<Paired
                     Some((seed, r.get(metric)? - b.get(metric)?))
                 })
                 .collect();
-            out.extend(PairedDifference::of(name, base_name, metric, diffs));
-        }
-    }
-    out
+            PairedDifference::of(name, reference, metric, diffs)
+        })
+        .collect()
 }
 
 /// The seeds a paired comparison needs for its two-sided 95% t interval to exclude 0 with

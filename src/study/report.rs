@@ -25,7 +25,7 @@ use crate::study::machines::machines_paragraph;
 use crate::study::plots::{interval_plot, line_plot, line_plot_scaled, line_plot_with_error_bars, scatter_plot, IntervalRow, Series, YScale};
 use crate::study::runner::stopped_reason;
 use crate::study::paired::{paired_differences, PairedDifference, SeedsNeeded, MAX_PLANNED_SEEDS};
-use crate::study::seeds::{check_baseline, format_seed_list, group_by_configuration, seed_of, select_by_name, SeedGroup, Spread};
+use crate::study::seeds::{check_baseline, check_pair, format_seed_list, group_by_configuration, seed_of, select_by_name, SeedGroup, Spread};
 use crate::train::checkpoint::write_atomic;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -377,14 +377,24 @@ impl Selection {
 /// Writes `results.csv`, `results.md` and the plots into the study folder.
 /// `baseline` names the configuration every other one is compared with seed by seed (else the
 /// study file's `baseline`, recorded in `study.json`; else none).
-pub fn write_report(out: &Path, baseline: Option<&str>) -> anyhow::Result<Vec<RunRow>> {
-    write_report_of(out, out, baseline, &Selection::default())
+pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
+    write_report_of(out, out, &Comparisons::default(), &Selection::default())
+}
+
+/// What a report compares seed by seed besides each configuration with its random init: every
+/// configuration with `baseline` (else the study file's `baseline`), and `pairs`, each
+/// `[configuration, reference]` (else the study file's `compare`).
+#[derive(Clone, Debug, Default)]
+pub struct Comparisons {
+    pub baseline: Option<String>,
+    pub pairs: Option<Vec<[String; 2]>>,
 }
 
 /// The report of the runs of the study folder `from` that `selection` picks, written into `to`
-/// (created if missing; the run folders stay in `from`). A study file's `baseline` that the
-/// selection leaves out is dropped; one named by `baseline` must be among the selected runs.
-pub fn write_report_of(from: &Path, to: &Path, baseline: Option<&str>, selection: &Selection) -> anyhow::Result<Vec<RunRow>> {
+/// (created if missing; the run folders stay in `from`). A study file's `baseline` or `compare`
+/// pair that the selection leaves out is dropped; those named in `comparisons` must be among the
+/// selected runs.
+pub fn write_report_of(from: &Path, to: &Path, comparisons: &Comparisons, selection: &Selection) -> anyhow::Result<Vec<RunRow>> {
     let (study, all) = read_runs(from)?;
     let of = all.len();
     let selected = selection.apply(all).map_err(|e| crate::Error::data(from, e))?;
@@ -394,11 +404,21 @@ pub fn write_report_of(from: &Path, to: &Path, baseline: Option<&str>, selection
         return Err(crate::Error::data(from, format!("no run to report: none of the {} selected runs has started (no run folder: {})", not_started.len(), not_started.join(", "))).into());
     }
     let names = || rows.iter().map(|r| r.name.as_str());
-    // an explicit baseline must be among the runs shown; the study file's is dropped when it is not
+    // an explicit baseline or pair must be among the runs shown; the study file's are dropped when they are not
+    let baseline = comparisons.baseline.as_deref();
     if let Some(b) = baseline {
         check_baseline(b, names()).map_err(|e| crate::Error::data(from, e))?;
     }
     let baseline = baseline.or_else(|| study["baseline"].as_str().filter(|b| check_baseline(b, names()).is_ok()));
+    let pairs: Vec<[String; 2]> = match &comparisons.pairs {
+        Some(pairs) => {
+            for p in pairs {
+                check_pair(p, names()).map_err(|e| crate::Error::data(from, e))?;
+            }
+            pairs.clone()
+        }
+        None => serde_json::from_value::<Vec<[String; 2]>>(study["compare"].clone()).unwrap_or_default().into_iter().filter(|p| check_pair(p, names()).is_ok()).collect(),
+    };
     std::fs::create_dir_all(to).map_err(|e| crate::Error::data(to, format!("cannot create the report folder: {e}")))?;
     let out = to;
     let keys: Vec<&str> = METRICS.iter().map(|m| m.key).collect();
@@ -493,11 +513,11 @@ pub fn write_report_of(from: &Path, to: &Path, baseline: Option<&str>, selection
             false
         }
     };
-    let paired = paired_differences(&rows, baseline);
-    let with_paired = (over_seeds || baseline.is_some()) && !paired.is_empty();
+    let paired = paired_differences(&rows, baseline, &pairs);
+    let with_paired = (over_seeds || baseline.is_some() || !pairs.is_empty()) && !paired.is_empty();
     match with_paired {
         true => {
-            write_paired_table(out, &mut md, &paired, baseline)?;
+            write_paired_table(out, &mut md, &paired, baseline, &pairs)?;
             let _ = writeln!(md, "![{}]({})\n", PAIRED_PLOT.1, PAIRED_PLOT.0);
             paired_plot(&out.join(PAIRED_PLOT.0), &paired)?;
         }
@@ -614,14 +634,21 @@ fn paired_plot(path: &Path, diffs: &[PairedDifference]) -> anyhow::Result<()> {
 
 /// The paired comparisons ([`crate::study::paired`]) as a Markdown table appended to `md`, and
 /// `paired_differences.csv`.
-fn write_paired_table(out: &Path, md: &mut String, diffs: &[PairedDifference], baseline: Option<&str>) -> anyhow::Result<()> {
+fn write_paired_table(out: &Path, md: &mut String, diffs: &[PairedDifference], baseline: Option<&str>, pairs: &[[String; 2]]) -> anyhow::Result<()> {
     let against = match baseline {
         Some(b) => format!("with the baseline `{b}`'s run of the same seed (same initialisation, same data order) and "),
         None => String::new(),
     };
+    let also = match pairs.is_empty() {
+        true => String::new(),
+        false => {
+            let listed: Vec<String> = pairs.iter().map(|[c, r]| format!("`{c}` against `{r}`")).collect();
+            format!("; and {} (`compare`), each with the reference's run of the same seed", listed.join(", "))
+        }
+    };
     let _ = writeln!(
         md,
-        "Paired by seed: each configuration compared {against}with its own random-init encoder. Δ = configuration − reference, per seed (seed: Δ); the mean Δ's 95% confidence interval is Student's t with n − 1 degrees of freedom (mean ± t·sd/√n; none for one seed); ahead: seeds with Δ > 0; seeds for 80% power: how many seeds would give that interval an 80% chance of excluding 0 were the measured mean and spread the true ones (a planning figure: the spread of two or three seeds is itself rough; – without spread, >{MAX_PLANNED_SEEDS} past the count).\n"
+        "Paired by seed: each configuration compared {against}with its own random-init encoder{also}. Δ = configuration − reference, per seed (seed: Δ); the mean Δ's 95% confidence interval is Student's t with n − 1 degrees of freedom (mean ± t·sd/√n; none for one seed); ahead: seeds with Δ > 0; seeds for 80% power: how many seeds would give that interval an 80% chance of excluding 0 were the measured mean and spread the true ones (a planning figure: the spread of two or three seeds is itself rough; – without spread, >{MAX_PLANNED_SEEDS} past the count).\n"
     );
     let _ = writeln!(md, "| configuration | metric | reference | seeds | Δ per seed | mean Δ | 95% CI | ahead | seeds for 80% power |\n|---|---|---|---|---|---|---|---|---|");
     let mut csv = String::from("configuration,metric,reference,seeds,seed,per_seed,mean,sd,ci95_low,ci95_high,ahead,seeds_for_80pct_power\n");

@@ -76,6 +76,7 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
         "command": opts.command,
         "sets": opts.sets,
         "baseline": spec.baseline,
+        "compare": spec.compare,
         "seeds": spec.seeds,
         "probe": spec.probe_protocol(),
         "processes_per_run": opts.nproc.max(1),
@@ -127,7 +128,7 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
             eprintln!("{at}: linear probe top-1 {top1:.4}");
         }
         if !opts.as_job {
-            write_report(out, None)?;
+            write_report(out)?;
         }
         if probe_only {
             continue;
@@ -142,7 +143,7 @@ pub fn run_study(file: &Path, out: &Path, opts: &StudyOptions) -> anyhow::Result
     if opts.as_job {
         return Ok(());
     }
-    write_report(out, None)?;
+    write_report(out)?;
     if !diverged.is_empty() {
         eprintln!("{} of {} runs diverged ({}); the report shows why", diverged.len(), asked.len(), diverged.join(", "));
     }

@@ -146,6 +146,20 @@ pub fn check_baseline<'a>(baseline: &str, names: impl IntoIterator<Item = &'a st
     }
 }
 
+/// Whether both sides of a `compare` pair (`[configuration, reference]`) are configurations of
+/// the runs named `names`, and two different ones; if not, the error message.
+pub fn check_pair<'a>(pair: &[String; 2], names: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
+    let configurations = configurations(names);
+    let shown = format!("compare [\"{}\", \"{}\"]", pair[0], pair[1]);
+    if pair[0] == pair[1] {
+        return Err(format!("{shown}: a configuration compared with itself"));
+    }
+    match pair.iter().find(|c| !configurations.contains(&c.as_str())) {
+        Some(c) => Err(format!("{shown}: `{c}` is not a configuration of this study (configurations: {})", configurations.join(", "))),
+        None => Ok(()),
+    }
+}
+
 /// The seed in a run's `-seed<digits>` suffix, if it has one.
 pub fn seed_of(name: &str) -> Option<u64> {
     let config = configuration_name(name);

@@ -8,6 +8,7 @@
 //! seeds = [1]                                          # > 1 seed: one run per seed, "-seedN" names
 //! linear = false                                       # also an offline linear probe per run
 //! baseline = "default"                                 # compared with every other run, seed by seed
+//! compare = [["a-b16", "a-b64"]]                       # more [configuration, reference] pairs, seed by seed
 //! [probe]                                              # the probe's protocol (implies linear):
 //! optimizer = "sgd"                                    #   eval linear's flags as keys (epochs,
 //! features = "raw"                                     #   optimizer, lr, weight_decay, batch,
@@ -50,6 +51,10 @@ pub struct StudySpec {
     /// The configuration (a run name without its `-seedN`) the report compares every other one
     /// with, seed by seed ([`crate::study::paired`]).
     pub baseline: Option<String>,
+    /// More comparisons seed by seed, each `[configuration, reference]` (e.g. each method at
+    /// batch 16 against itself at batch 64, beside the baseline's comparisons).
+    #[serde(default)]
+    pub compare: Vec<[String; 2]>,
     #[serde(default)]
     pub runs: Vec<RunSpec>,
     #[serde(default)]
@@ -153,6 +158,9 @@ pub fn plan(path: &Path, cli_sets: &[String], seeds: Option<&[u64]>) -> anyhow::
     }
     if let Some(b) = &spec.baseline {
         crate::study::seeds::check_baseline(b, planned.iter().map(|r| r.name.as_str())).map_err(|e| Error::data(path, e))?;
+    }
+    for pair in &spec.compare {
+        crate::study::seeds::check_pair(pair, planned.iter().map(|r| r.name.as_str())).map_err(|e| Error::data(path, e))?;
     }
     if let Some(p) = &spec.probe {
         p.validate(|field| format!("probe.{field}")).map_err(|e| Error::data(path, e.to_string()))?;
