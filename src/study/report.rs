@@ -17,8 +17,9 @@
 //! outputs are one direction or zero has a z-std above that bar but is collapsed all the same).
 //! A study run over several seeds also gets each configuration's mean ± standard deviation
 //! ([`crate::study::seeds`]): a second table and `results_by_configuration.csv`; and, over seeds
-//! or with a baseline, each configuration against the baseline and its own random init, paired by
-//! seed ([`crate::study::paired`]): a third table and `paired_differences.csv`.
+//! or with a baseline, each configuration against the baseline and its own random init, and each
+//! `compare` pair's configuration against its reference, paired by seed
+//! ([`crate::study::paired`]): a third table and `paired_differences.csv`.
 use crate::backend::machine::Machine;
 use crate::study::curves::{at_evaluations, knn_curve, mean_curves, mean_curves_csv, Axis};
 use crate::study::machines::machines_paragraph;
