@@ -375,9 +375,8 @@ impl Selection {
     }
 }
 
-/// Writes `results.csv`, `results.md` and the plots into the study folder.
-/// `baseline` names the configuration every other one is compared with seed by seed (else the
-/// study file's `baseline`, recorded in `study.json`; else none).
+/// Writes `results.csv`, `results.md` and the plots into the study folder, comparing seed by seed
+/// as the study file asked (its `baseline` and `compare`, recorded in `study.json`).
 pub fn write_report(out: &Path) -> anyhow::Result<Vec<RunRow>> {
     write_report_of(out, out, &Comparisons::default(), &Selection::default())
 }
