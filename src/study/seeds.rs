@@ -139,24 +139,25 @@ pub fn configurations<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a s
 /// Whether `baseline` is the configuration of one of the runs named `names`; if not, the error
 /// message, listing the configurations.
 pub fn check_baseline<'a>(baseline: &str, names: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
-    let configurations = configurations(names);
-    match configurations.contains(&baseline) {
-        true => Ok(()),
-        false => Err(format!("baseline `{baseline}` is not a configuration of this study (configurations: {})", configurations.join(", "))),
-    }
+    is_configuration(baseline, &configurations(names)).map_err(|e| format!("baseline {e}"))
 }
 
 /// Whether both sides of a `compare` pair (`[configuration, reference]`) are configurations of
 /// the runs named `names`, and two different ones; if not, the error message.
 pub fn check_pair<'a>(pair: &[String; 2], names: impl IntoIterator<Item = &'a str>) -> Result<(), String> {
-    let configurations = configurations(names);
     let shown = format!("compare [\"{}\", \"{}\"]", pair[0], pair[1]);
     if pair[0] == pair[1] {
         return Err(format!("{shown}: a configuration compared with itself"));
     }
-    match pair.iter().find(|c| !configurations.contains(&c.as_str())) {
-        Some(c) => Err(format!("{shown}: `{c}` is not a configuration of this study (configurations: {})", configurations.join(", "))),
-        None => Ok(()),
+    let configurations = configurations(names);
+    pair.iter().try_for_each(|c| is_configuration(c, &configurations)).map_err(|e| format!("{shown}: {e}"))
+}
+
+/// Whether `name` is one of `configurations`; if not, the error's text, listing them.
+fn is_configuration(name: &str, configurations: &[&str]) -> Result<(), String> {
+    match configurations.contains(&name) {
+        true => Ok(()),
+        false => Err(format!("`{name}` is not a configuration of this study (configurations: {})", configurations.join(", "))),
     }
 }
 
